@@ -1,0 +1,160 @@
+"""From the journal to results: the only place where blinding codes become policy names.
+
+Records -> per (task, policy) results -> pairwise paired comparisons (Holm across the run)
+-> the aggregate over tasks. ``results.json`` holds only what is a function of the plan and the
+outcomes (no wall times), so an interrupted-and-resumed run gives the same file as a clean one.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from evalsuite import stats
+from evalsuite.journal import ERROR, EpisodeRecord, finished_trials
+from evalsuite.plan import Plan
+
+
+@dataclass(frozen=True, slots=True)
+class AnalysisOptions:
+    level: float = 0.95
+    interval: str = "wilson"
+    correction: str = "holm"
+    bootstrap_reps: int = 10_000
+    max_attempts: int = 3
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskResult:
+    task: str
+    policy: str
+    code: str
+    n: int
+    successes: int
+    errors: int
+    rate: float
+    ci_low: float
+    ci_high: float
+    method: str
+    level: float
+    posterior_alpha: float
+    posterior_beta: float
+    mean_steps: float
+    fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
+class PairResult:
+    task: str
+    policy_a: str
+    policy_b: str
+    n_pairs: int
+    both: int
+    a_only: int
+    b_only: int
+    neither: int
+    difference: float
+    ci_low: float
+    ci_high: float
+    level: float
+    p_value: float
+    p_adjusted: float
+    correction: str
+    significant: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AggregateResult:
+    policy: str
+    tasks: int
+    mean: float
+    ci_low: float
+    ci_high: float
+    level: float
+    method: str
+    reps: int
+
+
+def analyze(plan: Plan, key: dict[str, dict], records: list[EpisodeRecord], options: AnalysisOptions) -> dict[str, Any]:
+    """All statistics of a run as a JSON-ready dict (see module docstring)."""
+    final = finished_trials(records, options.max_attempts)
+    label = {code: entry["label"] for code, entry in key.items()}
+    codes = sorted(plan.codes, key=lambda c: label[c])  # report order: by name, not by code
+    outcome: dict[tuple[str, str, int], bool] = {}
+    errors: dict[tuple[str, str], int] = {}
+    steps: dict[tuple[str, str], list[int]] = {}
+    fingerprints: dict[tuple[str, str], str] = {}
+    for r in final.values():
+        fingerprints[r.task, r.policy_code] = r.policy_fingerprint
+        if r.status == ERROR:
+            errors[r.task, r.policy_code] = errors.get((r.task, r.policy_code), 0) + 1
+        else:
+            outcome[r.task, r.policy_code, r.ic_index] = r.success
+            steps.setdefault((r.task, r.policy_code), []).append(r.steps)
+
+    per_task: list[TaskResult] = []
+    for task in plan.tasks:
+        for code in codes:
+            results = [v for (t, c, _), v in outcome.items() if t == task and c == code]
+            n, k = len(results), int(sum(results))
+            ci = stats.proportion_interval(k, n, level=options.level, method=options.interval)
+            post = stats.beta_posterior(k, n)
+            per_task.append(TaskResult(
+                task, label[code], code, n, k, errors.get((task, code), 0), _num(ci.estimate), ci.low, ci.high,
+                options.interval, options.level, post.alpha, post.beta,
+                _num(float(np.mean(steps[task, code]))) if steps.get((task, code)) else None,
+                fingerprints.get((task, code), ""),
+            ))
+
+    raw_pairs = []
+    for task in plan.tasks:
+        for a, b in itertools.combinations(codes, 2):
+            shared = sorted(i for (t, c, i) in outcome if t == task and c == a and (task, b, i) in outcome)
+            cmp = stats.paired_comparison(
+                np.array([outcome[task, a, i] for i in shared], dtype=bool),
+                np.array([outcome[task, b, i] for i in shared], dtype=bool), level=options.level)
+            raw_pairs.append((task, a, b, cmp))
+    adjusted = stats.adjust_pvalues([c.p_value for *_, c in raw_pairs], options.correction)
+    alpha = 1 - options.level
+    pairs = [
+        PairResult(task, label[a], label[b], c.n, c.both, c.a_only, c.b_only, c.neither, _num(c.difference),
+                   c.ci_low, c.ci_high, c.level, c.p_value, float(p_adj), options.correction, bool(p_adj < alpha))
+        for (task, a, b, c), p_adj in zip(raw_pairs, adjusted)
+    ]
+
+    aggregate: list[AggregateResult] = []
+    for idx, code in enumerate(codes):
+        rows = [r for r in per_task if r.code == code and r.n > 0]
+        if not rows:
+            continue
+        rng = np.random.default_rng(np.random.SeedSequence(plan.seed, spawn_key=(3, idx)))
+        boot = stats.stratified_bootstrap_mean(
+            [r.successes for r in rows], [r.n for r in rows], rng=rng, reps=options.bootstrap_reps, level=options.level)
+        aggregate.append(AggregateResult(label[code], len(rows), boot.estimate, boot.low, boot.high, boot.level,
+                                         boot.method, boot.reps))
+
+    planned = len(plan.trials)
+    return {
+        "suite": plan.suite,
+        "tasks": list(plan.tasks),
+        "seed": plan.seed,
+        "episodes_per_task": plan.episodes,
+        "options": options.to_dict(),
+        "policies": {label[c]: {"code": c, **key[c]} for c in codes},
+        "trials": {"planned": planned, "finished": len(final), "errors": sum(errors.values()),
+                   "complete": len(final) == planned},
+        "per_task": [asdict(r) for r in per_task],
+        "pairwise": [asdict(p) for p in pairs],
+        "aggregate": [asdict(a) for a in aggregate],
+    }
+
+
+def _num(x: float) -> float | None:
+    """NaN is not JSON: an undefined rate (n = 0) is written as null."""
+    return None if x is None or (isinstance(x, float) and np.isnan(x)) else float(x)

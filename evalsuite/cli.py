@@ -1,0 +1,290 @@
+"""Command line: ``evalsuite COMMAND key=value ...`` (the override syntax of Hydra).
+
+    evalsuite evaluate suite=metaworld-smoke policies=[scripted,noisy-scripted] episodes=20 seed=0 out=runs/demo
+    evalsuite report RUN_DIR [interval=jeffreys level=0.9 correction=bh]
+    evalsuite sync RUN_DIR tracking_uri=http://127.0.0.1:5000
+    evalsuite list
+
+A policy is ``id``, ``id:ARG`` (its positional parameter, e.g. a checkpoint path) or
+``id:key=value[:key=value]``. A user mistake prints one line naming the bad value and what is
+accepted, and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from evalsuite.errors import UsageError, choices
+
+EVALUATE_KEYS = {
+    "suite": "suite id (see `evalsuite list`)",
+    "policies": "[id, id:key=value, ...]",
+    "tasks": "[task, ...] (default: all tasks of the suite)",
+    "episodes": "initial conditions per task",
+    "seed": "root seed",
+    "out": "run folder (default: reports/<suite>-<hash of the request>)",
+    "max_steps": "cap on every task's step limit",
+    "batch_size": "parallel episodes",
+    "env_workers": "environment subprocesses (0: in-process)",
+    "timeout": "wall-clock seconds per episode",
+    "level": "confidence level",
+    "interval": "wilson | clopper-pearson | jeffreys",
+    "correction": "holm | bh | none",
+    "bootstrap_reps": "bootstrap resamples",
+    "max_attempts": "attempts per trial when episodes error",
+    "tracking_uri": "default (sqlite in the working directory) | none | sqlite:///PATH | http://HOST:PORT",
+    "experiment": "MLflow experiment name",
+    "progress": "true | false",
+}
+REPORT_KEYS = ("level", "interval", "correction", "bootstrap_reps")
+
+
+def parse_overrides(args: list[str], accepted: dict[str, str] | tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if not sep or not key:
+            raise UsageError(f"argument {arg!r} is not key=value; accepted keys: {choices(accepted)}")
+        if key not in accepted:
+            raise UsageError(f"unknown key {key!r}; accepted: {choices(accepted)}")
+        if key in out:
+            raise UsageError(f"key {key!r} given twice")
+        out[key] = value
+    return out
+
+
+def parse_list(key: str, value: str) -> list[str]:
+    value = value.strip()
+    if value.startswith("["):
+        if not value.endswith("]"):
+            raise UsageError(f"{key}={value!r}: a list must look like [a,b,c]")
+        value = value[1:-1]
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise UsageError(f"{key}={value!r}: the list is empty")
+    return items
+
+
+def parse_int(key: str, value: str, minimum: int | None = None) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise UsageError(f"{key}={value!r} is not an integer") from None
+    if minimum is not None and number < minimum:
+        raise UsageError(f"{key}={number} must be >= {minimum}")
+    return number
+
+
+def parse_float(key: str, value: str, low: float | None = None, high: float | None = None) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise UsageError(f"{key}={value!r} is not a number") from None
+    if (low is not None and not number > low) or (high is not None and not number < high):
+        raise UsageError(f"{key}={value!r} must be in ({low}, {high})")
+    return number
+
+
+def parse_bool(key: str, value: str) -> bool:
+    lowered = value.lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off"):
+        return False
+    raise UsageError(f"{key}={value!r} is not a boolean; accepted: true, false")
+
+
+def _coerce(policy_id: str, name: str, value: str, default: Any) -> Any:
+    try:
+        if isinstance(default, bool):
+            return parse_bool(f"{policy_id}:{name}", value)
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+    except ValueError:
+        raise UsageError(f"policy {policy_id!r}: {name}={value!r} is not a {type(default).__name__}") from None
+    return value
+
+
+def parse_policy(text: str):
+    """``id[:ARG][:key=value...]`` -> PolicyEntry, checked against the registry."""
+    from evalsuite import registry
+    from evalsuite.harness import resolve_policy
+    from evalsuite.plan import PolicyEntry
+
+    policy_id, *parts = text.split(":")
+    spec = registry.policies.get(policy_id)
+    params: dict[str, Any] = {}
+    for part in parts:
+        name, sep, value = part.partition("=")
+        if not sep:
+            if spec.positional is None:
+                raise UsageError(f"policy {policy_id!r} takes no positional argument (got {part!r}); "
+                                 f"use key=value with keys: {choices(spec.params) or '(none)'}")
+            name, value = spec.positional, part
+        params[name] = _coerce(policy_id, name, value, spec.params.get(name))
+    entry = PolicyEntry(policy_id, params)
+    resolve_policy(entry)
+    return entry
+
+
+def default_out(fields: dict[str, Any]) -> Path:
+    """Deterministic: the same request resumes in the same folder, another gets a new one."""
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return Path("reports") / f"{fields['suite']}-{digest}"
+
+
+def cmd_evaluate(args: list[str]) -> int:
+    from evalsuite.analysis import AnalysisOptions
+    from evalsuite.harness import EvaluateRequest, evaluate
+    from evalsuite.stats.intervals import INTERVAL_METHODS
+    from evalsuite.stats.multiple import CORRECTIONS
+
+    kv = parse_overrides(args, EVALUATE_KEYS)
+    if "suite" not in kv:
+        raise UsageError("missing suite=...; see `evalsuite list` for the suites")
+    if "policies" not in kv:
+        raise UsageError("missing policies=[...]; e.g. policies=[scripted,noisy-scripted]")
+    policies = [parse_policy(p) for p in parse_list("policies", kv["policies"])]
+    interval = kv.get("interval", "wilson")
+    if interval not in INTERVAL_METHODS:
+        raise UsageError(f"interval={interval!r}; accepted: {choices(INTERVAL_METHODS)}")
+    correction = kv.get("correction", "holm")
+    if correction not in CORRECTIONS:
+        raise UsageError(f"correction={correction!r}; accepted: {choices(CORRECTIONS)}")
+    options = AnalysisOptions(
+        level=parse_float("level", kv.get("level", "0.95"), 0.0, 1.0), interval=interval, correction=correction,
+        bootstrap_reps=parse_int("bootstrap_reps", kv.get("bootstrap_reps", "10000"), 100),
+        max_attempts=parse_int("max_attempts", kv.get("max_attempts", "3"), 1),
+    )
+    tracking = kv.get("tracking_uri", "default")
+    if tracking != "none":
+        from evalsuite.tracking import resolve_uri
+
+        resolve_uri(tracking)
+    request_fields = {
+        "suite": kv["suite"],
+        "tasks": parse_list("tasks", kv["tasks"]) if "tasks" in kv else None,
+        "policies": [p.label for p in policies],
+        "episodes": parse_int("episodes", kv["episodes"], 1) if "episodes" in kv else None,
+        "seed": parse_int("seed", kv.get("seed", "0"), 0),
+        "max_steps": parse_int("max_steps", kv["max_steps"], 1) if "max_steps" in kv else None,
+    }
+    out = Path(kv["out"]) if "out" in kv else default_out(request_fields)
+    request = EvaluateRequest(
+        suite=request_fields["suite"], policies=policies, out=out, tasks=request_fields["tasks"],
+        episodes=request_fields["episodes"], seed=request_fields["seed"], max_steps=request_fields["max_steps"],
+        batch_size=parse_int("batch_size", kv.get("batch_size", "8"), 1),
+        env_workers=parse_int("env_workers", kv["env_workers"], 0) if "env_workers" in kv else None,
+        episode_timeout_s=parse_float("timeout", kv.get("timeout", "600"), 0.0),
+        options=options, tracking_uri=None if tracking == "none" else tracking,
+        experiment=kv.get("experiment", "evalsuite"),
+        progress=parse_bool("progress", kv.get("progress", "true" if sys.stderr.isatty() else "false")),
+    )
+    results = evaluate(request)
+    print(_summary(results))
+    return 0
+
+
+def _summary(results: dict[str, Any]) -> str:
+    lines = [f"{'task':<24} {'policy':<28} {'rate':>6}  CI ({results['options']['interval']})"]
+    for r in results["per_task"]:
+        rate = "n/a" if r["rate"] is None else f"{r['rate']:.2f}"
+        lines.append(f"{r['task']:<24} {r['policy']:<28} {rate:>6}  [{r['ci_low']:.2f}, {r['ci_high']:.2f}]  "
+                     f"({r['successes']}/{r['n']})")
+    for a in results["aggregate"]:
+        lines.append(f"{'mean over tasks':<24} {a['policy']:<28} {a['mean']:>6.2f}  [{a['ci_low']:.2f}, {a['ci_high']:.2f}]")
+    return "\n".join(lines)
+
+
+def _run_dir(args: list[str], command: str) -> tuple[Path, list[str]]:
+    if not args or "=" in args[0]:
+        raise UsageError(f"usage: evalsuite {command} RUN_DIR [key=value ...]")
+    run_dir = Path(args[0])
+    if not (run_dir / "plan.json").exists():
+        raise UsageError(f"{run_dir} is not a run folder (no plan.json)")
+    return run_dir, args[1:]
+
+
+def cmd_report(args: list[str]) -> int:
+    from evalsuite.harness import rebuild_report
+    from evalsuite.stats.intervals import INTERVAL_METHODS
+    from evalsuite.stats.multiple import CORRECTIONS
+
+    run_dir, rest = _run_dir(args, "report")
+    kv = parse_overrides(rest, REPORT_KEYS)
+    overrides: dict[str, Any] = {}
+    if "level" in kv:
+        overrides["level"] = parse_float("level", kv["level"], 0.0, 1.0)
+    if "interval" in kv:
+        if kv["interval"] not in INTERVAL_METHODS:
+            raise UsageError(f"interval={kv['interval']!r}; accepted: {choices(INTERVAL_METHODS)}")
+        overrides["interval"] = kv["interval"]
+    if "correction" in kv:
+        if kv["correction"] not in CORRECTIONS:
+            raise UsageError(f"correction={kv['correction']!r}; accepted: {choices(CORRECTIONS)}")
+        overrides["correction"] = kv["correction"]
+    if "bootstrap_reps" in kv:
+        overrides["bootstrap_reps"] = parse_int("bootstrap_reps", kv["bootstrap_reps"], 100)
+    rebuild_report(run_dir, overrides)
+    return 0
+
+
+def cmd_sync(args: list[str]) -> int:
+    from evalsuite import tracking
+
+    run_dir, rest = _run_dir(args, "sync")
+    kv = parse_overrides(rest, ("tracking_uri", "experiment"))
+    if not (run_dir / "results.json").exists():
+        raise UsageError(f"{run_dir} has no results.json yet; run `evalsuite report {run_dir}` first")
+    uri = kv.get("tracking_uri", "default")
+    return 0 if tracking.log_or_explain(run_dir, uri, kv.get("experiment", "evalsuite")) else 1
+
+
+def cmd_list(args: list[str]) -> int:
+    from evalsuite import registry
+
+    if args:
+        raise UsageError(f"`evalsuite list` takes no arguments, got {args[0]!r}")
+    print("suites:")
+    for spec in registry.suites.all().values():
+        print(f"  {spec.id:<18} {len(spec.tasks):>3} tasks  {spec.description}")
+        print("      tasks: " + ", ".join(f"{t.id}" + (f" ({','.join(t.tags)})" if t.tags else "") for t in spec.tasks))
+    print("policies:")
+    for spec in registry.policies.all().values():
+        params = ", ".join(f"{k}={v}" for k, v in spec.params.items())
+        extra = f" [{spec.positional}]" if spec.positional else ""
+        print(f"  {spec.id:<18}{extra} {spec.description}" + (f"  (params: {params})" if params else ""))
+    return 0
+
+
+COMMANDS = {"evaluate": cmd_evaluate, "report": cmd_report, "sync": cmd_sync, "list": cmd_list}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(__doc__)
+        return 0 if argv else 2
+    command, args = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"evalsuite: error: unknown command {command!r}; accepted: {choices(COMMANDS)}", file=sys.stderr)
+        return 2
+    try:
+        return COMMANDS[command](args)
+    except UsageError as exc:
+        print(f"evalsuite: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("evalsuite: interrupted; finished episodes are in the journal - rerun the same command to resume",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

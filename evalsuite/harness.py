@@ -1,0 +1,216 @@
+"""One evaluation, end to end: plan -> (resume) -> run -> journal -> results -> report -> MLflow.
+
+Everything needed to resume lives in the run folder; running the same request on the same folder
+skips the finished trials and runs only the rest, so an interrupted run ends with exactly the
+planned episodes and the same ``results.json`` as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from evalsuite import plan as plan_mod
+from evalsuite import registry, report
+from evalsuite.analysis import AnalysisOptions, analyze
+from evalsuite.errors import UsageError, choices
+from evalsuite.interfaces import Policy, check_compatible
+from evalsuite.journal import ERROR, JOURNAL_FILE, Journal, attempts_so_far, finished_trials, read
+from evalsuite.plan import PolicyEntry
+from evalsuite.runner import LocalExecutor, RunContext
+from evalsuite.runner.envs import env_info
+from evalsuite.specs import SuiteSpec, load_entry_point
+
+RESULTS_FILE = "results.json"
+RUN_INFO_FILE = "run_info.json"
+
+
+@dataclass
+class EvaluateRequest:
+    suite: str
+    policies: list[PolicyEntry]
+    out: Path
+    tasks: list[str] | None = None  # None: all tasks of the suite
+    episodes: int | None = None
+    seed: int = 0
+    max_steps: int | None = None  # caps every task's own step limit
+    batch_size: int = 8
+    env_workers: int | None = None  # None: the suite's default
+    episode_timeout_s: float = 600.0
+    options: AnalysisOptions = field(default_factory=AnalysisOptions)
+    tracking_uri: str | None = "default"  # "default": sqlite in the working directory; None: off
+    experiment: str = "evalsuite"
+    progress: bool = True
+
+
+def resolve_policy(entry: PolicyEntry) -> None:
+    """Check a requested policy against its spec: known id, known parameter names."""
+    spec = registry.policies.get(entry.id)
+    unknown = set(entry.params) - set(spec.params) - ({spec.positional} if spec.positional else set())
+    if unknown:
+        accepted = set(spec.params) | ({spec.positional} if spec.positional else set())
+        raise UsageError(f"policy {entry.id!r} has no parameter {sorted(unknown)[0]!r}; "
+                         f"accepted: {choices(accepted) or '(none)'}")
+
+
+class PolicyBuilder:
+    """Builds each (code, task) policy once from the blinding key."""
+
+    def __init__(self, suite: SuiteSpec, key: dict[str, dict[str, Any]]) -> None:
+        self.suite, self.key = suite, key
+        self._cache: dict[tuple[str, str], Policy] = {}
+
+    def __call__(self, code: str, task: str) -> Policy:
+        if (code, task) not in self._cache:
+            entry = self.key[code]
+            spec = registry.policies.get(entry["id"])
+            params = {**spec.params, **entry["params"]}
+            factory = load_entry_point(spec.entry_point)
+            self._cache[code, task] = factory(self.suite.task(task), self.suite, **params)
+        return self._cache[code, task]
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in ("evalsuite", "numpy", "scipy", "statsmodels", "mlflow", "metaworld", "mujoco", "torch", "robosuite"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                              text=True, timeout=10).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def evaluate(req: EvaluateRequest, log=print) -> dict[str, Any]:
+    suite = registry.suites.get(req.suite)
+    tasks = list(req.tasks) if req.tasks else list(suite.task_ids)
+    for task in tasks:
+        suite.task(task)
+    if not req.policies:
+        raise UsageError("no policies given; e.g. policies=[scripted,noisy-scripted]")
+    for entry in req.policies:
+        resolve_policy(entry)
+    episodes = req.episodes or suite.default_episodes
+    max_steps = {t: min(suite.task(t).max_steps, req.max_steps or suite.task(t).max_steps) for t in tasks}
+    plan, key = plan_mod.make_plan(suite=suite.id, tasks=tasks, policies=req.policies, episodes=episodes,
+                                   seed=req.seed, max_steps=max_steps)
+    run_dir = req.out
+    if (run_dir / plan_mod.PLAN_FILE).exists():
+        saved, saved_key = plan_mod.load(run_dir)
+        plan_mod.check_resumable(saved, saved_key, plan, key, run_dir)
+    else:
+        plan_mod.save(run_dir, plan, key)
+
+    builder = PolicyBuilder(suite, key)
+    for task in tasks:  # refuse mismatches before any episode runs
+        info = env_info(suite, task, max_steps[task])
+        for code in plan.codes:
+            check_compatible(key[code]["label"], builder(code, task).requirements, info, task)
+
+    executor = LocalExecutor(batch_size=req.batch_size,
+                             env_workers=suite.env_workers if req.env_workers is None else req.env_workers)
+    started = time.time()
+    ran = 0
+    with Journal(run_dir / JOURNAL_FILE) as journal:
+        done = finished_trials(journal.records, req.options.max_attempts)
+        if done:
+            log(f"resuming {run_dir}: {len(done)}/{len(plan.trials)} trials already finished")
+        with _Progress(len(plan.trials), len(done), req.options.max_attempts, req.progress) as progress:
+            def on_record(record):
+                journal.append(record)
+                progress.advance(record)
+                if record.status == ERROR:  # codes only: whoever watches stays blind
+                    log(f"trial {record.trial_id} attempt {record.attempt}: error: {record.reason}")
+
+            for _ in range(req.options.max_attempts):  # bounded retries of errored trials
+                done = finished_trials(journal.records, req.options.max_attempts)
+                todo = [t for t in plan.trials if t.trial_id not in done]
+                if not todo:
+                    break
+                attempts = attempts_so_far(journal.records)
+                ctx = RunContext(suite=suite, max_steps=max_steps, make_policy=builder,
+                                 attempts={t.trial_id: attempts.get(t.trial_id, 0) + 1 for t in todo},
+                                 episode_timeout_s=req.episode_timeout_s)
+                executor.run(todo, ctx, on_record)
+                ran += len(todo)
+        records = journal.records
+    elapsed = time.time() - started
+
+    results = analyze(plan, key, records, req.options)
+    plan_mod.write_json(run_dir / RESULTS_FILE, results)
+    info = {"versions": package_versions(), "git_commit": git_commit(), "host": platform.node(),
+            "command": sys.argv, "batch_size": req.batch_size, "env_workers": executor.env_workers,
+            "wall_time_s": round(elapsed, 2), "episodes_run": ran,
+            "episodes_per_s": round(ran / elapsed, 3) if elapsed > 0 and ran else None}
+    plan_mod.write_json(run_dir / RUN_INFO_FILE, info)
+    md, html_path = report.write(run_dir, results)
+    log(f"results: {run_dir / RESULTS_FILE}\nreport: {html_path}")
+    if req.tracking_uri:
+        from evalsuite import tracking
+
+        tracking.log_or_explain(run_dir, req.tracking_uri, req.experiment, log=log)
+    return results
+
+
+def rebuild_report(run_dir: Path, overrides: dict[str, Any] | None = None, log=print) -> dict[str, Any]:
+    """``evalsuite report RUN_DIR``: results and report again from the journal alone."""
+    plan, key = plan_mod.load(run_dir)
+    opts = {}
+    if (run_dir / RESULTS_FILE).exists():
+        opts = json.loads((run_dir / RESULTS_FILE).read_text())["options"]
+    opts.update(overrides or {})
+    records = read(run_dir / JOURNAL_FILE)  # read-only: a report never writes the journal
+    results = analyze(plan, key, records, AnalysisOptions(**opts))
+    plan_mod.write_json(run_dir / RESULTS_FILE, results)
+    md, html_path = report.write(run_dir, results)
+    log(f"results: {run_dir / RESULTS_FILE}\nreport: {html_path}")
+    return results
+
+
+class _Progress:
+    """A rich progress bar of episodes done / planned with throughput; shows codes only."""
+
+    def __init__(self, total: int, done: int, max_attempts: int, enabled: bool) -> None:
+        self.total, self.done, self.max_attempts, self.enabled = total, done, max_attempts, enabled
+        self._bar = None
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                       TimeElapsedColumn, TimeRemainingColumn)
+
+            self._bar = Progress(TextColumn("[bold]episodes"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                                 TextColumn("{task.fields[last]}"))
+            self._bar.start()
+            self._id = self._bar.add_task("episodes", total=self.total, completed=self.done, rate="", last="")
+            self._t0 = time.perf_counter()
+            self._n = 0
+        return self
+
+    def advance(self, record) -> None:
+        if self._bar is None:
+            return
+        final = record.status != ERROR or record.attempt >= self.max_attempts
+        self._n += 1
+        rate = self._n / max(1e-9, time.perf_counter() - self._t0)
+        self._bar.update(self._id, advance=int(final), rate=f"{rate:.2f} ep/s",
+                         last=f"{record.task} [{record.policy_code}] {record.status}")
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.stop()

@@ -1,0 +1,101 @@
+"""The two small interfaces everything else is written against: a task environment and a policy.
+
+A policy sees a *batch*: one row per parallel episode. ``slots`` says which parallel episode each
+row belongs to, so a policy with per-episode state (noise generator, observation history) keeps
+it per slot; ``reset(seed, slot)`` starts a new episode in a slot with the episode's own seed,
+which makes an episode's outcome independent of which other episodes it was batched with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from evalsuite.errors import UsageError
+
+Observation = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True, slots=True)
+class EnvInfo:
+    """What a task environment provides: observation shapes by key, action size, step limit."""
+
+    obs_shapes: dict[str, tuple[int, ...]]
+    action_dim: int
+    max_steps: int
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    obs: Observation
+    reward: float
+    success: bool
+
+
+@runtime_checkable
+class TaskEnv(Protocol):
+    """One environment of one task. Initial conditions come only from ``reset(ic_seed)``."""
+
+    info: EnvInfo
+
+    def reset(self, ic_seed: int) -> tuple[Observation, dict[str, Any]]:
+        """Start the episode of initial condition ``ic_seed``; returns the observation and the
+        JSON-serializable data needed to reproduce the initial state."""
+        ...
+
+    def step(self, action: np.ndarray) -> StepResult: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRequirements:
+    """What a policy needs, checked against the environment before any episode runs.
+
+    ``obs_shapes`` maps each observation key the policy reads to its shape (``None`` = any).
+    A chunked policy returns ``(batch, chunk, action_dim)`` and the harness executes the chunk.
+    """
+
+    obs_shapes: dict[str, tuple[int, ...] | None]
+    action_dim: int
+    chunked: bool = False
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Policy(Protocol):
+    requirements: PolicyRequirements
+
+    def reset(self, seed: int, slot: int) -> None:
+        """A new episode starts in parallel slot ``slot``; ``seed`` seeds its randomness."""
+        ...
+
+    def act(self, observations: Observation, slots: np.ndarray) -> np.ndarray:
+        """Actions ``(B, action_dim)`` (or chunks ``(B, H, action_dim)``) for a batch of B rows."""
+        ...
+
+    def fingerprint(self) -> str:
+        """A hash of the weights and configuration, stored with every episode."""
+        ...
+
+
+def check_compatible(policy_label: str, req: PolicyRequirements, env: EnvInfo, task_id: str) -> None:
+    """Refuse a policy/environment mismatch with one clear line, before any episode runs."""
+    for key, shape in req.obs_shapes.items():
+        if key not in env.obs_shapes:
+            raise UsageError(
+                f"policy {policy_label!r} needs observation {key!r}, which task {task_id!r} does not "
+                f"provide; provided: {', '.join(sorted(env.obs_shapes))}"
+            )
+        if shape is not None and tuple(shape) != tuple(env.obs_shapes[key]):
+            raise UsageError(
+                f"policy {policy_label!r} expects observation {key!r} of shape {tuple(shape)}, task "
+                f"{task_id!r} gives {tuple(env.obs_shapes[key])}"
+            )
+    if req.action_dim != env.action_dim:
+        raise UsageError(
+            f"policy {policy_label!r} outputs {req.action_dim}-d actions, task {task_id!r} takes "
+            f"{env.action_dim}-d actions"
+        )

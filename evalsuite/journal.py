@@ -1,0 +1,101 @@
+"""The episode journal: one JSON line per finished episode attempt, flushed and fsynced at once.
+
+A crash loses at most the episodes in flight. A line cut short by a kill is dropped (and the file
+truncated to its last complete line) when the journal is reopened.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+JOURNAL_FILE = "episodes.jsonl"
+
+SUCCESS, FAILURE, ERROR = "success", "failure", "error"
+STATUSES = (SUCCESS, FAILURE, ERROR)
+
+
+@dataclass(frozen=True, slots=True)
+class EpisodeRecord:
+    trial_id: str
+    task: str
+    policy_code: str
+    ic_index: int
+    ic_seed: int
+    policy_seed: int
+    attempt: int
+    status: str  # success | failure | error
+    success: bool
+    steps: int
+    episode_return: float
+    reason: str
+    wall_time_s: float
+    policy_fingerprint: str
+    init_state: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def is_outcome(self) -> bool:
+        """Success or failure; errors are not outcomes and are reported separately."""
+        return self.status != ERROR
+
+
+def read(path: Path, *, repair: bool = False) -> list[EpisodeRecord]:
+    """All complete records; with ``repair`` a torn last line is cut off the file."""
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    complete = data[: data.rfind(b"\n") + 1]
+    if repair and len(complete) != len(data):
+        with open(path, "r+b") as fh:
+            fh.truncate(len(complete))
+            os.fsync(fh.fileno())
+    return [EpisodeRecord(**json.loads(line)) for line in complete.decode().splitlines() if line.strip()]
+
+
+class Journal:
+    """Append-only writer; ``append`` returns only after the record is on disk."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.records = read(path, repair=True)
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def append(self, record: EpisodeRecord) -> None:
+        line = (json.dumps(record.to_dict(), separators=(",", ":")) + "\n").encode()
+        os.write(self._fd, line)
+        os.fsync(self._fd)
+        self.records.append(record)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def finished_trials(records: list[EpisodeRecord], max_attempts: int) -> dict[str, EpisodeRecord]:
+    """trial id -> its final record: the outcome, or the last error once attempts are spent."""
+    done: dict[str, EpisodeRecord] = {}
+    attempts: dict[str, int] = {}
+    for r in records:
+        attempts[r.trial_id] = attempts.get(r.trial_id, 0) + 1
+        if r.is_outcome or attempts[r.trial_id] >= max_attempts:
+            done[r.trial_id] = r
+    return done
+
+
+def attempts_so_far(records: list[EpisodeRecord]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r in records:
+        counts[r.trial_id] = counts.get(r.trial_id, 0) + 1
+    return counts

@@ -1,0 +1,182 @@
+"""The trial plan: every (task, initial condition, policy) episode, fixed before any episode runs.
+
+Seeds. The initial condition ``i`` of task ``t`` under root seed ``s`` is seeded by
+``SeedSequence(s, spawn_key=(0, h(t), i))`` - a pure function of (s, t, i), so the same task gets
+the same initial conditions whatever other tasks or episode counts a run has (runs with the same
+seed stay paired). The execution order and the blinding codes come from their own spawn keys.
+
+Blinding. Policies appear in the plan and the journal only under codes (``A``, ``B``, ...),
+assigned in a seeded random order; the code -> policy key is a separate file (``blinding.json``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import string
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evalsuite.errors import UsageError
+
+PLAN_FILE = "plan.json"
+KEY_FILE = "blinding.json"
+PLAN_VERSION = 1
+
+
+def stable_hash32(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
+
+
+def ic_seeds(root_seed: int, task_id: str, index: int) -> tuple[int, int]:
+    """(environment seed, policy seed) of initial condition ``index`` of ``task_id``."""
+    state = np.random.SeedSequence(root_seed, spawn_key=(0, stable_hash32(task_id), index)).generate_state(4)
+    env_seed = int(state[0]) << 32 | int(state[1])
+    policy_seed = int(state[2]) << 32 | int(state[3])
+    return env_seed, policy_seed
+
+
+def blinding_codes(n: int) -> list[str]:
+    letters = string.ascii_uppercase
+    return [letters[i] if n <= 26 else f"P{i + 1:02d}" for i in range(n)]
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyEntry:
+    """A policy as the user asked for it: registry id plus parameter overrides."""
+
+    id: str
+    params: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        extra = ":".join(f"{k}={v}" for k, v in sorted(self.params.items()))
+        return f"{self.id}:{extra}" if extra else self.id
+
+
+@dataclass(frozen=True, slots=True)
+class Trial:
+    trial_id: str
+    task: str
+    ic_index: int
+    ic_seed: int
+    policy_seed: int
+    policy_code: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    suite: str
+    tasks: tuple[str, ...]
+    episodes: int
+    seed: int
+    max_steps: dict[str, int]
+    codes: tuple[str, ...]
+    trials: tuple[Trial, ...]  # in execution order
+    key_digest: str  # sha256 of the blinding key: a changed policy set is caught without unblinding
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": PLAN_VERSION,
+            "suite": self.suite,
+            "tasks": list(self.tasks),
+            "episodes": self.episodes,
+            "seed": self.seed,
+            "max_steps": self.max_steps,
+            "codes": list(self.codes),
+            "key_digest": self.key_digest,
+            "trials": [t.to_dict() for t in self.trials],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Plan:
+        return cls(
+            suite=d["suite"], tasks=tuple(d["tasks"]), episodes=d["episodes"], seed=d["seed"],
+            max_steps=dict(d["max_steps"]), codes=tuple(d["codes"]),
+            trials=tuple(Trial(**t) for t in d["trials"]), key_digest=d["key_digest"],
+        )
+
+
+def key_digest(key: dict[str, dict[str, Any]]) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def make_plan(
+    *, suite: str, tasks: list[str], policies: list[PolicyEntry], episodes: int, seed: int,
+    max_steps: dict[str, int],
+) -> tuple[Plan, dict[str, dict[str, Any]]]:
+    """Build the plan and its blinding key (code -> {"id", "params", "label"})."""
+    if episodes < 1:
+        raise UsageError(f"episodes must be >= 1, got {episodes}")
+    labels = [p.label for p in policies]
+    if len(set(labels)) != len(labels):
+        raise UsageError(f"the same policy is listed twice: {labels}")
+    codes = blinding_codes(len(policies))
+    assignment = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2,))).permutation(len(policies))
+    key = {codes[int(slot)]: {"id": p.id, "params": p.params, "label": p.label}
+           for p, slot in zip(policies, assignment)}
+    trials = []
+    for task in tasks:
+        for i in range(episodes):
+            env_seed, policy_seed = ic_seeds(seed, task, i)
+            for code in codes:
+                trials.append(Trial(f"{task}/{i:05d}/{code}", task, i, env_seed, policy_seed, code))
+    order = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,))).permutation(len(trials))
+    plan = Plan(
+        suite=suite, tasks=tuple(tasks), episodes=episodes, seed=seed, max_steps=dict(max_steps),
+        codes=tuple(codes), trials=tuple(trials[int(j)] for j in order), key_digest=key_digest(key),
+    )
+    return plan, dict(sorted(key.items()))
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write atomically (temp file + rename), so a crash never leaves half a plan."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")
+    tmp.replace(path)
+
+
+def save(run_dir: Path, plan: Plan, key: dict[str, dict[str, Any]]) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / KEY_FILE, key)
+    write_json(run_dir / PLAN_FILE, plan.to_dict())
+
+
+def load(run_dir: Path) -> tuple[Plan, dict[str, dict[str, Any]]]:
+    try:
+        plan = Plan.from_dict(json.loads((run_dir / PLAN_FILE).read_text()))
+        key = json.loads((run_dir / KEY_FILE).read_text())
+    except FileNotFoundError as exc:
+        raise UsageError(f"{run_dir} is not a run folder (missing {Path(exc.filename).name})") from None
+    return plan, key
+
+
+def check_resumable(saved: Plan, saved_key: dict, new: Plan, new_key: dict, run_dir: Path) -> None:
+    """Refuse to resume a run folder with a different plan, naming what differs."""
+    for name in ("suite", "tasks", "episodes", "seed", "max_steps"):
+        old_value, new_value = getattr(saved, name), getattr(new, name)
+        if old_value != new_value:
+            raise UsageError(
+                f"{run_dir} holds a run with {name}={_show(old_value)}, not {_show(new_value)}; "
+                "use another out= folder or the original settings to resume"
+            )
+    if saved_key != new_key:
+        raise UsageError(
+            f"{run_dir} holds a run with other policies ({', '.join(v['label'] for v in saved_key.values())}); "
+            "use another out= folder or the original policies to resume"
+        )
+    if saved.trials != new.trials:
+        raise UsageError(f"{run_dir}: the saved plan differs from the one these settings make; use another out= folder")
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, tuple):
+        return "[" + ",".join(map(str, value)) + "]"
+    return str(value)

@@ -1,0 +1,168 @@
+"""Comparison reports from ``results.json``: ``report.md`` and a self-contained ``report.html``.
+
+Figures: per-task success with interval bars per policy, and a forest plot of the pairwise paired
+differences. The HTML embeds them as base64 PNG so it can be mailed or attached to a CI run.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}"
+
+
+def success_figure(results: dict[str, Any]):
+    rows = results["per_task"]
+    tasks = results["tasks"]
+    policies = list(results["policies"])
+    width = 0.8 / max(1, len(policies))
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(tasks) * max(1, len(policies)) / 2), 3.8))
+    for j, pol in enumerate(policies):
+        xs, ys, lo, hi = [], [], [], []
+        for i, task in enumerate(tasks):
+            r = next(r for r in rows if r["task"] == task and r["policy"] == pol)
+            if r["rate"] is None:
+                continue
+            xs.append(i + (j - (len(policies) - 1) / 2) * width)
+            ys.append(r["rate"])
+            lo.append(r["rate"] - r["ci_low"])
+            hi.append(r["ci_high"] - r["rate"])
+        ax.bar(xs, ys, width=width * 0.9, label=pol, yerr=[lo, hi], capsize=3)
+    level = results["options"]["level"]
+    ax.set_xticks(range(len(tasks)), tasks, rotation=20, ha="right")
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel(f"success rate ({100 * level:g}% {results['options']['interval']} CI)")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    return fig
+
+
+def forest_figure(results: dict[str, Any]):
+    pairs = results["pairwise"]
+    fig, ax = plt.subplots(figsize=(7, 0.45 * max(2, len(pairs)) + 1))
+    labels = []
+    for i, p in enumerate(pairs):
+        y = len(pairs) - 1 - i
+        color = "tab:red" if p["significant"] else "tab:gray"
+        if p["difference"] is not None:
+            ax.errorbar(p["difference"], y, xerr=[[p["difference"] - p["ci_low"]], [p["ci_high"] - p["difference"]]],
+                        fmt="o", color=color, capsize=3)
+        labels.append(f"{p['task']}: {p['policy_a']} - {p['policy_b']}")
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_yticks(range(len(pairs)), labels[::-1], fontsize=8)
+    ax.set_xlim(-1.05, 1.05)
+    ax.set_xlabel("paired difference in success rate (red: significant after "
+                  f"{results['options']['correction']} correction)")
+    fig.tight_layout()
+    return fig
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def markdown(results: dict[str, Any], figures: dict[str, str] | None = None) -> str:
+    opts = results["options"]
+    level = f"{100 * opts['level']:g}%"
+    t = results["trials"]
+    lines = [
+        f"# evalsuite report: {results['suite']}",
+        "",
+        f"Seed {results['seed']}, {results['episodes_per_task']} initial conditions per task, every policy on every "
+        f"initial condition (paired), blind randomized order. Trials: {t['finished']}/{t['planned']} finished, "
+        f"{t['errors']} ended in errors (not counted as failures).",
+        "",
+        f"## Success per task ({level} {opts['interval']} intervals)",
+        "",
+        "| task | policy | successes / n | rate % | CI % | errors |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results["per_task"]:
+        lines.append(f"| {r['task']} | {r['policy']} | {r['successes']} / {r['n']} | {_pct(r['rate'])} | "
+                     f"[{_pct(r['ci_low'])}, {_pct(r['ci_high'])}] | {r['errors']} |")
+    lines += ["", f"## Paired comparisons (exact McNemar, {opts['correction']} across all {len(results['pairwise'])})", "",
+              "| task | A | B | A only | B only | diff A-B % | CI % | p | p adj. | |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for p in results["pairwise"]:
+        lines.append(f"| {p['task']} | {p['policy_a']} | {p['policy_b']} | {p['a_only']} | {p['b_only']} | "
+                     f"{_pct(p['difference'])} | [{_pct(p['ci_low'])}, {_pct(p['ci_high'])}] | {p['p_value']:.3g} | "
+                     f"{p['p_adjusted']:.3g} | {'**significant**' if p['significant'] else ''} |")
+    lines += ["", f"## Mean success over tasks ({level} stratified bootstrap)", "",
+              "| policy | tasks | mean % | CI % |", "|---|---|---|---|"]
+    for a in results["aggregate"]:
+        lines.append(f"| {a['policy']} | {a['tasks']} | {_pct(a['mean'])} | [{_pct(a['ci_low'])}, {_pct(a['ci_high'])}] |")
+    if figures:
+        lines += [""] + [f"![{name}]({path})" for name, path in figures.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write(run_dir: Path, results: dict[str, Any]) -> tuple[Path, Path]:
+    """Write the figures, ``report.md`` and ``report.html`` into ``run_dir``."""
+    fig_dir = run_dir / "figures"
+    fig_dir.mkdir(exist_ok=True)
+    pngs = {"success per task": _png(success_figure(results)), "paired differences": _png(forest_figure(results))}
+    paths = {}
+    for name, data in pngs.items():
+        path = fig_dir / (name.replace(" ", "_") + ".png")
+        path.write_bytes(data)
+        paths[name] = f"figures/{path.name}"
+    md = markdown(results, paths)
+    (run_dir / "report.md").write_text(md)
+    body = _markdown_to_html(markdown(results))
+    imgs = "".join(
+        f'<figure><img alt="{html.escape(n)}" src="data:image/png;base64,{base64.b64encode(d).decode()}">'
+        f"<figcaption>{html.escape(n)}</figcaption></figure>" for n, d in pngs.items())
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>evalsuite report: "
+            f"{html.escape(results['suite'])}</title><style>{_CSS}</style></head><body>{body}{imgs}</body></html>\n")
+    (run_dir / "report.html").write_text(page)
+    return run_dir / "report.md", run_dir / "report.html"
+
+
+_CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:14px}"
+        "th{background:#f3f3f3}img{max-width:100%}figcaption{color:#555;font-size:13px}")
+
+
+def _markdown_to_html(md: str) -> str:
+    """Just enough Markdown (headings, paragraphs, tables, bold) for our own reports."""
+    out, table = [], []
+
+    def inline(text: str) -> str:
+        text = html.escape(text)
+        parts = text.split("**")
+        return "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(parts))
+
+    def flush():
+        if table:
+            head, *body = [row for row in table if not set(row.replace("|", "").strip()) <= {"-"}]
+            cells = lambda row: [c.strip() for c in row.strip().strip("|").split("|")]  # noqa: E731
+            out.append("<table><tr>" + "".join(f"<th>{inline(c)}</th>" for c in cells(head)) + "</tr>"
+                       + "".join("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in cells(r)) + "</tr>" for r in body)
+                       + "</table>")
+            table.clear()
+
+    for line in md.splitlines():
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        flush()
+        if line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            out.append(f"<h{level}>{inline(line[level:].strip())}</h{level}>")
+        elif line.strip():
+            out.append(f"<p>{inline(line)}</p>")
+    flush()
+    return "\n".join(out)

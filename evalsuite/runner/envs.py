@@ -1,0 +1,157 @@
+"""Environment pools: one environment per (parallel slot, task), stepped as a batch.
+
+``InProcessEnvs`` steps in the main process (right when the policy is the cost, as on
+Meta-World); ``SubprocessEnvs`` spreads the slots over worker processes (right when the simulator
+is the cost, as on robosuite). Both answer every request per slot with a result or an exception,
+so one broken episode never stops the others.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import traceback
+from typing import Any
+
+import numpy as np
+
+from evalsuite.interfaces import EnvInfo, StepResult, TaskEnv
+from evalsuite.specs import SuiteSpec, load_entry_point
+
+ResetResult = tuple[dict[str, np.ndarray], dict[str, Any]]
+
+
+class EpisodeError(Exception):
+    """An environment failure, carrying a one-line reason (also across processes)."""
+
+
+def _reason(exc: BaseException) -> str:
+    last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    where = f" at {last[0].filename.rsplit('/', 1)[-1]}:{last[0].lineno}" if last else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+def build_env(suite: SuiteSpec, task_id: str, max_steps: int) -> TaskEnv:
+    factory = load_entry_point(suite.entry_point)
+    return factory(task_id, max_steps=max_steps, **suite.kwargs)
+
+
+class InProcessEnvs:
+    def __init__(self, suite: SuiteSpec, max_steps: dict[str, int]) -> None:
+        self.suite = suite
+        self.max_steps = max_steps
+        self._envs: dict[tuple[int, str], TaskEnv] = {}
+        self._task_of: dict[int, str] = {}
+
+    def _env(self, slot: int, task: str) -> TaskEnv:
+        if (slot, task) not in self._envs:
+            self._envs[slot, task] = build_env(self.suite, task, self.max_steps[task])
+        return self._envs[slot, task]
+
+    def reset(self, requests: dict[int, tuple[str, int]]) -> dict[int, ResetResult | EpisodeError]:
+        out: dict[int, ResetResult | EpisodeError] = {}
+        for slot, (task, ic_seed) in requests.items():
+            self._task_of[slot] = task
+            try:
+                out[slot] = self._env(slot, task).reset(ic_seed)
+            except Exception as exc:
+                out[slot] = EpisodeError(f"reset failed: {_reason(exc)}")
+        return out
+
+    def step(self, actions: dict[int, np.ndarray]) -> dict[int, StepResult | EpisodeError]:
+        out: dict[int, StepResult | EpisodeError] = {}
+        for slot, action in actions.items():
+            try:
+                out[slot] = self._envs[slot, self._task_of[slot]].step(action)
+            except Exception as exc:
+                out[slot] = EpisodeError(f"simulator error: {_reason(exc)}")
+        return out
+
+    def close(self) -> None:
+        for env in self._envs.values():
+            try:
+                env.close()
+            except Exception:  # closing is best effort; results are already journaled
+                pass
+        self._envs.clear()
+
+
+def _worker(conn, suite: SuiteSpec, max_steps: dict[str, int]) -> None:
+    envs = InProcessEnvs(suite, max_steps)
+    try:
+        while True:
+            cmd, payload = conn.recv()
+            if cmd == "reset":
+                conn.send(envs.reset(payload))
+            elif cmd == "step":
+                conn.send(envs.step(payload))
+            else:
+                break
+    except (EOFError, KeyboardInterrupt):
+        pass
+    finally:
+        envs.close()
+
+
+class SubprocessEnvs:
+    """Slots spread over ``n_workers`` processes (slot s lives in worker s % n_workers)."""
+
+    def __init__(self, suite: SuiteSpec, max_steps: dict[str, int], n_workers: int) -> None:
+        self.suite, self.max_steps, self.n_workers = suite, max_steps, n_workers
+        self._ctx = mp.get_context("spawn")  # never fork a process that holds torch threads
+        self._workers: list[tuple[Any, Any] | None] = [None] * n_workers
+
+    def _conn(self, w: int):
+        if self._workers[w] is None:
+            parent, child = self._ctx.Pipe()
+            proc = self._ctx.Process(target=_worker, args=(child, self.suite, self.max_steps), daemon=True)
+            proc.start()
+            child.close()
+            self._workers[w] = (proc, parent)
+        return self._workers[w][1]
+
+    def _call(self, cmd: str, per_slot: dict[int, Any]) -> dict[int, Any]:
+        by_worker: dict[int, dict[int, Any]] = {}
+        for slot, item in per_slot.items():
+            by_worker.setdefault(slot % self.n_workers, {})[slot] = item
+        for w, items in by_worker.items():
+            self._conn(w).send((cmd, items))
+        out: dict[int, Any] = {}
+        for w, items in by_worker.items():
+            try:
+                out.update(self._workers[w][1].recv())
+            except (EOFError, OSError) as exc:  # the worker died: its episodes fail, it restarts
+                self._kill(w)
+                out.update({slot: EpisodeError(f"environment worker died: {exc!r}") for slot in items})
+        return out
+
+    def reset(self, requests: dict[int, tuple[str, int]]) -> dict[int, ResetResult | EpisodeError]:
+        return self._call("reset", requests)
+
+    def step(self, actions: dict[int, np.ndarray]) -> dict[int, StepResult | EpisodeError]:
+        return self._call("step", actions)
+
+    def _kill(self, w: int) -> None:
+        if self._workers[w] is not None:
+            proc, conn = self._workers[w]
+            proc.kill()
+            proc.join()
+            conn.close()
+            self._workers[w] = None
+
+    def close(self) -> None:
+        for w, entry in enumerate(self._workers):
+            if entry is not None:
+                try:
+                    entry[1].send(("close", None))
+                    entry[0].join(timeout=5)
+                except (OSError, BrokenPipeError):
+                    pass
+                self._kill(w)
+
+
+def env_info(suite: SuiteSpec, task_id: str, max_steps: int) -> EnvInfo:
+    env = build_env(suite, task_id, max_steps)
+    try:
+        return env.info
+    finally:
+        env.close()

@@ -1,0 +1,157 @@
+"""Where episodes execute: the one seam between the plan and the machines.
+
+An executor takes trials and reports one ``EpisodeRecord`` per finished attempt through a
+callback; plan, journal and statistics never see how. ``LocalExecutor`` runs K episodes in
+lock-step on this machine, batching policy inference across them; a distributed executor (Ray)
+implements the same ``run`` and plugs in here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from evalsuite.interfaces import Policy
+from evalsuite.journal import ERROR, FAILURE, SUCCESS, EpisodeRecord
+from evalsuite.plan import Trial
+from evalsuite.runner.envs import EpisodeError, InProcessEnvs, SubprocessEnvs, _reason
+from evalsuite.specs import SuiteSpec
+
+PolicyFactory = Callable[[str, str], Policy]  # (policy code, task id) -> policy
+
+
+@dataclass
+class RunContext:
+    """Everything an executor needs besides the trials (kept picklable but for ``make_policy``)."""
+
+    suite: SuiteSpec
+    max_steps: dict[str, int]
+    make_policy: PolicyFactory  # memoized by the caller: one instance per (code, task)
+    attempts: dict[str, int] = field(default_factory=dict)  # trial id -> attempt number to run
+    episode_timeout_s: float = 600.0
+
+
+class Executor(Protocol):
+    def run(self, trials: Sequence[Trial], ctx: RunContext, on_record: Callable[[EpisodeRecord], None]) -> None: ...
+
+
+@dataclass
+class _Slot:
+    trial: Trial
+    attempt: int
+    policy: Policy
+    fingerprint: str
+    started: float
+    init_state: dict[str, Any] = field(default_factory=dict)
+    obs: dict[str, np.ndarray] | None = None
+    steps: int = 0
+    ret: float = 0.0
+    queue: deque = field(default_factory=deque)
+
+
+class LocalExecutor:
+    """K parallel episodes; one policy call per (policy, task) group per step.
+
+    Action chunks are queued per slot and executed step by step; a slot asks its policy again only
+    when its queue is empty. Episodes end independently (success, step limit, error, timeout) and
+    their slot takes the next trial at once.
+    """
+
+    def __init__(self, batch_size: int = 8, env_workers: int = 0) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = batch_size
+        self.env_workers = env_workers
+
+    def run(self, trials: Sequence[Trial], ctx: RunContext, on_record: Callable[[EpisodeRecord], None]) -> None:
+        envs = (SubprocessEnvs(ctx.suite, ctx.max_steps, self.env_workers) if self.env_workers > 0
+                else InProcessEnvs(ctx.suite, ctx.max_steps))
+        pending = deque(trials)
+        slots: dict[int, _Slot] = {}
+
+        def finish(slot: int, status: str, reason: str = "") -> None:
+            s = slots.pop(slot)
+            on_record(EpisodeRecord(
+                trial_id=s.trial.trial_id, task=s.trial.task, policy_code=s.trial.policy_code,
+                ic_index=s.trial.ic_index, ic_seed=s.trial.ic_seed, policy_seed=s.trial.policy_seed,
+                attempt=s.attempt, status=status, success=status == SUCCESS, steps=s.steps,
+                episode_return=round(s.ret, 6), reason=reason,
+                wall_time_s=round(time.perf_counter() - s.started, 4),
+                policy_fingerprint=s.fingerprint, init_state=s.init_state,
+            ))
+
+        try:
+            while pending or slots:
+                self._fill(pending, slots, envs, ctx, finish)
+                actions = self._act(slots, finish)
+                for slot, result in envs.step(actions).items():
+                    s = slots[slot]
+                    if isinstance(result, EpisodeError):
+                        finish(slot, ERROR, str(result))
+                        continue
+                    s.steps += 1
+                    s.ret += result.reward
+                    s.obs = result.obs
+                    if result.success:
+                        finish(slot, SUCCESS)
+                    elif s.steps >= ctx.max_steps[s.trial.task]:
+                        finish(slot, FAILURE, "step limit")
+                    elif time.perf_counter() - s.started > ctx.episode_timeout_s:
+                        finish(slot, ERROR, f"wall-clock timeout after {ctx.episode_timeout_s:g} s")
+        finally:
+            envs.close()
+
+    def _fill(self, pending, slots, envs, ctx, finish) -> None:
+        free = [k for k in range(self.batch_size) if k not in slots]
+        requests = {}
+        for k in free:
+            if not pending:
+                break
+            trial = pending.popleft()
+            policy = ctx.make_policy(trial.policy_code, trial.task)
+            slots[k] = _Slot(trial, ctx.attempts.get(trial.trial_id, 1), policy, policy.fingerprint(),
+                             time.perf_counter())
+            requests[k] = (trial.task, trial.ic_seed)
+        for k, result in envs.reset(requests).items():
+            if isinstance(result, EpisodeError):
+                finish(k, ERROR, str(result))
+                continue
+            slots[k].obs, slots[k].init_state = result
+            try:
+                slots[k].policy.reset(slots[k].trial.policy_seed, k)
+            except Exception as exc:
+                finish(k, ERROR, f"policy reset failed: {_reason(exc)}")
+
+    def _act(self, slots: dict[int, _Slot], finish) -> dict[int, np.ndarray]:
+        groups: dict[tuple[str, str], list[int]] = {}
+        for k, s in slots.items():
+            if not s.queue:
+                groups.setdefault((s.trial.policy_code, s.trial.task), []).append(k)
+        for members in groups.values():
+            policy = slots[members[0]].policy
+            req = policy.requirements
+            keys = req.obs_shapes.keys() or slots[members[0]].obs.keys()
+            batch = {key: np.stack([slots[k].obs[key] for k in members]) for key in keys}
+            try:
+                out = np.asarray(policy.act(batch, np.asarray(members)), dtype=np.float64)
+            except Exception as exc:
+                for k in members:
+                    finish(k, ERROR, f"policy error: {_reason(exc)}")
+                continue
+            expected = (len(members), req.action_dim) if not req.chunked else (len(members), None, req.action_dim)
+            if (out.ndim != len(expected) or out.size == 0
+                    or any(e is not None and e != o for e, o in zip(expected, out.shape))):
+                for k in members:
+                    finish(k, ERROR, f"policy returned actions of shape {out.shape}, expected {expected}")
+                continue
+            for row, k in enumerate(members):
+                if not np.all(np.isfinite(out[row])):
+                    finish(k, ERROR, "non-finite action")
+                else:
+                    slots[k].queue.extend(out[row] if req.chunked else out[row][None])
+        return {k: s.queue.popleft() for k, s in slots.items()}

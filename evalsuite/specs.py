@@ -1,0 +1,89 @@
+"""Frozen, JSON-serializable specs for suites, tasks and policies.
+
+A spec names an entry point as ``"module:attr"`` that is imported only when the thing is built,
+so listing every registered suite or policy never imports a simulator or torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from evalsuite.errors import UsageError
+
+
+def load_entry_point(entry_point: str) -> Any:
+    """Import ``module:attr`` lazily; a broken entry point is an error naming it."""
+    module_name, _, attr = entry_point.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"entry point {entry_point!r} is not of the form 'module:attr'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UsageError(f"cannot import {module_name!r} for entry point {entry_point!r}: {exc}") from exc
+    try:
+        return getattr(module, attr)
+    except AttributeError as exc:
+        raise UsageError(f"entry point {entry_point!r}: module has no attribute {attr!r}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSpec:
+    """One task of a suite: its id, episode step limit and tags (e.g. difficulty)."""
+
+    id: str
+    max_steps: int
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SuiteSpec:
+    """A benchmark suite: a set of tasks built by one environment entry point.
+
+    ``entry_point`` is a callable ``(task_id, **kwargs) -> TaskEnv``; ``kwargs`` are fixed options
+    of the suite (e.g. observation mode). ``env_workers`` is the default number of environment
+    subprocesses (0 = step environments in the main process, right when the policy is the cost).
+    """
+
+    id: str
+    entry_point: str
+    tasks: tuple[TaskSpec, ...]
+    description: str = ""
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    default_episodes: int = 20
+    env_workers: int = 0
+
+    def task(self, task_id: str) -> TaskSpec:
+        for task in self.tasks:
+            if task.id == task_id:
+                return task
+        from evalsuite.errors import choices
+
+        raise UsageError(f"unknown task {task_id!r} in suite {self.id!r}; accepted: {choices(self.task_ids)}")
+
+    @property
+    def task_ids(self) -> tuple[str, ...]:
+        return tuple(t.id for t in self.tasks)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySpec:
+    """A policy plugin: ``entry_point`` is ``(task: TaskSpec, suite: SuiteSpec, **params) -> Policy``.
+
+    ``params`` are the defaults a user may override (``noisy-scripted:noise=0.3``);
+    ``positional`` names the parameter a bare argument fills (``robomimic:path/to/model.pth``).
+    """
+
+    id: str
+    entry_point: str
+    description: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    positional: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

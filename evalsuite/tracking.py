@@ -1,0 +1,129 @@
+"""MLflow tracking of a finished run folder: one parent run per evaluation, a child per policy.
+
+Tracking reads only the run folder, so it can happen later: when the server is down the results
+stay on disk and ``evalsuite sync RUN_DIR tracking_uri=...`` logs them when it is back. Logging
+the same folder again replaces the earlier MLflow runs of that folder (matched by a tag) instead of
+duplicating them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from evalsuite.errors import UsageError
+
+DEFAULT_DB = "mlflow.db"
+DEFAULT_ARTIFACTS = "mlartifacts"
+UID_TAG = "evalsuite.run_uid"
+
+
+class TrackingUnavailable(Exception):
+    """The tracking backend cannot be reached; the run folder is intact."""
+
+
+def resolve_uri(uri: str) -> str:
+    if uri == "default":
+        return f"sqlite:///{Path(DEFAULT_DB).resolve()}"
+    if not re.match(r"^(sqlite|https?|file|postgresql|mysql|databricks)[:+]", uri):
+        raise UsageError(f"tracking_uri={uri!r} is not understood; accepted: default, none, sqlite:///PATH, "
+                         "http://HOST:PORT, https://HOST:PORT")
+    return uri
+
+
+def run_uid(run_dir: Path) -> str:
+    plan = (run_dir / "plan.json").read_bytes()
+    return hashlib.sha256(plan + str(run_dir.resolve()).encode()).hexdigest()[:24]
+
+
+def _check_reachable(uri: str) -> None:
+    if uri.startswith("http"):
+        try:
+            urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=3).read()
+        except (urllib.error.URLError, OSError) as exc:
+            raise TrackingUnavailable(f"tracking server {uri} is unreachable ({exc})") from None
+
+
+def _metric_key(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_\-. /:]", "_", text)
+
+
+def log_run(run_dir: Path, uri: str, experiment: str = "evalsuite") -> str:
+    """Log ``run_dir`` (results, plan, versions, artifacts) to MLflow; returns the parent run id."""
+    uri = resolve_uri(uri)
+    _check_reachable(uri)
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    results = json.loads((run_dir / "results.json").read_text())
+    info = json.loads((run_dir / "run_info.json").read_text()) if (run_dir / "run_info.json").exists() else {}
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        location = Path(DEFAULT_ARTIFACTS).resolve().as_uri() if uri.startswith("sqlite") else None
+        exp_id = client.create_experiment(experiment, artifact_location=location)
+    else:
+        exp_id = exp.experiment_id
+    uid = run_uid(run_dir)
+    for old in client.search_runs([exp_id], filter_string=f"tags.`{UID_TAG}` = '{uid}'"):
+        client.delete_run(old.info.run_id)
+        for child in client.search_runs([exp_id], filter_string=f"tags.mlflow.parentRunId = '{old.info.run_id}'"):
+            client.delete_run(child.info.run_id)
+
+    per_task = results["per_task"]
+    with mlflow.start_run(experiment_id=exp_id, run_name=f"{results['suite']} seed={results['seed']}") as parent:
+        mlflow.set_tags({UID_TAG: uid, "evalsuite.suite": results["suite"], "evalsuite.run_dir": str(run_dir.resolve()),
+                         "evalsuite.complete": str(results["trials"]["complete"])})
+        params: dict[str, Any] = {
+            "suite": results["suite"], "tasks": ",".join(results["tasks"]), "seed": results["seed"],
+            "episodes_per_task": results["episodes_per_task"], "policies": ",".join(results["policies"]),
+            "interval": results["options"]["interval"], "level": results["options"]["level"],
+            "correction": results["options"]["correction"], "git_commit": info.get("git_commit", "unknown"),
+        }
+        params.update({f"version.{k}": v for k, v in info.get("versions", {}).items()})
+        mlflow.log_params(params)
+        metrics = {}
+        for agg in results["aggregate"]:
+            metrics[_metric_key(f"{agg['policy']}/mean")] = agg["mean"]
+            metrics[_metric_key(f"{agg['policy']}/mean_ci_low")] = agg["ci_low"]
+            metrics[_metric_key(f"{agg['policy']}/mean_ci_high")] = agg["ci_high"]
+        if info.get("episodes_per_s"):
+            metrics["episodes_per_s"] = info["episodes_per_s"]
+        mlflow.log_metrics(metrics)
+        for name, pol in results["policies"].items():
+            with mlflow.start_run(experiment_id=exp_id, run_name=name, nested=True):
+                rows = [r for r in per_task if r["policy"] == name]
+                mlflow.log_params({"policy_id": pol["id"], "policy_label": name, "blinding_code": pol["code"],
+                                   **{f"param.{k}": v for k, v in pol["params"].items()},
+                                   **{_metric_key(f"fingerprint.{r['task']}"): r["fingerprint"] for r in rows}})
+                task_metrics = {}
+                for r in rows:
+                    if r["rate"] is None:
+                        continue
+                    for field in ("rate", "ci_low", "ci_high", "n", "successes", "errors"):
+                        task_metrics[_metric_key(f"{r['task']}/{field}")] = r[field]
+                mlflow.log_metrics(task_metrics)
+        mlflow.log_artifacts(str(run_dir), artifact_path="run")
+        return parent.info.run_id
+
+
+def log_or_explain(run_dir: Path, uri: str, experiment: str, log=print) -> str | None:
+    """Log the run; when the backend is unreachable say how to sync later, and keep going."""
+    try:
+        run_id = log_run(run_dir, uri, experiment)
+    except TrackingUnavailable as exc:
+        log(f"MLflow: {exc}. Results are safe in {run_dir}; log them later with:\n"
+            f"  evalsuite sync {run_dir} tracking_uri={uri}")
+        return None
+    (run_dir / "tracking.json").write_text(json.dumps({"tracking_uri": resolve_uri(uri), "run_id": run_id}) + "\n")
+    log(f"MLflow: run {run_id} at {resolve_uri(uri)}")
+    return run_id

@@ -1,0 +1,30 @@
+"""Built-in policies: a flat list of specs that reads as data (registered on first use)."""
+
+from evalsuite.specs import PolicySpec
+
+BUILTIN = [
+    PolicySpec(
+        id="scripted",
+        entry_point="policies.metaworld_expert:scripted",
+        description="Meta-World's own scripted expert for each task",
+    ),
+    PolicySpec(
+        id="noisy-scripted",
+        entry_point="policies.metaworld_expert:noisy_scripted",
+        description="the scripted expert with N(0, noise^2) added to each action component",
+        params={"noise": 0.5},
+    ),
+    PolicySpec(
+        id="random",
+        entry_point="policies.random_policy:RandomPolicy",
+        description="uniform random actions in [-1, 1]",
+        params={"action_dim": 4},
+    ),
+    PolicySpec(
+        id="mlp-bc",
+        entry_point="policies.mlp_bc:load_policy",
+        description="behavior-cloning MLP (torch) from a checkpoint folder written by policies.mlp_bc.save",
+        params={"path": ""},
+        positional="path",
+    ),
+]

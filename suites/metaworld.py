@@ -1,0 +1,93 @@
+"""Meta-World v3 tasks as evalsuite task environments.
+
+Meta-World ignores ``env.reset(seed=...)``: the object and goal positions ("rand_vec") are drawn in
+``reset`` from the environment's own generator when ``seeded_rand_vec`` is set. We give every
+episode a fresh generator seeded with its initial-condition seed, so an initial condition is a
+pure function of that seed, the same for every policy and every run; the drawn ``rand_vec`` is
+recorded with the episode (``reset_to_rand_vec`` restores it exactly).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+from evalsuite.interfaces import EnvInfo, StepResult
+
+# Difficulty split of Seo et al. (used by DP3), see shared/docs/landscape.md section 3.
+DIFFICULTY: dict[str, tuple[str, ...]] = {
+    "easy": (
+        "button-press", "button-press-topdown", "button-press-topdown-wall", "button-press-wall",
+        "coffee-button", "dial-turn", "door-close", "door-lock", "door-open", "door-unlock",
+        "drawer-close", "drawer-open", "faucet-close", "faucet-open", "handle-press",
+        "handle-press-side", "handle-pull", "handle-pull-side", "lever-pull", "plate-slide",
+        "plate-slide-back", "plate-slide-back-side", "plate-slide-side", "reach", "reach-wall",
+        "window-close", "window-open", "peg-unplug-side",
+    ),
+    "medium": (
+        "basketball", "bin-picking", "box-close", "coffee-pull", "coffee-push", "hammer",
+        "peg-insert-side", "push-wall", "soccer", "sweep", "sweep-into",
+    ),
+    "hard": ("assembly", "hand-insert", "pick-out-of-hole", "pick-place", "push", "push-back"),
+    "very-hard": ("shelf-place", "disassemble", "stick-pull", "stick-push", "pick-place-wall"),
+}
+
+MAX_STEPS = 500  # Meta-World's max_path_length for every v3 task
+
+
+class MetaWorldTaskEnv:
+    """One Meta-World v3 task with the goal observable; observation key ``state`` (39-d)."""
+
+    def __init__(self, task_id: str, max_steps: int = MAX_STEPS) -> None:
+        from metaworld.env_dict import ALL_V3_ENVIRONMENTS
+
+        self.task_id = task_id
+        env = ALL_V3_ENVIRONMENTS[f"{task_id}-v3"]()
+        # What metaworld's goal-observable wrapper classes do, without their global np.random use.
+        env._partially_observable = False
+        del env.sawyer_observation_space  # cached_property: recomputed for the observable goal
+        env._set_task_called = True
+        env._freeze_rand_vec = False
+        env.seeded_rand_vec = True
+        self._env = env
+        self.info = EnvInfo(obs_shapes={"state": (39,)}, action_dim=4, max_steps=min(max_steps, MAX_STEPS))
+
+    def reset(self, ic_seed: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        self._env._freeze_rand_vec = False
+        self._env.np_random = np.random.default_rng(ic_seed)
+        obs, _ = self._env.reset()
+        return {"state": obs}, {"rand_vec": [float(v) for v in self._env._last_rand_vec]}
+
+    def reset_to_rand_vec(self, rand_vec) -> dict[str, np.ndarray]:
+        """Restore a recorded initial state exactly (from an episode record's ``init_state``)."""
+        self._env._last_rand_vec = np.asarray(rand_vec, dtype=np.float64)
+        self._env._freeze_rand_vec = True
+        obs, _ = self._env.reset()
+        self._env._freeze_rand_vec = False
+        return {"state": obs}
+
+    def step(self, action: np.ndarray) -> StepResult:
+        obs, reward, _, _, info = self._env.step(np.asarray(action, dtype=np.float32))
+        return StepResult(obs={"state": obs}, reward=float(reward), success=bool(info["success"]))
+
+    def close(self) -> None:
+        self._env.close()
+
+
+def expert_for(task_id: str):
+    """Meta-World's own scripted expert for a task (``metaworld.policies``)."""
+    import metaworld.policies as mw_policies
+
+    name = "Sawyer" + "".join(part.capitalize() for part in task_id.split("-")) + "V3Policy"
+    # Meta-World names a few experts differently from their tasks.
+    name = {"SawyerPegInsertSideV3Policy": "SawyerPegInsertionSideV3Policy"}.get(name, name)
+    return getattr(mw_policies, name)()
+
+
+def quiet_expert_action(expert, obs: np.ndarray) -> np.ndarray:
+    """The expert's action; its ``move`` helper warns on large gains, harmlessly (env clips)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return expert.get_action(obs)
