@@ -12,7 +12,7 @@ BUILTIN = [
         id="noisy-scripted",
         entry_point="policies.metaworld_expert:noisy_scripted",
         description="the scripted expert with N(0, noise^2) added to each action component",
-        params={"noise": 0.5},
+        params={"noise": 1.0},
     ),
     PolicySpec(
         id="random",

@@ -16,7 +16,7 @@ BUILTIN = [
     SuiteSpec(
         id="metaworld-smoke",
         entry_point="suites.metaworld:MetaWorldTaskEnv",
-        tasks=(_MW_TASK["drawer-open"], _MW_TASK["hammer"], _MW_TASK["pick-place"]),
+        tasks=(_MW_TASK["drawer-open"], _MW_TASK["coffee-push"], _MW_TASK["pick-place"]),
         description="Meta-World v3, one easy, one medium and one hard task, for quick runs and CI",
         default_episodes=20,
     ),

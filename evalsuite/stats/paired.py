@@ -53,7 +53,10 @@ def newcombe_paired_interval(both: int, a_only: int, b_only: int, neither: int, 
     w1 = proportion_interval(both + a_only, n, level=level)
     w2 = proportion_interval(both + b_only, n, level=level)
     margins = (both + a_only) * (b_only + neither) * (both + b_only) * (a_only + neither)
-    phi = (both * neither - a_only * b_only) / math.sqrt(margins) if margins > 0 else 0.0
+    # Newcombe's phi: a positive association is shrunk by n/2 (and floored at 0), a negative kept.
+    cross = both * neither - a_only * b_only
+    cross = cross - n / 2 if cross > n / 2 else (cross if cross < 0 else 0.0)
+    phi = cross / math.sqrt(margins) if margins > 0 else 0.0
     d1, u1 = p1 - w1.low, w1.high - p1
     d2, u2 = p2 - w2.low, w2.high - p2
     diff = p1 - p2

@@ -1,0 +1,97 @@
+"""Shared fixtures: registries reset around every test; a tiny fake task and policy for the runner."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from evalsuite import registry
+from evalsuite.interfaces import EnvInfo, PolicyRequirements, StepResult
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_registries():
+    saved = registry.suites.snapshot(), registry.policies.snapshot()
+    yield
+    registry.suites.restore(saved[0])
+    registry.policies.restore(saved[1])
+
+
+class CountdownEnv:
+    """A fake task: success when the running sum of action[0] reaches a target drawn from the seed.
+
+    ``fail_on`` makes ``step`` raise at that step count, to exercise error handling.
+    """
+
+    def __init__(self, task_id: str, max_steps: int = 30, fail_on: int | None = None) -> None:
+        self.task_id, self.fail_on = task_id, fail_on
+        self.info = EnvInfo(obs_shapes={"state": (2,)}, action_dim=2, max_steps=max_steps)
+
+    def reset(self, ic_seed: int):
+        self.target = float(np.random.default_rng(ic_seed).integers(3, 12))
+        self.total, self.t = 0.0, 0
+        return {"state": np.array([self.target, 0.0])}, {"target": self.target}
+
+    def step(self, action):
+        self.t += 1
+        if self.fail_on is not None and self.t == self.fail_on:
+            raise RuntimeError("simulated simulator crash")
+        self.total += float(action[0])
+        return StepResult({"state": np.array([self.target, self.total])}, 1.0, self.total >= self.target)
+
+    def close(self):
+        pass
+
+
+class OnesPolicy:
+    """Pushes 1 per step (reaches target T in T steps); ``speed`` < 1 makes it slower (more failures)."""
+
+    def __init__(self, task, suite, speed: float = 1.0, chunk: int = 0, nan_after: int = -1) -> None:
+        self.speed, self.chunk, self.nan_after = float(speed), int(chunk), int(nan_after)
+        self.calls = 0
+        self.batch_sizes: list[int] = []
+        self.requirements = PolicyRequirements({"state": (2,)}, 2, chunked=self.chunk > 0)
+
+    def reset(self, seed, slot):
+        pass
+
+    def act(self, observations, slots):
+        self.calls += 1
+        b = len(slots)
+        self.batch_sizes.append(b)
+        a = np.zeros((b, 2))
+        a[:, 0] = self.speed
+        if 0 <= self.nan_after < self.calls:
+            a[:] = np.nan
+        if self.chunk:
+            return np.repeat(a[:, None, :], self.chunk, axis=1)
+        return a
+
+    def fingerprint(self):
+        return f"ones-{self.speed}"
+
+
+@pytest.fixture
+def fake_suite():
+    """Register the fake suite/policies and return the suite spec."""
+    from evalsuite.specs import PolicySpec, SuiteSpec, TaskSpec
+
+    registry.suites.all()  # load built-ins first, so registering more is additive
+    suite = registry.suites.register(SuiteSpec(
+        id="fake", entry_point="tests.conftest:CountdownEnv",
+        tasks=(TaskSpec("t1", 30), TaskSpec("t2", 30)), default_episodes=6))
+    registry.policies.all()
+    registry.policies.register(PolicySpec(id="ones", entry_point="tests.conftest:OnesPolicy",
+                                          params={"speed": 1.0, "chunk": 0, "nan_after": -1}))
+    return suite
+
+
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))

@@ -1,0 +1,137 @@
+"""The runner on a fake task (tests/conftest.py): batching, chunks, per-episode ends, errors, retries."""
+
+import json
+
+import pytest
+
+from evalsuite import registry
+from evalsuite.analysis import AnalysisOptions
+from evalsuite.harness import EvaluateRequest, evaluate
+from evalsuite.journal import read
+from evalsuite.plan import PolicyEntry, make_plan
+from evalsuite.runner import LocalExecutor, RunContext
+from evalsuite.specs import SuiteSpec, TaskSpec
+from tests.conftest import CountdownEnv, OnesPolicy
+
+
+def _run(suite, policies, tmp_path, **kw):
+    req = EvaluateRequest(suite=suite.id, policies=policies, out=tmp_path / "run", tracking_uri=None, progress=False,
+                          **kw)
+    results = evaluate(req, log=lambda *_: None)
+    return results, read(tmp_path / "run" / "episodes.jsonl")
+
+
+def _trials_and_ctx(suite, policy_factory, episodes=6, max_steps=30):
+    plan, key = make_plan(suite=suite.id, tasks=["t1"], policies=[PolicyEntry("ones", {})], episodes=episodes,
+                          seed=0, max_steps={"t1": max_steps})
+    return plan.trials, RunContext(suite=suite, max_steps={"t1": max_steps}, make_policy=policy_factory)
+
+
+def test_batched_policy_calls_and_independent_episode_ends(fake_suite):
+    policy = OnesPolicy(None, None)
+    trials, ctx = _trials_and_ctx(fake_suite, lambda code, task: policy, episodes=12)
+    records = []
+    LocalExecutor(batch_size=4).run(trials, ctx, records.append)
+    assert len(records) == 12 and all(r.status == "success" for r in records)
+    # each episode takes exactly `target` steps, and episodes of different length shared batches
+    for r in records:
+        assert r.steps == r.init_state["target"]
+    assert max(policy.batch_sizes) == 4
+    assert policy.calls < sum(r.steps for r in records)
+
+
+def test_action_chunks_execute_step_by_step(fake_suite):
+    chunked = OnesPolicy(None, None, chunk=4)
+    trials, ctx = _trials_and_ctx(fake_suite, lambda code, task: chunked, episodes=8)
+    records = []
+    LocalExecutor(batch_size=3).run(trials, ctx, records.append)
+    assert all(r.status == "success" and r.steps == r.init_state["target"] for r in records)
+    # about one call per 4 steps per episode instead of one per step
+    assert sum(chunked.batch_sizes) <= sum(-(-r.steps // 4) for r in records) + 8
+
+
+def test_step_limit_gives_failure(fake_suite):
+    slow = OnesPolicy(None, None, speed=0.25)
+    trials, ctx = _trials_and_ctx(fake_suite, lambda code, task: slow, episodes=6, max_steps=20)
+    records = []
+    LocalExecutor(batch_size=2).run(trials, ctx, records.append)
+    for r in records:
+        expected = "success" if r.init_state["target"] * 4 <= 20 else "failure"
+        assert r.status == expected
+        assert r.steps == (r.init_state["target"] * 4 if expected == "success" else 20)
+
+
+def test_non_finite_actions_are_errors_not_failures(fake_suite, tmp_path):
+    results, records = _run(fake_suite, [PolicyEntry("ones", {"nan_after": 0})], tmp_path, episodes=3,
+                            options=AnalysisOptions(max_attempts=2))
+    assert {r.status for r in records} == {"error"}
+    assert {r.reason for r in records} == {"non-finite action"}
+    assert len(records) == 2 * 2 * 3  # 2 tasks x 3 episodes, each tried twice
+    row = results["per_task"][0]
+    assert (row["n"], row["errors"], row["rate"]) == (0, 3, None)
+    assert results["trials"]["complete"]
+
+
+def test_simulator_errors_are_retried_and_reported(tmp_path):
+    registry.suites.all()
+    registry.policies.all()
+    from evalsuite.specs import PolicySpec
+
+    suite = registry.suites.register(SuiteSpec(id="crashy", entry_point="tests.conftest:CountdownEnv",
+                                               tasks=(TaskSpec("t1", 30),), kwargs={"fail_on": 2}))
+    registry.policies.register(PolicySpec(id="ones", entry_point="tests.conftest:OnesPolicy",
+                                          params={"speed": 1.0, "chunk": 0, "nan_after": -1}))
+    results, records = _run(suite, [PolicyEntry("ones", {})], tmp_path, episodes=2,
+                            options=AnalysisOptions(max_attempts=3))
+    assert len(records) == 6 and all("simulated simulator crash" in r.reason for r in records)
+    assert sorted(r.attempt for r in records) == [1, 1, 2, 2, 3, 3]
+
+
+def test_wall_clock_timeout(fake_suite):
+    slow = OnesPolicy(None, None, speed=0.1)
+    trials, ctx = _trials_and_ctx(fake_suite, lambda code, task: slow, episodes=2)
+    ctx.episode_timeout_s = 0.0
+    records = []
+    LocalExecutor(batch_size=2).run(trials, ctx, records.append)
+    assert all(r.status == "error" and "timeout" in r.reason for r in records)
+
+
+def test_wrong_action_shape_is_an_error(fake_suite):
+    class Bad(OnesPolicy):
+        def act(self, observations, slots):
+            return super().act(observations, slots)[:, :1]
+
+    trials, ctx = _trials_and_ctx(fake_suite, lambda code, task: Bad(None, None), episodes=2)
+    records = []
+    LocalExecutor(batch_size=2).run(trials, ctx, records.append)
+    assert all(r.status == "error" and "shape" in r.reason for r in records)
+
+
+@pytest.mark.parametrize("batch_size,env_workers", [(1, 0), (5, 0), (4, 2)])
+def test_outcomes_do_not_depend_on_batching_or_workers(fake_suite, tmp_path, batch_size, env_workers):
+    results, records = _run(fake_suite, [PolicyEntry("ones", {"speed": 0.6}), PolicyEntry("ones", {})], tmp_path,
+                            episodes=5, batch_size=batch_size, env_workers=env_workers, max_steps=14)
+    reference, _ = _run(fake_suite, [PolicyEntry("ones", {"speed": 0.6}), PolicyEntry("ones", {})],
+                        tmp_path / "ref", episodes=5, batch_size=3, max_steps=14)
+    assert json.dumps(results, sort_keys=True) == json.dumps(reference, sort_keys=True)
+
+
+def test_incompatible_policy_is_refused_before_any_episode(fake_suite, tmp_path):
+    from evalsuite.errors import UsageError
+
+    with pytest.raises(UsageError, match="policy 'random' outputs 4-d actions, task 't1' takes 2-d"):
+        _run(fake_suite, [PolicyEntry("random", {})], tmp_path, episodes=1)
+    assert not (tmp_path / "run" / "episodes.jsonl").exists()
+
+
+def test_check_compatible_messages():
+    from evalsuite.errors import UsageError
+    from evalsuite.interfaces import PolicyRequirements, check_compatible
+
+    env = CountdownEnv("t").info
+    with pytest.raises(UsageError, match="needs observation 'image'"):
+        check_compatible("p", PolicyRequirements({"image": None}, 2), env, "t")
+    with pytest.raises(UsageError, match=r"shape \(3,\), task 't' gives \(2,\)"):
+        check_compatible("p", PolicyRequirements({"state": (3,)}, 2), env, "t")
+    with pytest.raises(UsageError, match="outputs 7-d actions"):
+        check_compatible("p", PolicyRequirements({"state": (2,)}, 7), env, "t")
