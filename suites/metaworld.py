@@ -3,8 +3,9 @@
 Meta-World ignores ``env.reset(seed=...)``: the object and goal positions ("rand_vec") are drawn in
 ``reset`` from the environment's own generator when ``seeded_rand_vec`` is set. We give every
 episode a fresh generator seeded with its initial-condition seed, so an initial condition is a
-pure function of that seed, the same for every policy and every run; the drawn ``rand_vec`` is
-recorded with the episode (``reset_to_rand_vec`` restores it exactly).
+pure function of that seed, the same for every policy and every run; the vectors drawn in ``reset``
+("rand_vecs": some tasks draw more than one, rejecting draws that put objects too close) are
+recorded with the episode, and ``reset_to_rand_vecs`` restores that initial state exactly.
 """
 
 from __future__ import annotations
@@ -52,20 +53,31 @@ class MetaWorldTaskEnv:
         env._freeze_rand_vec = False
         env.seeded_rand_vec = True
         self._env = env
+        self._draws: list[np.ndarray] = []
+        self._replay: list[np.ndarray] | None = None
+        draw = env._get_state_rand_vec
+
+        def recorded_draw() -> np.ndarray:
+            vec = self._replay.pop(0) if self._replay is not None else draw()
+            self._draws.append(np.array(vec, dtype=np.float64))
+            return vec
+
+        env._get_state_rand_vec = recorded_draw
         self.info = EnvInfo(obs_shapes={"state": (39,)}, action_dim=4, max_steps=min(max_steps, MAX_STEPS))
 
     def reset(self, ic_seed: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        self._env._freeze_rand_vec = False
         self._env.np_random = np.random.default_rng(ic_seed)
+        self._draws, self._replay = [], None
         obs, _ = self._env.reset()
-        return {"state": obs}, {"rand_vec": [float(v) for v in self._env._last_rand_vec]}
+        return {"state": obs}, {"rand_vecs": [[float(v) for v in vec] for vec in self._draws]}
 
-    def reset_to_rand_vec(self, rand_vec) -> dict[str, np.ndarray]:
-        """Restore a recorded initial state exactly (from an episode record's ``init_state``)."""
-        self._env._last_rand_vec = np.asarray(rand_vec, dtype=np.float64)
-        self._env._freeze_rand_vec = True
-        obs, _ = self._env.reset()
-        self._env._freeze_rand_vec = False
+    def reset_to_rand_vecs(self, rand_vecs: list[list[float]]) -> dict[str, np.ndarray]:
+        """Restore a recorded initial state exactly (an episode record's ``init_state["rand_vecs"]``)."""
+        self._draws, self._replay = [], [np.asarray(v, dtype=np.float64) for v in rand_vecs]
+        try:
+            obs, _ = self._env.reset()
+        finally:
+            self._replay = None
         return {"state": obs}
 
     def step(self, action: np.ndarray) -> StepResult:

@@ -1,0 +1,47 @@
+"""Sessions: `evaluate` (the main job), `tests` (default), `tests_slow`, `benchmark`.
+
+All sessions share one environment spec; torch is pinned in the same pip command as the rest so
+pip takes the CPU wheel instead of a multi-GB CUDA build.
+"""
+
+import nox
+
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+INSTALL = ["-e", ".[metaworld,torch,test]", "torch==2.13.0"]
+
+
+def _install(session: nox.Session) -> None:
+    session.install(*INSTALL)
+
+
+@nox.session
+def evaluate(session: nox.Session) -> None:
+    """`nox -s evaluate -- suite=metaworld-smoke [policies=[...] episodes=N ...]`."""
+    _install(session)
+    args = list(session.posargs) or ["suite=metaworld-smoke"]
+    if not any(a.startswith("policies=") for a in args):
+        args.append("policies=[scripted,noisy-scripted,random]")
+    session.run("evalsuite", "evaluate", *args)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The default test run (slow simulations excluded)."""
+    _install(session)
+    session.run("pytest", "-m", "not slow", *session.posargs)
+
+
+@nox.session(default=False)
+def tests_slow(session: nox.Session) -> None:
+    """Long simulations and end-to-end runs."""
+    _install(session)
+    session.run("pytest", "-m", "slow", *session.posargs)
+
+
+@nox.session(default=False)
+def benchmark(session: nox.Session) -> None:
+    """Runner throughput on Meta-World: batched vs sequential vs simulator alone."""
+    _install(session)
+    session.run("python", "benchmarks/throughput.py", *session.posargs)

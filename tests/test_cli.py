@@ -1,0 +1,55 @@
+"""User mistakes: one line naming the bad value and what is accepted, exit code 2, no traceback."""
+
+import subprocess
+import sys
+
+import pytest
+
+from evalsuite.cli import main, parse_list
+from tests.conftest import REPO
+
+BASE = ["evaluate", "suite=metaworld-smoke", "tracking_uri=none", "progress=false"]
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["evaluate", "suite=metaworld-smoke", "policies=[scripted]", "epsiodes=3"], "unknown key 'epsiodes'; accepted: "),
+    (["evaluate", "suite=nope", "policies=[scripted]"], "unknown suite 'nope'; accepted: metaworld"),
+    ([*BASE, "policies=[scripted,nope]"], "unknown policy 'nope'; accepted: "),
+    ([*BASE, "policies=[scripted]", "tasks=[pick-place,fly]"], "unknown task 'fly' in suite 'metaworld-smoke'; accepted: "),
+    ([*BASE, "policies=[scripted]", "episodes=ten"], "episodes='ten' is not an integer"),
+    ([*BASE, "policies=[scripted]", "episodes=0"], "episodes=0 must be >= 1"),
+    ([*BASE, "policies=[noisy-scripted:nois=0.3]"], "policy 'noisy-scripted' has no parameter 'nois'; accepted: noise"),
+    ([*BASE, "policies=[noisy-scripted:noise=abc]"], "noise='abc' is not a float"),
+    ([*BASE, "policies=[scripted:foo]"], "policy 'scripted' takes no positional argument"),
+    ([*BASE, "policies=[scripted]", "interval=wald"], "interval='wald'; accepted: clopper-pearson, jeffreys, wilson"),
+    ([*BASE, "policies=[scripted]", "level=95"], "level='95' must be in (0.0, 1.0)"),
+    (["evaluate", "suite=metaworld-smoke", "policies=[scripted]", "tracking_uri=ftp://x"], "tracking_uri='ftp://x' is not understood"),
+    (["evaluate", "suite=metaworld-smoke"], "missing policies="),
+    (["evaluate", "suite=metaworld-smoke", "policies"], "argument 'policies' is not key=value"),
+    (["report", "/nonexistent/run"], "/nonexistent/run is not a run folder"),
+    (["fly"], "unknown command 'fly'; accepted: evaluate, list, report, sync"),
+])
+def test_usage_errors(argv, fragment, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert fragment in err
+    assert len(err.splitlines()) == 1 and err.startswith("evalsuite: error: ")
+
+
+def test_console_script_exit_code_and_no_traceback(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "evalsuite", "evaluate", "suite=metaworld-smoke", "policies=[x]"],
+                         cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr and "unknown policy 'x'" in out.stderr
+
+
+def test_list_shows_suites_tasks_and_policies(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for word in ("metaworld-smoke", "pick-place (hard)", "noisy-scripted", "mlp-bc             [path]"):
+        assert word in out
+
+
+def test_parse_list():
+    assert parse_list("k", "[a, b,c]") == ["a", "b", "c"]
+    assert parse_list("k", "a") == ["a"]
