@@ -125,7 +125,7 @@ def evaluate(req: EvaluateRequest, log=print) -> dict[str, Any]:
                              env_workers=suite.env_workers if req.env_workers is None else req.env_workers)
     started = time.time()
     ran = 0
-    with Journal(run_dir / JOURNAL_FILE) as journal:
+    with executor, Journal(run_dir / JOURNAL_FILE) as journal:
         done = finished_trials(journal.records, req.options.max_attempts)
         if done:
             log(f"resuming {run_dir}: {len(done)}/{len(plan.trials)} trials already finished")
@@ -157,7 +157,7 @@ def evaluate(req: EvaluateRequest, log=print) -> dict[str, Any]:
             "wall_time_s": round(elapsed, 2), "episodes_run": ran,
             "episodes_per_s": round(ran / elapsed, 3) if elapsed > 0 and ran else None}
     plan_mod.write_json(run_dir / RUN_INFO_FILE, info)
-    md, html_path = report.write(run_dir, results)
+    _, html_path = report.write(run_dir, results)
     log(f"results: {run_dir / RESULTS_FILE}\nreport: {html_path}")
     if req.tracking_uri:
         from evalsuite import tracking
@@ -176,7 +176,7 @@ def rebuild_report(run_dir: Path, overrides: dict[str, Any] | None = None, log=p
     records = read(run_dir / JOURNAL_FILE)  # read-only: a report never writes the journal
     results = analyze(plan, key, records, AnalysisOptions(**opts))
     plan_mod.write_json(run_dir / RESULTS_FILE, results)
-    md, html_path = report.write(run_dir, results)
+    _, html_path = report.write(run_dir, results)
     log(f"results: {run_dir / RESULTS_FILE}\nreport: {html_path}")
     return results
 

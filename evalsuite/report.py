@@ -62,8 +62,7 @@ def forest_figure(results: dict[str, Any]):
     ax.axvline(0, color="black", lw=0.8)
     ax.set_yticks(range(len(pairs)), labels[::-1], fontsize=8)
     ax.set_xlim(-1.05, 1.05)
-    ax.set_xlabel("paired difference in success rate (red: significant after "
-                  f"{results['options']['correction']} correction)")
+    ax.set_xlabel(f"paired difference A - B (red: significant, {results['options']['correction']})")
     fig.tight_layout()
     return fig
 

@@ -11,7 +11,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from evalsuite.errors import UsageError
+from evalsuite.errors import UsageError, choices
 
 
 def load_entry_point(entry_point: str) -> Any:
@@ -59,8 +59,6 @@ class SuiteSpec:
         for task in self.tasks:
             if task.id == task_id:
                 return task
-        from evalsuite.errors import choices
-
         raise UsageError(f"unknown task {task_id!r} in suite {self.id!r}; accepted: {choices(self.task_ids)}")
 
     @property

@@ -47,6 +47,11 @@ class InProcessEnvs:
             self._envs[slot, task] = build_env(self.suite, task, self.max_steps[task])
         return self._envs[slot, task]
 
+    def warm(self, pairs: list[tuple[int, str]]) -> None:
+        """Build the environments of these (slot, task) pairs now rather than at first use."""
+        for slot, task in pairs:
+            self._env(slot, task)
+
     def reset(self, requests: dict[int, tuple[str, int]]) -> dict[int, ResetResult | EpisodeError]:
         out: dict[int, ResetResult | EpisodeError] = {}
         for slot, (task, ic_seed) in requests.items():
@@ -84,6 +89,9 @@ def _worker(conn, suite: SuiteSpec, max_steps: dict[str, int]) -> None:
                 conn.send(envs.reset(payload))
             elif cmd == "step":
                 conn.send(envs.step(payload))
+            elif cmd == "warm":
+                envs.warm(payload)
+                conn.send(None)
             else:
                 break
     except (EOFError, KeyboardInterrupt):
@@ -123,6 +131,15 @@ class SubprocessEnvs:
                 self._kill(w)
                 out.update({slot: EpisodeError(f"environment worker died: {exc!r}") for slot in items})
         return out
+
+    def warm(self, pairs: list[tuple[int, str]]) -> None:
+        by_worker: dict[int, list[tuple[int, str]]] = {}
+        for slot, task in pairs:
+            by_worker.setdefault(slot % self.n_workers, []).append((slot, task))
+        for w, items in by_worker.items():  # workers build in parallel
+            self._conn(w).send(("warm", items))
+        for w in by_worker:
+            self._workers[w][1].recv()
 
     def reset(self, requests: dict[int, tuple[str, int]]) -> dict[int, ResetResult | EpisodeError]:
         return self._call("reset", requests)

@@ -59,7 +59,8 @@ class LocalExecutor:
 
     Action chunks are queued per slot and executed step by step; a slot asks its policy again only
     when its queue is empty. Episodes end independently (success, step limit, error, timeout) and
-    their slot takes the next trial at once.
+    their slot takes the next trial at once. Environments are built up front (``warm_up``), one
+    per (slot, task), and kept across ``run`` calls (retry rounds) until ``close``.
     """
 
     def __init__(self, batch_size: int = 8, env_workers: int = 0) -> None:
@@ -67,10 +68,30 @@ class LocalExecutor:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
         self.env_workers = env_workers
+        self._envs: InProcessEnvs | SubprocessEnvs | None = None
+
+    def warm_up(self, ctx: RunContext, tasks: Sequence[str]) -> None:
+        self._pool(ctx).warm([(slot, task) for task in tasks for slot in range(self.batch_size)])
+
+    def _pool(self, ctx: RunContext) -> InProcessEnvs | SubprocessEnvs:
+        if self._envs is None:
+            self._envs = (SubprocessEnvs(ctx.suite, ctx.max_steps, self.env_workers) if self.env_workers > 0
+                          else InProcessEnvs(ctx.suite, ctx.max_steps))
+        return self._envs
+
+    def close(self) -> None:
+        if self._envs is not None:
+            self._envs.close()
+            self._envs = None
+
+    def __enter__(self) -> LocalExecutor:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def run(self, trials: Sequence[Trial], ctx: RunContext, on_record: Callable[[EpisodeRecord], None]) -> None:
-        envs = (SubprocessEnvs(ctx.suite, ctx.max_steps, self.env_workers) if self.env_workers > 0
-                else InProcessEnvs(ctx.suite, ctx.max_steps))
+        envs = self._pool(ctx)
         pending = deque(trials)
         slots: dict[int, _Slot] = {}
 
@@ -103,8 +124,9 @@ class LocalExecutor:
                         finish(slot, FAILURE, "step limit")
                     elif time.perf_counter() - s.started > ctx.episode_timeout_s:
                         finish(slot, ERROR, f"wall-clock timeout after {ctx.episode_timeout_s:g} s")
-        finally:
-            envs.close()
+        except BaseException:
+            self.close()  # environments may be mid-episode; start clean next time
+            raise
 
     def _fill(self, pending, slots, envs, ctx, finish) -> None:
         free = [k for k in range(self.batch_size) if k not in slots]

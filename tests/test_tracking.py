@@ -1,0 +1,101 @@
+"""MLflow: a real `mlflow server` on loopback; a server that is down never loses results."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from tests.conftest import REPO
+
+ENV = {**os.environ, "PYTHONPATH": str(REPO)}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cli(cwd, *args):
+    return subprocess.run([sys.executable, "-m", "evalsuite", *args], cwd=cwd, capture_output=True, text=True,
+                          env=ENV, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("run")
+    out = _cli(tmp, "evaluate", "suite=metaworld-smoke", "tasks=[drawer-open]", "policies=[scripted,random]",
+               "episodes=2", "max_steps=120", "out=run", "tracking_uri=none", "progress=false")
+    assert out.returncode == 0, out.stderr
+    return tmp / "run"
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination",
+         str(tmp_path / "server-artifacts")],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(uri + "/health", timeout=2).read()
+            break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        proc.wait()
+        pytest.fail("mlflow server did not start within 90 s")
+    yield uri
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def test_down_server_keeps_results_and_sync_logs_them_later(small_run, tmp_path, mlflow_server):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(small_run, run)
+    dead = f"http://127.0.0.1:{_free_port()}"
+    out = _cli(tmp_path, "report", "run")
+    assert out.returncode == 0
+    out = _cli(tmp_path, "sync", "run", f"tracking_uri={dead}")
+    assert out.returncode == 1
+    assert "unreachable" in out.stdout and f"evalsuite sync run tracking_uri={dead}" in out.stdout
+    assert (run / "results.json").exists()
+    # the server is back: sync logs the folder, and syncing again replaces rather than duplicates
+    for _ in range(2):
+        out = _cli(tmp_path, "sync", "run", f"tracking_uri={mlflow_server}")
+        assert out.returncode == 0, out.stderr
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(mlflow_server)
+    exp = client.get_experiment_by_name("evalsuite")
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1 and len(runs) == 3
+    assert json.loads((run / "tracking.json").read_text())["run_id"] == parents[0].info.run_id
+    names = [a.path for a in client.list_artifacts(parents[0].info.run_id, "run")]
+    assert "run/report.html" in names
+
+
+def test_evaluate_with_server_down_exits_zero_with_sync_hint(tmp_path):
+    dead = f"http://127.0.0.1:{_free_port()}"
+    out = _cli(tmp_path, "evaluate", "suite=metaworld-smoke", "tasks=[drawer-open]", "policies=[scripted]",
+               "episodes=1", "max_steps=120", "out=run", f"tracking_uri={dead}", "progress=false")
+    assert out.returncode == 0, out.stderr
+    assert "evalsuite sync run" in out.stdout
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["trials"]["complete"]
