@@ -60,8 +60,9 @@ def check_policy(policy_id: str, suite_id: str, task: str, **params) -> None:
     assert isinstance(p1.fingerprint(), str) and p1.fingerprint() == p2.fingerprint()
 
 
-def test_metaworld_suite_conformance_all_50_tasks():
-    check_suite("metaworld")
+@pytest.mark.parametrize("suite_id", sorted(registry.suites.all()))
+def test_suite_conformance(suite_id):
+    check_suite(suite_id)
 
 
 @pytest.mark.parametrize("policy_id", ["scripted", "noisy-scripted", "random"])
