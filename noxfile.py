@@ -9,7 +9,7 @@ import nox
 nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = True
 
-INSTALL = ["-e", ".[metaworld,torch,test]", "torch==2.13.0"]
+INSTALL = ["-e", ".[metaworld,robomimic,torch,test]", "torch==2.13.0"]
 
 
 def _install(session: nox.Session) -> None:
@@ -21,8 +21,6 @@ def evaluate(session: nox.Session) -> None:
     """`nox -s evaluate -- suite=metaworld-smoke [policies=[...] episodes=N ...]`."""
     _install(session)
     args = list(session.posargs) or ["suite=metaworld-smoke"]
-    if not any(a.startswith("policies=") for a in args):
-        args.append("policies=[scripted,noisy-scripted,random]")
     session.run("evalsuite", "evaluate", *args)
 
 

@@ -50,7 +50,7 @@ def simulator_alone(suite, records):
     t0 = time.perf_counter()
     for r in records:
         env = envs[r.task]
-        env.reset(r.ic_seed)
+        env.reset(r.ic_seed, r.ic_index)
         for _ in range(r.steps):
             env.step(action)
     return time.perf_counter() - t0
@@ -63,7 +63,7 @@ def sequential(suite, plan, policy: MLPBCPolicy):
     t0 = time.perf_counter()
     for trial in plan.trials:
         env = envs[trial.task]
-        obs, _ = env.reset(trial.ic_seed)
+        obs, _ = env.reset(trial.ic_seed, trial.ic_index)
         policy.reset(trial.policy_seed, 0)
         for _ in range(plan.max_steps[trial.task]):
             action = policy.act({k: v[None] for k, v in obs.items()}, np.array([0]))[0]

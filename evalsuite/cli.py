@@ -23,7 +23,8 @@ from evalsuite.errors import UsageError, choices
 EVALUATE_KEYS = {
     "suite": "suite id (see `evalsuite list`)",
     "policies": "[id, id:key=value, ...]",
-    "tasks": "[task, ...] (default: all tasks of the suite)",
+    "tasks": "[task, ...] (default: the suite's default tasks)",
+    "init_states": "robomimic HDF5 dataset whose stored initial states the episodes start from",
     "episodes": "initial conditions per task",
     "seed": "root seed",
     "out": "run folder (default: reports/<suite>-<hash of the request>)",
@@ -148,9 +149,15 @@ def cmd_evaluate(args: list[str]) -> int:
     kv = parse_overrides(args, EVALUATE_KEYS)
     if "suite" not in kv:
         raise UsageError("missing suite=...; see `evalsuite list` for the suites")
-    if "policies" not in kv:
-        raise UsageError("missing policies=[...]; e.g. policies=[scripted,noisy-scripted]")
-    policies = [parse_policy(p) for p in parse_list("policies", kv["policies"])]
+    from evalsuite import registry
+
+    suite = registry.suites.get(kv["suite"])
+    if "policies" in kv:
+        policies = [parse_policy(p) for p in parse_list("policies", kv["policies"])]
+    elif suite.default_policies:
+        policies = [parse_policy(p) for p in suite.default_policies]
+    else:
+        raise UsageError(f"missing policies=[...]; suite {suite.id!r} has no default policies")
     interval = kv.get("interval", "wilson")
     if interval not in INTERVAL_METHODS:
         raise UsageError(f"interval={interval!r}; accepted: {choices(INTERVAL_METHODS)}")
@@ -174,11 +181,13 @@ def cmd_evaluate(args: list[str]) -> int:
         "episodes": parse_int("episodes", kv["episodes"], 1) if "episodes" in kv else None,
         "seed": parse_int("seed", kv.get("seed", "0"), 0),
         "max_steps": parse_int("max_steps", kv["max_steps"], 1) if "max_steps" in kv else None,
+        "suite_options": {"init_states": kv["init_states"]} if "init_states" in kv else {},
     }
     out = Path(kv["out"]) if "out" in kv else default_out(request_fields)
     request = EvaluateRequest(
         suite=request_fields["suite"], policies=policies, out=out, tasks=request_fields["tasks"],
         episodes=request_fields["episodes"], seed=request_fields["seed"], max_steps=request_fields["max_steps"],
+        suite_options=request_fields["suite_options"],
         batch_size=parse_int("batch_size", kv.get("batch_size", "8"), 1),
         env_workers=parse_int("env_workers", kv["env_workers"], 0) if "env_workers" in kv else None,
         episode_timeout_s=parse_float("timeout", kv.get("timeout", "600"), 0.0),

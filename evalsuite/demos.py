@@ -47,7 +47,7 @@ def collect(suite_id: str, task: str, n: int, *, seed: int, expert: str = "scrip
             if len(demos.actions) >= n:
                 break
             ic = demo_seed(seed, task, i)
-            obs, _ = env.reset(ic)
+            obs, _ = env.reset(ic, i)
             policy.reset(ic, 0)
             keys = list(obs)
             traj = {k: [] for k in keys}

@@ -7,6 +7,7 @@ planned episodes and the same ``results.json`` as an uninterrupted one.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import subprocess
@@ -37,7 +38,8 @@ class EvaluateRequest:
     suite: str
     policies: list[PolicyEntry]
     out: Path
-    tasks: list[str] | None = None  # None: all tasks of the suite
+    tasks: list[str] | None = None  # None: the suite's default tasks
+    suite_options: dict[str, Any] = field(default_factory=dict)  # extra env kwargs, e.g. init_states
     episodes: int | None = None
     seed: int = 0
     max_steps: int | None = None  # caps every task's own step limit
@@ -77,6 +79,14 @@ class PolicyBuilder:
         return self._cache[code, task]
 
 
+def _env_options(suite: SuiteSpec) -> set[str]:
+    """Keyword options the suite's environment takes beyond task and step limit."""
+    import inspect
+
+    params = inspect.signature(load_entry_point(suite.entry_point)).parameters
+    return {name for name in params if name not in ("self", "task_id", "max_steps")} - set(suite.kwargs)
+
+
 def package_versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for name in ("evalsuite", "numpy", "scipy", "statsmodels", "mlflow", "metaworld", "mujoco", "torch", "robosuite"):
@@ -97,17 +107,23 @@ def git_commit() -> str:
 
 def evaluate(req: EvaluateRequest, log=print) -> dict[str, Any]:
     suite = registry.suites.get(req.suite)
-    tasks = list(req.tasks) if req.tasks else list(suite.task_ids)
+    if req.suite_options:
+        accepted = _env_options(suite)
+        for name in req.suite_options:
+            if name not in accepted:
+                raise UsageError(f"suite {suite.id!r} takes no option {name}; accepted: {choices(accepted) or '(none)'}")
+        suite = dataclasses.replace(suite, kwargs={**suite.kwargs, **req.suite_options})
+    tasks = list(req.tasks or suite.default_tasks or suite.task_ids)
     for task in tasks:
         suite.task(task)
     if not req.policies:
-        raise UsageError("no policies given; e.g. policies=[scripted,noisy-scripted]")
+        raise UsageError(f"no policies given and suite {suite.id!r} has no default ones; e.g. policies=[scripted]")
     for entry in req.policies:
         resolve_policy(entry)
     episodes = req.episodes or suite.default_episodes
     max_steps = {t: min(suite.task(t).max_steps, req.max_steps or suite.task(t).max_steps) for t in tasks}
     plan, key = plan_mod.make_plan(suite=suite.id, tasks=tasks, policies=req.policies, episodes=episodes,
-                                   seed=req.seed, max_steps=max_steps)
+                                   seed=req.seed, max_steps=max_steps, suite_options=req.suite_options)
     run_dir = req.out
     if (run_dir / plan_mod.PLAN_FILE).exists():
         saved, saved_key = plan_mod.load(run_dir)

@@ -36,13 +36,14 @@ class StepResult:
 
 @runtime_checkable
 class TaskEnv(Protocol):
-    """One environment of one task. Initial conditions come only from ``reset(ic_seed)``."""
+    """One environment of one task. Initial conditions come only from ``reset``."""
 
     info: EnvInfo
 
-    def reset(self, ic_seed: int) -> tuple[Observation, dict[str, Any]]:
-        """Start the episode of initial condition ``ic_seed``; returns the observation and the
-        JSON-serializable data needed to reproduce the initial state."""
+    def reset(self, ic_seed: int, ic_index: int) -> tuple[Observation, dict[str, Any]]:
+        """Start the episode of initial condition number ``ic_index`` with seed ``ic_seed``; returns
+        the observation and the JSON-serializable data needed to reproduce the initial state.
+        Seeded suites use the seed; suites replaying a dataset's initial states use the index."""
         ...
 
     def step(self, action: np.ndarray) -> StepResult: ...

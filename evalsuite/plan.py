@@ -81,6 +81,7 @@ class Plan:
     codes: tuple[str, ...]
     trials: tuple[Trial, ...]  # in execution order
     key_digest: str  # sha256 of the blinding key: a changed policy set is caught without unblinding
+    suite_options: dict[str, Any] = dataclasses.field(default_factory=dict)  # e.g. init_states
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -92,6 +93,7 @@ class Plan:
             "max_steps": self.max_steps,
             "codes": list(self.codes),
             "key_digest": self.key_digest,
+            "suite_options": self.suite_options,
             "trials": [t.to_dict() for t in self.trials],
         }
 
@@ -101,6 +103,7 @@ class Plan:
             suite=d["suite"], tasks=tuple(d["tasks"]), episodes=d["episodes"], seed=d["seed"],
             max_steps=dict(d["max_steps"]), codes=tuple(d["codes"]),
             trials=tuple(Trial(**t) for t in d["trials"]), key_digest=d["key_digest"],
+            suite_options=d.get("suite_options", {}),
         )
 
 
@@ -110,7 +113,7 @@ def key_digest(key: dict[str, dict[str, Any]]) -> str:
 
 def make_plan(
     *, suite: str, tasks: list[str], policies: list[PolicyEntry], episodes: int, seed: int,
-    max_steps: dict[str, int],
+    max_steps: dict[str, int], suite_options: dict[str, Any] | None = None,
 ) -> tuple[Plan, dict[str, dict[str, Any]]]:
     """Build the plan and its blinding key (code -> {"id", "params", "label"})."""
     if episodes < 1:
@@ -132,6 +135,7 @@ def make_plan(
     plan = Plan(
         suite=suite, tasks=tuple(tasks), episodes=episodes, seed=seed, max_steps=dict(max_steps),
         codes=tuple(codes), trials=tuple(trials[int(j)] for j in order), key_digest=key_digest(key),
+        suite_options=dict(suite_options or {}),
     )
     return plan, dict(sorted(key.items()))
 
@@ -160,7 +164,7 @@ def load(run_dir: Path) -> tuple[Plan, dict[str, dict[str, Any]]]:
 
 def check_resumable(saved: Plan, saved_key: dict, new: Plan, new_key: dict, run_dir: Path) -> None:
     """Refuse to resume a run folder with a different plan, naming what differs."""
-    for name in ("suite", "tasks", "episodes", "seed", "max_steps"):
+    for name in ("suite", "tasks", "episodes", "seed", "max_steps", "suite_options"):
         old_value, new_value = getattr(saved, name), getattr(new, name)
         if old_value != new_value:
             raise UsageError(

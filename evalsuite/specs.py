@@ -42,6 +42,8 @@ class TaskSpec:
 class SuiteSpec:
     """A benchmark suite: a set of tasks built by one environment entry point.
 
+    ``default_tasks`` and ``default_policies`` are what a bare ``evaluate suite=ID`` runs.
+
     ``entry_point`` is a callable ``(task_id, **kwargs) -> TaskEnv``; ``kwargs`` are fixed options
     of the suite (e.g. observation mode). ``env_workers`` is the default number of environment
     subprocesses (0 = step environments in the main process, right when the policy is the cost).
@@ -54,6 +56,8 @@ class SuiteSpec:
     kwargs: dict[str, Any] = field(default_factory=dict)
     default_episodes: int = 20
     env_workers: int = 0
+    default_tasks: tuple[str, ...] = ()  # empty: all tasks
+    default_policies: tuple[str, ...] = ()  # what `evaluate` runs when no policies= is given
 
     def task(self, task_id: str) -> TaskSpec:
         for task in self.tasks:

@@ -6,7 +6,7 @@ BUILTIN = [
     PolicySpec(
         id="scripted",
         entry_point="policies.metaworld_expert:scripted",
-        description="Meta-World's own scripted expert for each task",
+        description="the suite's scripted expert (Meta-World's own; evalsuite's for robomimic lift and can)",
     ),
     PolicySpec(
         id="noisy-scripted",

@@ -20,7 +20,8 @@ from policies._util import SlotRngs, config_fingerprint
 class MetaWorldExpert:
     def __init__(self, task: TaskSpec, suite: SuiteSpec, noise: float = 0.0) -> None:
         if not suite.entry_point.startswith("suites.metaworld:"):
-            raise UsageError(f"the scripted expert exists for Meta-World suites only, not {suite.id!r}")
+            raise UsageError(f"no scripted expert for suite {suite.id!r}; there are experts for Meta-World and "
+                             "robomimic (lift, can)")
         noise = float(noise)
         if not np.isfinite(noise) or noise < 0:
             raise UsageError(f"noise must be a finite number >= 0, got {noise!r}")
@@ -52,9 +53,14 @@ class MetaWorldExpert:
         )
 
 
-def scripted(task: TaskSpec, suite: SuiteSpec) -> MetaWorldExpert:
-    return MetaWorldExpert(task, suite, noise=0.0)
+def scripted(task: TaskSpec, suite: SuiteSpec, noise: float = 0.0):
+    """The suite's own scripted expert: Meta-World's, or evalsuite's for robomimic tasks."""
+    if suite.entry_point.startswith("suites.robosuite:"):
+        from policies.robosuite_expert import RobosuiteExpert
 
-
-def noisy_scripted(task: TaskSpec, suite: SuiteSpec, noise: float = 0.5) -> MetaWorldExpert:
+        return RobosuiteExpert(task, suite, noise=noise)
     return MetaWorldExpert(task, suite, noise=noise)
+
+
+def noisy_scripted(task: TaskSpec, suite: SuiteSpec, noise: float = 1.0):
+    return scripted(task, suite, noise=noise)

@@ -2,9 +2,12 @@
 
 from evalsuite.specs import SuiteSpec, TaskSpec
 from suites.metaworld import DIFFICULTY, MAX_STEPS
+from suites.robosuite import TASKS as ROBOMIMIC_TASKS
 
 _MW_TASKS = tuple(TaskSpec(task, MAX_STEPS, (level,)) for level, tasks in DIFFICULTY.items() for task in tasks)
 _MW_TASK = {t.id: t for t in _MW_TASKS}
+_RM_TASKS = tuple(TaskSpec(task, horizon, ("low-dim",)) for task, (_, horizon, _) in ROBOMIMIC_TASKS.items())
+_RM_IMAGE_TASKS = tuple(TaskSpec(task, horizon, ("image",)) for task, (_, horizon, _) in ROBOMIMIC_TASKS.items())
 
 BUILTIN = [
     SuiteSpec(
@@ -12,6 +15,7 @@ BUILTIN = [
         entry_point="suites.metaworld:MetaWorldTaskEnv",
         tasks=_MW_TASKS,
         description="Meta-World v3, all 50 tasks (goal observable), tagged easy/medium/hard/very-hard",
+        default_policies=("scripted", "noisy-scripted", "random"),
     ),
     SuiteSpec(
         id="metaworld-smoke",
@@ -19,5 +23,27 @@ BUILTIN = [
         tasks=(_MW_TASK["drawer-open"], _MW_TASK["coffee-push"], _MW_TASK["pick-place"]),
         description="Meta-World v3, one easy, one medium and one hard task, for quick runs and CI",
         default_episodes=20,
+        default_policies=("scripted", "noisy-scripted", "random"),
+    ),
+    SuiteSpec(
+        id="robomimic",
+        entry_point="suites.robosuite:RobosuiteTaskEnv",
+        tasks=_RM_TASKS,
+        description="robomimic's tasks on robosuite 1.5 (Panda, OSC pose, 20 Hz), low-dim observations",
+        default_episodes=40,  # Wilson 95% half-width <= 10 points near 90% success
+        env_workers=2,  # the simulator is the cost here: step environments in both cores
+        default_tasks=("lift", "can"),
+        default_policies=("scripted", "noisy-scripted"),
+    ),
+    SuiteSpec(
+        id="robomimic-image",
+        entry_point="suites.robosuite:RobosuiteTaskEnv",
+        tasks=_RM_IMAGE_TASKS,
+        description="robomimic's tasks with agentview and eye-in-hand cameras (84x84) besides low-dim",
+        kwargs={"obs": "image"},
+        default_episodes=40,
+        env_workers=2,
+        default_tasks=("lift", "can"),
+        default_policies=("scripted",),
     ),
 ]

@@ -65,7 +65,7 @@ class MetaWorldTaskEnv:
         env._get_state_rand_vec = recorded_draw
         self.info = EnvInfo(obs_shapes={"state": (39,)}, action_dim=4, max_steps=min(max_steps, MAX_STEPS))
 
-    def reset(self, ic_seed: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    def reset(self, ic_seed: int, ic_index: int = 0) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         self._env.np_random = np.random.default_rng(ic_seed)
         self._draws, self._replay = [], None
         obs, _ = self._env.reset()

@@ -34,7 +34,7 @@ class CountdownEnv:
         self.task_id, self.fail_on = task_id, fail_on
         self.info = EnvInfo(obs_shapes={"state": (2,)}, action_dim=2, max_steps=max_steps)
 
-    def reset(self, ic_seed: int):
+    def reset(self, ic_seed: int, ic_index: int = 0):
         self.target = float(np.random.default_rng(ic_seed).integers(3, 12))
         self.total, self.t = 0.0, 0
         return {"state": np.array([self.target, 0.0])}, {"target": self.target}

@@ -24,16 +24,16 @@ def check_suite(suite_id: str, tasks=None) -> None:
     for task in tasks or suite.task_ids:
         env = build_env(suite, task, suite.task(task).max_steps)
         try:
-            obs1, init1 = env.reset(123)
+            obs1, init1 = env.reset(123, 0)
             env.step(np.zeros(env.info.action_dim))
-            obs2, init2 = env.reset(123)
-            obs3, init3 = env.reset(124)
+            obs2, init2 = env.reset(123, 0)
+            obs3, init3 = env.reset(124, 1)
             assert init1 == init2 and init1 != init3, task
             for key, shape in env.info.obs_shapes.items():
                 assert obs1[key].shape == shape
                 np.testing.assert_array_equal(obs1[key], obs2[key])
             if hasattr(env, "reset_to_rand_vecs"):
-                env.reset(999)
+                env.reset(999, 2)
                 np.testing.assert_array_equal(env.reset_to_rand_vecs(init1["rand_vecs"])["state"], obs1["state"])
         finally:
             env.close()
@@ -46,7 +46,7 @@ def check_policy(policy_id: str, suite_id: str, task: str, **params) -> None:
     spec = registry.policies.get(policy_id)
     make = lambda: load_entry_point(spec.entry_point)(suite.task(task), suite, **{**spec.params, **params})  # noqa: E731
     env = build_env(suite, task, 50)
-    obs = [env.reset(s)[0] for s in (1, 2, 3)]
+    obs = [env.reset(s, s)[0] for s in (1, 2, 3)]
     env.close()
     batch = {k: np.stack([o[k] for o in obs]) for k in obs[0]}
     p1, p2 = make(), make()

@@ -52,12 +52,12 @@ class InProcessEnvs:
         for slot, task in pairs:
             self._env(slot, task)
 
-    def reset(self, requests: dict[int, tuple[str, int]]) -> dict[int, ResetResult | EpisodeError]:
+    def reset(self, requests: dict[int, tuple[str, int, int]]) -> dict[int, ResetResult | EpisodeError]:
         out: dict[int, ResetResult | EpisodeError] = {}
-        for slot, (task, ic_seed) in requests.items():
+        for slot, (task, ic_seed, ic_index) in requests.items():
             self._task_of[slot] = task
             try:
-                out[slot] = self._env(slot, task).reset(ic_seed)
+                out[slot] = self._env(slot, task).reset(ic_seed, ic_index)
             except Exception as exc:
                 out[slot] = EpisodeError(f"reset failed: {_reason(exc)}")
         return out
@@ -141,7 +141,7 @@ class SubprocessEnvs:
         for w in by_worker:
             self._workers[w][1].recv()
 
-    def reset(self, requests: dict[int, tuple[str, int]]) -> dict[int, ResetResult | EpisodeError]:
+    def reset(self, requests: dict[int, tuple[str, int, int]]) -> dict[int, ResetResult | EpisodeError]:
         return self._call("reset", requests)
 
     def step(self, actions: dict[int, np.ndarray]) -> dict[int, StepResult | EpisodeError]:

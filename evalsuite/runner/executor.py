@@ -138,7 +138,7 @@ class LocalExecutor:
             policy = ctx.make_policy(trial.policy_code, trial.task)
             slots[k] = _Slot(trial, ctx.attempts.get(trial.trial_id, 1), policy, policy.fingerprint(),
                              time.perf_counter())
-            requests[k] = (trial.task, trial.ic_seed)
+            requests[k] = (trial.task, trial.ic_seed, trial.ic_index)
         for k, result in envs.reset(requests).items():
             if isinstance(result, EpisodeError):
                 finish(k, ERROR, str(result))

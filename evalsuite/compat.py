@@ -1,0 +1,48 @@
+"""Workarounds that let robomimic 0.3.0 import beside robosuite 1.5 and the CPU torch build.
+
+robomimic imports ``mujoco_py`` (gone since robosuite 1.5, which uses the mujoco bindings) only for
+``mujoco_py.builder.MujocoException``; and PyPI's torchvision is built against another torch, so
+importing it fails on ``operator torchvision::nms does not exist`` unless the operator schemas it
+registers fake kernels for are defined first. robomimic never calls those operators.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+
+_done = False
+
+
+def prepare_robomimic() -> None:
+    """Make ``import robomimic...`` work here; idempotent."""
+    global _done
+    if _done:
+        return
+    if "mujoco_py" not in sys.modules:
+        mujoco_py = types.ModuleType("mujoco_py")
+        builder = types.ModuleType("mujoco_py.builder")
+
+        class MujocoException(Exception):
+            """Stand-in: robosuite 1.5 raises mujoco's own errors instead."""
+
+        builder.MujocoException = MujocoException
+        mujoco_py.builder = builder
+        sys.modules["mujoco_py"], sys.modules["mujoco_py.builder"] = mujoco_py, builder
+    if "torchvision" not in sys.modules:
+        import torch
+
+        try:
+            import torchvision  # noqa: F401  (a matching build needs no help)
+        except RuntimeError:
+            lib = torch.library.Library("torchvision", "DEF")
+            for op in ("nms", "qnms"):
+                lib.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+            _keep.append(lib)
+            for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
+                del sys.modules[name]
+            import torchvision  # noqa: F401
+    _done = True
+
+
+_keep: list = []  # the Library object must outlive the import

@@ -1,0 +1,173 @@
+"""robomimic's tasks on robosuite 1.5: Panda arm(s), OSC pose controller at 20 Hz.
+
+Observations follow robomimic's conventions: low-dim keys ``robot{i}_eef_pos``,
+``robot{i}_eef_quat``, ``robot{i}_gripper_qpos`` and ``object``; with cameras, ``agentview_image``
+and ``robot0_eye_in_hand_image`` (84x84, flipped upright as robomimic does). Cameras and rendering
+are off unless an image suite asks for them.
+
+Initial conditions. robosuite draws object placement, object sizes and robot joint noise at reset
+from the environment's own generator ``env.rng`` (held by the placement sampler too). A hard reset
+with ``env.rng`` re-seeded from the initial-condition seed makes the whole initial state - model xml
+and simulator state - a pure function of that seed. With ``init_states=demo.hdf5`` the initial
+states come from a robomimic dataset instead (``data/demo_{i}``: ``model_file`` and ``states[0]``),
+restored exactly, controllers re-synced to the restored joints (otherwise replayed actions drift).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+
+import numpy as np
+
+from evalsuite.errors import UsageError
+from evalsuite.interfaces import EnvInfo, StepResult
+
+# task id -> (robosuite env name, robomimic horizon, extra make() kwargs)
+TASKS: dict[str, tuple[str, int, dict[str, Any]]] = {
+    "lift": ("Lift", 400, {}),
+    "can": ("PickPlaceCan", 400, {}),
+    "square": ("NutAssemblySquare", 400, {}),
+    "transport": ("TwoArmTransport", 700, {"robots": ["Panda", "Panda"], "env_configuration": "opposed"}),
+    "tool_hang": ("ToolHang", 700, {}),
+}
+CAMERAS = ("agentview", "robot0_eye_in_hand")
+IMAGE_SIZE = 84
+
+
+def make_robosuite_env(task_id: str, cameras: bool = False, seed: int | None = None):
+    """The robosuite environment of a robomimic task, configured as robomimic configures it."""
+    import robosuite
+    from robosuite.controllers import load_composite_controller_config
+
+    logging.getLogger("robosuite_logs").setLevel(logging.ERROR)  # per-part controller notices
+    env_name, horizon, extra = TASKS[task_id]
+    robots = extra.get("robots", "Panda")
+    controller = load_composite_controller_config(controller="BASIC", robot="Panda")
+    kwargs = dict(
+        robots=robots, controller_configs=controller, has_renderer=False, has_offscreen_renderer=cameras,
+        use_camera_obs=cameras, use_object_obs=True, control_freq=20, horizon=horizon, ignore_done=True,
+        reward_shaping=False, hard_reset=True, seed=seed,
+        **{k: v for k, v in extra.items() if k != "robots"},
+    )
+    if cameras:
+        kwargs.update(camera_names=list(CAMERAS), camera_heights=IMAGE_SIZE, camera_widths=IMAGE_SIZE,
+                      camera_depths=False)
+    return robosuite.make(env_name, **kwargs), kwargs
+
+
+def model_xml(env) -> str:
+    """The loaded model as MJCF text (robosuite's ``get_xml`` leaves its file open)."""
+    import os
+    import tempfile
+
+    import mujoco
+
+    with tempfile.TemporaryDirectory() as td:
+        path = os.path.join(td, "model.xml")
+        mujoco.mj_saveLastXML(path, env.sim.model._model)
+        with open(path) as fh:
+            return fh.read()
+
+
+def resync_controllers(env) -> None:
+    """After writing a simulator state, make every part controller start from it."""
+    for robot in env.robots:
+        for part in robot.composite_controller.part_controllers.values():
+            part.update_initial_joints(env.sim.data.qpos[part.qpos_index])
+            part.reset_goal()
+
+
+class RobosuiteTaskEnv:
+    """One robomimic task. ``obs``: ``low_dim`` (default) or ``image`` (adds the two cameras)."""
+
+    def __init__(self, task_id: str, max_steps: int | None = None, obs: str = "low_dim",
+                 init_states: str | None = None) -> None:
+        if obs not in ("low_dim", "image"):
+            raise UsageError(f"obs={obs!r}; accepted: image, low_dim")
+        self.task_id = task_id
+        self.cameras = obs == "image"
+        self.env, self.make_kwargs = make_robosuite_env(task_id, cameras=self.cameras)
+        self.n_robots = len(self.env.robots)
+        self._dataset = _InitStates(init_states) if init_states else None
+        horizon = TASKS[task_id][1]
+        raw = self.env.reset()
+        obs0 = self._observe(raw)
+        self.info = EnvInfo(obs_shapes={k: v.shape for k, v in obs0.items()},
+                            action_dim=int(self.env.action_dim), max_steps=min(max_steps or horizon, horizon))
+
+    def _observe(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = {}
+        for i in range(self.n_robots):
+            for key in ("eef_pos", "eef_quat", "gripper_qpos"):
+                out[f"robot{i}_{key}"] = np.asarray(raw[f"robot{i}_{key}"], dtype=np.float64)
+        out["object"] = np.asarray(raw["object-state"], dtype=np.float64)
+        if self.cameras:
+            for cam in CAMERAS:
+                out[f"{cam}_image"] = np.ascontiguousarray(raw[f"{cam}_image"][::-1])  # upright, as robomimic
+        return out
+
+    def reset(self, ic_seed: int, ic_index: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        if self._dataset is not None:
+            xml, states = self._dataset.initial_state(ic_index)
+            return self.reset_to(xml, states), {"dataset": self._dataset.path, "demo": ic_index}
+        self.env.rng = rng = np.random.default_rng(ic_seed)
+        _seed_samplers(getattr(self.env, "placement_initializer", None), rng)  # they keep the old one
+        raw = self.env.reset()
+        xml = model_xml(self.env)
+        states = self.env.sim.get_state().flatten()
+        return self._observe(raw), {"model_sha256": hashlib.sha256(xml.encode()).hexdigest()[:16],
+                                    "states": [float(x) for x in states]}
+
+    def reset_to(self, model_xml: str, states: np.ndarray) -> dict[str, np.ndarray]:
+        """Restore a stored initial state exactly: model, flattened state, controllers."""
+        self.env.reset()
+        self.env.reset_from_xml_string(self.env.edit_model_xml(model_xml))
+        self.env.sim.reset()
+        self.env.sim.set_state_from_flattened(np.asarray(states))
+        self.env.sim.forward()
+        resync_controllers(self.env)
+        return self._observe(self.env._get_observations(force_update=True))
+
+    def sim_state(self) -> np.ndarray:
+        return np.array(self.env.sim.get_state().flatten())
+
+    def step(self, action: np.ndarray) -> StepResult:
+        raw, reward, _, _ = self.env.step(np.asarray(action, dtype=np.float64))
+        return StepResult(obs=self._observe(raw), reward=float(reward), success=bool(self.env._check_success()))
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def _seed_samplers(sampler, rng: np.random.Generator) -> None:
+    if sampler is None:
+        return
+    sampler.rng = rng
+    for child in getattr(sampler, "samplers", {}).values():
+        _seed_samplers(child, rng)
+
+
+class _InitStates:
+    """Initial states of a robomimic HDF5 dataset, demo by demo (sorted by demo number)."""
+
+    def __init__(self, path: str) -> None:
+        import h5py
+
+        self.path = str(path)
+        try:
+            with h5py.File(path, "r") as f:
+                self.demos = sorted(f["data"].keys(), key=lambda k: int(k.split("_")[-1]))
+        except (OSError, KeyError) as exc:
+            raise UsageError(f"init_states={path!r} is not a robomimic HDF5 dataset with a data/ group ({exc})") from None
+
+    def initial_state(self, index: int) -> tuple[str, np.ndarray]:
+        import h5py
+
+        if index >= len(self.demos):
+            raise UsageError(f"init_states={self.path!r} has {len(self.demos)} demos; episode {index} has none "
+                             f"(use episodes<={len(self.demos)})")
+        with h5py.File(self.path, "r") as f:
+            demo = f["data"][self.demos[index]]
+            return demo.attrs["model_file"], np.array(demo["states"][0])
