@@ -40,6 +40,7 @@ def tests_slow(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def benchmark(session: nox.Session) -> None:
-    """Runner throughput on Meta-World: batched vs sequential vs simulator alone."""
+    """Runner throughput: Meta-World (batched vs sequential vs simulator alone), robomimic workers."""
     _install(session)
     session.run("python", "benchmarks/throughput.py", *session.posargs)
+    session.run("python", "benchmarks/robomimic_workers.py")

@@ -4,6 +4,7 @@
     evalsuite report RUN_DIR [interval=jeffreys level=0.9 correction=bh]
     evalsuite sync RUN_DIR tracking_uri=http://127.0.0.1:5000
     evalsuite list
+    evalsuite demos suite=robomimic task=lift n=200 out=data/lift.hdf5 [seed=0 expert=scripted]
 
 A policy is ``id``, ``id:ARG`` (its positional parameter, e.g. a checkpoint path) or
 ``id:key=value[:key=value]``. A user mistake prints one line naming the bad value and what is
@@ -255,6 +256,32 @@ def cmd_sync(args: list[str]) -> int:
     return 0 if tracking.log_or_explain(run_dir, uri, kv.get("experiment", "evalsuite")) else 1
 
 
+def cmd_demos(args: list[str]) -> int:
+    """Successful scripted-expert episodes, written as robomimic HDF5 (robosuite) or DP3 fields (Meta-World)."""
+    from evalsuite import demos, registry
+
+    kv = parse_overrides(args, ("suite", "task", "n", "out", "seed", "expert"))
+    for key in ("suite", "task", "n", "out"):
+        if key not in kv:
+            raise UsageError(f"missing {key}=...; usage: evalsuite demos suite=robomimic task=lift n=200 out=data/lift.hdf5")
+    suite = registry.suites.get(kv["suite"])
+    suite.task(kv["task"])
+    expert = kv.get("expert", "scripted")
+    registry.policies.get(expert)
+    n = parse_int("n", kv["n"], 1)
+    out = Path(kv["out"])
+    if out.suffix not in (".hdf5", ".h5"):
+        raise UsageError(f"out={kv['out']!r}: demos are written as HDF5; use a .hdf5 file name")
+    result = demos.collect(suite.id, kv["task"], n, seed=parse_int("seed", kv.get("seed", "0"), 0), expert=expert)
+    if len(result.episodes) < n:
+        print(f"warning: only {len(result.episodes)} of {result.attempted} expert episodes succeeded", file=sys.stderr)
+    robomimic_layout = suite.entry_point.startswith("suites.robosuite:")
+    (demos.write_robomimic_hdf5 if robomimic_layout else demos.write_dp3_hdf5)(result, out)
+    print(f"{out}: {len(result.episodes)} successful demos of {result.attempted} attempts "
+          f"({'robomimic' if robomimic_layout else 'DP3-field'} layout)")
+    return 0
+
+
 def cmd_list(args: list[str]) -> int:
     from evalsuite import registry
 
@@ -272,7 +299,7 @@ def cmd_list(args: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"evaluate": cmd_evaluate, "report": cmd_report, "sync": cmd_sync, "list": cmd_list}
+COMMANDS = {"evaluate": cmd_evaluate, "report": cmd_report, "sync": cmd_sync, "list": cmd_list, "demos": cmd_demos}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,7 +44,6 @@ def success_figure(results: dict[str, Any]):
     ax.set_ylim(0, 1.05)
     ax.set_ylabel(f"success rate ({100 * level:g}% {results['options']['interval']} CI)")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    fig.tight_layout()
     return fig
 
 
@@ -63,13 +62,12 @@ def forest_figure(results: dict[str, Any]):
     ax.set_yticks(range(len(pairs)), labels[::-1], fontsize=8)
     ax.set_xlim(-1.05, 1.05)
     ax.set_xlabel(f"paired difference A - B (red: significant, {results['options']['correction']})")
-    fig.tight_layout()
     return fig
 
 
 def _png(fig) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")  # room for long policy labels
     plt.close(fig)
     return buf.getvalue()
 

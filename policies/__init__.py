@@ -27,4 +27,16 @@ BUILTIN = [
         params={"path": ""},
         positional="path",
     ),
+    PolicySpec(
+        id="robomimic",
+        entry_point="policies.robomimic_policy:load_policy",
+        description="a robomimic checkpoint (.pth) loaded with robomimic's own loader; executes the pickle",
+        params={"path": ""},
+        positional="path",
+    ),
+    PolicySpec(
+        id="robomimic-bc",
+        entry_point="policies.robomimic_policy:shipped_bc",
+        description="robomimic BC trained here on scripted lift/can demos with robomimic's own training script",
+    ),
 ]

@@ -33,7 +33,7 @@ BUILTIN = [
         default_episodes=40,  # Wilson 95% half-width <= 10 points near 90% success
         env_workers=2,  # the simulator is the cost here: step environments in both cores
         default_tasks=("lift", "can"),
-        default_policies=("scripted", "noisy-scripted"),
+        default_policies=("scripted", "robomimic-bc"),
     ),
     SuiteSpec(
         id="robomimic-image",

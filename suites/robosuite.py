@@ -130,6 +130,17 @@ class RobosuiteTaskEnv:
         resync_controllers(self.env)
         return self._observe(self.env._get_observations(force_update=True))
 
+    def model_xml(self) -> str:
+        return model_xml(self.env)
+
+    def env_args(self) -> dict[str, Any]:
+        """robomimic's ``env_args`` for a dataset recorded in this environment."""
+        from robomimic.envs.env_base import EnvType
+
+        kwargs = {k: v for k, v in self.make_kwargs.items() if k not in ("seed", "hard_reset")}
+        return {"env_name": TASKS[self.task_id][0], "type": EnvType.ROBOSUITE_TYPE, "env_kwargs": kwargs,
+                "env_version": _robosuite_version()}
+
     def sim_state(self) -> np.ndarray:
         return np.array(self.env.sim.get_state().flatten())
 
@@ -139,6 +150,12 @@ class RobosuiteTaskEnv:
 
     def close(self) -> None:
         self.env.close()
+
+
+def _robosuite_version() -> str:
+    import robosuite
+
+    return robosuite.__version__
 
 
 def _seed_samplers(sampler, rng: np.random.Generator) -> None:

@@ -28,7 +28,7 @@ BASE = ["evaluate", "suite=metaworld-smoke", "tracking_uri=none", "progress=fals
     ([*BASE, "policies=[scripted]", "init_states=x.hdf5"], "suite 'metaworld-smoke' takes no option init_states"),
     (["evaluate", "suite=metaworld-smoke", "policies"], "argument 'policies' is not key=value"),
     (["report", "/nonexistent/run"], "/nonexistent/run is not a run folder"),
-    (["fly"], "unknown command 'fly'; accepted: evaluate, list, report, sync"),
+    (["fly"], "unknown command 'fly'; accepted: demos, evaluate, list, report, sync"),
 ])
 def test_usage_errors(argv, fragment, capsys):
     assert main(argv) == 2
@@ -54,3 +54,21 @@ def test_list_shows_suites_tasks_and_policies(capsys):
 def test_parse_list():
     assert parse_list("k", "[a, b,c]") == ["a", "b", "c"]
     assert parse_list("k", "a") == ["a"]
+
+
+def test_demos_command_writes_dp3_fields_for_metaworld(tmp_path, capsys):
+    import h5py
+
+    out = tmp_path / "drawer.hdf5"
+    assert main(["demos", "suite=metaworld-smoke", "task=drawer-open", "n=2", f"out={out}"]) == 0
+    with h5py.File(out) as f:
+        ends = f["meta/episode_ends"][()]
+        assert len(ends) == 2 and f["data/full_state"].shape == (ends[-1], 39)
+        assert f["data/action"].shape == (ends[-1], 4)
+
+
+def test_demos_command_usage_errors(capsys):
+    assert main(["demos", "suite=metaworld-smoke", "task=drawer-open", "n=2", "out=x.zarr"]) == 2
+    assert "use a .hdf5 file name" in capsys.readouterr().err
+    assert main(["demos", "suite=metaworld-smoke", "task=drawer-open", "out=x.hdf5"]) == 2
+    assert "missing n=" in capsys.readouterr().err
