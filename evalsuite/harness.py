@@ -134,6 +134,9 @@ def evaluate(req: EvaluateRequest, log=print) -> dict[str, Any]:
     builder = PolicyBuilder(suite, key)
     for task in tasks:  # refuse mismatches before any episode runs
         info = env_info(suite, task, max_steps[task])
+        if info.n_initial_conditions is not None and episodes > info.n_initial_conditions:
+            raise UsageError(f"episodes={episodes}, but task {task!r} has only {info.n_initial_conditions} stored "
+                             f"initial states; use episodes<={info.n_initial_conditions}")
         for code in plan.codes:
             check_compatible(key[code]["label"], builder(code, task).requirements, info, task)
 

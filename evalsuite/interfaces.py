@@ -25,6 +25,7 @@ class EnvInfo:
     obs_shapes: dict[str, tuple[int, ...]]
     action_dim: int
     max_steps: int
+    n_initial_conditions: int | None = None  # a finite set (a dataset's stored states), else None
 
 
 @dataclass(frozen=True, slots=True)

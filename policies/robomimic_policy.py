@@ -96,6 +96,8 @@ def shipped_bc(task: TaskSpec, suite: SuiteSpec) -> RobomimicPolicy:
 
 def train_checkpoint(dataset: Path, out_dir: Path, *, epochs: int, seed: int = 0, batch_size: int = 100) -> Path:
     """Train robomimic's BC (low-dim) with robomimic's own training loop; returns the last checkpoint."""
+    if (Path(out_dir) / "bc").exists():  # robomimic would stop and ask on stdin
+        raise UsageError(f"{Path(out_dir) / 'bc'} exists; train into an empty folder")
     prepare_robomimic()
     import torch
     from robomimic.config import config_factory
@@ -122,6 +124,7 @@ def train_checkpoint(dataset: Path, out_dir: Path, *, epochs: int, seed: int = 0
         config.observation.modalities.obs.low_dim = [
             "robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos", "object"]
     torch.set_num_threads(1)
+    torch.set_flush_denormal(True)  # tiny late-training values as denormals slow CPU math ~15x
     train(config, device=torch.device("cpu"))
     return max(Path(out_dir).glob("bc/*/models/model_epoch_*.pth"), key=lambda p: p.stat().st_mtime)
 

@@ -95,7 +95,8 @@ class RobosuiteTaskEnv:
         raw = self.env.reset()
         obs0 = self._observe(raw)
         self.info = EnvInfo(obs_shapes={k: v.shape for k, v in obs0.items()},
-                            action_dim=int(self.env.action_dim), max_steps=min(max_steps or horizon, horizon))
+                            action_dim=int(self.env.action_dim), max_steps=min(max_steps or horizon, horizon),
+                            n_initial_conditions=len(self._dataset.demos) if self._dataset else None)
 
     def _observe(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = {}

@@ -8,7 +8,9 @@ so one broken episode never stops the others.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
+import os
 import traceback
 from typing import Any
 
@@ -100,6 +102,25 @@ def _worker(conn, suite: SuiteSpec, max_steps: dict[str, int]) -> None:
         envs.close()
 
 
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@contextlib.contextmanager
+def _single_threaded_children():
+    """A simulator worker needs one core; BLAS thread pools of its own would compete with the
+    other workers and the policy for the same cores."""
+    saved = {k: os.environ.get(k) for k in THREAD_VARS}
+    os.environ.update({k: "1" for k in THREAD_VARS})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 class SubprocessEnvs:
     """Slots spread over ``n_workers`` processes (slot s lives in worker s % n_workers)."""
 
@@ -112,7 +133,8 @@ class SubprocessEnvs:
         if self._workers[w] is None:
             parent, child = self._ctx.Pipe()
             proc = self._ctx.Process(target=_worker, args=(child, self.suite, self.max_steps), daemon=True)
-            proc.start()
+            with _single_threaded_children():
+                proc.start()
             child.close()
             self._workers[w] = (proc, parent)
         return self._workers[w][1]
