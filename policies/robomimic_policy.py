@@ -13,7 +13,9 @@ Recurrent ones (BC-RNN) keep one hidden state and run one episode at a time (``b
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +46,8 @@ class RobomimicPolicy:
         if not self.path.is_file():
             raise UsageError(f"robomimic checkpoint {str(path)!r} does not exist")
         ckpt = load_trusted_checkpoint(self.path)
-        self.rollout, self.ckpt = FileUtils.policy_from_checkpoint(ckpt_dict=ckpt, device=torch.device("cpu"))
+        with contextlib.redirect_stdout(io.StringIO()):  # robomimic prints its observation spec
+            self.rollout, self.ckpt = FileUtils.policy_from_checkpoint(ckpt_dict=ckpt, device=torch.device("cpu"))
         self.algo = self.rollout.policy
         self.recurrent = hasattr(self.algo, "_rnn_hidden_state")
         shapes = self.ckpt["shape_metadata"]["all_shapes"]
