@@ -4,6 +4,7 @@
     evalsuite report RUN_DIR [interval=jeffreys level=0.9 correction=bh]
     evalsuite sync RUN_DIR tracking_uri=http://127.0.0.1:5000
     evalsuite list
+    evalsuite plan p_baseline=0.7 delta=0.1 [alpha=0.05 power=0.8 design=paired|independent discordance=0.2 pilot=RUN_DIR]
     evalsuite demos suite=robomimic task=lift n=200 out=data/lift.hdf5 [seed=0 expert=scripted]
 
 A policy is ``id``, ``id:ARG`` (its positional parameter, e.g. a checkpoint path) or
@@ -282,6 +283,49 @@ def cmd_demos(args: list[str]) -> int:
     return 0
 
 
+def cmd_plan(args: list[str]) -> int:
+    """Episodes needed to detect ``delta`` from ``p_baseline`` (paired: pairs; independent: per policy)."""
+    import json
+
+    from evalsuite.stats import power as pw
+
+    kv = parse_overrides(args, ("p_baseline", "delta", "alpha", "power", "design", "discordance", "pilot"))
+    for key in ("p_baseline", "delta"):
+        if key not in kv:
+            raise UsageError(f"missing {key}=...; usage: evalsuite plan p_baseline=0.7 delta=0.1 [design=paired]")
+    design = kv.get("design", "paired")
+    if design not in pw.DESIGNS:
+        raise UsageError(f"design={design!r}; accepted: {choices(pw.DESIGNS)}")
+    p0 = parse_float("p_baseline", kv["p_baseline"], 0.0, 1.0)
+    delta = parse_float("delta", kv["delta"], -1.0, 1.0)
+    alpha = parse_float("alpha", kv.get("alpha", "0.05"), 0.0, 1.0)
+    power = parse_float("power", kv.get("power", "0.8"), 0.0, 1.0)
+    discordance, source = None, "assumed independent outcomes per initial condition"
+    if "discordance" in kv:
+        discordance, source = parse_float("discordance", kv["discordance"], 0.0, 1.0), "given"
+    if "pilot" in kv:
+        results_path = Path(kv["pilot"]) / "results.json"
+        if not results_path.exists():
+            raise UsageError(f"pilot={kv['pilot']!r} has no results.json; give a finished run folder")
+        pairs = json.loads(results_path.read_text())["pairwise"]
+        n_pairs = sum(p["n_pairs"] for p in pairs)
+        if n_pairs == 0:
+            raise UsageError(f"pilot={kv['pilot']!r} has no paired episodes (it needs at least two policies)")
+        discordance = pw.discordance_from_pairs(sum(p["a_only"] + p["b_only"] for p in pairs), n_pairs)
+        source = f"estimated from {n_pairs} pilot pairs"
+    try:
+        paired = pw.n_paired(p0, delta, alpha=alpha, power=power, discordance=discordance)
+        independent = pw.n_independent(p0, delta, alpha=alpha, power=power)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    chosen = paired if design == "paired" else independent
+    unit = "pairs (every policy on each initial condition)" if design == "paired" else "episodes per policy"
+    print(f"{chosen.n} {unit} to detect {p0:g} -> {p0 + delta:g} with alpha={alpha:g} (two-sided), power={power:g}")
+    print(f"  paired: {paired.n} pairs at discordance {paired.discordance:.3f} ({source}); "
+          f"independent: {independent.n} per policy")
+    return 0
+
+
 def cmd_list(args: list[str]) -> int:
     from evalsuite import registry
 
@@ -299,7 +343,8 @@ def cmd_list(args: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"evaluate": cmd_evaluate, "report": cmd_report, "sync": cmd_sync, "list": cmd_list, "demos": cmd_demos}
+COMMANDS = {"evaluate": cmd_evaluate, "report": cmd_report, "sync": cmd_sync, "list": cmd_list, "demos": cmd_demos,
+            "plan": cmd_plan}
 
 
 def main(argv: list[str] | None = None) -> int:

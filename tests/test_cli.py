@@ -28,7 +28,7 @@ BASE = ["evaluate", "suite=metaworld-smoke", "tracking_uri=none", "progress=fals
     ([*BASE, "policies=[scripted]", "init_states=x.hdf5"], "suite 'metaworld-smoke' takes no option init_states"),
     (["evaluate", "suite=metaworld-smoke", "policies"], "argument 'policies' is not key=value"),
     (["report", "/nonexistent/run"], "/nonexistent/run is not a run folder"),
-    (["fly"], "unknown command 'fly'; accepted: demos, evaluate, list, report, sync"),
+    (["fly"], "unknown command 'fly'; accepted: demos, evaluate, list, plan, report, sync"),
 ])
 def test_usage_errors(argv, fragment, capsys):
     assert main(argv) == 2
@@ -72,3 +72,21 @@ def test_demos_command_usage_errors(capsys):
     assert "use a .hdf5 file name" in capsys.readouterr().err
     assert main(["demos", "suite=metaworld-smoke", "task=drawer-open", "out=x.hdf5"]) == 2
     assert "missing n=" in capsys.readouterr().err
+
+
+def test_plan_command(capsys, tmp_path):
+    import json
+
+    assert main(["plan", "p_baseline=0.7", "delta=0.1", "design=independent"]) == 0
+    assert capsys.readouterr().out.startswith("294 episodes per policy")
+    assert main(["plan", "p_baseline=0.7", "delta=0.1", "discordance=0.2"]) == 0
+    assert capsys.readouterr().out.startswith("155 pairs")
+    pilot = tmp_path / "pilot"
+    pilot.mkdir()
+    (pilot / "results.json").write_text(json.dumps({"pairwise": [
+        {"n_pairs": 50, "a_only": 6, "b_only": 4}, {"n_pairs": 50, "a_only": 7, "b_only": 3}]}))
+    assert main(["plan", "p_baseline=0.7", "delta=0.1", f"pilot={pilot}"]) == 0
+    assert "discordance 0.200 (estimated from 100 pilot pairs)" in capsys.readouterr().out
+    assert main(["plan", "p_baseline=0.7", "delta=0.1", "design=crossover"]) == 2
+    assert "design='crossover'; accepted: independent, paired" in capsys.readouterr().err
+    assert main(["plan", "p_baseline=0.95", "delta=0.1"]) == 2
