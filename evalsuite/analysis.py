@@ -140,6 +140,14 @@ def analyze(plan: Plan, key: dict[str, dict], records: list[EpisodeRecord], opti
                                          boot.method, boot.reps))
 
     planned = len(plan.trials)
+    extra = {}
+    if plan.stopping.get("rule") == "sequential":
+        from evalsuite import sequential
+
+        stops = sequential.stop_rounds(plan, records, options.max_attempts)
+        planned = sum(1 for t in plan.trials
+                      if stops[t.task] is None or sequential.round_of(t, plan) <= stops[t.task])
+        extra["sequential"] = sequential.summary(plan, key, records, options.max_attempts)
     return {
         "suite": plan.suite,
         "tasks": list(plan.tasks),
@@ -152,6 +160,7 @@ def analyze(plan: Plan, key: dict[str, dict], records: list[EpisodeRecord], opti
         "per_task": [asdict(r) for r in per_task],
         "pairwise": [asdict(p) for p in pairs],
         "aggregate": [asdict(a) for a in aggregate],
+        **extra,
     }
 
 

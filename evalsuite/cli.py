@@ -27,6 +27,10 @@ EVALUATE_KEYS = {
     "policies": "[id, id:key=value, ...]",
     "tasks": "[task, ...] (default: the suite's default tasks)",
     "init_states": "robomimic HDF5 dataset whose stored initial states the episodes start from",
+    "stopping": "fixed | sequential (stop a task once every pair of policies is decided)",
+    "alpha": "error rate of the sequential decisions, over all pairs and looks",
+    "max_episodes": "cap on initial conditions per task with stopping=sequential",
+    "round_size": "initial conditions per round with stopping=sequential",
     "episodes": "initial conditions per task",
     "seed": "root seed",
     "out": "run folder (default: reports/<suite>-<hash of the request>)",
@@ -176,6 +180,20 @@ def cmd_evaluate(args: list[str]) -> int:
         from evalsuite.tracking import resolve_uri
 
         resolve_uri(tracking)
+    stopping_rule = kv.get("stopping", "fixed")
+    if stopping_rule not in ("fixed", "sequential"):
+        raise UsageError(f"stopping={stopping_rule!r}; accepted: fixed, sequential")
+    sequential_keys = [k for k in ("alpha", "max_episodes", "round_size") if k in kv]
+    if stopping_rule == "fixed" and sequential_keys:
+        raise UsageError(f"{sequential_keys[0]}= applies to stopping=sequential only")
+    if stopping_rule == "sequential":
+        if "episodes" in kv:
+            raise UsageError("with stopping=sequential give max_episodes=, not episodes=")
+        stopping = {"rule": "sequential", "alpha": parse_float("alpha", kv.get("alpha", "0.05"), 0.0, 1.0),
+                    "round_size": parse_int("round_size", kv.get("round_size", "10"), 1)}
+        kv["episodes"] = kv.get("max_episodes", "200")
+    else:
+        stopping = {"rule": "fixed"}
     request_fields = {
         "suite": kv["suite"],
         "tasks": parse_list("tasks", kv["tasks"]) if "tasks" in kv else None,
@@ -184,12 +202,13 @@ def cmd_evaluate(args: list[str]) -> int:
         "seed": parse_int("seed", kv.get("seed", "0"), 0),
         "max_steps": parse_int("max_steps", kv["max_steps"], 1) if "max_steps" in kv else None,
         "suite_options": {"init_states": kv["init_states"]} if "init_states" in kv else {},
+        "stopping": stopping,
     }
     out = Path(kv["out"]) if "out" in kv else default_out(request_fields)
     request = EvaluateRequest(
         suite=request_fields["suite"], policies=policies, out=out, tasks=request_fields["tasks"],
         episodes=request_fields["episodes"], seed=request_fields["seed"], max_steps=request_fields["max_steps"],
-        suite_options=request_fields["suite_options"],
+        suite_options=request_fields["suite_options"], stopping=stopping,
         batch_size=parse_int("batch_size", kv.get("batch_size", "8"), 1),
         env_workers=parse_int("env_workers", kv["env_workers"], 0) if "env_workers" in kv else None,
         episode_timeout_s=parse_float("timeout", kv.get("timeout", "600"), 0.0),

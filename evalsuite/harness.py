@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from evalsuite import plan as plan_mod
-from evalsuite import registry, report
+from evalsuite import registry, report, sequential
 from evalsuite.analysis import AnalysisOptions, analyze
 from evalsuite.errors import UsageError, choices
 from evalsuite.interfaces import Policy, check_compatible
@@ -47,6 +47,7 @@ class EvaluateRequest:
     env_workers: int | None = None  # None: the suite's default
     episode_timeout_s: float = 600.0
     options: AnalysisOptions = field(default_factory=AnalysisOptions)
+    stopping: dict[str, Any] = field(default_factory=lambda: {"rule": "fixed"})  # see evalsuite/sequential.py
     tracking_uri: str | None = "default"  # "default": sqlite in the working directory; None: off
     experiment: str = "evalsuite"
     progress: bool = True
@@ -123,7 +124,8 @@ def evaluate(req: EvaluateRequest, log=print) -> dict[str, Any]:
     episodes = req.episodes or suite.default_episodes
     max_steps = {t: min(suite.task(t).max_steps, req.max_steps or suite.task(t).max_steps) for t in tasks}
     plan, key = plan_mod.make_plan(suite=suite.id, tasks=tasks, policies=req.policies, episodes=episodes,
-                                   seed=req.seed, max_steps=max_steps, suite_options=req.suite_options)
+                                   seed=req.seed, max_steps=max_steps, suite_options=req.suite_options,
+                                   stopping=req.stopping)
     run_dir = req.out
     if (run_dir / plan_mod.PLAN_FILE).exists():
         saved, saved_key = plan_mod.load(run_dir)
@@ -155,9 +157,9 @@ def evaluate(req: EvaluateRequest, log=print) -> dict[str, Any]:
                 if record.status == ERROR:  # codes only: whoever watches stays blind
                     log(f"trial {record.trial_id} attempt {record.attempt}: error: {record.reason}")
 
-            for _ in range(req.options.max_attempts):  # bounded retries of errored trials
-                done = finished_trials(journal.records, req.options.max_attempts)
-                todo = [t for t in plan.trials if t.trial_id not in done]
+            rounds = sequential.n_rounds(plan) if plan.stopping["rule"] == "sequential" else 1
+            for _ in range(rounds * req.options.max_attempts):  # bounded: rounds x retries of errors
+                todo = _next_trials(plan, journal.records, req.options.max_attempts)
                 if not todo:
                     break
                 attempts = attempts_so_far(journal.records)
@@ -183,6 +185,14 @@ def evaluate(req: EvaluateRequest, log=print) -> dict[str, Any]:
 
         tracking.log_or_explain(run_dir, req.tracking_uri, req.experiment, log=log)
     return results
+
+
+def _next_trials(plan, records, max_attempts: int):
+    """Fixed design: every unfinished trial. Sequential: the current round of undecided tasks."""
+    if plan.stopping["rule"] == "sequential":
+        return sequential.remaining_trials(plan, records, max_attempts)
+    done = finished_trials(records, max_attempts)
+    return [t for t in plan.trials if t.trial_id not in done]
 
 
 def rebuild_report(run_dir: Path, overrides: dict[str, Any] | None = None, log=print) -> dict[str, Any]:

@@ -82,6 +82,8 @@ class Plan:
     trials: tuple[Trial, ...]  # in execution order
     key_digest: str  # sha256 of the blinding key: a changed policy set is caught without unblinding
     suite_options: dict[str, Any] = dataclasses.field(default_factory=dict)  # e.g. init_states
+    # {"rule": "fixed"} or {"rule": "sequential", "alpha": a, "round_size": r} (see evalsuite/sequential.py)
+    stopping: dict[str, Any] = dataclasses.field(default_factory=lambda: {"rule": "fixed"})
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -94,6 +96,7 @@ class Plan:
             "codes": list(self.codes),
             "key_digest": self.key_digest,
             "suite_options": self.suite_options,
+            "stopping": self.stopping,
             "trials": [t.to_dict() for t in self.trials],
         }
 
@@ -103,7 +106,7 @@ class Plan:
             suite=d["suite"], tasks=tuple(d["tasks"]), episodes=d["episodes"], seed=d["seed"],
             max_steps=dict(d["max_steps"]), codes=tuple(d["codes"]),
             trials=tuple(Trial(**t) for t in d["trials"]), key_digest=d["key_digest"],
-            suite_options=d.get("suite_options", {}),
+            suite_options=d.get("suite_options", {}), stopping=d.get("stopping", {"rule": "fixed"}),
         )
 
 
@@ -114,6 +117,7 @@ def key_digest(key: dict[str, dict[str, Any]]) -> str:
 def make_plan(
     *, suite: str, tasks: list[str], policies: list[PolicyEntry], episodes: int, seed: int,
     max_steps: dict[str, int], suite_options: dict[str, Any] | None = None,
+    stopping: dict[str, Any] | None = None,
 ) -> tuple[Plan, dict[str, dict[str, Any]]]:
     """Build the plan and its blinding key (code -> {"id", "params", "label"})."""
     if episodes < 1:
@@ -135,7 +139,7 @@ def make_plan(
     plan = Plan(
         suite=suite, tasks=tuple(tasks), episodes=episodes, seed=seed, max_steps=dict(max_steps),
         codes=tuple(codes), trials=tuple(trials[int(j)] for j in order), key_digest=key_digest(key),
-        suite_options=dict(suite_options or {}),
+        suite_options=dict(suite_options or {}), stopping=dict(stopping or {"rule": "fixed"}),
     )
     return plan, dict(sorted(key.items()))
 
@@ -164,7 +168,7 @@ def load(run_dir: Path) -> tuple[Plan, dict[str, dict[str, Any]]]:
 
 def check_resumable(saved: Plan, saved_key: dict, new: Plan, new_key: dict, run_dir: Path) -> None:
     """Refuse to resume a run folder with a different plan, naming what differs."""
-    for name in ("suite", "tasks", "episodes", "seed", "max_steps", "suite_options"):
+    for name in ("suite", "tasks", "episodes", "seed", "max_steps", "suite_options", "stopping"):
         old_value, new_value = getattr(saved, name), getattr(new, name)
         if old_value != new_value:
             raise UsageError(

@@ -101,6 +101,17 @@ def markdown(results: dict[str, Any], figures: dict[str, str] | None = None) -> 
               "| policy | tasks | mean % | CI % |", "|---|---|---|---|"]
     for a in results["aggregate"]:
         lines.append(f"| {a['policy']} | {a['tasks']} | {_pct(a['mean'])} | [{_pct(a['ci_low'])}, {_pct(a['ci_high'])}] |")
+    seq = results.get("sequential")
+    if seq:
+        lines += ["", f"## Sequential decisions (anytime-valid, alpha {seq['alpha']:g} over all pairs and looks)", "",
+                  "With early stopping, the McNemar p-values above are descriptive; these decisions are the "
+                  "valid ones.", "",
+                  "| task | A | B | A wins | B wins | pairs | log e-value | decision | episodes |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for p in seq["pairs"]:
+            lines.append(f"| {p['task']} | {p['policy_a']} | {p['policy_b']} | {p['a_wins']} | {p['b_wins']} | "
+                         f"{p['pairs']} | {p['log_e']:.2f} | {p['decision']} | "
+                         f"{seq['tasks'][p['task']]['episodes']} of {seq['max_episodes']} |")
     if figures:
         lines += [""] + [f"![{name}]({path})" for name, path in figures.items()]
     return "\n".join(lines) + "\n"

@@ -90,3 +90,14 @@ def test_plan_command(capsys, tmp_path):
     assert main(["plan", "p_baseline=0.7", "delta=0.1", "design=crossover"]) == 2
     assert "design='crossover'; accepted: independent, paired" in capsys.readouterr().err
     assert main(["plan", "p_baseline=0.95", "delta=0.1"]) == 2
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["stopping=later"], "stopping='later'; accepted: fixed, sequential"),
+    (["alpha=0.1"], "alpha= applies to stopping=sequential only"),
+    (["stopping=sequential", "episodes=10"], "give max_episodes=, not episodes="),
+    (["stopping=sequential", "round_size=0"], "round_size=0 must be >= 1"),
+])
+def test_sequential_usage_errors(args, fragment, capsys):
+    assert main([*BASE, "policies=[scripted]", *args]) == 2
+    assert fragment in capsys.readouterr().err

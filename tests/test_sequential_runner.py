@@ -1,0 +1,43 @@
+"""stopping=sequential on the fake task: tasks stop once decided, resume makes the same decisions."""
+
+import json
+
+from evalsuite.harness import EvaluateRequest, evaluate
+from evalsuite.journal import read
+from evalsuite.plan import PolicyEntry
+
+SEQ = {"rule": "sequential", "alpha": 0.05, "round_size": 5}
+
+
+def _request(tmp_path, name, policies, episodes=60):
+    return EvaluateRequest(suite="fake", policies=policies, out=tmp_path / name, episodes=episodes, max_steps=14,
+                           stopping=SEQ, tracking_uri=None, progress=False, batch_size=4)
+
+
+def test_clear_difference_stops_early_and_equal_policies_run_to_the_cap(fake_suite, tmp_path):
+    # ones (speed 1) always succeeds (targets 3..11 <= 14 steps); speed 0.3 never does: decided fast
+    results = evaluate(_request(tmp_path, "diff", [PolicyEntry("ones", {}), PolicyEntry("ones", {"speed": 0.3})]),
+                       log=lambda *_: None)
+    seq = results["sequential"]
+    assert all(t["episodes"] < 60 for t in seq["tasks"].values())
+    assert all(p["decision"] == "ones better" for p in seq["pairs"])
+    assert results["trials"]["complete"]
+    n_run = len(read(tmp_path / "diff" / "episodes.jsonl"))
+    assert n_run == sum(t["episodes"] for t in seq["tasks"].values()) * 2
+    # identical policies: never decided, every planned episode runs
+    same = evaluate(_request(tmp_path, "same", [PolicyEntry("ones", {}), PolicyEntry("ones", {"chunk": 2})], 20),
+                    log=lambda *_: None)
+    assert all(t["stopped_after_round"] is None and t["episodes"] == 20 for t in same["sequential"]["tasks"].values())
+    assert all(p["decision"] == "undecided" for p in same["sequential"]["pairs"])
+
+
+def test_resume_mid_run_makes_the_same_decisions(fake_suite, tmp_path):
+    policies = [PolicyEntry("ones", {}), PolicyEntry("ones", {"speed": 0.3})]
+    full = evaluate(_request(tmp_path, "full", policies), log=lambda *_: None)
+    journal = (tmp_path / "full" / "episodes.jsonl").read_text().splitlines()
+    (tmp_path / "cut").mkdir()
+    for name in ("plan.json", "blinding.json"):
+        (tmp_path / "cut" / name).write_text((tmp_path / "full" / name).read_text())
+    (tmp_path / "cut" / "episodes.jsonl").write_text("\n".join(journal[: len(journal) // 2]) + "\n")
+    resumed = evaluate(_request(tmp_path, "cut", policies), log=lambda *_: None)
+    assert json.dumps(resumed, sort_keys=True) == json.dumps(full, sort_keys=True)
