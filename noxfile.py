@@ -44,3 +44,4 @@ def benchmark(session: nox.Session) -> None:
     _install(session)
     session.run("python", "benchmarks/throughput.py", *session.posargs)
     session.run("python", "benchmarks/robomimic_workers.py")
+    session.run("python", "benchmarks/sequential.py")
