@@ -140,7 +140,9 @@ def analyze(plan: Plan, key: dict[str, dict], records: list[EpisodeRecord], opti
                                          boot.method, boot.reps))
 
     planned = len(plan.trials)
-    extra = {}
+    extra: dict[str, Any] = {}
+    if len(plan.tasks) >= 2 and len(codes) >= 2 and len(set(outcome.values())) == 2:  # else nothing to fit
+        extra["mixed_model"] = _mixed_model(outcome, plan, codes, label, options.level)
     if plan.stopping.get("rule") == "sequential":
         from evalsuite import sequential
 
@@ -162,6 +164,26 @@ def analyze(plan: Plan, key: dict[str, dict], records: list[EpisodeRecord], opti
         "aggregate": [asdict(a) for a in aggregate],
         **extra,
     }
+
+
+def _mixed_model(outcome: dict, plan: Plan, codes: list[str], label: dict, level: float) -> dict[str, Any]:
+    """success ~ policy + (1 | task) over all episodes; effects are log-odds vs the first policy."""
+    import warnings
+
+    from evalsuite.stats.mixed import fit_policy_effects
+
+    keys = sorted(outcome)
+    task_idx = np.array([plan.tasks.index(t) for t, _, _ in keys])
+    pol_idx = np.array([codes.index(c) for _, c, _ in keys])
+    y = np.array([outcome[k] for k in keys], dtype=float)
+    with warnings.catch_warnings():  # separation (0% or 100% policies) makes the optimizer complain
+        warnings.simplefilter("ignore")
+        fit = fit_policy_effects(task_idx, pol_idx, y, level=level, n_policies=len(codes),
+                                 rng=np.random.default_rng(np.random.SeedSequence(plan.seed, spawn_key=(5,))))
+    return {"model": "success ~ policy + (1 | task), logit, statsmodels BinomialBayesMixedGLM fit_vb",
+            "reference": label[codes[0]], "task_sd": fit.task_sd,
+            "effects": [{"policy": label[codes[e.policy]], "log_odds": e.log_odds, "sd": e.sd, "low": e.low,
+                         "high": e.high, "level": e.level} for e in fit.effects]}
 
 
 def _num(x: float) -> float | None:

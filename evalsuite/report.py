@@ -101,6 +101,14 @@ def markdown(results: dict[str, Any], figures: dict[str, str] | None = None) -> 
               "| policy | tasks | mean % | CI % |", "|---|---|---|---|"]
     for a in results["aggregate"]:
         lines.append(f"| {a['policy']} | {a['tasks']} | {_pct(a['mean'])} | [{_pct(a['ci_low'])}, {_pct(a['ci_high'])}] |")
+    mixed = results.get("mixed_model")
+    if mixed:
+        lines += ["", f"## Mixed-effects logistic model ({mixed['model']})", "",
+                  f"Log-odds of success against {mixed['reference']}; task random-intercept sd "
+                  f"{mixed['task_sd']:.2f}. Separated data (a policy at 0% or 100%) makes these unstable.", "",
+                  "| policy | log-odds vs reference | interval |", "|---|---|---|"]
+        for e in mixed["effects"]:
+            lines.append(f"| {e['policy']} | {e['log_odds']:.2f} | [{e['low']:.2f}, {e['high']:.2f}] |")
     seq = results.get("sequential")
     if seq:
         lines += ["", f"## Sequential decisions (anytime-valid, alpha {seq['alpha']:g} over all pairs and looks)", "",
