@@ -16,6 +16,7 @@ import numpy as np
 from evalsuite import stats
 from evalsuite.journal import ERROR, EpisodeRecord, finished_trials
 from evalsuite.plan import Plan
+from evalsuite.stats.letters import compact_letters
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +129,12 @@ def analyze(plan: Plan, key: dict[str, dict], records: list[EpisodeRecord], opti
         for (task, a, b, c), p_adj in zip(raw_pairs, adjusted)
     ]
 
+    letters = {}  # per task: policies sharing a letter cannot be told apart (after the correction)
+    for task in plan.tasks:
+        by_rate = sorted(codes, key=lambda c: -(next(r.rate for r in per_task if r.task == task and r.code == c) or 0))
+        different = {frozenset((p.policy_a, p.policy_b)) for p in pairs if p.task == task and p.significant}
+        letters[task] = compact_letters([label[c] for c in by_rate], different)
+
     aggregate: list[AggregateResult] = []
     for idx, code in enumerate(codes):
         rows = [r for r in per_task if r.code == code and r.n > 0]
@@ -162,6 +169,7 @@ def analyze(plan: Plan, key: dict[str, dict], records: list[EpisodeRecord], opti
         "per_task": [asdict(r) for r in per_task],
         "pairwise": [asdict(p) for p in pairs],
         "aggregate": [asdict(a) for a in aggregate],
+        "letters": letters,
         **extra,
     }
 

@@ -85,12 +85,17 @@ def markdown(results: dict[str, Any], figures: dict[str, str] | None = None) -> 
         "",
         f"## Success per task ({level} {opts['interval']} intervals)",
         "",
-        "| task | policy | successes / n | rate % | CI % | errors |",
-        "|---|---|---|---|---|---|",
+        "Policies of a task that share a group letter cannot be told apart (paired tests, "
+        f"{opts['correction']} correction).",
+        "",
+        "| task | policy | successes / n | rate % | CI % | group | errors |",
+        "|---|---|---|---|---|---|---|",
     ]
+    letters = results.get("letters", {})
     for r in results["per_task"]:
+        group = letters.get(r["task"], {}).get(r["policy"], "")
         lines.append(f"| {r['task']} | {r['policy']} | {r['successes']} / {r['n']} | {_pct(r['rate'])} | "
-                     f"[{_pct(r['ci_low'])}, {_pct(r['ci_high'])}] | {r['errors']} |")
+                     f"[{_pct(r['ci_low'])}, {_pct(r['ci_high'])}] | {group} | {r['errors']} |")
     lines += ["", f"## Paired comparisons (exact McNemar, {opts['correction']} across all {len(results['pairwise'])})", "",
               "| task | A | B | A only | B only | diff A-B % | CI % | p | p adj. | |", "|---|---|---|---|---|---|---|---|---|---|"]
     for p in results["pairwise"]:
