@@ -41,6 +41,14 @@ def _move(eef: np.ndarray, target: np.ndarray, gain: float = 12.0) -> np.ndarray
     return np.clip(gain * (target - eef), -1.0, 1.0)
 
 
+def _close_gripper(s, a: np.ndarray, steps: int = 10) -> None:
+    """Hold still with the gripper closing for ``steps`` steps, then lift."""
+    a[6] = CLOSE
+    s.timer += 1
+    if s.timer >= steps:
+        s.phase = "lift"
+
+
 class _Slot:
     def __init__(self) -> None:
         self.phase = "approach"
@@ -89,10 +97,7 @@ class RobosuiteExpert:
             if np.linalg.norm(eef - target) < 0.008:
                 s.phase, s.timer = "grasp", 0
         elif s.phase == "grasp":
-            a[6] = CLOSE
-            s.timer += 1
-            if s.timer >= 10:
-                s.phase = "lift"
+            _close_gripper(s, a)
         else:
             a[5] = 0.0
             a[:3], a[6] = _move(eef, np.array([eef[0], eef[1], 1.05])), CLOSE
@@ -114,10 +119,7 @@ class RobosuiteExpert:
             if np.linalg.norm(eef - target) < 0.01 or (np.linalg.norm(eef[:2] - target[:2]) < 0.01 and s.timer > 30):
                 s.phase, s.timer = "grasp", 0
         elif s.phase == "grasp":
-            a[6] = CLOSE
-            s.timer += 1
-            if s.timer >= 10:
-                s.phase = "lift"
+            _close_gripper(s, a)
         elif s.phase == "lift":
             target = np.array([eef[0], eef[1], 1.05])
             a[:3], a[6] = _move(eef, target), CLOSE
