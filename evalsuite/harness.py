@@ -121,6 +121,8 @@ def evaluate(req: EvaluateRequest, log=print) -> dict[str, Any]:
         raise UsageError(f"no policies given and suite {suite.id!r} has no default ones; e.g. policies=[scripted]")
     for entry in req.policies:
         resolve_policy(entry)
+    if req.stopping.get("rule") == "sequential" and len(req.policies) < 2:
+        raise UsageError("stopping=sequential compares policies: give at least two in policies=[...]")
     episodes = req.episodes or suite.default_episodes
     max_steps = {t: min(suite.task(t).max_steps, req.max_steps or suite.task(t).max_steps) for t in tasks}
     plan, key = plan_mod.make_plan(suite=suite.id, tasks=tasks, policies=req.policies, episodes=episodes,

@@ -52,9 +52,9 @@ def pair_states(plan: Plan, records: list[EpisodeRecord], max_attempts: int, thr
 def stop_rounds(plan: Plan, records: list[EpisodeRecord], max_attempts: int) -> dict[str, int | None]:
     """task -> the last round it runs (decided after it), or None while undecided."""
     stops: dict[str, int | None] = {task: None for task in plan.tasks}
+    done = finished_trials(records, max_attempts)
     for r in range(n_rounds(plan)):
         round_trials = [t for t in plan.trials if round_of(t, plan) == r and stops[t.task] is None]
-        done = finished_trials(records, max_attempts)
         if any(t.trial_id not in done for t in round_trials):
             break  # decisions use completed rounds only
         states = pair_states(plan, records, max_attempts, r)

@@ -41,3 +41,12 @@ def test_resume_mid_run_makes_the_same_decisions(fake_suite, tmp_path):
     (tmp_path / "cut" / "episodes.jsonl").write_text("\n".join(journal[: len(journal) // 2]) + "\n")
     resumed = evaluate(_request(tmp_path, "cut", policies), log=lambda *_: None)
     assert json.dumps(resumed, sort_keys=True) == json.dumps(full, sort_keys=True)
+
+
+def test_sequential_needs_two_policies(fake_suite, tmp_path):
+    import pytest
+
+    from evalsuite.errors import UsageError
+
+    with pytest.raises(UsageError, match="at least two"):
+        evaluate(_request(tmp_path, "one", [PolicyEntry("ones", {})]), log=lambda *_: None)
