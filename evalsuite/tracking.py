@@ -98,7 +98,15 @@ def log_run(run_dir: Path, uri: str, experiment: str = "evalsuite") -> str:
             metrics[_metric_key(f"{agg['policy']}/mean_ci_high")] = agg["ci_high"]
         if info.get("episodes_per_s"):
             metrics["episodes_per_s"] = info["episodes_per_s"]
+        for effect in results.get("mixed_model", {}).get("effects", []):
+            metrics[_metric_key(f"mixed/{effect['policy']}/log_odds")] = effect["log_odds"]
         mlflow.log_metrics(metrics)
+        tags = {_metric_key(f"letters.{task}"): " ".join(f"{p}={g}" for p, g in groups.items())
+                for task, groups in results.get("letters", {}).items()}
+        for pair in results.get("sequential", {}).get("pairs", []):
+            tags[_metric_key(f"sequential.{pair['task']}.{pair['policy_a']}_vs_{pair['policy_b']}")] = pair["decision"]
+        if tags:
+            mlflow.set_tags(tags)
         for name, pol in results["policies"].items():
             with mlflow.start_run(experiment_id=exp_id, run_name=name, nested=True):
                 rows = [r for r in per_task if r["policy"] == name]

@@ -176,6 +176,8 @@ def test_default_run_writes_folder_report_and_mlflow(tmp_path):
     child = next(c for c in children if c.data.params["policy_label"] == "scripted")
     assert child.data.metrics["pick-place/n"] == 2
     assert "pick-place/ci_low" in child.data.metrics
+    assert any(k.startswith("mixed/") for k in parent[0].data.metrics)  # the mixed model reaches MLflow
+    assert parent[0].data.tags["letters.pick-place"].startswith("scripted=")
     artifacts = [a.path for a in client.list_artifacts(parent[0].info.run_id, "run")]
     assert "run/results.json" in artifacts and "run/episodes.jsonl" in artifacts
     # the report is rebuilt from the journal alone, with other statistics on request

@@ -50,3 +50,18 @@ def test_sequential_needs_two_policies(fake_suite, tmp_path):
 
     with pytest.raises(UsageError, match="at least two"):
         evaluate(_request(tmp_path, "one", [PolicyEntry("ones", {})]), log=lambda *_: None)
+
+
+def test_sequential_decisions_reach_mlflow(fake_suite, tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    from evalsuite import tracking
+
+    evaluate(_request(tmp_path, "run", [PolicyEntry("ones", {}), PolicyEntry("ones", {"speed": 0.3})]),
+             log=lambda *_: None)
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run_id = tracking.log_run(tmp_path / "run", uri)
+    tags = MlflowClient(uri).get_run(run_id).data.tags
+    decisions = {k: v for k, v in tags.items() if k.startswith("sequential.t1.")}
+    assert len(decisions) == 1 and list(decisions.values()) == ["ones better"]
