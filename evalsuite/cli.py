@@ -146,11 +146,29 @@ def default_out(fields: dict[str, Any]) -> Path:
     return Path("reports") / f"{fields['suite']}-{digest}"
 
 
+def parse_analysis_options(kv: dict[str, str]) -> dict[str, Any]:
+    """The statistics keys shared by `evaluate` and `report`, validated; only those given."""
+    from evalsuite.stats.intervals import INTERVAL_METHODS
+    from evalsuite.stats.multiple import CORRECTIONS
+
+    out: dict[str, Any] = {}
+    if "level" in kv:
+        out["level"] = parse_float("level", kv["level"], 0.0, 1.0)
+    for key, accepted in (("interval", INTERVAL_METHODS), ("correction", CORRECTIONS)):
+        if key in kv:
+            if kv[key] not in accepted:
+                raise UsageError(f"{key}={kv[key]!r}; accepted: {choices(accepted)}")
+            out[key] = kv[key]
+    if "bootstrap_reps" in kv:
+        out["bootstrap_reps"] = parse_int("bootstrap_reps", kv["bootstrap_reps"], 100)
+    if "max_attempts" in kv:
+        out["max_attempts"] = parse_int("max_attempts", kv["max_attempts"], 1)
+    return out
+
+
 def cmd_evaluate(args: list[str]) -> int:
     from evalsuite.analysis import AnalysisOptions
     from evalsuite.harness import EvaluateRequest, evaluate
-    from evalsuite.stats.intervals import INTERVAL_METHODS
-    from evalsuite.stats.multiple import CORRECTIONS
 
     kv = parse_overrides(args, EVALUATE_KEYS)
     if "suite" not in kv:
@@ -164,17 +182,7 @@ def cmd_evaluate(args: list[str]) -> int:
         policies = [parse_policy(p) for p in suite.default_policies]
     else:
         raise UsageError(f"missing policies=[...]; suite {suite.id!r} has no default policies")
-    interval = kv.get("interval", "wilson")
-    if interval not in INTERVAL_METHODS:
-        raise UsageError(f"interval={interval!r}; accepted: {choices(INTERVAL_METHODS)}")
-    correction = kv.get("correction", "holm")
-    if correction not in CORRECTIONS:
-        raise UsageError(f"correction={correction!r}; accepted: {choices(CORRECTIONS)}")
-    options = AnalysisOptions(
-        level=parse_float("level", kv.get("level", "0.95"), 0.0, 1.0), interval=interval, correction=correction,
-        bootstrap_reps=parse_int("bootstrap_reps", kv.get("bootstrap_reps", "10000"), 100),
-        max_attempts=parse_int("max_attempts", kv.get("max_attempts", "3"), 1),
-    )
+    options = AnalysisOptions(**parse_analysis_options(kv))
     tracking = kv.get("tracking_uri", "default")
     if tracking != "none":
         from evalsuite.tracking import resolve_uri
@@ -243,25 +251,9 @@ def _run_dir(args: list[str], command: str) -> tuple[Path, list[str]]:
 
 def cmd_report(args: list[str]) -> int:
     from evalsuite.harness import rebuild_report
-    from evalsuite.stats.intervals import INTERVAL_METHODS
-    from evalsuite.stats.multiple import CORRECTIONS
 
     run_dir, rest = _run_dir(args, "report")
-    kv = parse_overrides(rest, REPORT_KEYS)
-    overrides: dict[str, Any] = {}
-    if "level" in kv:
-        overrides["level"] = parse_float("level", kv["level"], 0.0, 1.0)
-    if "interval" in kv:
-        if kv["interval"] not in INTERVAL_METHODS:
-            raise UsageError(f"interval={kv['interval']!r}; accepted: {choices(INTERVAL_METHODS)}")
-        overrides["interval"] = kv["interval"]
-    if "correction" in kv:
-        if kv["correction"] not in CORRECTIONS:
-            raise UsageError(f"correction={kv['correction']!r}; accepted: {choices(CORRECTIONS)}")
-        overrides["correction"] = kv["correction"]
-    if "bootstrap_reps" in kv:
-        overrides["bootstrap_reps"] = parse_int("bootstrap_reps", kv["bootstrap_reps"], 100)
-    rebuild_report(run_dir, overrides)
+    rebuild_report(run_dir, parse_analysis_options(parse_overrides(rest, REPORT_KEYS)))
     return 0
 
 

@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from evalsuite import registry
+from evalsuite.harness import build_policy
 from evalsuite.plan import stable_hash32
 from evalsuite.runner.envs import build_env
-from evalsuite.specs import load_entry_point
 
 
 @dataclass
@@ -64,8 +64,7 @@ def collect(suite_id: str, task: str, n: int, *, seed: int, expert: str = "scrip
             max_attempts: int | None = None) -> Demos:
     """Run ``expert`` until ``n`` successful episodes (at most ``max_attempts``, default 2n) are kept."""
     suite = registry.suites.get(suite_id)
-    spec = registry.policies.get(expert)
-    policy = load_entry_point(spec.entry_point)(suite.task(task), suite, **spec.params)
+    policy = build_policy(expert, {}, task, suite)
     env = build_env(suite, task, suite.task(task).max_steps)
     demos = Demos(suite_id, task, env_args=env.env_args() if hasattr(env, "env_args") else None)
     try:

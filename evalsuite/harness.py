@@ -63,6 +63,12 @@ def resolve_policy(entry: PolicyEntry) -> None:
                          f"accepted: {choices(accepted) or '(none)'}")
 
 
+def build_policy(policy_id: str, params: dict[str, Any], task: str, suite: SuiteSpec) -> Policy:
+    """A registered policy for one task: its spec's defaults overridden by ``params``."""
+    spec = registry.policies.get(policy_id)
+    return load_entry_point(spec.entry_point)(suite.task(task), suite, **{**spec.params, **params})
+
+
 class PolicyBuilder:
     """Builds each (code, task) policy once from the blinding key."""
 
@@ -73,10 +79,7 @@ class PolicyBuilder:
     def __call__(self, code: str, task: str) -> Policy:
         if (code, task) not in self._cache:
             entry = self.key[code]
-            spec = registry.policies.get(entry["id"])
-            params = {**spec.params, **entry["params"]}
-            factory = load_entry_point(spec.entry_point)
-            self._cache[code, task] = factory(self.suite.task(task), self.suite, **params)
+            self._cache[code, task] = build_policy(entry["id"], entry["params"], task, self.suite)
         return self._cache[code, task]
 
 
@@ -173,15 +176,12 @@ def evaluate(req: EvaluateRequest, log=print) -> dict[str, Any]:
         records = journal.records
     elapsed = time.time() - started
 
-    results = analyze(plan, key, records, req.options)
-    plan_mod.write_json(run_dir / RESULTS_FILE, results)
     info = {"versions": package_versions(), "git_commit": git_commit(), "host": platform.node(),
             "command": sys.argv, "batch_size": req.batch_size, "env_workers": executor.env_workers,
             "wall_time_s": round(elapsed, 2), "episodes_run": ran,
             "episodes_per_s": round(ran / elapsed, 3) if elapsed > 0 and ran else None}
     plan_mod.write_json(run_dir / RUN_INFO_FILE, info)
-    _, html_path = report.write(run_dir, results)
-    log(f"results: {run_dir / RESULTS_FILE}\nreport: {html_path}")
+    results = _write_results(run_dir, plan, key, records, req.options, log)
     if req.tracking_uri:
         from evalsuite import tracking
 
@@ -205,7 +205,12 @@ def rebuild_report(run_dir: Path, overrides: dict[str, Any] | None = None, log=p
         opts = json.loads((run_dir / RESULTS_FILE).read_text())["options"]
     opts.update(overrides or {})
     records = read(run_dir / JOURNAL_FILE)  # read-only: a report never writes the journal
-    results = analyze(plan, key, records, AnalysisOptions(**opts))
+    return _write_results(run_dir, plan, key, records, AnalysisOptions(**opts), log)
+
+
+def _write_results(run_dir: Path, plan, key, records, options: AnalysisOptions, log) -> dict[str, Any]:
+    """results.json, report.md and report.html from the journal's records."""
+    results = analyze(plan, key, records, options)
     plan_mod.write_json(run_dir / RESULTS_FILE, results)
     _, html_path = report.write(run_dir, results)
     log(f"results: {run_dir / RESULTS_FILE}\nreport: {html_path}")

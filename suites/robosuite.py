@@ -123,7 +123,6 @@ class RobosuiteTaskEnv:
 
     def reset_to(self, model_xml: str, states: np.ndarray) -> dict[str, np.ndarray]:
         """Restore a stored initial state exactly: model, flattened state, controllers."""
-        self.env.reset()
         self.env.reset_from_xml_string(self.env.edit_model_xml(model_xml))
         self.env.sim.reset()
         self.env.sim.set_state_from_flattened(np.asarray(states))

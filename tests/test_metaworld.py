@@ -13,7 +13,7 @@ import pytest
 from evalsuite import registry
 from evalsuite.journal import read
 from evalsuite.runner.envs import build_env
-from evalsuite.specs import load_entry_point
+from evalsuite.harness import build_policy
 from tests.conftest import REPO
 
 
@@ -43,8 +43,7 @@ def check_policy(policy_id: str, suite_id: str, task: str, **params) -> None:
     """A policy fits its task, answers a batch with finite actions of the right shape, and is
     reproducible: the same episode seed gives the same actions whatever the batch around it."""
     suite = registry.suites.get(suite_id)
-    spec = registry.policies.get(policy_id)
-    make = lambda: load_entry_point(spec.entry_point)(suite.task(task), suite, **{**spec.params, **params})  # noqa: E731
+    make = lambda: build_policy(policy_id, params, task, suite)  # noqa: E731
     env = build_env(suite, task, 50)
     obs = [env.reset(s, s)[0] for s in (1, 2, 3)]
     env.close()
