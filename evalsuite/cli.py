@@ -5,11 +5,13 @@
     evalsuite sync RUN_DIR tracking_uri=http://127.0.0.1:5000
     evalsuite list
     evalsuite plan p_baseline=0.7 delta=0.1 [alpha=0.05 power=0.8 design=paired|independent discordance=0.2 pilot=RUN_DIR]
+    evalsuite plan p_baseline=0.8 delta=0.15 margin=0.05 [tasks=3]   (episodes for the regression gate)
+    evalsuite gate baseline=RUN (candidate=RUN | candidate_policy=ID) [margin=0.05 alpha=0.05 sequential=true budget=N]
     evalsuite demos suite=robomimic task=lift n=200 out=data/lift.hdf5 [seed=0 expert=scripted]
 
 A policy is ``id``, ``id:ARG`` (its positional parameter, e.g. a checkpoint path) or
 ``id:key=value[:key=value]``. A user mistake prints one line naming the bad value and what is
-accepted, and exits with code 2.
+accepted, and exits with code 2. ``gate`` exits 0 (pass), 1 (regressed) or 3 (inconclusive).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ EVALUATE_KEYS = {
     "init_states": "robomimic HDF5 dataset whose stored initial states the episodes start from",
     "stopping": "fixed | sequential (stop a task once every pair of policies is decided)",
     "alpha": "error rate of the sequential decisions, over all pairs and looks",
+    "margin": "with stopping=sequential: also stop a pair once |difference| < margin (equivalent)",
     "max_episodes": "cap on initial conditions per task with stopping=sequential",
     "round_size": "initial conditions per round with stopping=sequential",
     "episodes": "initial conditions per task",
@@ -45,6 +48,7 @@ EVALUATE_KEYS = {
     "max_attempts": "attempts per trial when episodes error",
     "tracking_uri": "default (sqlite in the working directory) | none | sqlite:///PATH | http://HOST:PORT",
     "experiment": "MLflow experiment name",
+    "tags": "[key=value,...] MLflow tags of the run (a gate finds it by baseline=mlflow-tag:key=value)",
     "progress": "true | false",
 }
 REPORT_KEYS = ("level", "interval", "correction", "bootstrap_reps")
@@ -105,6 +109,16 @@ def parse_bool(key: str, value: str) -> bool:
     raise UsageError(f"{key}={value!r} is not a boolean; accepted: true, false")
 
 
+def parse_tags(value: str) -> dict[str, str]:
+    tags = {}
+    for item in parse_list("tags", value):
+        name, sep, val = item.partition("=")
+        if not sep or not name:
+            raise UsageError(f"tags: {item!r} is not key=value; e.g. tags=[role=baseline,branch=main]")
+        tags[name] = val
+    return tags
+
+
 def _coerce(policy_id: str, name: str, value: str, default: Any) -> Any:
     try:
         if isinstance(default, bool):
@@ -140,10 +154,10 @@ def parse_policy(text: str):
     return entry
 
 
-def default_out(fields: dict[str, Any]) -> Path:
+def default_out(fields: dict[str, Any], prefix: str | None = None) -> Path:
     """Deterministic: the same request resumes in the same folder, another gets a new one."""
     digest = hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:8]
-    return Path("reports") / f"{fields['suite']}-{digest}"
+    return Path("reports") / f"{prefix or fields['suite']}-{digest}"
 
 
 def parse_analysis_options(kv: dict[str, str]) -> dict[str, Any]:
@@ -191,7 +205,7 @@ def cmd_evaluate(args: list[str]) -> int:
     stopping_rule = kv.get("stopping", "fixed")
     if stopping_rule not in ("fixed", "sequential"):
         raise UsageError(f"stopping={stopping_rule!r}; accepted: fixed, sequential")
-    sequential_keys = [k for k in ("alpha", "max_episodes", "round_size") if k in kv]
+    sequential_keys = [k for k in ("alpha", "max_episodes", "round_size", "margin") if k in kv]
     if stopping_rule == "fixed" and sequential_keys:
         raise UsageError(f"{sequential_keys[0]}= applies to stopping=sequential only")
     if stopping_rule == "sequential":
@@ -199,6 +213,8 @@ def cmd_evaluate(args: list[str]) -> int:
             raise UsageError("with stopping=sequential give max_episodes=, not episodes=")
         stopping = {"rule": "sequential", "alpha": parse_float("alpha", kv.get("alpha", "0.05"), 0.0, 1.0),
                     "round_size": parse_int("round_size", kv.get("round_size", "10"), 1)}
+        if "margin" in kv:
+            stopping["margin"] = parse_float("margin", kv["margin"], 0.0, 1.0)
         kv["episodes"] = kv.get("max_episodes", "200")
     else:
         stopping = {"rule": "fixed"}
@@ -221,7 +237,7 @@ def cmd_evaluate(args: list[str]) -> int:
         env_workers=parse_int("env_workers", kv["env_workers"], 0) if "env_workers" in kv else None,
         episode_timeout_s=parse_float("timeout", kv.get("timeout", "600"), 0.0),
         options=options, tracking_uri=None if tracking == "none" else tracking,
-        experiment=kv.get("experiment", "evalsuite"),
+        experiment=kv.get("experiment", "evalsuite"), tags=parse_tags(kv["tags"]) if "tags" in kv else {},
         progress=parse_bool("progress", kv.get("progress", "true" if sys.stderr.isatty() else "false")),
     )
     results = evaluate(request)
@@ -300,7 +316,8 @@ def cmd_plan(args: list[str]) -> int:
 
     from evalsuite.stats import power as pw
 
-    kv = parse_overrides(args, ("p_baseline", "delta", "alpha", "power", "design", "discordance", "pilot"))
+    kv = parse_overrides(args, ("p_baseline", "delta", "alpha", "power", "design", "discordance", "pilot", "margin",
+                                "tasks"))
     for key in ("p_baseline", "delta"):
         if key not in kv:
             raise UsageError(f"missing {key}=...; usage: evalsuite plan p_baseline=0.7 delta=0.1 [design=paired]")
@@ -329,12 +346,90 @@ def cmd_plan(args: list[str]) -> int:
         independent = pw.n_independent(p0, delta, alpha=alpha, power=power)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if "margin" in kv:  # a gate: catch a drop of |delta| with this margin, alpha split over the tasks
+        from evalsuite.stats.margin import n_gate
+
+        margin = parse_float("margin", kv["margin"], 0.0, 1.0)
+        n_tasks = parse_int("tasks", kv.get("tasks", "1"), 1)
+        try:
+            n = n_gate(p0, abs(delta), margin, alpha=alpha / n_tasks, power=power, discordance=discordance)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        print(f"{n} pairs per task for `evalsuite gate margin={margin:g} alpha={alpha:g}` to call a drop "
+              f"{p0:g} -> {p0 - abs(delta):g} REGRESSED with power {power:g} over {n_tasks} task(s)")
+        return 0
     chosen = paired if design == "paired" else independent
     unit = "pairs (every policy on each initial condition)" if design == "paired" else "episodes per policy"
     print(f"{chosen.n} {unit} to detect {p0:g} -> {p0 + delta:g} with alpha={alpha:g} (two-sided), power={power:g}")
     print(f"  paired: {paired.n} pairs at discordance {paired.discordance:.3f} ({source}); "
           f"independent: {independent.n} per policy")
     return 0
+
+
+GATE_KEYS = {
+    "baseline": "run folder | mlflow:RUN_ID | mlflow-tag:KEY=VALUE",
+    "candidate": "run folder | mlflow:RUN_ID | mlflow-tag:KEY=VALUE",
+    "candidate_policy": "a policy to evaluate now on the baseline's initial conditions (id[:key=value])",
+    "suite": "optional check: the baseline's suite",
+    "baseline_label": "the baseline policy when its run has several",
+    "candidate_label": "the candidate policy when its run has several",
+    "margin": "largest drop in success that still passes (0.05 = 5 points)",
+    "alpha": "error rate of a false REGRESSED (or NON-INFERIOR), over all tasks",
+    "power": "power used to say how many episodes would decide an INCONCLUSIVE task",
+    "inconclusive": "fail (exit 3) | pass (exit 0)",
+    "sequential": "true: evaluate the candidate in rounds until decided or budget is spent",
+    "budget": "with sequential=true: most candidate episodes per task",
+    "round_size": "with sequential=true: initial conditions per round",
+    "out": "gate folder (default: reports/gate-<hash of the request>)",
+    "batch_size": "parallel episodes",
+    "env_workers": "environment subprocesses (0: in-process)",
+    "tracking_uri": "default | none | sqlite:///PATH | http://HOST:PORT",
+    "experiment": "MLflow experiment name (also where mlflow-tag: looks)",
+    "progress": "true | false",
+}
+
+
+def cmd_gate(args: list[str]) -> int:
+    """Exit 0 when the candidate passes, 1 when it regressed, 3 when inconclusive (see evalsuite/gate.py)."""
+    from evalsuite.gate import GateOptions, GateRequest, run_gate
+
+    kv = parse_overrides(args, GATE_KEYS)
+    if "baseline" not in kv:
+        raise UsageError("missing baseline=RUN; usage: evalsuite gate baseline=RUN candidate=RUN [margin=0.05]")
+    if ("candidate" in kv) == ("candidate_policy" in kv):
+        raise UsageError("give exactly one of candidate=RUN and candidate_policy=ID")
+    inconclusive = kv.get("inconclusive", "fail")
+    if inconclusive not in ("fail", "pass"):
+        raise UsageError(f"inconclusive={inconclusive!r}; accepted: fail, pass")
+    sequential = parse_bool("sequential", kv.get("sequential", "false"))
+    for key in ("budget", "round_size"):
+        if key in kv and not sequential:
+            raise UsageError(f"{key}= applies to sequential=true only")
+    tracking = kv.get("tracking_uri", "default")
+    if tracking != "none":
+        from evalsuite.tracking import resolve_uri
+
+        resolve_uri(tracking)
+    options = GateOptions(margin=parse_float("margin", kv.get("margin", "0.05"), 0.0, 1.0),
+                          alpha=parse_float("alpha", kv.get("alpha", "0.05"), 0.0, 1.0),
+                          power=parse_float("power", kv.get("power", "0.8"), 0.0, 1.0),
+                          inconclusive_passes=inconclusive == "pass")
+    out = Path(kv["out"]) if "out" in kv else default_out(
+        {k: v for k, v in kv.items() if k not in ("progress", "tracking_uri")}, prefix="gate")
+    result = run_gate(GateRequest(
+        baseline=kv["baseline"], out=out, candidate=kv.get("candidate"),
+        candidate_policy=parse_policy(kv["candidate_policy"]) if "candidate_policy" in kv else None,
+        suite=kv.get("suite"), baseline_label=kv.get("baseline_label"), candidate_label=kv.get("candidate_label"),
+        options=options, sequential=sequential,
+        budget=parse_int("budget", kv["budget"], 1) if "budget" in kv else None,
+        round_size=parse_int("round_size", kv.get("round_size", "10"), 1),
+        batch_size=parse_int("batch_size", kv.get("batch_size", "8"), 1),
+        env_workers=parse_int("env_workers", kv["env_workers"], 0) if "env_workers" in kv else None,
+        tracking_uri=None if tracking == "none" else tracking, experiment=kv.get("experiment", "evalsuite"),
+        progress=parse_bool("progress", kv.get("progress", "true" if sys.stderr.isatty() else "false"))))
+    print((out / "summary.md").read_text(), end="")
+    print(f"gate: {result['verdict']} (exit {result['exit_code']}); verdicts in {out / 'results.json'}")
+    return result["exit_code"]
 
 
 def cmd_list(args: list[str]) -> int:
@@ -355,7 +450,7 @@ def cmd_list(args: list[str]) -> int:
 
 
 COMMANDS = {"evaluate": cmd_evaluate, "report": cmd_report, "sync": cmd_sync, "list": cmd_list, "demos": cmd_demos,
-            "plan": cmd_plan}
+            "plan": cmd_plan, "gate": cmd_gate}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,12 +42,13 @@ class EvaluateRequest:
     suite_options: dict[str, Any] = field(default_factory=dict)  # extra env kwargs, e.g. init_states
     episodes: int | None = None
     seed: int = 0
-    max_steps: int | None = None  # caps every task's own step limit
+    max_steps: int | dict[str, int] | None = None  # caps every task's own step limit (or per task)
     batch_size: int = 8
     env_workers: int | None = None  # None: the suite's default
     episode_timeout_s: float = 600.0
     options: AnalysisOptions = field(default_factory=AnalysisOptions)
     stopping: dict[str, Any] = field(default_factory=lambda: {"rule": "fixed"})  # see evalsuite/sequential.py
+    tags: dict[str, str] = field(default_factory=dict)  # MLflow tags, e.g. {"role": "baseline"}
     tracking_uri: str | None = "default"  # "default": sqlite in the working directory; None: off
     experiment: str = "evalsuite"
     progress: bool = True
@@ -124,10 +125,11 @@ def evaluate(req: EvaluateRequest, log=print) -> dict[str, Any]:
         raise UsageError(f"no policies given and suite {suite.id!r} has no default ones; e.g. policies=[scripted]")
     for entry in req.policies:
         resolve_policy(entry)
-    if req.stopping.get("rule") == "sequential" and len(req.policies) < 2:
+    if req.stopping.get("rule") == "sequential" and req.stopping.get("decision") != "gate" and len(req.policies) < 2:
         raise UsageError("stopping=sequential compares policies: give at least two in policies=[...]")
     episodes = req.episodes or suite.default_episodes
-    max_steps = {t: min(suite.task(t).max_steps, req.max_steps or suite.task(t).max_steps) for t in tasks}
+    caps = req.max_steps if isinstance(req.max_steps, dict) else {t: req.max_steps for t in tasks}
+    max_steps = {t: min(suite.task(t).max_steps, caps.get(t) or suite.task(t).max_steps) for t in tasks}
     plan, key = plan_mod.make_plan(suite=suite.id, tasks=tasks, policies=req.policies, episodes=episodes,
                                    seed=req.seed, max_steps=max_steps, suite_options=req.suite_options,
                                    stopping=req.stopping)
@@ -179,7 +181,7 @@ def evaluate(req: EvaluateRequest, log=print) -> dict[str, Any]:
     info = {"versions": package_versions(), "git_commit": git_commit(), "host": platform.node(),
             "command": sys.argv, "batch_size": req.batch_size, "env_workers": executor.env_workers,
             "wall_time_s": round(elapsed, 2), "episodes_run": ran,
-            "episodes_per_s": round(ran / elapsed, 3) if elapsed > 0 and ran else None}
+            "episodes_per_s": round(ran / elapsed, 3) if elapsed > 0 and ran else None, "tags": req.tags}
     plan_mod.write_json(run_dir / RUN_INFO_FILE, info)
     results = _write_results(run_dir, plan, key, records, req.options, log)
     if req.tracking_uri:

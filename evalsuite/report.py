@@ -115,9 +115,16 @@ def markdown(results: dict[str, Any], figures: dict[str, str] | None = None) -> 
         for e in mixed["effects"]:
             lines.append(f"| {e['policy']} | {e['log_odds']:.2f} | [{e['low']:.2f}, {e['high']:.2f}] |")
     seq = results.get("sequential")
-    if seq:
-        lines += ["", f"## Sequential decisions (anytime-valid, alpha {seq['alpha']:g} over all pairs and looks)", "",
-                  "With early stopping, the McNemar p-values above are descriptive; these decisions are the "
+    if seq and seq.get("decision") == "gate":
+        lines += ["", f"## Sequential gate (anytime-valid, alpha {seq['alpha']:g} over tasks and looks, "
+                  f"margin {seq['margin']:g})", "", "| task | pairs | verdict | episodes |", "|---|---|---|---|"]
+        for task, g in seq["gate"].items():
+            lines.append(f"| {task} | {g['pairs']} | {g['verdict']} | {seq['tasks'][task]['episodes']} of "
+                         f"{seq['max_episodes']} |")
+    elif seq:
+        margin = f", margin {seq['margin']:g} for equivalence" if seq.get("margin") else ""
+        lines += ["", f"## Sequential decisions (anytime-valid, alpha {seq['alpha']:g} over all pairs and looks{margin})",
+                  "", "With early stopping, the McNemar p-values above are descriptive; these decisions are the "
                   "valid ones.", "",
                   "| task | A | B | A wins | B wins | pairs | log e-value | decision | episodes |",
                   "|---|---|---|---|---|---|---|---|---|"]

@@ -1,11 +1,22 @@
 """Sequential early stopping of a run: paired episodes in rounds, a task stops once decided.
 
 With ``stopping=sequential``, the plan's initial conditions (up to ``max_episodes`` per task) are
-run in rounds of ``round_size``. After each round, every pair of policies on a task is tested with
-the anytime-valid e-process of ``evalsuite.stats.sequential`` at level alpha / m, m = all pairs of
-the run (Bonferroni: the error is controlled over every pair and every look). A task whose pairs
-are all decided runs no further rounds. Decisions are a function of the journal's completed
-rounds only, so a resumed run makes exactly the same decisions as an uninterrupted one.
+run in rounds of ``round_size``. After each round every task is checked; a decided task runs no
+further rounds. Two kinds of decision (``stopping["decision"]``):
+
+- ``compare`` (default): every pair of policies on a task is tested with the anytime-valid
+  discordant-pair e-process of ``evalsuite.stats.sequential`` at level alpha / m, m = all pairs
+  of the run (Bonferroni: the error is controlled over every pair and every look). A pair is
+  decided when one policy is better or - with a ``margin`` - when both one-sided betting
+  e-processes show |difference| < margin (equivalent; an intersection-union test, each side at
+  alpha / m). A task stops when all its pairs are decided.
+- ``gate``: one candidate policy against a baseline's recorded outcomes on the same initial
+  conditions (``stopping["baseline"]``: task -> outcome per initial condition, stored in the plan
+  so a resumed gate decides the same way); a task stops once its margin verdict
+  (``evalsuite.stats.margin.sequential_verdict`` at alpha / tasks) is no longer INCONCLUSIVE.
+
+Decisions are a function of the journal's completed rounds only, so a resumed run makes exactly
+the same decisions as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -14,9 +25,12 @@ import itertools
 import math
 from typing import Any
 
+import numpy as np
+
 from evalsuite.journal import EpisodeRecord, finished_trials
 from evalsuite.plan import Plan, Trial
-from evalsuite.stats.sequential import log_e_value
+from evalsuite.stats.margin import INCONCLUSIVE, sequential_verdict
+from evalsuite.stats.sequential import log_e_value, log_wealth_mean
 
 
 def round_of(trial: Trial, plan: Plan) -> int:
@@ -27,26 +41,64 @@ def n_rounds(plan: Plan) -> int:
     return math.ceil(plan.episodes / plan.stopping["round_size"])
 
 
-def pair_states(plan: Plan, records: list[EpisodeRecord], max_attempts: int, through_round: int) -> dict:
-    """(task, code_a, code_b) -> {"a_wins", "b_wins", "pairs", "log_e", "winner"} on rounds <= through_round;
-    winner is a code, or None while undecided."""
+def _outcomes(plan: Plan, records: list[EpisodeRecord], max_attempts: int, through_round: int) -> dict:
     rs = plan.stopping["round_size"]
-    outcome = {(r.task, r.policy_code, r.ic_index): r.success
-               for r in finished_trials(records, max_attempts).values()
-               if r.is_outcome and r.ic_index // rs <= through_round}
+    return {(r.task, r.policy_code, r.ic_index): r.success
+            for r in finished_trials(records, max_attempts).values()
+            if r.is_outcome and r.ic_index // rs <= through_round}
+
+
+def pair_states(plan: Plan, records: list[EpisodeRecord], max_attempts: int, through_round: int) -> dict:
+    """(task, code_a, code_b) -> {"a_wins", "b_wins", "pairs", "log_e", "winner", "equivalent"} on
+    rounds <= through_round; winner is a code, or None while undecided."""
+    outcome = _outcomes(plan, records, max_attempts, through_round)
     pairs = list(itertools.combinations(sorted(plan.codes), 2))
     threshold = math.log(len(plan.tasks) * len(pairs) / plan.stopping["alpha"])
+    margin = plan.stopping.get("margin")
     states = {}
     for task in plan.tasks:
         for a, b in pairs:
-            shared = [i for (t, c, i) in outcome if t == task and c == a and (task, b, i) in outcome]
-            a_wins = sum(outcome[task, a, i] and not outcome[task, b, i] for i in shared)
-            b_wins = sum(outcome[task, b, i] and not outcome[task, a, i] for i in shared)
+            shared = sorted(i for (t, c, i) in outcome if t == task and c == a and (task, b, i) in outcome)
+            diffs = np.array([int(outcome[task, a, i]) - int(outcome[task, b, i]) for i in shared], dtype=float)
+            a_wins, b_wins = int(np.sum(diffs > 0)), int(np.sum(diffs < 0))
             log_e = float(log_e_value(a_wins, b_wins))
             winner = None if log_e < threshold else (a if a_wins > b_wins else b)
-            states[task, a, b] = {"a_wins": a_wins, "b_wins": b_wins, "pairs": len(shared), "log_e": log_e,
-                                  "winner": winner}
+            state = {"a_wins": a_wins, "b_wins": b_wins, "pairs": len(shared), "log_e": log_e, "winner": winner}
+            if margin:
+                lower = _max_log_wealth(diffs, -margin, "greater")  # evidence that d > -margin
+                upper = _max_log_wealth(diffs, margin, "less")  # evidence that d < margin
+                state.update(log_e_above_minus_margin=lower, log_e_below_margin=upper,
+                             equivalent=winner is None and min(lower, upper) >= threshold)
+            states[task, a, b] = state
     return states
+
+
+def _max_log_wealth(diffs: np.ndarray, null: float, alternative: str) -> float:
+    return float(log_wealth_mean(diffs, null, alternative=alternative).max()) if diffs.size else 0.0
+
+
+def gate_states(plan: Plan, records: list[EpisodeRecord], max_attempts: int, through_round: int) -> dict:
+    """task -> {"verdict", "pairs", "log_e"} of the single candidate against the stored baseline."""
+    outcome = _outcomes(plan, records, max_attempts, through_round)
+    (code,) = plan.codes
+    alpha = plan.stopping["alpha"] / len(plan.tasks)
+    states = {}
+    for task in plan.tasks:
+        baseline = plan.stopping["baseline"][task]
+        shared = sorted(i for (t, c, i) in outcome if t == task and i < len(baseline) and baseline[i] is not None)
+        diffs = np.array([int(outcome[task, code, i]) - int(baseline[i]) for i in shared], dtype=float)
+        verdict, log_e = sequential_verdict(diffs, margin=plan.stopping["margin"], alpha=alpha)
+        states[task] = {"verdict": verdict, "pairs": len(shared), "log_e": log_e}
+    return states
+
+
+def _decided(plan: Plan, records: list[EpisodeRecord], max_attempts: int, through_round: int) -> set[str]:
+    if plan.stopping.get("decision") == "gate":
+        states = gate_states(plan, records, max_attempts, through_round)
+        return {task for task, s in states.items() if s["verdict"] != INCONCLUSIVE}
+    states = pair_states(plan, records, max_attempts, through_round)
+    return {task for task in plan.tasks
+            if all(s["winner"] or s.get("equivalent") for (t, *_), s in states.items() if t == task)}
 
 
 def stop_rounds(plan: Plan, records: list[EpisodeRecord], max_attempts: int) -> dict[str, int | None]:
@@ -57,9 +109,8 @@ def stop_rounds(plan: Plan, records: list[EpisodeRecord], max_attempts: int) -> 
         round_trials = [t for t in plan.trials if round_of(t, plan) == r and stops[t.task] is None]
         if any(t.trial_id not in done for t in round_trials):
             break  # decisions use completed rounds only
-        states = pair_states(plan, records, max_attempts, r)
-        for task in plan.tasks:
-            if stops[task] is None and all(s["winner"] for (t, *_), s in states.items() if t == task):
+        for task in _decided(plan, records, max_attempts, r):
+            if stops[task] is None:
                 stops[task] = r
     return stops
 
@@ -79,16 +130,23 @@ def remaining_trials(plan: Plan, records: list[EpisodeRecord], max_attempts: int
 def summary(plan: Plan, key: dict[str, dict], records: list[EpisodeRecord], max_attempts: int) -> dict[str, Any]:
     """What results.json reports about the sequential design (names unblinded here, in analysis)."""
     stops = stop_rounds(plan, records, max_attempts)
-    states = pair_states(plan, records, max_attempts, n_rounds(plan))
     label = {c: v["label"] for c, v in key.items()}
     rs = plan.stopping["round_size"]
-    return {
-        "alpha": plan.stopping["alpha"], "round_size": rs, "max_episodes": plan.episodes,
+    out: dict[str, Any] = {
+        "decision": plan.stopping.get("decision", "compare"), "alpha": plan.stopping["alpha"],
+        "margin": plan.stopping.get("margin"), "round_size": rs, "max_episodes": plan.episodes,
         "tasks": {task: {"stopped_after_round": stops[task],
-                         "episodes": (stops[task] + 1) * rs if stops[task] is not None else plan.episodes}
+                         "episodes": min(plan.episodes, (stops[task] + 1) * rs) if stops[task] is not None
+                         else plan.episodes}
                   for task in plan.tasks},
-        "pairs": [{"task": t, "policy_a": label[a], "policy_b": label[b],
-                   **{k: v for k, v in s.items() if k != "winner"},
-                   "decision": f"{label[s['winner']]} better" if s["winner"] else "undecided"}
-                  for (t, a, b), s in states.items()],
     }
+    if out["decision"] == "gate":
+        out["gate"] = gate_states(plan, records, max_attempts, n_rounds(plan))
+        return out
+    states = pair_states(plan, records, max_attempts, n_rounds(plan))
+    out["pairs"] = [{"task": t, "policy_a": label[a], "policy_b": label[b],
+                     **{k: v for k, v in s.items() if k not in ("winner", "equivalent")},
+                     "decision": (f"{label[s['winner']]} better" if s["winner"]
+                                  else "equivalent" if s.get("equivalent") else "undecided")}
+                    for (t, a, b), s in states.items()]
+    return out

@@ -82,7 +82,7 @@ def log_run(run_dir: Path, uri: str, experiment: str = "evalsuite") -> str:
     per_task = results["per_task"]
     with mlflow.start_run(experiment_id=exp_id, run_name=f"{results['suite']} seed={results['seed']}") as parent:
         mlflow.set_tags({UID_TAG: uid, "evalsuite.suite": results["suite"], "evalsuite.run_dir": str(run_dir.resolve()),
-                         "evalsuite.complete": str(results["trials"]["complete"])})
+                         "evalsuite.complete": str(results["trials"]["complete"]), **info.get("tags", {})})
         params: dict[str, Any] = {
             "suite": results["suite"], "tasks": ",".join(results["tasks"]), "seed": results["seed"],
             "episodes_per_task": results["episodes_per_task"], "policies": ",".join(results["policies"]),
@@ -105,6 +105,8 @@ def log_run(run_dir: Path, uri: str, experiment: str = "evalsuite") -> str:
                 for task, groups in results.get("letters", {}).items()}
         for pair in results.get("sequential", {}).get("pairs", []):
             tags[_metric_key(f"sequential.{pair['task']}.{pair['policy_a']}_vs_{pair['policy_b']}")] = pair["decision"]
+        for task, gate in results.get("sequential", {}).get("gate", {}).items():
+            tags[_metric_key(f"sequential.{task}.gate")] = gate["verdict"]
         if tags:
             mlflow.set_tags(tags)
         for name, pol in results["policies"].items():
@@ -134,4 +136,42 @@ def log_or_explain(run_dir: Path, uri: str, experiment: str, log=print) -> str |
         return None
     (run_dir / "tracking.json").write_text(json.dumps({"tracking_uri": resolve_uri(uri), "run_id": run_id}) + "\n")
     log(f"MLflow: run {run_id} at {resolve_uri(uri)}")
+    return run_id
+
+
+def log_gate(gate_dir: Path, uri: str, experiment: str = "evalsuite") -> str:
+    """Log a gate's verdicts as tags (overall and per task), its bounds as metrics, its summary as an artifact."""
+    uri = resolve_uri(uri)
+    _check_reachable(uri)
+    import mlflow
+
+    result = json.loads((gate_dir / "results.json").read_text())
+    mlflow.set_tracking_uri(uri)
+    client = mlflow.tracking.MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        location = Path(DEFAULT_ARTIFACTS).resolve().as_uri() if uri.startswith("sqlite") else None
+        exp_id = client.create_experiment(experiment, artifact_location=location)
+    else:
+        exp_id = exp.experiment_id
+    c, b = result["candidate"], result["baseline"]
+    with mlflow.start_run(experiment_id=exp_id, run_name=f"gate {c['policy']} vs {b['policy']}") as run:
+        mlflow.set_tags({"evalsuite.kind": "gate", "evalsuite.gate.verdict": result["verdict"],
+                         "evalsuite.gate.candidate": c["run"], "evalsuite.gate.baseline": b["run"],
+                         **{_metric_key(f"evalsuite.gate.{r['task']}"): r["verdict"] for r in result["tasks"]}})
+        mlflow.log_params({"margin": result["margin"], "alpha": result["alpha"], "candidate_policy": c["policy"],
+                           "baseline_policy": b["policy"], "suite": b["suite"]})
+        mlflow.log_metrics({_metric_key(f"{r['task']}/{k}"): r[k] for r in result["tasks"]
+                            for k in ("difference", "low", "high")})
+        mlflow.log_artifacts(str(gate_dir), artifact_path="gate")
+        return run.info.run_id
+
+
+def log_gate_or_explain(gate_dir: Path, uri: str, experiment: str, log=print) -> str | None:
+    try:
+        run_id = log_gate(gate_dir, uri, experiment)
+    except TrackingUnavailable as exc:
+        log(f"MLflow: {exc}. The verdicts are in {gate_dir / 'results.json'}.")
+        return None
+    log(f"MLflow: gate run {run_id} at {resolve_uri(uri)}")
     return run_id

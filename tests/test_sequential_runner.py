@@ -65,3 +65,15 @@ def test_sequential_decisions_reach_mlflow(fake_suite, tmp_path, monkeypatch):
     tags = MlflowClient(uri).get_run(run_id).data.tags
     decisions = {k: v for k, v in tags.items() if k.startswith("sequential.t1.")}
     assert len(decisions) == 1 and list(decisions.values()) == ["ones better"]
+
+
+def test_with_a_margin_identical_policies_stop_as_equivalent(fake_suite, tmp_path):
+    stopping = {**SEQ, "round_size": 10, "margin": 0.1}
+    results = evaluate(EvaluateRequest(
+        suite="fake", policies=[PolicyEntry("ones", {}), PolicyEntry("ones", {"chunk": 2})], out=tmp_path / "eq",
+        episodes=200, max_steps=14, stopping=stopping, tracking_uri=None, progress=False, batch_size=8),
+        log=lambda *_: None)
+    seq = results["sequential"]
+    assert all(p["decision"] == "equivalent" for p in seq["pairs"])
+    assert all(t["episodes"] < 200 for t in seq["tasks"].values())
+    assert "margin 0.1 for equivalence" in (tmp_path / "eq" / "report.md").read_text()

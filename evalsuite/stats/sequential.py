@@ -41,3 +41,38 @@ def first_rejection(a_outcomes: np.ndarray, b_outcomes: np.ndarray, *, alpha: fl
     reject = log_e_value(wins_a, wins_b, prior=prior) >= np.log(1 / alpha)
     first = np.argmax(reject, axis=-1) + 1
     return np.where(reject.any(axis=-1), first, -1)
+
+
+def log_wealth_mean(diffs: np.ndarray, null: float, *, alternative: str) -> np.ndarray:
+    """Running log wealth of a betting e-process for the mean of paired differences in [-1, 1].
+
+    ``diffs`` is (..., n), D_i = outcome_A - outcome_B. Against H0: E[D] <= null
+    (``alternative="greater"``) the wealth is prod_i (1 + lambda_i (D_i - null)); against
+    H0: E[D] >= null (``"less"``) the sign flips. lambda_i is chosen from D_1..D_{i-1} only
+    (aGRAPA of Waudby-Smith & Ramdas, 2023) and capped so every factor stays positive, so under H0
+    the wealth is a nonnegative supermartingale and P(sup wealth >= 1/alpha) <= alpha at any
+    stopping time. Unlike the discordant-pair mixture above, this tests a shifted null, which a
+    margin needs (non-inferiority, equivalence). Returns the (..., n) path of log wealth.
+    """
+    if alternative not in ("greater", "less"):
+        raise ValueError(f"alternative must be 'greater' or 'less', got {alternative!r}")
+    if not -1 < null < 1:
+        raise ValueError(f"null must be in (-1, 1), got {null}")
+    sign = 1.0 if alternative == "greater" else -1.0
+    x = sign * (np.asarray(diffs, dtype=float) - null)  # H0: E[x] <= 0, x in [-1 - sign*null, 1 - sign*null]
+    cap = 0.5 / (1 + sign * null)  # keeps 1 + lambda x >= 1/2 at the worst x
+    n = x.shape[-1]
+    log_wealth = np.zeros(x.shape)
+    total = np.zeros(x.shape[:-1])
+    sq = np.full(x.shape[:-1], 0.25)
+    mu = np.zeros(x.shape[:-1])
+    running = np.zeros(x.shape[:-1])
+    for i in range(n):
+        var = sq / (i + 1)
+        lam = np.clip(mu / (var + mu * mu), 0.0, cap)
+        running = running + np.log1p(lam * x[..., i])
+        log_wealth[..., i] = running
+        total = total + x[..., i]
+        sq = sq + (x[..., i] - mu) ** 2
+        mu = total / (i + 2)  # shrunk towards 0 (no bet) by one pseudo-observation
+    return log_wealth

@@ -1,0 +1,276 @@
+"""The CI regression gate: did the candidate policy get worse than the baseline, statistically?
+
+    evalsuite gate candidate=RUN baseline=RUN margin=0.05 alpha=0.05
+    evalsuite gate candidate_policy=ID baseline=RUN [sequential=true budget=N]
+
+A run is a run folder, ``mlflow:RUN_ID`` or ``mlflow-tag:KEY=VALUE`` (the latest run carrying that
+tag, e.g. one evaluated with ``tags=[role=baseline]``). With ``candidate_policy`` the candidate is
+evaluated here with the baseline's suite, tasks, seed and step limits, so it meets the baseline's
+own initial conditions and the comparison is paired; sequentially it runs in rounds against the
+baseline's recorded outcomes until every task is decided or ``budget`` episodes are spent.
+
+Per task the verdict is one of ``evalsuite.stats.margin``'s (REGRESSED, IMPROVED, NON-INFERIOR,
+INCONCLUSIVE) at alpha / tasks (Bonferroni: the chance of any false REGRESSED over the tasks stays
+<= alpha); the overall verdict is the worst. Exit codes: 0 pass, 1 regressed, 3 inconclusive
+(0 with ``inconclusive=pass``), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evalsuite import plan as plan_mod
+from evalsuite.errors import UsageError, choices
+from evalsuite.journal import JOURNAL_FILE, finished_trials, read
+from evalsuite.plan import Plan, PolicyEntry
+from evalsuite.stats import margin as mg
+
+EXIT_PASS, EXIT_REGRESSED, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
+GATE_FILE, SUMMARY_FILE = "results.json", "summary.md"
+
+
+@dataclass
+class Side:
+    """One policy's outcomes in one run folder: task -> ic_index -> (ic_seed, success)."""
+
+    run_dir: Path
+    plan: Plan
+    label: str
+    outcomes: dict[str, dict[int, tuple[int, bool]]]
+    ref: str = ""
+
+
+def load_side(run_dir: Path, label: str | None, role: str, max_attempts: int = 3) -> Side:
+    if not (run_dir / plan_mod.PLAN_FILE).exists():
+        raise UsageError(f"{role}={run_dir} is not a run folder (no plan.json)")
+    plan, key = plan_mod.load(run_dir)
+    labels = {entry["label"]: code for code, entry in key.items()}
+    if label is None:
+        if len(labels) != 1:
+            raise UsageError(f"{role} run {run_dir} has {len(labels)} policies; choose one with "
+                             f"{role}_label=...; accepted: {choices(labels)}")
+        label = next(iter(labels))
+    if label not in labels:
+        raise UsageError(f"{role}_label={label!r} is not in {run_dir}; accepted: {choices(labels)}")
+    outcomes: dict[str, dict[int, tuple[int, bool]]] = {task: {} for task in plan.tasks}
+    for r in finished_trials(read(run_dir / JOURNAL_FILE), max_attempts).values():
+        if r.policy_code == labels[label] and r.is_outcome:
+            outcomes[r.task][r.ic_index] = (r.ic_seed, r.success)
+    return Side(run_dir, plan, label, outcomes, str(run_dir))
+
+
+def resolve_ref(ref: str, role: str, tracking_uri: str, experiment: str, scratch: Path) -> Path:
+    """A run folder for ``ref``: a path, or an MLflow run whose artifacts are downloaded."""
+    if not ref.startswith(("mlflow:", "mlflow-tag:")):
+        path = Path(ref)
+        if not (path / plan_mod.PLAN_FILE).exists():
+            raise UsageError(f"{role}={ref!r} is not a run folder (no plan.json); accepted: a run folder, "
+                             "mlflow:RUN_ID, mlflow-tag:KEY=VALUE")
+        return path
+    tag, sep, value = ref.removeprefix("mlflow-tag:").partition("=")
+    if ref.startswith("mlflow-tag:") and (not sep or not tag):
+        raise UsageError(f"{role}={ref!r}: write mlflow-tag:KEY=VALUE, e.g. mlflow-tag:role=baseline")
+    from evalsuite import tracking
+
+    uri = tracking.resolve_uri(tracking_uri)
+    try:
+        tracking._check_reachable(uri)
+    except tracking.TrackingUnavailable as exc:
+        raise UsageError(f"{role}={ref!r}: {exc}") from None
+    from mlflow.artifacts import download_artifacts
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    if ref.startswith("mlflow:"):
+        run_id = ref.removeprefix("mlflow:")
+    else:
+        exp = client.get_experiment_by_name(experiment)
+        runs = [] if exp is None else client.search_runs(
+            [exp.experiment_id], filter_string=f"tags.`{tag}` = '{value}'", order_by=["attributes.start_time DESC"],
+            max_results=1)
+        if not runs:
+            raise UsageError(f"{role}={ref!r}: no run in MLflow experiment {experiment!r} at {uri} carries tag "
+                             f"{tag}={value}")
+        run_id = runs[0].info.run_id
+    try:
+        local = download_artifacts(run_id=run_id, artifact_path="run", dst_path=str(scratch / role),
+                                   tracking_uri=uri)
+    except MlflowException as exc:
+        raise UsageError(f"{role}={ref!r}: MLflow run {run_id} has no evalsuite run folder ({exc.message})") from None
+    return Path(local)
+
+
+@dataclass(frozen=True)
+class GateOptions:
+    margin: float = 0.05
+    alpha: float = 0.05
+    power: float = 0.8
+    inconclusive_passes: bool = False
+
+
+def compare(candidate: Side, baseline: Side, options: GateOptions, sequential: dict | None = None) -> dict[str, Any]:
+    """Per-task and overall verdicts of ``candidate`` against ``baseline`` (see module docstring)."""
+    tasks = [t for t in baseline.plan.tasks if t in candidate.plan.tasks]
+    if not tasks:
+        raise UsageError(f"candidate tasks {list(candidate.plan.tasks)} and baseline tasks "
+                         f"{list(baseline.plan.tasks)} have none in common")
+    alpha = options.alpha / len(tasks)
+    rows = []
+    for task in tasks:
+        cand, base = candidate.outcomes[task], baseline.outcomes[task]
+        shared = sorted(i for i in cand if i in base and cand[i][0] == base[i][0])
+        if shared:
+            decision = mg.paired_decision(np.array([cand[i][1] for i in shared]), np.array([base[i][1] for i in shared]),
+                                          margin=options.margin, alpha=alpha, power=options.power)
+        else:  # different seeds: different initial conditions
+            decision = mg.independent_decision(sum(s for _, s in cand.values()), len(cand),
+                                               sum(s for _, s in base.values()), len(base),
+                                               margin=options.margin, alpha=alpha, power=options.power)
+        row = {"task": task, **decision.to_dict(),
+               "candidate_rate": _rate(cand, shared), "baseline_rate": _rate(base, shared), "method": "newcombe"}
+        if sequential is not None:  # anytime-valid verdict of the sequential run replaces the fixed-n one
+            row.update(verdict=sequential[task]["verdict"], method="sequential e-process")
+        rows.append(row)
+    verdict = mg.overall([r["verdict"] for r in rows])
+    return {
+        "kind": "gate", "verdict": verdict, "exit_code": exit_code(verdict, options.inconclusive_passes),
+        "margin": options.margin, "alpha": options.alpha, "alpha_per_task": alpha, "power": options.power,
+        "candidate": {"run": candidate.ref, "policy": candidate.label, "suite": candidate.plan.suite,
+                      "seed": candidate.plan.seed},
+        "baseline": {"run": baseline.ref, "policy": baseline.label, "suite": baseline.plan.suite,
+                     "seed": baseline.plan.seed},
+        "tasks": rows,
+    }
+
+
+def _rate(outcomes: dict[int, tuple[int, bool]], shared: list[int]) -> float | None:
+    values = [outcomes[i][1] for i in shared] if shared else [s for _, s in outcomes.values()]
+    return float(np.mean(values)) if values else None
+
+
+def exit_code(verdict: str, inconclusive_passes: bool) -> int:
+    if verdict == mg.REGRESSED:
+        return EXIT_REGRESSED
+    if verdict == mg.INCONCLUSIVE:
+        return EXIT_PASS if inconclusive_passes else EXIT_INCONCLUSIVE
+    return EXIT_PASS
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """A pull-request comment: the verdict first, then one row per task."""
+    c, b = result["candidate"], result["baseline"]
+    lines = [f"## evalsuite gate: **{result['verdict']}**", "",
+             f"Candidate `{c['policy']}` against baseline `{b['policy']}` on `{b['suite']}`; margin "
+             f"{result['margin'] * 100:g} points, alpha {result['alpha']:g} over {len(result['tasks'])} task(s) "
+             f"({result['alpha_per_task']:.3g} each).", "",
+             "| task | design | baseline | candidate | difference | one-sided bounds | verdict | to decide |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in result["tasks"]:
+        more = ""
+        if r["verdict"] == mg.INCONCLUSIVE:
+            more = (f"~{r['more_episodes']} more {'pairs' if r['design'] == 'paired' else 'episodes per policy'}"
+                    if r["more_episodes"] else "sits on the margin")
+        n = r["n_candidate"] if r["design"] == "paired" else f"{r['n_candidate']} vs {r['n_baseline']}"
+        lines.append(f"| {r['task']} | {r['design']} ({n}) | {_pct(r['baseline_rate'])} | "
+                     f"{_pct(r['candidate_rate'])} | {r['difference'] * 100:+.1f} | "
+                     f"[{r['low'] * 100:+.1f}, {r['high'] * 100:+.1f}] | {r['verdict']} | {more} |")
+    lines += ["", "REGRESSED: worse by more than the margin; NON-INFERIOR: not worse than the margin; IMPROVED: "
+              "better; INCONCLUSIVE: too few episodes to tell."]
+    return "\n".join(lines) + "\n"
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x * 100:.1f}%"
+
+
+@dataclass
+class GateRequest:
+    baseline: str
+    out: Path
+    candidate: str | None = None  # a run reference, or None with candidate_policy
+    candidate_policy: PolicyEntry | None = None
+    suite: str | None = None
+    baseline_label: str | None = None
+    candidate_label: str | None = None
+    options: GateOptions = field(default_factory=GateOptions)
+    sequential: bool = False
+    budget: int | None = None
+    round_size: int = 10
+    batch_size: int = 8
+    env_workers: int | None = None
+    tracking_uri: str | None = "default"
+    experiment: str = "evalsuite"
+    progress: bool = False
+
+
+def run_gate(req: GateRequest, log=print) -> dict[str, Any]:
+    """Resolve both runs (evaluating the candidate if asked), decide, write and log the verdicts."""
+    if (req.candidate is None) == (req.candidate_policy is None):
+        raise UsageError("give exactly one of candidate=RUN and candidate_policy=ID")
+    if req.sequential and req.candidate_policy is None:
+        raise UsageError("sequential=true evaluates the candidate in rounds: give candidate_policy=ID, not candidate=RUN")
+    uri = req.tracking_uri or "default"
+    with tempfile.TemporaryDirectory(prefix="evalsuite-gate-") as scratch:
+        baseline = load_side(resolve_ref(req.baseline, "baseline", uri, req.experiment, Path(scratch)),
+                             req.baseline_label, "baseline")
+        baseline.ref = req.baseline
+        if req.suite and req.suite != baseline.plan.suite:
+            raise UsageError(f"suite={req.suite!r}, but the baseline ran on {baseline.plan.suite!r}; the candidate "
+                             "must meet the baseline's suite (leave suite= out)")
+        sequential_verdicts = None
+        if req.candidate_policy is not None:
+            cand_dir = _evaluate_candidate(req, baseline, log)
+            candidate = load_side(cand_dir, None, "candidate")
+            if req.sequential:
+                sequential_verdicts = json.loads((cand_dir / "results.json").read_text())["sequential"]["gate"]
+        else:
+            candidate = load_side(resolve_ref(req.candidate, "candidate", uri, req.experiment, Path(scratch)),
+                                  req.candidate_label, "candidate")
+            candidate.ref = req.candidate
+        result = compare(candidate, baseline, req.options, sequential_verdicts)
+    req.out.mkdir(parents=True, exist_ok=True)
+    plan_mod.write_json(req.out / GATE_FILE, result)
+    summary = markdown(result)
+    (req.out / SUMMARY_FILE).write_text(summary)
+    if os.environ.get("GITHUB_STEP_SUMMARY"):
+        with open(os.environ["GITHUB_STEP_SUMMARY"], "a") as fh:
+            fh.write(summary)
+    if req.tracking_uri:
+        from evalsuite import tracking
+
+        tracking.log_gate_or_explain(req.out, req.tracking_uri, req.experiment, log=log)
+    return result
+
+
+def _evaluate_candidate(req: GateRequest, baseline: Side, log) -> Path:
+    """The candidate on the baseline's initial conditions (same suite, tasks, seed, step limits)."""
+    from evalsuite.harness import EvaluateRequest, evaluate
+
+    plan = baseline.plan
+    if req.sequential:
+        budget = req.budget or plan.episodes
+        if budget > plan.episodes:
+            raise UsageError(f"budget={budget} exceeds the baseline's {plan.episodes} episodes per task; a sequential "
+                             f"gate pairs with recorded baseline episodes, so use budget<={plan.episodes}")
+        recorded = {task: [baseline.outcomes[task][i][1] if i in baseline.outcomes[task] else None
+                           for i in range(budget)] for task in plan.tasks}
+        stopping = {"rule": "sequential", "decision": "gate", "alpha": req.options.alpha, "margin": req.options.margin,
+                    "round_size": req.round_size, "baseline": recorded}
+        episodes = budget
+    else:
+        stopping, episodes = {"rule": "fixed"}, plan.episodes
+    out = req.out / "candidate"
+    evaluate(EvaluateRequest(suite=plan.suite, policies=[req.candidate_policy], out=out, tasks=list(plan.tasks),
+                             suite_options=dict(plan.suite_options), episodes=episodes, seed=plan.seed,
+                             max_steps=dict(plan.max_steps), batch_size=req.batch_size, env_workers=req.env_workers,
+                             stopping=stopping, tracking_uri=req.tracking_uri, experiment=req.experiment,
+                             tags={"evalsuite.gate_candidate": "true"}, progress=req.progress), log=log)
+    return out

@@ -1,0 +1,121 @@
+"""The regression gate end to end: on the fake task (fast, every path) and on Meta-World (real)."""
+
+import json
+
+import pytest
+
+from evalsuite.cli import main
+from evalsuite.harness import EvaluateRequest, evaluate
+from evalsuite.plan import PolicyEntry
+
+
+def _run(tmp_path, name, params, *, seed=0, episodes=40, suite="fake", tasks=None, policy="ones", **kw):
+    evaluate(EvaluateRequest(suite=suite, policies=[PolicyEntry(policy, params)], out=tmp_path / name, tasks=tasks,
+                             episodes=episodes, seed=seed, max_steps=14 if suite == "fake" else None,
+                             tracking_uri=None, progress=False, **kw), log=lambda *_: None)
+    return str(tmp_path / name)
+
+
+def _gate(tmp_path, *args):
+    code = main(["gate", *args, "tracking_uri=none", f"out={tmp_path / 'gate'}"])
+    return code, json.loads((tmp_path / "gate" / "results.json").read_text())
+
+
+def test_regression_is_caught_and_the_same_policy_passes(fake_suite, tmp_path, capsys):
+    base = _run(tmp_path, "base", {}, episodes=80)
+    slow = _run(tmp_path, "slow", {"speed": 0.5}, episodes=80)  # fails whenever the target is > 7
+    code, result = _gate(tmp_path, f"baseline={base}", f"candidate={slow}")
+    assert code == 1 and result["verdict"] == "REGRESSED"
+    assert all(r["design"] == "paired" and r["n_candidate"] == 80 for r in result["tasks"])
+    assert result["alpha_per_task"] == pytest.approx(0.025)
+    out = capsys.readouterr().out
+    assert "## evalsuite gate: **REGRESSED**" in out and "| t1 | paired (80) |" in out
+    same = _run(tmp_path, "same", {"chunk": 2}, episodes=80)  # same behaviour, another parameter
+    code, result = _gate(tmp_path, f"baseline={base}", f"candidate={same}")
+    assert code == 0 and result["verdict"] == "NON-INFERIOR"
+
+
+def test_candidate_evaluated_on_the_baselines_initial_conditions(fake_suite, tmp_path):
+    base = _run(tmp_path, "base", {}, seed=5, episodes=30)
+    code, result = _gate(tmp_path, f"baseline={base}", "candidate_policy=ones:speed=0.5")
+    assert code == 1
+    plan = json.loads((tmp_path / "gate" / "candidate" / "plan.json").read_text())
+    assert plan["seed"] == 5 and plan["episodes"] == 30  # the baseline's plan, so the pairs line up
+    assert all(r["design"] == "paired" and r["n_candidate"] == 30 for r in result["tasks"])
+
+
+def test_different_seeds_compare_as_independent_samples_and_few_episodes_are_inconclusive(fake_suite, tmp_path):
+    base = _run(tmp_path, "base", {}, seed=0, episodes=10)
+    other = _run(tmp_path, "other", {}, seed=1, episodes=10)
+    code, result = _gate(tmp_path, f"baseline={base}", f"candidate={other}")
+    assert code == 3 and result["verdict"] == "INCONCLUSIVE"
+    assert all(r["design"] == "independent" and r["more_episodes"] > 0 for r in result["tasks"])
+    code, _ = _gate(tmp_path, f"baseline={base}", f"candidate={other}", "inconclusive=pass")
+    assert code == 0
+
+
+def test_sequential_gate_stops_early_on_a_clear_regression(fake_suite, tmp_path):
+    base = _run(tmp_path, "base", {}, episodes=100)
+    code, result = _gate(tmp_path, f"baseline={base}", "candidate_policy=ones:speed=0.3", "sequential=true",
+                         "round_size=5")
+    assert code == 1 and all(r["method"] == "sequential e-process" for r in result["tasks"])
+    seq = json.loads((tmp_path / "gate" / "candidate" / "results.json").read_text())["sequential"]
+    assert all(t["episodes"] < 100 for t in seq["tasks"].values())  # decided before the budget
+    assert all(g["verdict"] == "REGRESSED" for g in seq["gate"].values())
+
+
+def test_summary_goes_to_the_github_step_summary(fake_suite, tmp_path, monkeypatch):
+    base = _run(tmp_path, "base", {}, episodes=10)
+    summary = tmp_path / "step_summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    _gate(tmp_path, f"baseline={base}", f"candidate={base}")
+    assert summary.read_text().startswith("## evalsuite gate: **")
+
+
+def test_baseline_found_by_mlflow_tag_and_verdicts_logged_as_tags(fake_suite, tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    evaluate(EvaluateRequest(suite="fake", policies=[PolicyEntry("ones", {})], out=tmp_path / "base", episodes=60,
+                             max_steps=14, tracking_uri=uri, tags={"role": "baseline"}, progress=False),
+             log=lambda *_: None)
+    code = main(["gate", "baseline=mlflow-tag:role=baseline", "candidate_policy=ones:speed=0.5", f"tracking_uri={uri}",
+                 f"out={tmp_path / 'gate'}"])
+    assert code == 1
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("evalsuite")
+    (gate_run,) = client.search_runs([exp.experiment_id], filter_string="tags.`evalsuite.kind` = 'gate'")
+    assert gate_run.data.tags["evalsuite.gate.verdict"] == "REGRESSED"
+    assert gate_run.data.tags["evalsuite.gate.t1"] == "REGRESSED"
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["candidate=x"], "missing baseline=RUN"),
+    (["baseline=/nope", "candidate=/nope"], "baseline='/nope' is not a run folder"),
+    (["baseline=B", "candidate=B", "candidate_policy=scripted"], "exactly one of candidate=RUN and candidate_policy"),
+    (["baseline=B", "candidate=B", "margin=5"], "margin='5' must be in (0.0, 1.0)"),
+    (["baseline=B", "candidate=B", "inconclusive=maybe"], "inconclusive='maybe'; accepted: fail, pass"),
+    (["baseline=B", "candidate=B", "budget=10"], "budget= applies to sequential=true only"),
+    (["baseline=B", "candidate=B", "sequential=true"], "sequential=true evaluates the candidate in rounds"),
+    (["baseline=B", "candidate_policy=ones", "sequential=true", "budget=500"], "budget=500 exceeds the baseline's 10"),
+    (["baseline=B", "candidate_policy=ones", "suite=metaworld"], "suite='metaworld', but the baseline ran on 'fake'"),
+    (["baseline=mlflow-tag:role", "candidate=B"], "write mlflow-tag:KEY=VALUE"),
+])
+def test_gate_usage_errors(fake_suite, tmp_path, capsys, args, fragment):
+    base = _run(tmp_path, "base", {}, episodes=10)
+    args = [a.replace("=B", f"={base}") for a in args]
+    assert main(["gate", *args, "tracking_uri=none", f"out={tmp_path / 'gate'}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert fragment in err and len(err.splitlines()) == 1
+
+
+def test_metaworld_expert_against_noisy_expert_and_against_itself(tmp_path):
+    """Real simulator: the noisy expert (noise=1.0) regresses; another seed's expert run does not."""
+    common = dict(suite="metaworld-smoke", tasks=["pick-place"], policy="scripted", episodes=20)
+    base = _run(tmp_path, "base", {}, seed=0, **common)
+    code, result = _gate(tmp_path, f"baseline={base}", "candidate_policy=noisy-scripted")
+    assert code == 1 and result["verdict"] == "REGRESSED"
+    again = _run(tmp_path, "again", {}, seed=1, **common)
+    code, result = _gate(tmp_path, f"baseline={base}", f"candidate={again}")
+    assert result["verdict"] in ("NON-INFERIOR", "INCONCLUSIVE") and code in (0, 3)
