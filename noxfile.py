@@ -1,4 +1,4 @@
-"""Sessions: `evaluate` (the main job), `tests` (default), `tests_slow`, `benchmark`.
+"""Sessions: `evaluate` (the main job), `tests` (default), `gate`, `tests_slow`, `benchmark`.
 
 All sessions share one environment spec; torch is pinned in the same pip command as the rest so
 pip takes the CPU wheel instead of a multi-GB CUDA build.
@@ -10,6 +10,8 @@ nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = True
 
 INSTALL = ["-e", ".[metaworld,robomimic,torch,test]", "torch==2.13.0"]
+# The project's own regression gate: today's scripted expert on the shipped baseline's initial conditions.
+SHIPPED_BASELINE = "reports/baselines/metaworld-smoke-scripted"
 
 
 def _install(session: nox.Session) -> None:
@@ -29,6 +31,16 @@ def tests(session: nox.Session) -> None:
     """The default test run (slow simulations excluded)."""
     _install(session)
     session.run("pytest", "-m", "not slow", *session.posargs)
+    session.run("evalsuite", "gate", f"baseline={SHIPPED_BASELINE}", "candidate_policy=scripted",
+                "tracking_uri=none", "progress=false", f"out={session.create_tmp()}/gate")
+
+
+@nox.session(default=False)
+def gate(session: nox.Session) -> None:
+    """`nox -s gate -- baseline=RUN candidate_policy=ID [margin=0.05 ...]` (default: the shipped baseline)."""
+    _install(session)
+    args = list(session.posargs) or [f"baseline={SHIPPED_BASELINE}", "candidate_policy=scripted"]
+    session.run("evalsuite", "gate", *args)
 
 
 @nox.session(default=False)

@@ -137,7 +137,7 @@ def compare(candidate: Side, baseline: Side, options: GateOptions, sequential: d
         row = {"task": task, **decision.to_dict(),
                "candidate_rate": _rate(cand, shared), "baseline_rate": _rate(base, shared), "method": "newcombe"}
         if sequential is not None:  # anytime-valid verdict of the sequential run replaces the fixed-n one
-            row.update(verdict=sequential[task]["verdict"], method="sequential e-process")
+            row.update(verdict=sequential[task]["verdict"], method="sequential e-process", more_episodes=None)
         rows.append(row)
     verdict = mg.overall([r["verdict"] for r in rows])
     return {
@@ -175,7 +175,9 @@ def markdown(result: dict[str, Any]) -> str:
              "|---|---|---|---|---|---|---|---|"]
     for r in result["tasks"]:
         more = ""
-        if r["verdict"] == mg.INCONCLUSIVE:
+        if r["verdict"] == mg.INCONCLUSIVE and r["method"] == "sequential e-process":
+            more = "budget spent; raise budget="
+        elif r["verdict"] == mg.INCONCLUSIVE:
             more = (f"~{r['more_episodes']} more {'pairs' if r['design'] == 'paired' else 'episodes per policy'}"
                     if r["more_episodes"] else "sits on the margin")
         n = r["n_candidate"] if r["design"] == "paired" else f"{r['n_candidate']} vs {r['n_baseline']}"
