@@ -52,8 +52,9 @@ def tests_slow(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def benchmark(session: nox.Session) -> None:
-    """Runner throughput: Meta-World (batched vs sequential vs simulator alone), robomimic workers."""
+    """Runner throughput (Meta-World, robomimic workers), sequential savings, aggregates vs rliable."""
     _install(session)
     session.run("python", "benchmarks/throughput.py", *session.posargs)
     session.run("python", "benchmarks/robomimic_workers.py")
     session.run("python", "benchmarks/sequential.py")
+    session.run("python", "benchmarks/aggregates.py")

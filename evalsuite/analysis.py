@@ -148,6 +148,9 @@ def analyze(plan: Plan, key: dict[str, dict], records: list[EpisodeRecord], opti
 
     planned = len(plan.trials)
     extra: dict[str, Any] = {}
+    complete_codes = [c for c in codes if all(r.n > 0 for r in per_task if r.code == c)]
+    if len(plan.tasks) >= 2 and complete_codes:
+        extra["aggregates"] = _aggregates(per_task, plan, [label[c] for c in complete_codes], options)
     if len(plan.tasks) >= 2 and len(codes) >= 2 and len(set(outcome.values())) == 2:  # else nothing to fit
         extra["mixed_model"] = _mixed_model(outcome, plan, codes, label, options.level)
     if plan.stopping.get("rule") == "sequential":
@@ -192,6 +195,32 @@ def _mixed_model(outcome: dict, plan: Plan, codes: list[str], label: dict, level
             "reference": label[codes[0]], "task_sd": fit.task_sd,
             "effects": [{"policy": label[codes[e.policy]], "log_odds": e.log_odds, "sd": e.sd, "low": e.low,
                          "high": e.high, "level": e.level} for e in fit.effects]}
+
+
+def _aggregates(per_task: list[TaskResult], plan: Plan, policies: list[str], options: AnalysisOptions) -> dict:
+    """rliable's aggregates of per-task rates (mean, median, IQM, optimality gap), probability of
+    improvement between policies, and performance profiles; intervals from resampling episodes."""
+    from evalsuite.stats import aggregates as ag
+
+    cell = {(r.policy, r.task): r for r in per_task}
+    k = np.array([[cell[p, t].successes for t in plan.tasks] for p in policies])
+    n = np.array([[cell[p, t].n for t in plan.tasks] for p in policies])
+    rng = np.random.default_rng(np.random.SeedSequence(plan.seed, spawn_key=(6,)))
+    metrics, poi = ag.run_aggregates(k, n, rng=rng, reps=options.bootstrap_reps, level=options.level)
+    taus = np.linspace(0, 1, 21)
+    return {
+        "method": "per-task success rates; stratified bootstrap over each task's episodes (percentile)",
+        "level": options.level, "reps": options.bootstrap_reps,
+        "metrics": [{"policy": p, "metric": m, "estimate": v[i].estimate, "low": v[i].low, "high": v[i].high}
+                    for m, v in metrics.items() for i, p in enumerate(policies)],
+        "probability_of_improvement": [
+            {"x": policies[i], "y": policies[j], "estimate": float(poi[0, i, j]), "low": float(poi[1, i, j]),
+             "high": float(poi[2, i, j])}
+            for i in range(len(policies)) for j in range(len(policies)) if i < j],
+        "profile": {"taus": [float(t) for t in taus],
+                    **{p: [float(v) for v in ag.performance_profile(k[i:i + 1] / n[i:i + 1], taus)]
+                       for i, p in enumerate(policies)}},
+    }
 
 
 def _num(x: float) -> float | None:

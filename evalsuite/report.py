@@ -1,7 +1,8 @@
 """Comparison reports from ``results.json``: ``report.md`` and a self-contained ``report.html``.
 
-Figures: per-task success with interval bars per policy, and a forest plot of the pairwise paired
-differences. The HTML embeds them as base64 PNG so it can be mailed or attached to a CI run.
+Figures: per-task success with interval bars per policy; Beta posterior violins (the LBM paper's
+presentation, here with the correct two-sided tests beside them); a forest plot of the pairwise
+paired differences; and performance profiles over tasks. The HTML embeds them as base64 PNG so it can be mailed or attached to a CI run.
 """
 
 from __future__ import annotations
@@ -65,6 +66,46 @@ def forest_figure(results: dict[str, Any]):
     return fig
 
 
+def violin_figure(results: dict[str, Any]):
+    """Per task, each policy's Beta(successes + 1, failures + 1) posterior density drawn as a violin
+    (exact densities, no sampling), with the 95% equal-tailed credible interval marked."""
+    import numpy as np
+    from scipy import stats
+
+    tasks, policies = results["tasks"], list(results["policies"])
+    fig, axes = plt.subplots(1, len(tasks), figsize=(max(4, 0.9 * len(policies)) * len(tasks) / 1.5 + 1, 3.6),
+                             sharey=True, squeeze=False)
+    grid = np.linspace(0, 1, 401)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, task in zip(axes[0], tasks):
+        for j, pol in enumerate(policies):
+            r = next(r for r in results["per_task"] if r["task"] == task and r["policy"] == pol)
+            dist = stats.beta(r["posterior_alpha"], r["posterior_beta"])
+            dens = dist.pdf(grid)
+            dens = 0.42 * dens / dens.max()
+            ax.fill_betweenx(grid, j - dens, j + dens, color=colors[j % len(colors)], alpha=0.6, lw=0)
+            ax.vlines(j, *dist.ppf([0.025, 0.975]), color="black", lw=1)
+            ax.plot(j, dist.mean(), "o", color="black", ms=3)
+        ax.set_xticks(range(len(policies)), policies, rotation=30, ha="right", fontsize=8)
+        ax.set_title(task, fontsize=9)
+        ax.set_ylim(0, 1)
+    axes[0][0].set_ylabel("success rate (Beta(1,1) posterior)")
+    return fig
+
+
+def profile_figure(results: dict[str, Any]):
+    prof = results["aggregates"]["profile"]
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    for pol, values in prof.items():
+        if pol != "taus":
+            ax.step(prof["taus"], values, where="post", label=pol)
+    ax.set_xlabel("success rate threshold tau")
+    ax.set_ylabel("fraction of tasks with rate > tau")
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return fig
+
+
 def _png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")  # room for long policy labels
@@ -106,6 +147,20 @@ def markdown(results: dict[str, Any], figures: dict[str, str] | None = None) -> 
               "| policy | tasks | mean % | CI % |", "|---|---|---|---|"]
     for a in results["aggregate"]:
         lines.append(f"| {a['policy']} | {a['tasks']} | {_pct(a['mean'])} | [{_pct(a['ci_low'])}, {_pct(a['ci_high'])}] |")
+    agg = results.get("aggregates")
+    if agg:
+        lines += ["", f"## Aggregates over tasks (rliable's definitions, {100 * agg['level']:g}% intervals)", "",
+                  f"{agg['method']}, {agg['reps']} resamples.", "",
+                  "| policy | mean % | median % | IQM % | optimality gap % |", "|---|---|---|---|---|"]
+        by = {(m["policy"], m["metric"]): m for m in agg["metrics"]}
+        for pol in dict.fromkeys(m["policy"] for m in agg["metrics"]):
+            cells = [f"{_pct(by[pol, k]['estimate'])} [{_pct(by[pol, k]['low'])}, {_pct(by[pol, k]['high'])}]"
+                     for k in ("mean", "median", "iqm", "optimality_gap")]
+            lines.append(f"| {pol} | " + " | ".join(cells) + " |")
+        if agg["probability_of_improvement"]:
+            lines += ["", "| X | Y | P(X > Y) | interval |", "|---|---|---|---|"]
+            for q in agg["probability_of_improvement"]:
+                lines.append(f"| {q['x']} | {q['y']} | {q['estimate']:.2f} | [{q['low']:.2f}, {q['high']:.2f}] |")
     mixed = results.get("mixed_model")
     if mixed:
         lines += ["", f"## Mixed-effects logistic model ({mixed['model']})", "",
@@ -141,7 +196,12 @@ def write(run_dir: Path, results: dict[str, Any]) -> tuple[Path, Path]:
     """Write the figures, ``report.md`` and ``report.html`` into ``run_dir``."""
     fig_dir = run_dir / "figures"
     fig_dir.mkdir(exist_ok=True)
-    pngs = {"success per task": _png(success_figure(results)), "paired differences": _png(forest_figure(results))}
+    pngs = {"success per task": _png(success_figure(results)),
+            "posterior violins": _png(violin_figure(results))}
+    if results["pairwise"]:
+        pngs["paired differences"] = _png(forest_figure(results))
+    if results.get("aggregates"):
+        pngs["performance profiles"] = _png(profile_figure(results))
     paths = {}
     for name, data in pngs.items():
         path = fig_dir / (name.replace(" ", "_") + ".png")

@@ -98,6 +98,10 @@ def log_run(run_dir: Path, uri: str, experiment: str = "evalsuite") -> str:
             metrics[_metric_key(f"{agg['policy']}/mean_ci_high")] = agg["ci_high"]
         if info.get("episodes_per_s"):
             metrics["episodes_per_s"] = info["episodes_per_s"]
+        for m in results.get("aggregates", {}).get("metrics", []):
+            metrics[_metric_key(f"{m['policy']}/{m['metric']}")] = m["estimate"]
+            metrics[_metric_key(f"{m['policy']}/{m['metric']}_ci_low")] = m["low"]
+            metrics[_metric_key(f"{m['policy']}/{m['metric']}_ci_high")] = m["high"]
         for effect in results.get("mixed_model", {}).get("effects", []):
             metrics[_metric_key(f"mixed/{effect['policy']}/log_odds")] = effect["log_odds"]
         mlflow.log_metrics(metrics)

@@ -154,10 +154,12 @@ def test_default_run_writes_folder_report_and_mlflow(tmp_path):
                     "max_steps=150", "out=run")
     run = tmp_path / "run"
     for name in ("plan.json", "blinding.json", "episodes.jsonl", "results.json", "run_info.json", "report.md",
-                 "report.html", "figures/success_per_task.png", "figures/paired_differences.png", "tracking.json"):
+                 "report.html", "figures/success_per_task.png", "figures/paired_differences.png",
+                 "figures/posterior_violins.png", "figures/performance_profiles.png", "tracking.json"):
         assert (run / name).exists(), name
     html = (run / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 2
+    assert html.count("data:image/png;base64,") == 4
+    assert "Aggregates over tasks" in html and "P(X &gt; Y)" in html
     results = json.loads((run / "results.json").read_text())
     row = results["per_task"][0]
     assert {"n", "successes", "rate", "ci_low", "ci_high", "method", "level"} <= set(row)
@@ -176,6 +178,8 @@ def test_default_run_writes_folder_report_and_mlflow(tmp_path):
     assert child.data.metrics["pick-place/n"] == 2
     assert "pick-place/ci_low" in child.data.metrics
     assert any(k.startswith("mixed/") for k in parent[0].data.metrics)  # the mixed model reaches MLflow
+    assert "scripted/iqm" in parent[0].data.metrics and "scripted/optimality_gap_ci_low" in parent[0].data.metrics
+    assert {m["metric"] for m in results["aggregates"]["metrics"]} == {"mean", "median", "iqm", "optimality_gap"}
     assert parent[0].data.tags["letters.pick-place"].startswith("scripted=")
     artifacts = [a.path for a in client.list_artifacts(parent[0].info.run_id, "run")]
     assert "run/results.json" in artifacts and "run/episodes.jsonl" in artifacts

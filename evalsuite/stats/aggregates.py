@@ -96,3 +96,37 @@ def performance_profile(scores, taus: np.ndarray) -> np.ndarray:
     """Fraction of (run, task) scores above each threshold tau: (len(taus),)."""
     scores = _check(scores)
     return (scores.reshape(-1)[None, :] > np.asarray(taus)[:, None]).mean(axis=1)
+
+
+def episode_resample(successes, n, *, rng: np.random.Generator, reps: int) -> np.ndarray:
+    """(reps, policies, tasks) success rates from resampling each cell's episodes with replacement
+    (a binomial draw at the observed rate: the stratified bootstrap when each policy has one run
+    and the strata are its tasks). ``successes`` and ``n`` are (policies, tasks), n > 0."""
+    successes, n = np.asarray(successes), np.asarray(n)
+    return rng.binomial(n, successes / n, size=(reps, *n.shape)) / n
+
+
+def run_aggregates(successes, n, *, rng: np.random.Generator, reps: int = 10_000,
+                   level: float = 0.95) -> tuple[dict[str, list[AggregateInterval]], np.ndarray]:
+    """Per policy, every metric of its per-task rates with an episode-bootstrap interval; and the
+    (policies x policies) matrix of P(row > column) with intervals as (3, P, P): estimate, low, high.
+    One run per policy: IQM and friends are taken over tasks."""
+    rates = np.asarray(successes) / np.asarray(n)
+    draws = episode_resample(successes, n, rng=rng, reps=reps)  # (reps, P, T)
+    q = (1 - level) / 2
+    out: dict[str, list[AggregateInterval]] = {}
+    for metric, fn in METRICS.items():
+        values = fn(draws[:, :, None, :])  # (reps, P): one "run" per policy
+        lows, highs = np.quantile(values, [q, 1 - q], axis=0)
+        points = fn(rates[:, None, :])
+        out[metric] = [AggregateInterval(metric, float(points[p]), float(lows[p]), float(highs[p]), level, reps)
+                       for p in range(rates.shape[0])]
+    P = rates.shape[0]
+    poi = np.full((3, P, P), np.nan)
+    for i in range(P):
+        for j in range(P):
+            if i != j:
+                values = probability_of_improvement(draws[:, i, None, :], draws[:, j, None, :])
+                poi[0, i, j] = probability_of_improvement(rates[i, None, :], rates[j, None, :])
+                poi[1:, i, j] = np.quantile(values, [q, 1 - q])
+    return out, poi

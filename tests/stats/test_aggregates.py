@@ -60,3 +60,42 @@ def test_performance_profile():
 def test_bad_shape():
     with pytest.raises(ValueError, match="num_runs x num_tasks"):
         ag.interval(np.ones(3), "mean", rng=np.random.default_rng(0))
+
+
+def test_agree_with_rliable_on_the_same_inputs():
+    from rliable import library as rly
+    from rliable import metrics as rm
+
+    rng = np.random.default_rng(4)
+    x, y = rng.random((10, 6)), rng.random((8, 6)) * 0.9
+    assert ag.mean(x) == pytest.approx(rm.aggregate_mean(x))
+    assert ag.median(x) == pytest.approx(rm.aggregate_median(x))
+    assert ag.iqm(x) == pytest.approx(rm.aggregate_iqm(x))
+    assert ag.optimality_gap(x) == pytest.approx(rm.aggregate_optimality_gap(x))
+    assert ag.probability_of_improvement(x, y) == pytest.approx(rm.probability_of_improvement(x, y))
+    # the same stratified bootstrap: percentile intervals agree up to Monte-Carlo error
+    np.random.seed(0)  # rliable draws from numpy's global generator
+    _, theirs = rly.get_interval_estimates({"x": x}, lambda s: np.array([rm.aggregate_iqm(s)]), reps=4000)
+    ours = ag.interval(x, "iqm", rng=np.random.default_rng(5), reps=4000)
+    assert [ours.low, ours.high] == pytest.approx(theirs["x"][:, 0], abs=0.02)
+
+
+def test_run_aggregates_resample_episodes_within_tasks():
+    from evalsuite.stats.bootstrap import stratified_bootstrap_mean
+
+    k, n = np.array([[18, 7, 12, 20]]), np.array([[20, 20, 20, 20]])
+    metrics, _ = ag.run_aggregates(k, n, rng=np.random.default_rng(2), reps=3000)
+    ref = stratified_bootstrap_mean(k[0], n[0], rng=np.random.default_rng(2), reps=3000)
+    (mean,) = metrics["mean"]
+    assert (mean.estimate, mean.low, mean.high) == pytest.approx((ref.estimate, ref.low, ref.high))
+    (iqm,) = metrics["iqm"]
+    assert iqm.estimate == pytest.approx(stats.trim_mean(k[0] / n[0], 0.25))
+    assert iqm.low <= iqm.estimate <= iqm.high
+
+
+def test_run_probability_of_improvement_is_a_fraction_of_tasks_with_ties_half():
+    k, n = np.array([[10, 5, 8], [6, 5, 9]]), np.full((2, 3), 10)
+    _, poi = ag.run_aggregates(k, n, rng=np.random.default_rng(0), reps=2000)
+    assert poi[0, 0, 1] == pytest.approx((1 + 0.5 + 0) / 3)
+    assert poi[0, 0, 1] + poi[0, 1, 0] == pytest.approx(1.0)
+    assert poi[1, 0, 1] <= poi[0, 0, 1] <= poi[2, 0, 1]
