@@ -7,6 +7,7 @@
     evalsuite plan p_baseline=0.7 delta=0.1 [alpha=0.05 power=0.8 design=paired|independent discordance=0.2 pilot=RUN_DIR]
     evalsuite plan p_baseline=0.8 delta=0.15 margin=0.05 [tasks=3]   (episodes for the regression gate)
     evalsuite gate baseline=RUN (candidate=RUN | candidate_policy=ID) [margin=0.05 alpha=0.05 sequential=true budget=N]
+    evalsuite select suite=metaworld-smoke policies=[mlp-bc:ckpt/a,mlp-bc:ckpt/b] episodes=50 [fresh_seed=N]
     evalsuite demos suite=robomimic task=lift n=200 out=data/lift.hdf5 [seed=0 expert=scripted]
 
 A policy is ``id``, ``id:ARG`` (its positional parameter, e.g. a checkpoint path) or
@@ -180,11 +181,11 @@ def parse_analysis_options(kv: dict[str, str]) -> dict[str, Any]:
     return out
 
 
-def cmd_evaluate(args: list[str]) -> int:
+def evaluate_request(kv: dict[str, str]):
+    """An EvaluateRequest from validated ``evaluate`` keys (shared with ``select``)."""
     from evalsuite.analysis import AnalysisOptions
-    from evalsuite.harness import EvaluateRequest, evaluate
+    from evalsuite.harness import EvaluateRequest
 
-    kv = parse_overrides(args, EVALUATE_KEYS)
     if "suite" not in kv:
         raise UsageError("missing suite=...; see `evalsuite list` for the suites")
     from evalsuite import registry
@@ -240,8 +241,36 @@ def cmd_evaluate(args: list[str]) -> int:
         experiment=kv.get("experiment", "evalsuite"), tags=parse_tags(kv["tags"]) if "tags" in kv else {},
         progress=parse_bool("progress", kv.get("progress", "true" if sys.stderr.isatty() else "false")),
     )
-    results = evaluate(request)
+    return request
+
+
+def cmd_evaluate(args: list[str]) -> int:
+    from evalsuite.harness import evaluate
+
+    results = evaluate(evaluate_request(parse_overrides(args, EVALUATE_KEYS)))
     print(_summary(results))
+    return 0
+
+
+SELECT_KEYS = {**{k: v for k, v in EVALUATE_KEYS.items()
+                  if k not in ("stopping", "alpha", "max_episodes", "round_size", "margin")},
+               "policies": "[candidate, candidate, ...] (e.g. checkpoints: [mlp-bc:ckpt/10,mlp-bc:ckpt/20])",
+               "seed": "root seed of the selection initial conditions",
+               "fresh_seed": "root seed of the confirmation run (default: derived from seed)"}
+
+
+def cmd_select(args: list[str]) -> int:
+    """Choose among candidates on one set of initial conditions, report the choice on fresh ones."""
+    from evalsuite.select import run_select
+
+    kv = parse_overrides(args, SELECT_KEYS)
+    fresh = parse_int("fresh_seed", kv.pop("fresh_seed"), 0) if "fresh_seed" in kv else None
+    request = evaluate_request(kv)
+    if "out" not in kv:
+        request.out = request.out.with_name("select-" + request.out.name)
+    result = run_select(request, fresh)
+    print((request.out / "select.md").read_text(), end="")
+    print(f"select: {request.out / 'select.json'}")
     return 0
 
 
@@ -450,7 +479,7 @@ def cmd_list(args: list[str]) -> int:
 
 
 COMMANDS = {"evaluate": cmd_evaluate, "report": cmd_report, "sync": cmd_sync, "list": cmd_list, "demos": cmd_demos,
-            "plan": cmd_plan, "gate": cmd_gate}
+            "plan": cmd_plan, "gate": cmd_gate, "select": cmd_select}
 
 
 def main(argv: list[str] | None = None) -> int:

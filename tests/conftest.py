@@ -78,6 +78,24 @@ class OnesPolicy:
         return f"ones-{self.speed}"
 
 
+class CoinPolicy(OnesPolicy):
+    """Succeeds on an episode with probability ``p``, by a coin drawn from the episode's policy seed
+    and the policy's own ``salt``: candidates with other salts are equally good but not identical."""
+
+    def __init__(self, task, suite, p: float = 0.5, salt: int = 0) -> None:
+        super().__init__(task, suite)
+        self.p, self.salt, self.go = float(p), int(salt), {}
+
+    def reset(self, seed, slot):
+        self.go[slot] = np.random.default_rng([seed, self.salt]).random() < self.p
+
+    def act(self, observations, slots):
+        return np.array([[1.0 if self.go[s] else 0.0, 0.0] for s in slots])
+
+    def fingerprint(self):
+        return f"coin-{self.p}-{self.salt}"
+
+
 @pytest.fixture
 def fake_suite():
     """Register the fake suite/policies and return the suite spec."""
@@ -90,6 +108,8 @@ def fake_suite():
     registry.policies.all()
     registry.policies.register(PolicySpec(id="ones", entry_point="tests.conftest:OnesPolicy",
                                           params={"speed": 1.0, "chunk": 0, "nan_after": -1}))
+    registry.policies.register(PolicySpec(id="coin", entry_point="tests.conftest:CoinPolicy",
+                                          params={"p": 0.5, "salt": 0}))
     return suite
 
 
