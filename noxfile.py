@@ -58,3 +58,4 @@ def benchmark(session: nox.Session) -> None:
     session.run("python", "benchmarks/robomimic_workers.py")
     session.run("python", "benchmarks/sequential.py")
     session.run("python", "benchmarks/aggregates.py")
+    session.run("python", "benchmarks/gate.py")
