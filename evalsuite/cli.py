@@ -8,6 +8,7 @@
     evalsuite plan p_baseline=0.8 delta=0.15 margin=0.05 [tasks=3]   (episodes for the regression gate)
     evalsuite gate baseline=RUN (candidate=RUN | candidate_policy=ID) [margin=0.05 alpha=0.05 sequential=true budget=N]
     evalsuite select suite=metaworld-smoke policies=[mlp-bc:ckpt/a,mlp-bc:ckpt/b] episodes=50 [fresh_seed=N]
+    evalsuite train policy=mp1 suite=metaworld task=hammer demos=10 seed=0 out=checkpoints/mp1-hammer [iters=3000]
     evalsuite demos suite=robomimic task=lift n=200 out=data/lift.hdf5 [seed=0 expert=scripted]
 
 A policy is ``id``, ``id:ARG`` (its positional parameter, e.g. a checkpoint path) or
@@ -461,6 +462,83 @@ def cmd_gate(args: list[str]) -> int:
     return result["exit_code"]
 
 
+TRAIN_KEYS = {
+    "policy": "dp3 | flowpolicy | mp1 | dm1",
+    "suite": "suite id", "task": "task id",
+    "demos": "N (collect N scripted-expert demos, cached in OUT/demos.hdf5) or an HDF5 file from `evalsuite demos`",
+    "seed": "seed of demos, initialization and batches", "out": "checkpoint folder",
+    "iters": "training iterations", "batch_size": "windows per batch", "lr": "AdamW learning rate",
+    "horizon": "action-chunk length", "n_obs_steps": "observation frames", "n_action_steps": "actions executed per chunk",
+    "down_dims": "[64,128,256] (CPU default) | [512,1024,2048] (papers)", "variant": "dm1 dispersive variant",
+    "storage": "float32 | float16 (weights stored at half size)",
+    "progress": "true | false",
+}
+
+
+def _choice(key: str, value: str, accepted: tuple[str, ...]) -> str:
+    if value not in accepted:
+        raise UsageError(f"{key}={value!r}; accepted: {choices(accepted)}")
+    return value
+
+
+def cmd_train(args: list[str]) -> int:
+    """Train a policy family on scripted demos; writes a safetensors + JSON checkpoint folder."""
+    from evalsuite import registry
+
+    kv = parse_overrides(args, TRAIN_KEYS)
+    for key in ("policy", "suite", "task", "demos", "out"):
+        if key not in kv:
+            raise UsageError(f"missing {key}=...; usage: evalsuite train policy=mp1 suite=metaworld task=hammer "
+                             "demos=10 seed=0 out=checkpoints/mp1-hammer")
+    from policies import chunked, generative
+    from policies import train as tr
+
+    family = kv["policy"]
+    if family not in generative.FAMILIES:
+        raise UsageError(f"policy={family!r} is not trainable here; accepted: {choices(generative.FAMILIES)}")
+    suite = registry.suites.get(kv["suite"])
+    suite.task(kv["task"])
+    seed = parse_int("seed", kv.get("seed", "0"), 0)
+    out = Path(kv["out"])
+    if kv["demos"].isdigit():
+        from evalsuite import demos as demo_mod
+
+        path = out / "demos.hdf5"
+        if not path.exists():
+            n = parse_int("demos", kv["demos"], 1)
+            result = demo_mod.collect(suite.id, kv["task"], n, seed=seed, expert="scripted")
+            robomimic_layout = suite.entry_point.startswith("suites.robosuite:")
+            (demo_mod.write_robomimic_hdf5 if robomimic_layout else demo_mod.write_dp3_hdf5)(result, path)
+            print(f"{path}: {len(result.episodes)} expert demos of {result.attempted} attempts")
+    else:
+        path = Path(kv["demos"])
+        if not path.exists():
+            raise UsageError(f"demos={kv['demos']!r}: no such file; give a number of demos or an HDF5 file")
+    demos = tr.load_demos(path)
+    horizon, n_obs, n_act = chunked.FAMILY_CHUNKING[family]
+    variant = kv.get("variant", "infonce-l2")
+    if variant not in generative.DISPERSIVE_VARIANTS:
+        raise UsageError(f"variant={variant!r}; accepted: {choices(generative.DISPERSIVE_VARIANTS)}")
+    first_obs = demos.episodes[0][0]
+    try:
+        config = chunked.ModelConfig(
+            family=family, obs={k: (kind, tuple(first_obs[k].shape[1:])) for k, kind in demos.obs_kinds.items()},
+            action_dim=int(demos.episodes[0][1].shape[1]),
+            horizon=parse_int("horizon", kv.get("horizon", str(horizon)), 1),
+            n_obs_steps=parse_int("n_obs_steps", kv.get("n_obs_steps", str(n_obs)), 1),
+            n_action_steps=parse_int("n_action_steps", kv.get("n_action_steps", str(n_act)), 1),
+            down_dims=tuple(parse_int("down_dims", d, 8) for d in parse_list("down_dims", kv.get("down_dims", "[64,128,256]"))),
+            dispersive_variant=variant, extra={"suite": suite.id, "task": kv["task"]})
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    tr.train(config, demos, out, iters=parse_int("iters", kv.get("iters", "3000"), 1),
+             batch_size=parse_int("batch_size", kv.get("batch_size", "64"), 2),
+             lr=parse_float("lr", kv.get("lr", "3e-4"), 0.0, 1.0), seed=seed,
+             half=_choice("storage", kv.get("storage", "float32"), ("float32", "float16")) == "float16",
+             progress=parse_bool("progress", kv.get("progress", "true" if sys.stderr.isatty() else "false")))
+    return 0
+
+
 def cmd_list(args: list[str]) -> int:
     from evalsuite import registry
 
@@ -479,7 +557,7 @@ def cmd_list(args: list[str]) -> int:
 
 
 COMMANDS = {"evaluate": cmd_evaluate, "report": cmd_report, "sync": cmd_sync, "list": cmd_list, "demos": cmd_demos,
-            "plan": cmd_plan, "gate": cmd_gate, "select": cmd_select}
+            "plan": cmd_plan, "gate": cmd_gate, "select": cmd_select, "train": cmd_train}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -64,6 +64,7 @@ class PolicyRequirements:
     action_dim: int
     chunked: bool = False
     notes: dict[str, Any] = field(default_factory=dict)
+    n_obs_steps: int = 1  # > 1: act() gets the last n observations, each key shaped (B, n, *shape)
 
 
 @runtime_checkable

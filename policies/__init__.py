@@ -39,4 +39,16 @@ BUILTIN = [
         entry_point="policies.robomimic_policy:shipped_bc",
         description="robomimic BC trained here on scripted lift/can demos with robomimic's own training script",
     ),
+    *[PolicySpec(
+        id=family,
+        entry_point=f"policies.chunked:{family}",
+        description=description,
+        params={"checkpoint": "", "steps": 0, "trust": False},
+        positional="checkpoint",
+    ) for family, description in (
+        ("dp3", "3D Diffusion Policy: diffusion over action chunks, DDIM (steps=10 network evaluations)"),
+        ("flowpolicy", "FlowPolicy: consistency flow matching, one-step inference"),
+        ("mp1", "MP1: MeanFlow with CFG target, adaptive loss and dispersive loss; one-step inference"),
+        ("dm1", "DM1: MeanFlow with dispersive regularization (4 variants); 1-5 step inference"),
+    )],
 ]

@@ -135,3 +135,31 @@ def test_check_compatible_messages():
         check_compatible("p", PolicyRequirements({"state": (3,)}, 2), env, "t")
     with pytest.raises(UsageError, match="outputs 7-d actions"):
         check_compatible("p", PolicyRequirements({"state": (2,)}, 7), env, "t")
+
+
+def test_policies_with_history_get_the_last_n_observations(fake_suite):
+    """n_obs_steps=2: every call sees (B, 2, ...) = (previous step, current step), the first frame
+    repeated at an episode's start; chunks still execute step by step."""
+    from evalsuite.interfaces import PolicyRequirements
+
+    seen = []
+
+    class TwoFrames(OnesPolicy):
+        def __init__(self, *a, **k):
+            super().__init__(*a, chunk=3, **k)
+            self.requirements = PolicyRequirements({"state": (2,)}, 2, chunked=True, n_obs_steps=2)
+
+        def act(self, observations, slots):
+            seen.append(observations["state"].copy())
+            return super().act(observations, slots)
+
+    policy = TwoFrames(None, None)
+    trials, ctx = _trials_and_ctx(fake_suite, lambda code, task: policy, episodes=1)
+    records = []
+    LocalExecutor(batch_size=1).run(trials, ctx, records.append)
+    assert records[0].success and records[0].steps > 3
+    assert seen[0].shape == (1, 2, 2)
+    assert seen[0][0, 0, 1] == seen[0][0, 1, 1] == 0  # the reset observation, repeated
+    # each later call comes 3 executed steps on: its frames are the two latest steps (running sums k-1, k)
+    for i, frames in enumerate(seen[1:], start=1):
+        assert frames[0, 0, 1] == 3 * i - 1 and frames[0, 1, 1] == 3 * i

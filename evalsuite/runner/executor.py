@@ -52,6 +52,7 @@ class _Slot:
     steps: int = 0
     ret: float = 0.0
     queue: deque = field(default_factory=deque)
+    history: deque = field(default_factory=deque)  # the last n_obs_steps observations
 
 
 class LocalExecutor:
@@ -118,6 +119,7 @@ class LocalExecutor:
                     s.steps += 1
                     s.ret += result.reward
                     s.obs = result.obs
+                    s.history.append(result.obs)
                     if result.success:
                         finish(slot, SUCCESS)
                     elif s.steps >= ctx.max_steps[s.trial.task]:
@@ -144,6 +146,8 @@ class LocalExecutor:
                 finish(k, ERROR, str(result))
                 continue
             slots[k].obs, slots[k].init_state = result
+            n_obs = slots[k].policy.requirements.n_obs_steps
+            slots[k].history = deque([slots[k].obs] * n_obs, maxlen=n_obs)  # padded with the first frame
             try:
                 slots[k].policy.reset(slots[k].trial.policy_seed, k)
             except Exception as exc:
@@ -158,7 +162,11 @@ class LocalExecutor:
             policy = slots[members[0]].policy
             req = policy.requirements
             keys = req.obs_shapes.keys() or slots[members[0]].obs.keys()
-            batch = {key: np.stack([slots[k].obs[key] for k in members]) for key in keys}
+            if req.n_obs_steps > 1:
+                batch = {key: np.stack([np.stack([o[key] for o in slots[k].history]) for k in members])
+                         for key in keys}
+            else:
+                batch = {key: np.stack([slots[k].obs[key] for k in members]) for key in keys}
             try:
                 out = np.asarray(policy.act(batch, np.asarray(members)), dtype=np.float64)
             except Exception as exc:
