@@ -59,3 +59,4 @@ def benchmark(session: nox.Session) -> None:
     session.run("python", "benchmarks/sequential.py")
     session.run("python", "benchmarks/aggregates.py")
     session.run("python", "benchmarks/gate.py")
+    session.run("python", "benchmarks/latency.py")

@@ -31,6 +31,7 @@ from evalsuite.specs import SuiteSpec, load_entry_point
 
 RESULTS_FILE = "results.json"
 RUN_INFO_FILE = "run_info.json"
+POLICY_NOTES_FILE = "policy_notes.json"
 
 
 @dataclass
@@ -148,6 +149,9 @@ def evaluate(req: EvaluateRequest, log=print) -> dict[str, Any]:
                              f"initial states; use episodes<={info.n_initial_conditions}")
         for code in plan.codes:
             check_compatible(key[code]["label"], builder(code, task).requirements, info, task)
+    # what policies say about themselves (family, network evaluations per chunk): reported per policy
+    notes = {key[code]["label"]: builder(code, tasks[0]).requirements.notes for code in plan.codes}
+    plan_mod.write_json(run_dir / POLICY_NOTES_FILE, notes)
 
     executor = LocalExecutor(batch_size=req.batch_size,
                              env_workers=suite.env_workers if req.env_workers is None else req.env_workers)
@@ -213,6 +217,10 @@ def rebuild_report(run_dir: Path, overrides: dict[str, Any] | None = None, log=p
 def _write_results(run_dir: Path, plan, key, records, options: AnalysisOptions, log) -> dict[str, Any]:
     """results.json, report.md and report.html from the journal's records."""
     results = analyze(plan, key, records, options)
+    if (run_dir / POLICY_NOTES_FILE).exists():
+        for label, notes in json.loads((run_dir / POLICY_NOTES_FILE).read_text()).items():
+            if label in results["policies"] and notes:
+                results["policies"][label]["notes"] = notes
     plan_mod.write_json(run_dir / RESULTS_FILE, results)
     _, html_path = report.write(run_dir, results)
     log(f"results: {run_dir / RESULTS_FILE}\nreport: {html_path}")

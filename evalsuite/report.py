@@ -113,6 +113,35 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
+def _policy_notes(results: dict[str, Any]) -> list[str]:
+    """One line per policy that describes itself, e.g. its inference cost in network evaluations."""
+    lines = [f"- {label}: " + ", ".join(f"{k} {v}" for k, v in pol["notes"].items())
+             for label, pol in results["policies"].items() if pol.get("notes")]
+    return ["Policies:", "", *lines, ""] if lines else []
+
+
+def summary_matrix(results: dict[str, Any]) -> list[str]:
+    """Tasks x policies: success % [interval] and the task's group letter; the first thing to read."""
+    policies = list(results["policies"])
+    cell = {(r["task"], r["policy"]): r for r in results["per_task"]}
+    letters = results.get("letters", {})
+    lines = ["## Summary", "", "Success % [" + f"{100 * results['options']['level']:g}% "
+             + results["options"]["interval"] + " interval] and group letter (same letter: cannot be told apart).", "",
+             "| task | " + " | ".join(policies) + " |", "|---" * (len(policies) + 1) + "|"]
+    for task in results["tasks"]:
+        row = []
+        for pol in policies:
+            r = cell[task, pol]
+            row.append(f"{_pct(r['rate'])} [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}] {letters.get(task, {}).get(pol, '')}")
+        lines.append(f"| {task} | " + " | ".join(row) + " |")
+    means = {a["policy"]: a for a in results["aggregate"]}
+    if len(results["tasks"]) > 1 and means:
+        lines.append("| **mean** | " + " | ".join(
+            f"{_pct(means[p]['mean'])} [{_pct(means[p]['ci_low'])}, {_pct(means[p]['ci_high'])}]" if p in means else ""
+            for p in policies) + " |")
+    return lines + [""]
+
+
 def markdown(results: dict[str, Any], figures: dict[str, str] | None = None) -> str:
     opts = results["options"]
     level = f"{100 * opts['level']:g}%"
@@ -124,6 +153,8 @@ def markdown(results: dict[str, Any], figures: dict[str, str] | None = None) -> 
         f"initial condition (paired), blind randomized order. Trials: {t['finished']}/{t['planned']} finished, "
         f"{t['errors']} ended in errors (not counted as failures).",
         "",
+        *_policy_notes(results),
+        *summary_matrix(results),
         f"## Success per task ({level} {opts['interval']} intervals)",
         "",
         "Policies of a task that share a group letter cannot be told apart (paired tests, "

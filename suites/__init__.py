@@ -15,7 +15,9 @@ BUILTIN = [
         entry_point="suites.metaworld:MetaWorldTaskEnv",
         tasks=_MW_TASKS,
         description="Meta-World v3, all 50 tasks (goal observable), tagged easy/medium/hard/very-hard",
-        default_policies=("scripted", "noisy-scripted", "random"),
+        default_episodes=50,
+        default_tasks=("drawer-open", "coffee-push", "pick-place"),  # where shipped checkpoints exist
+        default_policies=("scripted", "dp3", "flowpolicy", "mp1"),
     ),
     SuiteSpec(
         id="metaworld-smoke",
@@ -33,7 +35,7 @@ BUILTIN = [
         default_episodes=40,  # Wilson 95% half-width <= 10 points near 90% success
         env_workers=2,  # the simulator is the cost here: step environments in both cores
         default_tasks=("lift", "can"),
-        default_policies=("scripted", "robomimic-bc"),
+        default_policies=("scripted", "robomimic-bc", "dm1"),
     ),
     SuiteSpec(
         id="robomimic-image",
