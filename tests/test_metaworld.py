@@ -117,11 +117,11 @@ def test_sigkill_at_random_moments_then_resume_equals_uninterrupted(reference_ru
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     kills = 0
     log = tmp_path / "stderr.txt"
-    for _ in range(12):
+    for attempt in range(6):  # kill at random moments; the last attempt may run to the end however slow the host
         with open(log, "wb") as err:
             proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=err, env=env)
             try:
-                proc.wait(timeout=float(rng.uniform(2.0, 7.0)))
+                proc.wait(timeout=float(rng.uniform(2.0, 7.0)) if attempt < 5 else 600)
             except subprocess.TimeoutExpired:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
