@@ -54,6 +54,15 @@ def _metric_key(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_\-. /:]", "_", text)
 
 
+def _experiment_id(client, experiment: str, uri: str) -> str:
+    """The experiment's id, created on first use (sqlite: artifacts beside the database)."""
+    exp = client.get_experiment_by_name(experiment)
+    if exp is not None:
+        return exp.experiment_id
+    location = Path(DEFAULT_ARTIFACTS).resolve().as_uri() if uri.startswith("sqlite") else None
+    return client.create_experiment(experiment, artifact_location=location)
+
+
 def log_run(run_dir: Path, uri: str, experiment: str = "evalsuite") -> str:
     """Log ``run_dir`` (results, plan, versions, artifacts) to MLflow; returns the parent run id."""
     uri = resolve_uri(uri)
@@ -67,12 +76,7 @@ def log_run(run_dir: Path, uri: str, experiment: str = "evalsuite") -> str:
     info = json.loads((run_dir / "run_info.json").read_text()) if (run_dir / "run_info.json").exists() else {}
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        location = Path(DEFAULT_ARTIFACTS).resolve().as_uri() if uri.startswith("sqlite") else None
-        exp_id = client.create_experiment(experiment, artifact_location=location)
-    else:
-        exp_id = exp.experiment_id
+    exp_id = _experiment_id(client, experiment, uri)
     uid = run_uid(run_dir)
     for old in client.search_runs([exp_id], filter_string=f"tags.`{UID_TAG}` = '{uid}'"):
         client.delete_run(old.info.run_id)
@@ -151,13 +155,7 @@ def log_gate(gate_dir: Path, uri: str, experiment: str = "evalsuite") -> str:
 
     result = json.loads((gate_dir / "results.json").read_text())
     mlflow.set_tracking_uri(uri)
-    client = mlflow.tracking.MlflowClient(uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        location = Path(DEFAULT_ARTIFACTS).resolve().as_uri() if uri.startswith("sqlite") else None
-        exp_id = client.create_experiment(experiment, artifact_location=location)
-    else:
-        exp_id = exp.experiment_id
+    exp_id = _experiment_id(mlflow.tracking.MlflowClient(uri), experiment, uri)
     c, b = result["candidate"], result["baseline"]
     with mlflow.start_run(experiment_id=exp_id, run_name=f"gate {c['policy']} vs {b['policy']}") as run:
         mlflow.set_tags({"evalsuite.kind": "gate", "evalsuite.gate.verdict": result["verdict"],
