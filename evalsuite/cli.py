@@ -31,6 +31,7 @@ EVALUATE_KEYS = {
     "policies": "[id, id:key=value, ...]",
     "tasks": "[task, ...] (default: the suite's default tasks)",
     "init_states": "robomimic HDF5 dataset whose stored initial states the episodes start from",
+    "obs": "observation mode of the suite: metaworld state | pointcloud; robomimic low_dim | image",
     "stopping": "fixed | sequential (stop a task once every pair of policies is decided)",
     "alpha": "error rate of the sequential decisions, over all pairs and looks",
     "margin": "with stopping=sequential: also stop a pair once |difference| < margin (equivalent)",
@@ -227,7 +228,7 @@ def evaluate_request(kv: dict[str, str]):
         "episodes": parse_int("episodes", kv["episodes"], 1) if "episodes" in kv else None,
         "seed": parse_int("seed", kv.get("seed", "0"), 0),
         "max_steps": parse_int("max_steps", kv["max_steps"], 1) if "max_steps" in kv else None,
-        "suite_options": {"init_states": kv["init_states"]} if "init_states" in kv else {},
+        "suite_options": {k: kv[k] for k in ("init_states", "obs") if k in kv},
         "stopping": stopping,
     }
     out = Path(kv["out"]) if "out" in kv else default_out(request_fields)
@@ -318,7 +319,7 @@ def cmd_demos(args: list[str]) -> int:
     """Successful scripted-expert episodes, written as robomimic HDF5 (robosuite) or DP3 fields (Meta-World)."""
     from evalsuite import demos, registry
 
-    kv = parse_overrides(args, ("suite", "task", "n", "out", "seed", "expert"))
+    kv = parse_overrides(args, ("suite", "task", "n", "out", "seed", "expert", "obs"))
     for key in ("suite", "task", "n", "out"):
         if key not in kv:
             raise UsageError(f"missing {key}=...; usage: evalsuite demos suite=robomimic task=lift n=200 out=data/lift.hdf5")
@@ -330,7 +331,8 @@ def cmd_demos(args: list[str]) -> int:
     out = Path(kv["out"])
     if out.suffix not in (".hdf5", ".h5"):
         raise UsageError(f"out={kv['out']!r}: demos are written as HDF5; use a .hdf5 file name")
-    result = demos.collect(suite.id, kv["task"], n, seed=parse_int("seed", kv.get("seed", "0"), 0), expert=expert)
+    result = demos.collect(suite.id, kv["task"], n, seed=parse_int("seed", kv.get("seed", "0"), 0), expert=expert,
+                           suite_options={"obs": kv["obs"]} if "obs" in kv else None)
     if len(result.episodes) < n:
         print(f"warning: only {len(result.episodes)} of {result.attempted} expert episodes succeeded", file=sys.stderr)
     robomimic_layout = suite.entry_point.startswith("suites.robosuite:")
@@ -465,6 +467,7 @@ def cmd_gate(args: list[str]) -> int:
 TRAIN_KEYS = {
     "policy": "dp3 | flowpolicy | mp1 | dm1",
     "suite": "suite id", "task": "task id",
+    "obs": "observations of collected demos: metaworld state | pointcloud (DP3's point_cloud + agent_pos)",
     "demos": "N (collect N scripted-expert demos, cached in OUT/demos.hdf5) or an HDF5 file from `evalsuite demos`",
     "seed": "seed of demos, initialization and batches", "out": "checkpoint folder",
     "iters": "training iterations", "batch_size": "windows per batch", "lr": "AdamW learning rate",
@@ -506,7 +509,8 @@ def cmd_train(args: list[str]) -> int:
         path = out / "demos.hdf5"
         if not path.exists():
             n = parse_int("demos", kv["demos"], 1)
-            result = demo_mod.collect(suite.id, kv["task"], n, seed=seed, expert="scripted")
+            result = demo_mod.collect(suite.id, kv["task"], n, seed=seed, expert="scripted",
+                                      suite_options={"obs": kv["obs"]} if "obs" in kv else None)
             robomimic_layout = suite.entry_point.startswith("suites.robosuite:")
             (demo_mod.write_robomimic_hdf5 if robomimic_layout else demo_mod.write_dp3_hdf5)(result, path)
             print(f"{path}: {len(result.episodes)} expert demos of {result.attempted} attempts")

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from evalsuite import registry
-from evalsuite.harness import build_policy
+from evalsuite.harness import build_policy, with_options
 from evalsuite.plan import stable_hash32
 from evalsuite.runner.envs import build_env
 
@@ -61,9 +61,10 @@ def demo_seed(seed: int, task: str, index: int) -> int:
 
 
 def collect(suite_id: str, task: str, n: int, *, seed: int, expert: str = "scripted",
-            max_attempts: int | None = None) -> Demos:
-    """Run ``expert`` until ``n`` successful episodes (at most ``max_attempts``, default 2n) are kept."""
-    suite = registry.suites.get(suite_id)
+            max_attempts: int | None = None, suite_options: dict[str, Any] | None = None) -> Demos:
+    """Run ``expert`` until ``n`` successful episodes (at most ``max_attempts``, default 2n) are kept.
+    ``suite_options``: environment options, e.g. ``{"obs": "pointcloud"}``."""
+    suite = with_options(registry.suites.get(suite_id), suite_options or {})
     policy = build_policy(expert, {}, task, suite)
     env = build_env(suite, task, suite.task(task).max_steps)
     demos = Demos(suite_id, task, env_args=env.env_args() if hasattr(env, "env_args") else None)
@@ -137,13 +138,18 @@ def write_robomimic_hdf5(demos: Demos, path: Path) -> Path:
 
 
 def write_dp3_hdf5(demos: Demos, path: Path, obs_key: str = "state") -> Path:
-    """DP3's fields for Meta-World: ``data/full_state`` (39-d), ``data/action``, ``meta/episode_ends``."""
+    """DP3's fields for Meta-World: ``data/full_state`` (39-d), ``data/action``, ``meta/episode_ends``,
+    and with point-cloud observations ``data/point_cloud`` (N, 512, 3) and ``data/state`` (agent_pos)."""
     import h5py
 
     path.parent.mkdir(parents=True, exist_ok=True)
     obs, actions = demos.stacked(obs_key)
     with h5py.File(path, "w") as f:
         f.create_dataset("data/full_state", data=obs.astype(np.float32))
+        if "point_cloud" in demos.episodes[0].obs:
+            f.create_dataset("data/point_cloud", data=demos.stacked("point_cloud")[0].astype(np.float32),
+                             compression="gzip")
+            f.create_dataset("data/state", data=demos.stacked("agent_pos")[0].astype(np.float32))
         f.create_dataset("data/action", data=actions.astype(np.float32))
         f.create_dataset("meta/episode_ends", data=np.cumsum([len(e.actions) for e in demos.episodes]))
         f.attrs["suite"], f.attrs["task"] = demos.suite, demos.task

@@ -111,14 +111,19 @@ def git_commit() -> str:
         return "unknown"
 
 
+def with_options(suite: SuiteSpec, options: dict[str, Any]) -> SuiteSpec:
+    """The suite with extra environment options (e.g. ``obs=pointcloud``), refusing unknown ones."""
+    if not options:
+        return suite
+    accepted = _env_options(suite)
+    for name in options:
+        if name not in accepted:
+            raise UsageError(f"suite {suite.id!r} takes no option {name}; accepted: {choices(accepted) or '(none)'}")
+    return dataclasses.replace(suite, kwargs={**suite.kwargs, **options})
+
+
 def evaluate(req: EvaluateRequest, log=print) -> dict[str, Any]:
-    suite = registry.suites.get(req.suite)
-    if req.suite_options:
-        accepted = _env_options(suite)
-        for name in req.suite_options:
-            if name not in accepted:
-                raise UsageError(f"suite {suite.id!r} takes no option {name}; accepted: {choices(accepted) or '(none)'}")
-        suite = dataclasses.replace(suite, kwargs={**suite.kwargs, **req.suite_options})
+    suite = with_options(registry.suites.get(req.suite), req.suite_options)
     tasks = list(req.tasks or suite.default_tasks or suite.task_ids)
     for task in tasks:
         suite.task(task)

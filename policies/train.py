@@ -31,7 +31,8 @@ class Demos:
 
 
 def load_demos(path: Path) -> Demos:
-    """DP3-field HDF5 (Meta-World: ``data/full_state`` -> obs ``state``) or robomimic HDF5."""
+    """DP3-field HDF5 (Meta-World: ``data/full_state`` -> obs ``state``; with ``data/point_cloud``, DP3's
+    inputs ``point_cloud`` and ``agent_pos`` (``data/state``) instead) or robomimic HDF5."""
     import h5py
 
     episodes = []
@@ -40,11 +41,13 @@ def load_demos(path: Path) -> Demos:
             ends = np.asarray(f["meta/episode_ends"])
             states, actions = np.asarray(f["data/full_state"]), np.asarray(f["data/action"])
             clouds = np.asarray(f["data/point_cloud"]) if "data/point_cloud" in f else None
+            agent = np.asarray(f["data/state"]) if "data/state" in f else None
             starts = np.concatenate([[0], ends[:-1]])
             for a, b in zip(starts, ends):
-                obs = {"state": states[a:b]}
                 if clouds is not None:
-                    obs["point_cloud"] = clouds[a:b]
+                    obs = {"point_cloud": clouds[a:b], "agent_pos": agent[a:b]}
+                else:
+                    obs = {"state": states[a:b]}
                 episodes.append((obs, actions[a:b]))
         else:
             names = sorted(f["data"], key=lambda n: int(n.split("_")[-1]))

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from evalsuite.errors import UsageError
 from evalsuite.interfaces import EnvInfo, StepResult
 
 # Difficulty split of Seo et al. (used by DP3), see shared/docs/landscape.md section 3.
@@ -36,15 +37,29 @@ DIFFICULTY: dict[str, tuple[str, ...]] = {
 }
 
 MAX_STEPS = 500  # Meta-World's max_path_length for every v3 task
+OBS_MODES = ("state", "pointcloud")
+
+# DP3's Meta-World camera: corner2 moved to look at the table, 128x128 depth, far plane 1.5 m.
+POINTCLOUD_CAMERA = "corner2"
+POINTCLOUD_CAMERA_POS = (0.6, 0.295, 0.8)
+POINTCLOUD_PIXELS = 128
+POINTCLOUD_POINTS = 512
+# Workspace crop (world frame, metres): the table top (z = 0) and everything off the table go.
+WORKSPACE_LOW, WORKSPACE_HIGH = (-0.6, 0.2, 0.001), (0.6, 1.0, 0.6)
 
 
 class MetaWorldTaskEnv:
-    """One Meta-World v3 task with the goal observable; observation key ``state`` (39-d)."""
+    """One Meta-World v3 task with the goal observable; observation key ``state`` (39-d).
 
-    def __init__(self, task_id: str, max_steps: int = MAX_STEPS) -> None:
+    ``obs="pointcloud"`` adds DP3's observations: ``point_cloud`` (512 x 3 world xyz, see
+    ``suites/pointcloud.py``) and ``agent_pos`` (9-d: tool centre and both finger pads)."""
+
+    def __init__(self, task_id: str, max_steps: int = MAX_STEPS, obs: str = "state") -> None:
         from metaworld.env_dict import ALL_V3_ENVIRONMENTS
 
-        self.task_id = task_id
+        if obs not in OBS_MODES:
+            raise UsageError(f"obs={obs!r}; accepted: {', '.join(OBS_MODES)}")
+        self.task_id, self.obs_mode = task_id, obs
         env = ALL_V3_ENVIRONMENTS[f"{task_id}-v3"]()
         # What metaworld's goal-observable wrapper classes do, without their global np.random use.
         env._partially_observable = False
@@ -63,13 +78,35 @@ class MetaWorldTaskEnv:
             return vec
 
         env._get_state_rand_vec = recorded_draw
-        self.info = EnvInfo(obs_shapes={"state": (39,)}, action_dim=4, max_steps=min(max_steps, MAX_STEPS))
+        shapes: dict[str, tuple[int, ...]] = {"state": (39,)}
+        self._camera = None
+        if obs == "pointcloud":
+            from suites.pointcloud import RayCastDepthCamera
+
+            cam_id = env.model.camera(POINTCLOUD_CAMERA).id
+            env.model.cam_pos[cam_id] = POINTCLOUD_CAMERA_POS
+            self._camera = RayCastDepthCamera(env.model, POINTCLOUD_CAMERA, POINTCLOUD_PIXELS, POINTCLOUD_PIXELS)
+            shapes.update(point_cloud=(POINTCLOUD_POINTS, 3), agent_pos=(9,))
+        self.info = EnvInfo(obs_shapes=shapes, action_dim=4, max_steps=min(max_steps, MAX_STEPS))
+
+    def _observe(self, state: np.ndarray) -> dict[str, np.ndarray]:
+        out = {"state": state}
+        if self._camera is not None:
+            from suites.pointcloud import crop, farthest_point_sampling
+
+            env = self._env
+            points = self._camera.back_project(self._camera.depth(env.data), env.data)
+            out["point_cloud"] = farthest_point_sampling(crop(points, WORKSPACE_LOW, WORKSPACE_HIGH),
+                                                         POINTCLOUD_POINTS)
+            out["agent_pos"] = np.concatenate([env.tcp_center, env._get_site_pos("rightEndEffector"),
+                                               env._get_site_pos("leftEndEffector")]).astype(np.float32)
+        return out
 
     def reset(self, ic_seed: int, ic_index: int = 0) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         self._env.np_random = np.random.default_rng(ic_seed)
         self._draws, self._replay = [], None
         obs, _ = self._env.reset()
-        return {"state": obs}, {"rand_vecs": [[float(v) for v in vec] for vec in self._draws]}
+        return self._observe(obs), {"rand_vecs": [[float(v) for v in vec] for vec in self._draws]}
 
     def reset_to_rand_vecs(self, rand_vecs: list[list[float]]) -> dict[str, np.ndarray]:
         """Restore a recorded initial state exactly (an episode record's ``init_state["rand_vecs"]``)."""
@@ -78,11 +115,11 @@ class MetaWorldTaskEnv:
             obs, _ = self._env.reset()
         finally:
             self._replay = None
-        return {"state": obs}
+        return self._observe(obs)
 
     def step(self, action: np.ndarray) -> StepResult:
         obs, reward, _, _, info = self._env.step(np.asarray(action, dtype=np.float32))
-        return StepResult(obs={"state": obs}, reward=float(reward), success=bool(info["success"]))
+        return StepResult(obs=self._observe(obs), reward=float(reward), success=bool(info["success"]))
 
     def close(self) -> None:
         self._env.close()
