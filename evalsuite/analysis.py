@@ -153,6 +153,11 @@ def analyze(plan: Plan, key: dict[str, dict], records: list[EpisodeRecord], opti
         extra["aggregates"] = _aggregates(per_task, plan, [label[c] for c in complete_codes], options)
     if len(plan.tasks) >= 2 and len(codes) >= 2 and len(set(outcome.values())) == 2:  # else nothing to fit
         extra["mixed_model"] = _mixed_model(outcome, plan, codes, label, options.level)
+    from evalsuite.family import analyze_family, family_of
+
+    family = family_of(plan.suite)
+    if family is not None:
+        extra["family"] = analyze_family(family, plan.seed, list(final.values()), label, options.level)
     if plan.stopping.get("rule") == "sequential":
         from evalsuite import sequential
 

@@ -32,6 +32,15 @@ EVALUATE_KEYS = {
     "tasks": "[task, ...] (default: the suite's default tasks)",
     "init_states": "robomimic HDF5 dataset whose stored initial states the episodes start from",
     "obs": "observation mode of the suite: metaworld state | pointcloud; robomimic low_dim | image",
+    "sampler": "MDP families: sobol | lhs | grid (grids include the range ends)",
+    "mdps": "MDP families: MDPs drawn from the family besides the nominal one (grid: about this many)",
+    "vary": "MDP families: [axis, ...] that vary (default: all); the others stay nominal",
+    "design_seed": "MDP families: seed of the Sobol / Latin-hypercube design",
+    "points": "MDP families: a JSON list of {axis: value} MDPs to run instead of a sampled design",
+    "worst_case": "MDP families: cem (default: CEM search + same-budget grid per policy) | none",
+    "generations": "worst-case search: CEM generations", "population": "worst-case search: candidates a generation",
+    "episodes_per_point": "worst-case search: episodes per candidate",
+    "fresh_episodes": "worst-case search: episodes re-running each winner on fresh initial conditions",
     "stopping": "fixed | sequential (stop a task once every pair of policies is decided)",
     "alpha": "error rate of the sequential decisions, over all pairs and looks",
     "margin": "with stopping=sequential: also stop a pair once |difference| < margin (equivalent)",
@@ -228,7 +237,7 @@ def evaluate_request(kv: dict[str, str]):
         "episodes": parse_int("episodes", kv["episodes"], 1) if "episodes" in kv else None,
         "seed": parse_int("seed", kv.get("seed", "0"), 0),
         "max_steps": parse_int("max_steps", kv["max_steps"], 1) if "max_steps" in kv else None,
-        "suite_options": {k: kv[k] for k in ("init_states", "obs") if k in kv},
+        "suite_options": {k: kv[k] for k in ("init_states", "obs", *FAMILY_OPTIONS) if k in kv},
         "stopping": stopping,
     }
     out = Path(kv["out"]) if "out" in kv else default_out(request_fields)
@@ -242,8 +251,27 @@ def evaluate_request(kv: dict[str, str]):
         options=options, tracking_uri=None if tracking == "none" else tracking,
         experiment=kv.get("experiment", "evalsuite"), tags=parse_tags(kv["tags"]) if "tags" in kv else {},
         progress=parse_bool("progress", kv.get("progress", "true" if sys.stderr.isatty() else "false")),
+        worst_case=worst_case_request(kv, suite),
     )
     return request
+
+
+FAMILY_OPTIONS = ("sampler", "mdps", "vary", "design_seed", "points")
+SEARCH_KEYS = {"generations": 4, "population": 8, "episodes_per_point": 4, "fresh_episodes": 40}
+
+
+def worst_case_request(kv: dict[str, str], suite) -> dict[str, int] | None:
+    """The worst-case search settings of an evaluation: on for MDP families unless worst_case=none."""
+    mode = kv.get("worst_case", "cem")
+    if mode not in ("cem", "none"):
+        raise UsageError(f"worst_case={mode!r}; accepted: cem, none")
+    is_family = bool(suite.kwargs.get("family"))
+    given = [k for k in ("worst_case", "points", *SEARCH_KEYS) if k in kv]
+    if not is_family and given:
+        raise UsageError(f"{given[0]}= applies to MDP family suites only (e.g. suite=metaworld-family/pick-place)")
+    if not is_family or mode == "none":
+        return None
+    return {k: parse_int(k, kv.get(k, str(v)), 1) for k, v in SEARCH_KEYS.items()}
 
 
 def cmd_evaluate(args: list[str]) -> int:
@@ -255,7 +283,7 @@ def cmd_evaluate(args: list[str]) -> int:
 
 
 SELECT_KEYS = {**{k: v for k, v in EVALUATE_KEYS.items()
-                  if k not in ("stopping", "alpha", "max_episodes", "round_size", "margin")},
+                  if k not in ("stopping", "alpha", "max_episodes", "round_size", "margin", "worst_case", *SEARCH_KEYS)},
                "policies": "[candidate, candidate, ...] (e.g. checkpoints: [mlp-bc:ckpt/10,mlp-bc:ckpt/20])",
                "seed": "root seed of the selection initial conditions",
                "fresh_seed": "root seed of the confirmation run (default: derived from seed)"}
@@ -268,6 +296,7 @@ def cmd_select(args: list[str]) -> int:
     kv = parse_overrides(args, SELECT_KEYS)
     fresh = parse_int("fresh_seed", kv.pop("fresh_seed"), 0) if "fresh_seed" in kv else None
     request = evaluate_request(kv)
+    request.worst_case = None  # selection compares candidates; no worst-case search per candidate
     if "out" not in kv:
         request.out = request.out.with_name("select-" + request.out.name)
     result = run_select(request, fresh)

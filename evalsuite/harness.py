@@ -50,6 +50,9 @@ class EvaluateRequest:
     options: AnalysisOptions = field(default_factory=AnalysisOptions)
     stopping: dict[str, Any] = field(default_factory=lambda: {"rule": "fixed"})  # see evalsuite/sequential.py
     tags: dict[str, str] = field(default_factory=dict)  # MLflow tags, e.g. {"role": "baseline"}
+    # MDP families: the worst-case search per policy after the family evaluation (None: no search),
+    # e.g. {"generations": 4, "population": 8, "episodes_per_point": 4, "fresh_episodes": 40}
+    worst_case: dict[str, int] | None = None
     tracking_uri: str | None = "default"  # "default": sqlite in the working directory; None: off
     experiment: str = "evalsuite"
     progress: bool = True
@@ -66,8 +69,14 @@ def resolve_policy(entry: PolicyEntry) -> None:
 
 
 def build_policy(policy_id: str, params: dict[str, Any], task: str, suite: SuiteSpec) -> Policy:
-    """A registered policy for one task: its spec's defaults overridden by ``params``."""
+    """A registered policy for one task: its spec's defaults overridden by ``params``. On an MDP
+    family the policy is built for the family's base suite: the family changes the world, not the
+    policy's task."""
     spec = registry.policies.get(policy_id)
+    if suite.kwargs.get("family"):
+        from suites.families import FAMILIES
+
+        suite = registry.suites.get(FAMILIES[suite.kwargs["family"]].base_suite)
     return load_entry_point(spec.entry_point)(suite.task(task), suite, **{**spec.params, **params})
 
 
@@ -193,11 +202,28 @@ def evaluate(req: EvaluateRequest, log=print) -> dict[str, Any]:
             "episodes_per_s": round(ran / elapsed, 3) if elapsed > 0 and ran else None, "tags": req.tags}
     plan_mod.write_json(run_dir / RUN_INFO_FILE, info)
     results = _write_results(run_dir, plan, key, records, req.options, log)
+    if req.worst_case and "family" in results:
+        results = _worst_cases(req, suite, tasks[0], run_dir, plan, key, records, log)
     if req.tracking_uri:
         from evalsuite import tracking
 
         tracking.log_or_explain(run_dir, req.tracking_uri, req.experiment, log=log)
     return results
+
+
+def _worst_cases(req: EvaluateRequest, suite: SuiteSpec, task: str, run_dir: Path, plan, key, records, log):
+    """The worst-case search of every policy (evalsuite/family.py), then the results again with it."""
+    from evalsuite.family import WORST_CASE_FILE, worst_case
+
+    found = {}
+    for i, entry in enumerate(req.policies):
+        log(f"worst-case search for {entry.label} ...")
+        found[entry.label] = worst_case(
+            suite.id, task, entry, run_dir / "worst_case" / f"policy{i}", suite_options=req.suite_options,
+            seed=req.seed, max_steps=req.max_steps if isinstance(req.max_steps, int) else None,
+            batch_size=req.batch_size, log=log, **req.worst_case)
+    plan_mod.write_json(run_dir / WORST_CASE_FILE, found)
+    return _write_results(run_dir, plan, key, records, req.options, log)
 
 
 def _next_trials(plan, records, max_attempts: int):
@@ -222,6 +248,10 @@ def rebuild_report(run_dir: Path, overrides: dict[str, Any] | None = None, log=p
 def _write_results(run_dir: Path, plan, key, records, options: AnalysisOptions, log) -> dict[str, Any]:
     """results.json, report.md and report.html from the journal's records."""
     results = analyze(plan, key, records, options)
+    from evalsuite.family import WORST_CASE_FILE
+
+    if "family" in results and (run_dir / WORST_CASE_FILE).exists():
+        results["family"]["worst_case"] = json.loads((run_dir / WORST_CASE_FILE).read_text())
     if (run_dir / POLICY_NOTES_FILE).exists():
         for label, notes in json.loads((run_dir / POLICY_NOTES_FILE).read_text()).items():
             if label in results["policies"] and notes:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -104,6 +105,127 @@ def profile_figure(results: dict[str, Any]):
     ax.set_ylim(-0.02, 1.02)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return fig
+
+
+def family_curves_figure(results: dict[str, Any]):
+    """Success against each varied axis, per policy: per-MDP rates (dots), logistic fit with its
+    band, the nominal value (dashed) and the worst case found (x, re-evaluated rate)."""
+    fam = results["family"]
+    axes = fam["axes"]
+    cols = min(3, max(1, len(axes)))
+    rows = max(1, -(-len(axes) // cols))
+    fig, grid = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for a_idx, axis in enumerate(axes):
+        ax = grid[a_idx // cols][a_idx % cols]
+        for p_idx, (pol, entry) in enumerate(fam["policies"].items()):
+            color = colors[p_idx % len(colors)]
+            pts = [(c["params"][axis["name"]], c["k"] / c["n"]) for c in entry["per_mdp"]]
+            ax.scatter([x for x, _ in pts], [y for _, y in pts], s=10, color=color, alpha=0.5)
+            curve = next((c for c in entry.get("curves", []) if c["axis"] == axis["name"]), None)
+            if curve and curve["p"]:
+                ax.plot(curve["x"], curve["p"], color=color, label=pol)
+                ax.fill_between(curve["x"], curve["low"], curve["high"], color=color, alpha=0.15)
+            worst = fam.get("worst_case", {}).get(pol, {}).get("cem")
+            if worst and axis["name"] in worst["params"]:
+                ax.scatter([worst["params"][axis["name"]]], [worst["fresh_rate"]], marker="x", s=60, color=color)
+        ax.axvline(axis["nominal"], ls="--", color="gray", lw=0.8)
+        if axis["log"]:
+            ax.set_xscale("log")
+        ax.set_xlabel(f"{axis['name']} ({axis['unit']})" if axis["unit"] else axis["name"], fontsize=8)
+        ax.set_ylim(-0.03, 1.03)
+    for extra in range(len(axes), rows * cols):
+        grid[extra // cols][extra % cols].axis("off")
+    grid[0][0].set_ylabel("success")
+    handles, labels = grid[0][0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, fontsize=8, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def family_heatmap_figure(results: dict[str, Any], pair: tuple[str, str] | None = None, bins: int = 4):
+    """Mean per-MDP success over a 2-D binning of two axes, per policy (default: the two axes with
+    the steepest fitted slopes of the first policy)."""
+    fam = results["family"]
+    axes = {a["name"]: a for a in fam["axes"]}
+    policies = list(fam["policies"])
+    if pair is None:
+        slopes = {c["axis"]: abs(c["slope"] or 0) for c in fam["policies"][policies[0]].get("curves", [])}
+        pair = tuple(sorted(axes, key=lambda n: -slopes.get(n, 0))[:2])
+    fig, grid = plt.subplots(1, len(policies), figsize=(3.8 * len(policies), 3.2), squeeze=False)
+    for i, pol in enumerate(policies):
+        ax = grid[0][i]
+        cells = fam["policies"][pol]["per_mdp"]
+        edges = []
+        for name in pair:
+            a = axes[name]
+            edges.append(np.geomspace(a["low"], a["high"], bins + 1) if a["log"] else np.linspace(a["low"], a["high"], bins + 1))
+        total, count = np.zeros((bins, bins)), np.zeros((bins, bins))
+        for c in cells:
+            ix = [min(bins - 1, max(0, int(np.searchsorted(e, c["params"][n], side="right") - 1))) for e, n in zip(edges, pair)]
+            total[ix[1], ix[0]] += c["k"] / c["n"]
+            count[ix[1], ix[0]] += 1
+        with np.errstate(invalid="ignore"):
+            mean = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+        im = ax.imshow(mean, origin="lower", vmin=0, vmax=1, cmap="viridis", aspect="auto")
+        ax.set_xticks(range(bins), [f"{v:.2g}" for v in edges[0][:-1]], fontsize=7)
+        ax.set_yticks(range(bins), [f"{v:.2g}" for v in edges[1][:-1]], fontsize=7)
+        ax.set_xlabel(pair[0], fontsize=8)
+        ax.set_ylabel(pair[1], fontsize=8)
+        ax.set_title(pol, fontsize=8)
+    fig.colorbar(im, ax=grid[0].tolist(), label="success")
+    return fig
+
+
+def family_lines(results: dict[str, Any]) -> list[str]:
+    fam = results.get("family")
+    if not fam:
+        return []
+
+    def iv(e):
+        return f"{_pct(e['estimate'])} [{_pct(e['low'])}, {_pct(e['high'])}]" if e else "n/a"
+
+    lines = ["", f"## MDP family {fam['family']}", "",
+             "Varied axes: " + (", ".join(f"{a['name']} {a['low']:g}..{a['high']:g} (nominal {a['nominal']:g})"
+                                         for a in fam["axes"]) or "none") + ".", "",
+             "Family mean: mean over the sampled MDPs of their success rates, t interval over MDPs (both levels: "
+             "MDPs and episodes). P10: the 10th-percentile MDP (two-stage bootstrap; noisy per-MDP rates bias it "
+             "low).", "",
+             "| policy | nominal % | family mean % | P10 % | MDPs | episodes |", "|---|---|---|---|---|---|"]
+    for pol, e in fam["policies"].items():
+        nom = e.get("nominal")
+        nom_s = f"{_pct(nom['rate'])} [{_pct(nom['low'])}, {_pct(nom['high'])}] ({nom['k']}/{nom['n']})" if nom else "n/a"
+        lines.append(f"| {pol} | {nom_s} | {iv(e.get('family_mean'))} | {iv(e.get('p10'))} | {e['mdps']} | {e['episodes']} |")
+    curves = [(pol, c) for pol, e in fam["policies"].items() for c in e.get("curves", [])]
+    if curves:
+        lines += ["", "Success against each axis (logistic regression on episodes; slope = change in log-odds "
+                  "from the low to the high end of the range):", "",
+                  "| policy | axis | slope | interval | p |", "|---|---|---|---|---|"]
+        for pol, c in curves:
+            if c["slope"] is None:
+                lines.append(f"| {pol} | {c['axis']} | n/a | {c['note']} | |")
+            else:
+                lines.append(f"| {pol} | {c['axis']} | {c['slope']:.2f} | [{c['slope_low']:.2f}, {c['slope_high']:.2f}] "
+                             f"| {c['p_value']:.2g} |")
+    if fam["rank_reversals"]:
+        lines += ["", "| A | B | nominal order | MDPs where the order reverses |", "|---|---|---|---|"]
+        for r in fam["rank_reversals"]:
+            rate = "n/a" if r["reversal_rate"] is None else f"{_pct(r['reversal_rate'])}% of {r['mdps_compared']}"
+            lines.append(f"| {r['a']} | {r['b']} | {r['nominal_order']} | {rate} |")
+    if fam.get("worst_case"):
+        lines += ["", "Worst case: the CEM search's lowest-scoring parameters and the worst point of a grid of the "
+                  "same episode budget, each re-run on fresh initial conditions (the search's own figure is "
+                  "optimistic: it won a noisy minimum).", "",
+                  "| policy | method | parameters | search % | fresh % [interval] | episodes |", "|---|---|---|---|---|---|"]
+        for pol, w in fam["worst_case"].items():
+            for method in ("cem", "grid"):
+                r = w[method]
+                params = ", ".join(f"{k}={v:.3g}" for k, v in r["params"].items())
+                lines.append(f"| {pol} | {method} | {params} | {_pct(r['search_rate'])} | {_pct(r['fresh_rate'])} "
+                             f"[{_pct(r['fresh_low'])}, {_pct(r['fresh_high'])}] | {r['episodes_spent']} + "
+                             f"{r['fresh_episodes']} |")
+    return lines
 
 
 def _png(fig) -> bytes:
@@ -218,6 +340,7 @@ def markdown(results: dict[str, Any], figures: dict[str, str] | None = None) -> 
             lines.append(f"| {p['task']} | {p['policy_a']} | {p['policy_b']} | {p['a_wins']} | {p['b_wins']} | "
                          f"{p['pairs']} | {p['log_e']:.2f} | {p['decision']} | "
                          f"{seq['tasks'][p['task']]['episodes']} of {seq['max_episodes']} |")
+    lines += family_lines(results)
     if figures:
         lines += [""] + [f"![{name}]({path})" for name, path in figures.items()]
     return "\n".join(lines) + "\n"
@@ -233,6 +356,10 @@ def write(run_dir: Path, results: dict[str, Any]) -> tuple[Path, Path]:
         pngs["paired differences"] = _png(forest_figure(results))
     if results.get("aggregates"):
         pngs["performance profiles"] = _png(profile_figure(results))
+    if results.get("family", {}).get("axes"):
+        pngs["family curves"] = _png(family_curves_figure(results))
+        if len(results["family"]["axes"]) >= 2:
+            pngs["family heatmap"] = _png(family_heatmap_figure(results))
     paths = {}
     for name, data in pngs.items():
         path = fig_dir / (name.replace(" ", "_") + ".png")

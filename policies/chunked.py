@@ -43,6 +43,7 @@ class ModelConfig:
     train_steps: int = 100  # dp3: DDPM timesteps
     dispersive_variant: str = "infonce-l2"
     dispersive_weight: float = 0.5
+    time_scale: float = 1.0  # times x this before the sinusoidal embedding (e.g. 1000 for flow times in [0, 1])
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -95,7 +96,8 @@ class ChunkModel(nn.Module):
         self.config = c = config
         self.encoder = ObservationEncoder(c.obs, c.n_obs_steps, c.feature_dim)
         n_times = 2 if c.family in ("mp1", "dm1") else 1
-        self.net = ConditionalUnet1D(c.action_dim, self.encoder.out_dim, c.down_dims, n_times=n_times)
+        self.net = ConditionalUnet1D(c.action_dim, self.encoder.out_dim, c.down_dims, n_times=n_times,
+                                     time_scale=c.time_scale)
         self.normalizer = Normalizer(["action", *[k for k, (kind, _) in c.obs.items() if kind != "image"]])
         self.register_buffer("alphas_cumprod", gen.cosine_alphas_cumprod(c.train_steps))
 

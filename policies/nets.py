@@ -153,9 +153,9 @@ class ConditionalUnet1D(nn.Module):
     not used and every up block upsamples."""
 
     def __init__(self, action_dim: int, cond_dim: int, down_dims=CPU_DOWN_DIMS, kernel: int = 5, groups: int = 8,
-                 time_dim: int = 128, n_times: int = 1) -> None:
+                 time_dim: int = 128, n_times: int = 1, time_scale: float = 1.0) -> None:
         super().__init__()
-        self.n_times = n_times
+        self.n_times, self.time_scale = n_times, time_scale
         self.time_encoders = nn.ModuleList(
             nn.Sequential(SinusoidalEmbedding(time_dim), nn.Linear(time_dim, 4 * time_dim), nn.Mish(),
                           nn.Linear(4 * time_dim, time_dim)) for _ in range(n_times))
@@ -177,8 +177,9 @@ class ConditionalUnet1D(nn.Module):
 
     def forward(self, x: torch.Tensor, times: list[torch.Tensor], cond: torch.Tensor, return_features: bool = False):
         """x (B, H, A); times: n_times tensors (B,); cond (B, cond_dim). Returns (B, H, A)
-        [and the pooled features after each down block]."""
-        emb = torch.cat([enc(t) for enc, t in zip(self.time_encoders, times)] + [cond], dim=-1)
+        [and the pooled features after each down block]. Times are multiplied by ``time_scale``
+        before the sinusoidal embedding (flow codes differ: some embed t in [0, 1], some 1000 t)."""
+        emb = torch.cat([enc(t * self.time_scale) for enc, t in zip(self.time_encoders, times)] + [cond], dim=-1)
         h = x.transpose(1, 2)
         skips, features = [], []
         for res1, res2, downsample in self.down:

@@ -1,6 +1,7 @@
 """Built-in suites: a flat list of specs that reads as data (registered on first use)."""
 
 from evalsuite.specs import SuiteSpec, TaskSpec
+from suites.families import FAMILIES
 from suites.metaworld import DIFFICULTY, MAX_STEPS
 from suites.robosuite import TASKS as ROBOMIMIC_TASKS
 
@@ -48,4 +49,16 @@ BUILTIN = [
         default_tasks=("lift", "can"),
         default_policies=("scripted",),
     ),
+    *[
+        SuiteSpec(
+            id=family.id,
+            entry_point="suites.families:FamilyTaskEnv",
+            tasks=(TaskSpec(family.task, MAX_STEPS, ("family",)),),
+            description=family.description,
+            kwargs={"family": family.id},
+            default_episodes=17 * 4,  # the nominal MDP and 16 sampled ones, 4 episodes each
+            default_policies=("scripted", "noisy-scripted"),
+        )
+        for family in FAMILIES.values()
+    ],
 ]

@@ -87,7 +87,16 @@ class MetaWorldTaskEnv:
             env.model.cam_pos[cam_id] = POINTCLOUD_CAMERA_POS
             self._camera = RayCastDepthCamera(env.model, POINTCLOUD_CAMERA, POINTCLOUD_PIXELS, POINTCLOUD_PIXELS)
             shapes.update(point_cloud=(POINTCLOUD_POINTS, 3), agent_pos=(9,))
+        self._dropout, self._sensing_rng = 0.0, np.random.default_rng(0)
         self.info = EnvInfo(obs_shapes=shapes, action_dim=4, max_steps=min(max_steps, MAX_STEPS))
+
+    def set_sensing(self, point_dropout: float, camera_jitter: float, rng: np.random.Generator) -> None:
+        """Sensing imperfections for the coming episode (MDP families): a fraction of depth points
+        dropped at random every frame, and the camera displaced by N(0, jitter^2) metres per axis."""
+        self._dropout, self._sensing_rng = point_dropout, rng
+        if self._camera is not None:
+            offset = rng.normal(0.0, camera_jitter, 3) if camera_jitter > 0 else np.zeros(3)
+            self._env.model.cam_pos[self._camera.cam_id] = np.asarray(POINTCLOUD_CAMERA_POS) + offset
 
     def _observe(self, state: np.ndarray) -> dict[str, np.ndarray]:
         out = {"state": state}
@@ -96,6 +105,8 @@ class MetaWorldTaskEnv:
 
             env = self._env
             points = self._camera.back_project(self._camera.depth(env.data), env.data)
+            if self._dropout > 0:
+                points = points[self._sensing_rng.random(len(points)) >= self._dropout]
             out["point_cloud"] = farthest_point_sampling(crop(points, WORKSPACE_LOW, WORKSPACE_HIGH),
                                                          POINTCLOUD_POINTS)
             out["agent_pos"] = np.concatenate([env.tcp_center, env._get_site_pos("rightEndEffector"),

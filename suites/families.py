@@ -1,0 +1,291 @@
+"""Parameterized families of MDPs: one base task over ranges of physics, layout, sensing, actuation.
+
+A family is data: a base suite and task, and named axes with ranges and a nominal value. An
+evaluation of a family runs a *design* of MDPs - MDP 0 is the nominal point, MDPs 1..n are drawn
+from the family by Sobol or Latin-hypercube sampling, or form a grid that includes the range ends
+(or an explicit list of points, as the worst-case search asks for). Episode ``ic_index`` runs MDP
+``ic_index % len(design)`` (so ``episodes = len(design) x k`` gives every MDP k episodes), and the
+MDP's index and parameters are recorded with the episode.
+
+Axes, each applied to the real simulator:
+- physics (multipliers of the nominal model values): ``object_mass`` (the object body's mass),
+  ``friction`` (sliding friction of the object's geoms), ``joint_damping`` (the arm's joints),
+  ``actuator_gain`` (how far the arm moves per unit action, and the gripper's gain);
+- layout: ``layout_shift_x`` / ``layout_shift_y`` (metres added to the initial-position regions of
+  objects and goals) and ``layout_scale`` (their extent, scaled about the centre);
+- sensing: ``obs_noise`` (Gaussian noise on low-dim observations), ``point_dropout`` (fraction of
+  depth points dropped before sampling) and ``camera_jitter`` (metres, the camera's position per
+  episode), the last two with ``obs=pointcloud``;
+- actuation: ``action_noise`` (Gaussian, in action units, then clipped to [-1, 1]) and
+  ``action_delay`` (whole control steps; zeros until the first command arrives).
+The per-episode noise comes from a generator seeded by the episode's initial-condition seed, so a
+trial is reproducible and every policy meets the same noise (paired).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import warnings
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from evalsuite.errors import UsageError, choices
+from evalsuite.interfaces import EnvInfo, StepResult
+
+KINDS = ("physics", "layout", "sensing", "actuation")
+SAMPLERS = ("sobol", "lhs", "grid")
+
+
+@dataclass(frozen=True, slots=True)
+class Axis:
+    name: str
+    kind: str
+    low: float
+    high: float
+    nominal: float
+    log: bool = False  # sampled uniformly in log space (multipliers)
+    integer: bool = False
+    unit: str = ""
+
+    def from_unit(self, u: float) -> float:
+        """Map u in [0, 1] onto the range (log-uniform for multipliers, rounded for integer axes)."""
+        if self.log:
+            value = math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low)))
+        else:
+            value = self.low + u * (self.high - self.low)
+        return float(round(value)) if self.integer else float(value)
+
+    def to_unit(self, value: float) -> float:
+        if self.log:
+            return (math.log(value) - math.log(self.low)) / (math.log(self.high) - math.log(self.low))
+        return (value - self.low) / (self.high - self.low)
+
+
+def _axes(*extra: Axis) -> tuple[Axis, ...]:
+    common = (
+        Axis("object_mass", "physics", 0.25, 4.0, 1.0, log=True, unit="x nominal"),
+        Axis("friction", "physics", 0.2, 2.0, 1.0, log=True, unit="x nominal"),
+        Axis("joint_damping", "physics", 0.5, 10.0, 1.0, log=True, unit="x nominal"),
+        Axis("actuator_gain", "physics", 0.4, 1.6, 1.0, log=True, unit="x nominal"),
+        Axis("layout_shift_x", "layout", -0.1, 0.1, 0.0, unit="m"),
+        Axis("layout_shift_y", "layout", -0.1, 0.1, 0.0, unit="m"),
+        Axis("layout_scale", "layout", 0.5, 2.0, 1.0, log=True, unit="x nominal extent"),
+        Axis("obs_noise", "sensing", 0.0, 0.02, 0.0, unit="m (std)"),
+        Axis("action_noise", "actuation", 0.0, 1.0, 0.0, unit="std, action units"),
+        Axis("action_delay", "actuation", 0.0, 3.0, 0.0, integer=True, unit="control steps"),
+    )
+    return common + extra
+
+
+POINTCLOUD_AXES = (
+    Axis("point_dropout", "sensing", 0.0, 0.9, 0.0, unit="fraction"),
+    Axis("camera_jitter", "sensing", 0.0, 0.05, 0.0, unit="m (std)"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FamilySpec:
+    id: str  # e.g. "metaworld-family/pick-place"
+    base_suite: str
+    task: str
+    object_body: str  # the body whose mass and friction the physics axes change
+    axes: tuple[Axis, ...]
+    description: str = ""
+
+    def axis(self, name: str) -> Axis:
+        for axis in self.axes:
+            if axis.name == name:
+                return axis
+        raise UsageError(f"family {self.id!r} has no axis {name!r}; accepted: {choices(a.name for a in self.axes)}")
+
+    @property
+    def nominal(self) -> dict[str, float]:
+        return {a.name: a.nominal for a in self.axes}
+
+
+FAMILIES: dict[str, FamilySpec] = {f.id: f for f in (
+    FamilySpec("metaworld-family/pick-place", "metaworld", "pick-place", "obj", _axes(*POINTCLOUD_AXES),
+               "Meta-World pick-place over object mass and friction, arm damping and gain, layout, "
+               "observation and action noise, action delay (and point dropout, camera jitter with points)"),
+    FamilySpec("metaworld-family/drawer-open", "metaworld", "drawer-open", "drawer_link", _axes(*POINTCLOUD_AXES),
+               "Meta-World drawer-open over the same axes (mass and friction of the drawer)"),
+)}
+
+
+# ------------------------------------------------------------------------------------------ designs
+
+def design(family: FamilySpec, sampler: str = "sobol", mdps: int = 16, seed: int = 0,
+           vary: list[str] | None = None, points: list[dict[str, float]] | None = None) -> list[dict[str, float]]:
+    """The MDPs of an evaluation: [nominal, sampled...], or exactly ``points`` when given.
+
+    Only the axes in ``vary`` (default: all) move; the rest stay nominal. ``grid`` takes
+    round(mdps ** (1 / d)) levels per axis (at least 2), ends included, so it has levels ** d MDPs."""
+    if points is not None:
+        for point in points:
+            for name in point:
+                family.axis(name)
+        return [{**family.nominal, **{k: float(v) for k, v in p.items()}} for p in points]
+    if sampler not in SAMPLERS:
+        raise UsageError(f"sampler={sampler!r}; accepted: {choices(SAMPLERS)}")
+    axes = [family.axis(name) for name in (vary or [a.name for a in family.axes])]
+    d = len(axes)
+    if sampler == "grid":
+        levels = max(2, round(mdps ** (1 / d)))
+        units = np.array(list(itertools.product(np.linspace(0, 1, levels), repeat=d)))
+    else:
+        from scipy.stats import qmc
+
+        engine = qmc.Sobol(d, scramble=True, seed=seed) if sampler == "sobol" else qmc.LatinHypercube(d, seed=seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # Sobol's balance note for n not a power of 2
+            units = engine.random(mdps)
+    out = [family.nominal]
+    for row in units:
+        out.append({**family.nominal, **{a.name: a.from_unit(float(u)) for a, u in zip(axes, row)}})
+    return out
+
+
+def parse_points(text: str | list | None) -> list[dict[str, float]] | None:
+    if text is None or isinstance(text, list):
+        return text
+    try:
+        points = json.loads(text)
+        assert isinstance(points, list) and all(isinstance(p, dict) for p in points)
+        return points
+    except (ValueError, AssertionError):
+        raise UsageError(f"points={text!r} is not a JSON list of {{axis: value}} objects") from None
+
+
+# ------------------------------------------------------------------------------------- environment
+
+class FamilyTaskEnv:
+    """The base task environment with one MDP of the family applied per episode."""
+
+    def __init__(self, task_id: str, max_steps: int | None = None, family: str = "", obs: str = "state",
+                 sampler: str = "sobol", mdps: int = 16, design_seed: int = 0, vary: str | list | None = None,
+                 points: str | list | None = None) -> None:
+        from evalsuite import registry
+        from evalsuite.runner.envs import build_env
+
+        self.family = spec = FAMILIES[family]
+        if task_id != spec.task:
+            raise UsageError(f"family {spec.id!r} has the one task {spec.task!r}, not {task_id!r}")
+        vary_list = [v.strip() for v in vary.strip("[]").split(",") if v.strip()] if isinstance(vary, str) else vary
+        if not vary_list:  # every axis that acts on this observation mode
+            vary_list = [a.name for a in spec.axes if obs == "pointcloud" or a not in POINTCLOUD_AXES]
+        elif obs != "pointcloud" and set(vary_list) & {a.name for a in POINTCLOUD_AXES}:
+            raise UsageError(f"vary={vary_list}: point_dropout and camera_jitter act on point clouds; add obs=pointcloud")
+        self.design = design(spec, sampler, int(mdps), int(design_seed), vary_list, parse_points(points))
+        base_suite = registry.suites.get(spec.base_suite)
+        if obs != "state":
+            import dataclasses
+
+            base_suite = dataclasses.replace(base_suite, kwargs={**base_suite.kwargs, "obs": obs})
+        self.base = build_env(base_suite, task_id, max_steps or base_suite.task(task_id).max_steps)
+        self.adapter = _adapter_for(self.base, spec)
+        self.info = EnvInfo(self.base.info.obs_shapes, self.base.info.action_dim, self.base.info.max_steps)
+        self.params: dict[str, float] = dict(spec.nominal)
+        self._rng = np.random.default_rng(0)
+        self._queue: deque = deque()
+
+    def reset(self, ic_seed: int, ic_index: int = 0) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        mdp = ic_index % len(self.design)
+        self.params = p = self.design[mdp]
+        # the episode's own noise stream, separate from the initial-condition draw
+        self._rng = np.random.default_rng(np.random.SeedSequence(ic_seed, spawn_key=(11,)))
+        self.adapter.before_reset(p, self._rng)
+        obs, init = self.base.reset(ic_seed, ic_index)
+        self.adapter.after_reset(p)
+        self._queue = deque(np.zeros(self.info.action_dim) for _ in range(int(p.get("action_delay", 0))))
+        return self._sense(obs), {**init, "mdp": mdp, "params": dict(p)}
+
+    def _sense(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        sigma = self.params.get("obs_noise", 0.0)
+        if sigma <= 0:
+            return obs
+        return {k: (v + self._rng.normal(0.0, sigma, v.shape) if v.ndim == 1 and v.dtype.kind == "f" else v)
+                for k, v in obs.items()}
+
+    def step(self, action: np.ndarray) -> StepResult:
+        action = np.asarray(action, dtype=np.float64)
+        sigma = self.params.get("action_noise", 0.0)
+        if sigma > 0:
+            action = np.clip(action + self._rng.normal(0.0, sigma, action.shape), -1.0, 1.0)
+        self.executed = action
+        if self._queue:  # a delay of k steps: run the command from k steps ago
+            self._queue.append(action)
+            self.executed = self._queue.popleft()
+        result = self.base.step(self.executed)
+        return StepResult(self._sense(result.obs), result.reward, result.success)
+
+    def close(self) -> None:
+        self.base.close()
+
+
+def _adapter_for(base, spec: FamilySpec):
+    from suites.metaworld import MetaWorldTaskEnv
+
+    if isinstance(base, MetaWorldTaskEnv):
+        return MetaWorldPhysics(base, spec)
+    raise UsageError(f"family {spec.id!r}: no physics adapter for {type(base).__name__}")
+
+
+class MetaWorldPhysics:
+    """Physics and layout axes on a Meta-World environment; nominal values kept to restore."""
+
+    ARM_JOINTS = tuple(f"right_j{i}" for i in range(7))
+
+    def __init__(self, base, spec: FamilySpec) -> None:
+        self.base, self.env = base, base._env
+        m = self.env.model
+        self.body = m.body(spec.object_body).id
+        self.geoms = [g for g in range(m.ngeom) if m.geom_bodyid[g] == self.body or
+                      _descends(m, int(m.geom_bodyid[g]), self.body)]
+        self.dofs = [int(m.jnt_dofadr[m.joint(j).id]) for j in self.ARM_JOINTS]
+        self.nominal = {"mass": m.body_mass.copy(), "inertia": m.body_inertia.copy(),
+                        "friction": m.geom_friction.copy(), "damping": m.dof_damping.copy(),
+                        "gainprm": m.actuator_gainprm.copy(), "biasprm": m.actuator_biasprm.copy(),
+                        "action_scale": self.env.action_scale,
+                        "reset_low": self.env._random_reset_space.low.copy(),
+                        "reset_high": self.env._random_reset_space.high.copy()}
+
+    def before_reset(self, p: dict[str, float], rng: np.random.Generator) -> None:
+        from gymnasium.spaces import Box
+
+        m, n = self.env.model, self.nominal
+        m.body_mass[:] = n["mass"]
+        m.body_inertia[:] = n["inertia"]
+        m.body_mass[self.body] *= p["object_mass"]
+        m.body_inertia[self.body] *= p["object_mass"]  # same shape, denser: inertia scales with mass
+        m.geom_friction[:] = n["friction"]
+        m.geom_friction[self.geoms, 0] *= p["friction"]
+        m.dof_damping[:] = n["damping"]
+        m.dof_damping[self.dofs] *= p["joint_damping"]
+        m.actuator_gainprm[:] = n["gainprm"]
+        m.actuator_biasprm[:] = n["biasprm"]
+        m.actuator_gainprm[:, 0] *= p["actuator_gain"]
+        m.actuator_biasprm[:, 1] *= p["actuator_gain"]
+        self.env.action_scale = n["action_scale"] * p["actuator_gain"]
+        low, high = n["reset_low"].copy(), n["reset_high"].copy()
+        centre, half = (low + high) / 2, (high - low) / 2
+        for i in range(0, len(low) - len(low) % 3, 3):  # every (x, y, z) triple: objects and goals
+            centre[i:i + 2] += (p["layout_shift_x"], p["layout_shift_y"])
+            half[i:i + 2] *= p["layout_scale"]  # the table-plane extent; heights stay
+        self.env._random_reset_space = Box(centre - half, centre + half, dtype=np.float64)
+        self.base.set_sensing(p.get("point_dropout", 0.0), p.get("camera_jitter", 0.0), rng)
+
+    def after_reset(self, p: dict[str, float]) -> None:
+        pass
+
+
+def _descends(model, body: int, ancestor: int) -> bool:
+    while body > 0:
+        if body == ancestor:
+            return True
+        body = int(model.body_parentid[body])
+    return False
