@@ -170,11 +170,6 @@ def worst_case(suite_id: str, task: str, policy, out: Path, *, suite_options: di
     # the grid of the same budget: levels per axis, range ends included
     levels = max(2, int(np.floor((budget / episodes_per_point) ** (1 / len(axes)) + 1e-9)))
     grid_points = design(spec, "grid", levels ** len(axes), vary=names)[1:]
-    grid_k = max(1, budget // len(grid_points))
-    grid_kn = run(grid_points, "grid", seeds[generations], grid_k)
-    g_best = int(np.argmin([k / n for k, n in grid_kn]))
-
-    fresh = run([best[0], grid_points[g_best]], "fresh", seeds[generations + 1], fresh_episodes)
     level = 0.95
 
     def summary(params, k_search, n_search, kn_fresh, spent):
@@ -183,12 +178,22 @@ def worst_case(suite_id: str, task: str, policy, out: Path, *, suite_options: di
                 "search_episodes": n_search, "fresh_rate": kn_fresh[0] / kn_fresh[1], "fresh_low": ci.low,
                 "fresh_high": ci.high, "fresh_episodes": kn_fresh[1], "episodes_spent": spent}
 
-    result = {"policy": policy.label, "axes": names, "level": level,
-              "cem": {**summary(best[0], best[1], best[2], fresh[0], budget), "generations": generations,
-                      "population": population, "episodes_per_point": episodes_per_point, "history": history},
-              "grid": {**summary(grid_points[g_best], *grid_kn[g_best], fresh[1], grid_k * len(grid_points)),
-                       "levels": levels, "points": len(grid_points), "episodes_per_point": grid_k}}
-    log(f"worst case of {policy.label}: CEM {_fmt(result['cem'])}; grid {_fmt(result['grid'])}")
+    result = {"policy": policy.label, "axes": names, "level": level}
+    if len(grid_points) > budget:  # even the two range ends of every axis do not fit the budget
+        fresh = run([best[0]], "fresh", seeds[generations + 1], fresh_episodes)
+        result["grid"] = {"skipped": f"a grid with both ends of {len(axes)} axes has {len(grid_points)} MDPs, "
+                                     f"more than the search's {budget} episodes"}
+    else:
+        grid_k = max(1, budget // len(grid_points))
+        grid_kn = run(grid_points, "grid", seeds[generations], grid_k)
+        g_best = int(np.argmin([k / n for k, n in grid_kn]))
+        fresh = run([best[0], grid_points[g_best]], "fresh", seeds[generations + 1], fresh_episodes)
+        result["grid"] = {**summary(grid_points[g_best], *grid_kn[g_best], fresh[1], grid_k * len(grid_points)),
+                          "levels": levels, "points": len(grid_points), "episodes_per_point": grid_k}
+    result["cem"] = {**summary(best[0], best[1], best[2], fresh[0], budget), "generations": generations,
+                     "population": population, "episodes_per_point": episodes_per_point, "history": history}
+    grid_text = result["grid"].get("skipped") or _fmt(result["grid"])
+    log(f"worst case of {policy.label}: CEM {_fmt(result['cem'])}; grid {grid_text}")
     return result
 
 

@@ -221,6 +221,9 @@ def family_lines(results: dict[str, Any]) -> list[str]:
         for pol, w in fam["worst_case"].items():
             for method in ("cem", "grid"):
                 r = w[method]
+                if "skipped" in r:
+                    lines.append(f"| {pol} | {method} | skipped: {r['skipped']} | | | |")
+                    continue
                 params = ", ".join(f"{k}={v:.3g}" for k, v in r["params"].items())
                 lines.append(f"| {pol} | {method} | {params} | {_pct(r['search_rate'])} | {_pct(r['fresh_rate'])} "
                              f"[{_pct(r['fresh_low'])}, {_pct(r['fresh_high'])}] | {r['episodes_spent']} + "

@@ -63,6 +63,8 @@ def family_metrics(family: dict | None) -> dict[str, float]:
                 out[_metric_key(f"{pol}/{name}_ci_high")] = e[name]["high"]
     for pol, w in (family or {}).get("worst_case", {}).items():
         for method in ("cem", "grid"):
+            if "skipped" in w[method]:
+                continue
             out[_metric_key(f"{pol}/worst_{method}_fresh")] = w[method]["fresh_rate"]
             for axis, value in w[method]["params"].items():
                 out[_metric_key(f"{pol}/worst_{method}/{axis}")] = value

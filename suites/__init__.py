@@ -10,6 +10,8 @@ _MW_TASK = {t.id: t for t in _MW_TASKS}
 _RM_TASKS = tuple(TaskSpec(task, horizon, ("low-dim",)) for task, (_, horizon, _) in ROBOMIMIC_TASKS.items())
 _RM_IMAGE_TASKS = tuple(TaskSpec(task, horizon, ("image",)) for task, (_, horizon, _) in ROBOMIMIC_TASKS.items())
 
+_BASE_TASKS = {"metaworld": _MW_TASK, "robomimic": {t.id: t for t in _RM_TASKS}}
+
 BUILTIN = [
     SuiteSpec(
         id="metaworld",
@@ -53,10 +55,11 @@ BUILTIN = [
         SuiteSpec(
             id=family.id,
             entry_point="suites.families:FamilyTaskEnv",
-            tasks=(TaskSpec(family.task, MAX_STEPS, ("family",)),),
+            tasks=(TaskSpec(family.task, _BASE_TASKS[family.base_suite][family.task].max_steps, ("family",)),),
             description=family.description,
             kwargs={"family": family.id},
             default_episodes=17 * 4,  # the nominal MDP and 16 sampled ones, 4 episodes each
+            env_workers=2 if family.base_suite == "robomimic" else 0,  # as the base suites
             default_policies=("scripted", "noisy-scripted"),
         )
         for family in FAMILIES.values()

@@ -10,7 +10,8 @@ MDP's index and parameters are recorded with the episode.
 Axes, each applied to the real simulator:
 - physics (multipliers of the nominal model values): ``object_mass`` (the object body's mass),
   ``friction`` (sliding friction of the object's geoms), ``joint_damping`` (the arm's joints),
-  ``actuator_gain`` (how far the arm moves per unit action, and the gripper's gain);
+  ``actuator_gain`` (Meta-World: how far the arm moves per unit action, and the gripper's gain;
+  robosuite: the operational-space controller's stiffness, critically damped);
 - layout: ``layout_shift_x`` / ``layout_shift_y`` (metres added to the initial-position regions of
   objects and goals) and ``layout_scale`` (their extent, scaled about the centre);
 - sensing: ``obs_noise`` (Gaussian noise on low-dim observations), ``point_dropout`` (fraction of
@@ -114,6 +115,9 @@ FAMILIES: dict[str, FamilySpec] = {f.id: f for f in (
                "observation and action noise, action delay (and point dropout, camera jitter with points)"),
     FamilySpec("metaworld-family/drawer-open", "metaworld", "drawer-open", "drawer_link", _axes(*POINTCLOUD_AXES),
                "Meta-World drawer-open over the same axes (mass and friction of the drawer)"),
+    FamilySpec("robomimic-family/lift", "robomimic", "lift", "cube_main", _axes(),
+               "robomimic lift (robosuite) over cube mass and friction, arm damping, OSC gain, cube placement, "
+               "observation and action noise, action delay"),
 )}
 
 
@@ -229,9 +233,12 @@ class FamilyTaskEnv:
 
 def _adapter_for(base, spec: FamilySpec):
     from suites.metaworld import MetaWorldTaskEnv
+    from suites.robosuite import RobosuiteTaskEnv
 
     if isinstance(base, MetaWorldTaskEnv):
         return MetaWorldPhysics(base, spec)
+    if isinstance(base, RobosuiteTaskEnv):
+        return RobosuitePhysics(base, spec)
     raise UsageError(f"family {spec.id!r}: no physics adapter for {type(base).__name__}")
 
 
@@ -281,6 +288,41 @@ class MetaWorldPhysics:
 
     def after_reset(self, p: dict[str, float]) -> None:
         pass
+
+
+class RobosuitePhysics:
+    """Physics and layout axes on a robosuite task. robosuite rebuilds its model at every (hard)
+    reset, so the placement ranges are set before the reset and the model edits after it, on the
+    fresh model (whose values are the nominal ones); the OSC gains are set on the fresh controller."""
+
+    def __init__(self, base, spec: FamilySpec) -> None:
+        self.base, self.spec = base, spec
+        sampler = base.env.placement_initializer
+        self.nominal_ranges = (list(sampler.x_range), list(sampler.y_range))
+        self.nominal_kp = np.array(self._arm_controller().kp, dtype=float)
+
+    def _arm_controller(self):
+        return self.base.env.robots[0].composite_controller.part_controllers["right"]
+
+    def before_reset(self, p: dict[str, float], rng: np.random.Generator) -> None:
+        sampler = self.base.env.placement_initializer
+        for attr, nominal, shift in (("x_range", self.nominal_ranges[0], p["layout_shift_x"]),
+                                     ("y_range", self.nominal_ranges[1], p["layout_shift_y"])):
+            centre, half = (nominal[0] + nominal[1]) / 2 + shift, (nominal[1] - nominal[0]) / 2 * p["layout_scale"]
+            setattr(sampler, attr, [centre - half, centre + half])
+
+    def after_reset(self, p: dict[str, float]) -> None:
+        m = self.base.env.sim.model._model
+        body = m.body(self.spec.object_body).id
+        m.body_mass[body] *= p["object_mass"]
+        m.body_inertia[body] *= p["object_mass"]
+        geoms = [g for g in range(m.ngeom) if m.geom_bodyid[g] == body]
+        m.geom_friction[geoms, 0] *= p["friction"]
+        dofs = [int(m.jnt_dofadr[m.joint(f"robot0_joint{i}").id]) for i in range(1, 8)]
+        m.dof_damping[dofs] *= p["joint_damping"]
+        controller = self._arm_controller()
+        controller.kp = self.nominal_kp * p["actuator_gain"]
+        controller.kd = 2 * np.sqrt(controller.kp)  # robosuite's critical damping (damping ratio 1)
 
 
 def _descends(model, body: int, ancestor: int) -> bool:

@@ -211,3 +211,32 @@ def test_family_run_recovers_a_real_dependence_and_the_search_finds_the_bad_regi
     assert worst["cem"]["episodes_spent"] == 3 * 4 * 2 and worst["cem"]["fresh_episodes"] == 8
     report = (out / "report.md").read_text()
     assert "## MDP family metaworld-family/pick-place" in report and (out / "figures" / "family_curves.png").exists()
+
+
+def test_robomimic_family_edits_the_rebuilt_model_and_the_placement():
+    def env_at(point):
+        return FamilyTaskEnv("lift", family="robomimic-family/lift", points=json.dumps([point]))
+
+    nominal, edited = env_at({}), env_at({"object_mass": 3.0, "friction": 0.5, "joint_damping": 2.0,
+                                         "actuator_gain": 0.5, "layout_shift_x": 0.1, "layout_scale": 0.5})
+    positions = {}
+    for name, env in (("nominal", nominal), ("edited", edited)):
+        cubes = []
+        for seed in range(2):
+            obs, _ = env.reset(seed, 0)
+            cubes.append(obs["object"][:3])
+        positions[name] = np.array(cubes)
+    m0, m = nominal.base.env.sim.model._model, edited.base.env.sim.model._model
+    cube = m.body("cube_main").id
+    assert m.body_mass[cube] == pytest.approx(3.0 * m0.body_mass[cube])
+    geoms = [g for g in range(m.ngeom) if m.geom_bodyid[g] == cube]
+    assert np.allclose(m.geom_friction[geoms, 0], 0.5 * m0.geom_friction[geoms, 0])
+    dof = m.jnt_dofadr[m.joint("robot0_joint1").id]
+    assert m.dof_damping[dof] == pytest.approx(2.0 * m0.dof_damping[dof])
+    kp = edited.base.env.robots[0].composite_controller.part_controllers["right"].kp
+    assert np.allclose(kp, 0.5 * np.asarray(nominal.adapter.nominal_kp))
+    # placement: x shifted by 0.1 and the +-3 cm range halved
+    assert np.all(np.abs(positions["edited"][:, 0] - positions["nominal"][:, 0].mean() - 0.1) < 0.03)
+    assert np.all(np.abs(positions["edited"][:, 0] - 0.1) <= 0.015 + 1e-6)
+    nominal.close()
+    edited.close()
