@@ -496,7 +496,8 @@ def cmd_gate(args: list[str]) -> int:
 TRAIN_KEYS = {
     "policy": "dp3 | flowpolicy | mp1 | dm1",
     "suite": "suite id", "task": "task id",
-    "obs": "observations of collected demos: metaworld state | pointcloud (DP3's point_cloud + agent_pos)",
+    "obs": "metaworld state | pointcloud (DP3's point_cloud + agent_pos): what demos are collected with and "
+           "what the policy reads (obs=state also trains low-dim on point-cloud demos)",
     "demos": "N (collect N scripted-expert demos, cached in OUT/demos.hdf5) or an HDF5 file from `evalsuite demos`",
     "seed": "seed of demos, initialization and batches", "out": "checkpoint folder",
     "iters": "training iterations", "batch_size": "windows per batch", "lr": "AdamW learning rate",
@@ -547,7 +548,9 @@ def cmd_train(args: list[str]) -> int:
         path = Path(kv["demos"])
         if not path.exists():
             raise UsageError(f"demos={kv['demos']!r}: no such file; give a number of demos or an HDF5 file")
-    demos = tr.load_demos(path)
+    if kv.get("obs", "state") not in ("state", "pointcloud"):
+        raise UsageError(f"obs={kv['obs']!r}; accepted: pointcloud, state")
+    demos = tr.load_demos(path, obs=kv.get("obs"))
     horizon, n_obs, n_act = chunked.FAMILY_CHUNKING[family]
     variant = kv.get("variant", "infonce-l2")
     if variant not in generative.DISPERSIVE_VARIANTS:

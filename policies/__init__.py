@@ -51,4 +51,10 @@ BUILTIN = [
         ("mp1", "MP1: MeanFlow with CFG target, adaptive loss and dispersive loss; one-step inference"),
         ("dm1", "DM1: MeanFlow with dispersive regularization (4 variants); 1-5 step inference"),
     )],
+    PolicySpec(
+        id="gpc",
+        entry_point="policies.gpc:gpc",
+        description="GPC: members (family[@checkpoint] joined by +) mixed at every step of a shared schedule",
+        params={"members": "", "w": 0.5, "weights": "", "steps": 10, "schedule": "auto", "mix": "velocity"},
+    ),
 ]

@@ -30,9 +30,10 @@ class Demos:
     source: str
 
 
-def load_demos(path: Path) -> Demos:
+def load_demos(path: Path, obs: str | None = None) -> Demos:
     """DP3-field HDF5 (Meta-World: ``data/full_state`` -> obs ``state``; with ``data/point_cloud``, DP3's
-    inputs ``point_cloud`` and ``agent_pos`` (``data/state``) instead) or robomimic HDF5."""
+    inputs ``point_cloud`` and ``agent_pos`` (``data/state``) instead, unless ``obs="state"``) or
+    robomimic HDF5."""
     import h5py
 
     episodes = []
@@ -44,11 +45,11 @@ def load_demos(path: Path) -> Demos:
             agent = np.asarray(f["data/state"]) if "data/state" in f else None
             starts = np.concatenate([[0], ends[:-1]])
             for a, b in zip(starts, ends):
-                if clouds is not None:
-                    obs = {"point_cloud": clouds[a:b], "agent_pos": agent[a:b]}
+                if clouds is not None and obs != "state":
+                    frames = {"point_cloud": clouds[a:b], "agent_pos": agent[a:b]}
                 else:
-                    obs = {"state": states[a:b]}
-                episodes.append((obs, actions[a:b]))
+                    frames = {"state": states[a:b]}
+                episodes.append((frames, actions[a:b]))
         else:
             names = sorted(f["data"], key=lambda n: int(n.split("_")[-1]))
             for name in names:

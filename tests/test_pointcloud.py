@@ -130,6 +130,18 @@ def test_dp3_trains_on_point_clouds_and_evaluates_with_them(tmp_path, capsys):
                  "progress=false"]) == 0
     results = json.loads((run / "results.json").read_text())
     assert results["trials"]["finished"] == 1 and results["trials"]["errors"] == 0
+    # GPC across observation kinds: the point-cloud DP3 with a low-dim DP3 trained on the same demos
+    lowdim = tmp_path / "dp3-state"
+    assert main(["train", "policy=dp3", "suite=metaworld", "task=drawer-open", f"demos={demos}", f"out={lowdim}",
+                 "obs=state", "iters=3", "batch_size=4", "down_dims=[16,32]", "horizon=8", "n_action_steps=4",
+                 "progress=false"]) == 0
+    assert list(json.loads((lowdim / "config.json").read_text())["config"]["obs"]) == ["state"]
+    assert main(["evaluate", "suite=metaworld-smoke", "tasks=[drawer-open]", "obs=pointcloud", "episodes=1",
+                 f"policies=[gpc:members=dp3@{ckpt}+dp3@{lowdim}:w=0.5]", "max_steps=12", f"out={tmp_path / 'gpc'}",
+                 "tracking_uri=none", "progress=false"]) == 0
+    gpc_results = json.loads((tmp_path / "gpc" / "results.json").read_text())
+    assert gpc_results["trials"]["errors"] == 0
+    assert next(iter(gpc_results["policies"].values()))["notes"]["family"] == "gpc"
     # the state-only suite cannot serve this policy: refused before any episode, naming the missing key
     assert main(["evaluate", "suite=metaworld-smoke", "tasks=[drawer-open]", f"policies=[dp3:checkpoint={ckpt}]",
                  "episodes=1", f"out={tmp_path / 'run2'}", "tracking_uri=none", "progress=false"]) == 2

@@ -1,0 +1,200 @@
+"""GPC: test-time composition of generative policies (no training).
+
+At every step of one shared sampling schedule the members' predictions are mixed with convex
+weights and one update is taken. Members of different kinds meet in the *velocity view*: every
+member gives the average velocity of the MeanFlow convention (z_t = (1 - t) x + t e, noise at t = 1)
+over the step [r, t]:
+
+- mp1 / dm1: their own u(z, t, r);
+- flowpolicy (noise at tau = 0): -v(z, tau = 1 - t), its Euler step;
+- dp3 (DDPM, sample prediction): the clean-sample estimate x0 at the DDPM timestep of equal
+  signal-to-noise ratio ((1 - t) / t = sqrt(abar / (1 - abar)), state rescaled to
+  x_k = sqrt(1 - abar) / t * z), turned into (z - x0) / t. On DDIM's own times this update is
+  exactly DDIM (eta = 0), so a composition with weight 1 on a dp3 member is that member.
+
+The schedule: ``ddim`` (the DDIM times of the dp3 members, which must agree) or ``uniform``
+(t = 1, 1 - 1/N, ..., 0); ``auto`` takes ``ddim`` when a dp3 member is present. ``mix=native``
+is the paper's GPC, mixing the members' raw predictions (noise, sample or velocity): it requires
+one prediction type and one schedule, and is refused otherwise; mixing x0 at equal x_t is the same
+arithmetic as mixing eps, so it runs through the same update.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import torch
+
+from evalsuite.errors import UsageError
+from evalsuite.interfaces import PolicyRequirements
+
+PREDICTION = {"dp3": "sample (x0) under DDPM noise", "flowpolicy": "velocity", "mp1": "average velocity",
+              "dm1": "average velocity"}
+
+
+def member_velocity(model, z: torch.Tensor, t: float, r: float, cond: torch.Tensor) -> torch.Tensor:
+    """The member's average velocity over [r, t] at state z (MeanFlow convention, see module doc)."""
+    b = z.shape[0]
+    family = model.config.family
+    if family in ("mp1", "dm1"):
+        return model.net(z, [torch.full((b,), t), torch.full((b,), r)], cond)
+    if family == "flowpolicy":
+        return -model.net(z, [torch.full((b,), 1.0 - t)], cond)
+    k, abar = ddpm_timestep(model.alphas_cumprod, t)
+    x_k = (1 - abar) ** 0.5 / t * z
+    x0 = model.net(x_k, [torch.full((b,), k)], cond)
+    return (z - x0) / t
+
+
+def ddpm_timestep(alphas_cumprod: torch.Tensor, t: float) -> tuple[float, float]:
+    """The (fractional) DDPM timestep whose signal-to-noise ratio equals flow time t's, and its abar."""
+    log_snr = torch.log(alphas_cumprod / (1 - alphas_cumprod)).double()  # decreasing in the timestep
+    target = 2 * np.log((1 - t) / t) if 0 < t < 1 else (-np.inf if t >= 1 else np.inf)
+    if target >= log_snr[0]:
+        return 0.0, float(alphas_cumprod[0])
+    if target <= log_snr[-1]:
+        return float(len(log_snr) - 1), float(alphas_cumprod[-1])
+    hi = int(torch.searchsorted(-log_snr, torch.tensor(-target, dtype=torch.float64)))
+    lo = hi - 1
+    frac = float((log_snr[lo] - target) / (log_snr[lo] - log_snr[hi]))
+    abar = 1 / (1 + np.exp(-target))
+    return lo + frac, float(abar)
+
+
+def ddim_times(alphas_cumprod: torch.Tensor, steps: int) -> list[float]:
+    """DDIM's timesteps as flow times t = s / (a + s), then 0."""
+    from policies.generative import ddim_timesteps
+
+    out = []
+    for k in ddim_timesteps(len(alphas_cumprod), steps):
+        a, s = float(alphas_cumprod[k]) ** 0.5, float(1 - alphas_cumprod[k]) ** 0.5
+        out.append(s / (a + s))
+    return out + [0.0]
+
+
+@torch.no_grad()
+def compose_sample(models, weights, obs: dict[str, torch.Tensor], noise: torch.Tensor, times: list[float]):
+    """Sample one normalized action chunk by the weighted velocity of the members on ``times``.
+    ``noise`` is the chunk at the first time in DDPM scale (as DDIM starts), rescaled to flow scale."""
+    conds = [m.encode({k: obs[k] for k in m.config.obs}) for m in models]
+    t0 = times[0]
+    if t0 < 1.0:  # DDIM starts from x_k = noise at its first timestep: z = t / s * x_k
+        dp3 = next(m for m in models if m.config.family == "dp3")
+        _, abar = ddpm_timestep(dp3.alphas_cumprod, t0)
+        z = t0 / (1 - abar) ** 0.5 * noise
+    else:
+        z = noise
+    for t, r in zip(times[:-1], times[1:]):
+        v = sum(w * member_velocity(m, z, t, r, c) for m, w, c in zip(models, weights, conds) if w != 0)
+        z = z - (t - r) * v
+    return z
+
+
+class ComposedPolicy:
+    """The ``gpc`` policy: ``members`` are ``family[@checkpoint]`` joined by ``+``; ``w`` is the
+    first member's weight for two members, ``weights`` (``+``-joined) for more."""
+
+    def __init__(self, task, suite, members: str = "", w: float = 0.5, weights: str = "", steps: int = 10,
+                 schedule: str = "auto", mix: str = "velocity") -> None:
+        from policies.chunked import FAMILY_CHUNKING, _family_policy
+
+        names = [m for m in members.split("+") if m]
+        if len(names) < 2:
+            raise UsageError(f"gpc:members={members!r}: give two or more, e.g. members=dp3+dp3@path/to/ckpt")
+        policies = []
+        for name in names:
+            family, _, checkpoint = name.partition("@")
+            if family not in FAMILY_CHUNKING:
+                raise UsageError(f"gpc member {family!r} exposes no denoiser or velocity field; composable: "
+                                 f"{', '.join(FAMILY_CHUNKING)}")
+            policies.append(_family_policy(family)(task, suite, checkpoint=checkpoint))
+        self.models = [p.model for p in policies]
+        self.weights = self._weights(w, weights, len(names))
+        if schedule not in ("auto", "ddim", "uniform"):
+            raise UsageError(f"gpc:schedule={schedule!r}; accepted: auto, ddim, uniform")
+        if mix not in ("velocity", "native"):
+            raise UsageError(f"gpc:mix={mix!r}; accepted: native, velocity")
+        self._check_compatible(names, mix, schedule, steps)
+        first = self.models[0].config
+        dp3s = [m for m in self.models if m.config.family == "dp3"]
+        use_ddim = schedule == "ddim" or (schedule == "auto" and dp3s)
+        if use_ddim and not dp3s:
+            raise UsageError("gpc:schedule=ddim needs a dp3 member (its DDIM times); use schedule=uniform")
+        self.times = ddim_times(dp3s[0].alphas_cumprod, steps) if use_ddim else list(np.linspace(1, 0, steps + 1))
+        obs_shapes = {}
+        for m in self.models:
+            obs_shapes.update({k: shape for k, (_, shape) in m.config.obs.items()})
+        self.requirements = PolicyRequirements(
+            obs_shapes, first.action_dim, chunked=True, n_obs_steps=first.n_obs_steps,
+            notes={"family": "gpc", "members": names, "weights": self.weights, "nfe": steps * sum(
+                1 for w_ in self.weights if w_ != 0), "schedule": "ddim" if use_ddim else "uniform",
+                   "horizon": first.horizon, "n_action_steps": first.n_action_steps})
+        digest = hashlib.sha256("|".join([p.fingerprint() for p in policies] + [str(self.weights), str(self.times)])
+                                .encode()).hexdigest()[:16]
+        self._fingerprint = f"gpc-{digest}"
+        self._generators: dict[int, torch.Generator] = {}
+
+    @staticmethod
+    def _weights(w: float, weights: str, n: int) -> list[float]:
+        if weights:
+            try:
+                values = [float(x) for x in weights.split("+")]
+            except ValueError:
+                raise UsageError(f"gpc:weights={weights!r}: numbers joined by '+', e.g. 0.5+0.3+0.2") from None
+        elif n == 2:
+            values = [float(w), 1.0 - float(w)]
+        else:
+            raise UsageError(f"gpc with {n} members needs weights=w1+w2+... (w= is for two members)")
+        if len(values) != n or min(values) < 0 or abs(sum(values) - 1) > 1e-6:
+            raise UsageError(f"gpc weights {values}: need {n} non-negative weights summing to 1 (convex)")
+        return values
+
+    def _check_compatible(self, names: list[str], mix: str, schedule: str, steps: int) -> None:
+        first, name0 = self.models[0], names[0]
+        for model, name in zip(self.models[1:], names[1:]):
+            a, b = first.config, model.config
+            for field in ("horizon", "action_dim", "n_obs_steps", "n_action_steps"):
+                if getattr(a, field) != getattr(b, field):
+                    raise UsageError(f"gpc members {name0} and {name} differ in {field} "
+                                     f"({getattr(a, field)} vs {getattr(b, field)}); they cannot be composed")
+            lo_a, hi_a = first.normalizer._limits("action")
+            lo_b, hi_b = model.normalizer._limits("action")
+            if not (torch.allclose(lo_a, lo_b, atol=1e-5) and torch.allclose(hi_a, hi_b, atol=1e-5)):
+                raise UsageError(f"gpc members {name0} and {name} normalize actions differently (their action "
+                                 "limits differ: trained on other data); a mix of normalized predictions would be "
+                                 "meaningless")
+            if mix == "native":
+                if PREDICTION[a.family] != PREDICTION[b.family]:
+                    raise UsageError(f"gpc:mix=native mixes raw predictions, but {name0} predicts "
+                                     f"{PREDICTION[a.family]} and {name} {PREDICTION[b.family]}; use mix=velocity")
+                if a.family == "dp3" and a.train_steps != b.train_steps:
+                    raise UsageError(f"gpc:mix=native: {name0} and {name} have different noise schedules "
+                                     f"({a.train_steps} vs {b.train_steps} DDPM steps)")
+                if schedule == "uniform" and a.family == "dp3":
+                    raise UsageError("gpc:mix=native with dp3 members runs on their DDIM schedule; "
+                                     "schedule=uniform needs mix=velocity")
+
+    def reset(self, seed: int, slot: int) -> None:
+        self._generators[slot] = torch.Generator().manual_seed(seed % 2**63)
+
+    def act(self, observations: dict[str, np.ndarray], slots: np.ndarray) -> np.ndarray:
+        c = self.models[0].config
+        obs = {k: torch.as_tensor(np.asarray(v), dtype=torch.float32) for k, v in observations.items()
+               if k in self.requirements.obs_shapes}
+        noise = torch.stack([torch.randn((c.horizon, c.action_dim), generator=self._generators[int(s)])
+                             for s in slots])
+        z = compose_sample(self.models, self.weights, obs, noise, self.times)
+        chunk = self.models[0].normalizer.unnormalize("action", z.clamp(-1.5, 1.5)).numpy()
+        start = c.n_obs_steps - 1
+        return chunk[:, start:start + c.n_action_steps]
+
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+
+def gpc(task, suite, **params) -> ComposedPolicy:
+    try:
+        return ComposedPolicy(task, suite, **params)
+    except ValueError as exc:
+        raise UsageError(f"policy 'gpc': {exc}") from None
