@@ -8,6 +8,8 @@
     evalsuite plan p_baseline=0.8 delta=0.15 margin=0.05 [tasks=3]   (episodes for the regression gate)
     evalsuite gate baseline=RUN (candidate=RUN | candidate_policy=ID) [margin=0.05 alpha=0.05 sequential=true budget=N]
     evalsuite select suite=metaworld-smoke policies=[mlp-bc:ckpt/a,mlp-bc:ckpt/b] episodes=50 [fresh_seed=N]
+    evalsuite compose suite=metaworld tasks=[drawer-open] members=[dp3,dp3@path/to/other] episodes=30 fresh_episodes=50
+    evalsuite evaluate suite=metaworld-family/pick-place policies=[scripted,dp3] [vary=[obs_noise,action_noise]]
     evalsuite train policy=mp1 suite=metaworld task=hammer demos=10 seed=0 out=checkpoints/mp1-hammer [iters=3000]
     evalsuite demos suite=robomimic task=lift n=200 out=data/lift.hdf5 [seed=0 expert=scripted]
 
@@ -493,6 +495,42 @@ def cmd_gate(args: list[str]) -> int:
     return result["exit_code"]
 
 
+COMPOSE_KEYS = {**{k: v for k, v in SELECT_KEYS.items() if k != "policies"},
+                "members": "[family[@checkpoint], family[@checkpoint]] (two generative policies)",
+                "weights": "[0.1,0.2,...] weights of the first member to try (default 0.1..0.9)",
+                "fresh_episodes": "episodes per task of the confirmation on fresh initial conditions",
+                "steps": "shared sampling steps", "schedule": "auto | ddim | uniform", "mix": "velocity | native"}
+
+
+def cmd_compose(args: list[str]) -> int:
+    """GPC weight search: choose w on some initial conditions, confirm against both members on fresh ones."""
+    from evalsuite.compose import run_compose
+
+    kv = parse_overrides(args, COMPOSE_KEYS)
+    if "members" not in kv:
+        raise UsageError("missing members=[...]; usage: evalsuite compose suite=metaworld tasks=[pick-place] "
+                         "members=[dp3,mp1] episodes=30 fresh_episodes=50")
+    members = parse_list("members", kv.pop("members").replace("+", ","))
+    weights = [parse_float("weights", w, 0.0, 1.0) for w in parse_list("weights", kv.pop("weights", "[0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9]"))]
+    fresh_episodes = parse_int("fresh_episodes", kv.pop("fresh_episodes", "50"), 1)
+    fresh = parse_int("fresh_seed", kv.pop("fresh_seed"), 0) if "fresh_seed" in kv else None
+    gpc_params = {}
+    if "steps" in kv:
+        gpc_params["steps"] = parse_int("steps", kv.pop("steps"), 1)
+    for key, accepted in (("schedule", ("auto", "ddim", "uniform")), ("mix", ("velocity", "native"))):
+        if key in kv:
+            gpc_params[key] = _choice(key, kv.pop(key), accepted)
+    kv["policies"] = "[" + ",".join(m.replace("@", ":checkpoint=", 1) for m in members) + "]"
+    request = evaluate_request(kv)
+    request.worst_case = None
+    if "out" not in kv:
+        request.out = request.out.with_name("compose-" + request.out.name)
+    result = run_compose(request, members, weights, fresh_episodes=fresh_episodes, fresh_seed=fresh,
+                         gpc_params=gpc_params)
+    print((request.out / "compose.md").read_text(), end="")
+    return 0
+
+
 TRAIN_KEYS = {
     "policy": "dp3 | flowpolicy | mp1 | dm1",
     "suite": "suite id", "task": "task id",
@@ -593,7 +631,7 @@ def cmd_list(args: list[str]) -> int:
 
 
 COMMANDS = {"evaluate": cmd_evaluate, "report": cmd_report, "sync": cmd_sync, "list": cmd_list, "demos": cmd_demos,
-            "plan": cmd_plan, "gate": cmd_gate, "select": cmd_select, "train": cmd_train}
+            "plan": cmd_plan, "gate": cmd_gate, "select": cmd_select, "train": cmd_train, "compose": cmd_compose}
 
 
 def main(argv: list[str] | None = None) -> int:

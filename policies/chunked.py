@@ -26,6 +26,7 @@ from torch import nn
 from evalsuite.interfaces import PolicyRequirements
 from policies import generative as gen
 from policies.nets import CPU_DOWN_DIMS, ConditionalUnet1D, ObservationEncoder
+from policies._util import flush_denormals
 
 DEFAULT_STEPS = {"dp3": 10, "flowpolicy": 1, "mp1": 1, "dm1": 1}
 
@@ -200,7 +201,7 @@ class ChunkPolicy:
         digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
         self._fingerprint = f"{c.family}-{digest}-steps{self.steps}"
         self._generators: dict[int, torch.Generator] = {}
-        torch.set_flush_denormal(True)
+        flush_denormals()
 
     @property
     def nfe(self) -> int:
@@ -212,7 +213,7 @@ class ChunkPolicy:
 
     def act(self, observations: dict[str, np.ndarray], slots: np.ndarray) -> np.ndarray:
         c = self.model.config
-        obs = {k: torch.as_tensor(np.asarray(observations[k]), dtype=torch.float32) for k in c.obs}
+        obs = frames(observations, c.obs, c.n_obs_steps)
         noise = torch.stack([torch.randn((c.horizon, c.action_dim), generator=self._generators[int(s)])
                              for s in slots])
         chunk = self.model.sample(obs, noise, self.steps).numpy()
@@ -221,6 +222,15 @@ class ChunkPolicy:
 
     def fingerprint(self) -> str:
         return self._fingerprint
+
+
+def frames(observations: dict[str, np.ndarray], keys, n_obs_steps: int) -> dict[str, torch.Tensor]:
+    """The harness's observations as (B, n_obs_steps, *shape) tensors (with one frame it sends (B, *shape))."""
+    out = {}
+    for k in keys:
+        x = torch.as_tensor(np.asarray(observations[k]), dtype=torch.float32)
+        out[k] = x[:, None] if n_obs_steps == 1 else x
+    return out
 
 
 def _resolve(checkpoint: str, task) -> Path:

@@ -180,8 +180,9 @@ class ComposedPolicy:
 
     def act(self, observations: dict[str, np.ndarray], slots: np.ndarray) -> np.ndarray:
         c = self.models[0].config
-        obs = {k: torch.as_tensor(np.asarray(v), dtype=torch.float32) for k, v in observations.items()
-               if k in self.requirements.obs_shapes}
+        from policies.chunked import frames
+
+        obs = frames(observations, self.requirements.obs_shapes, c.n_obs_steps)
         noise = torch.stack([torch.randn((c.horizon, c.action_dim), generator=self._generators[int(s)])
                              for s in slots])
         z = compose_sample(self.models, self.weights, obs, noise, self.times)

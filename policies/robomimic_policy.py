@@ -23,6 +23,7 @@ import numpy as np
 from evalsuite.compat import prepare_robomimic
 from evalsuite.errors import UsageError
 from evalsuite.interfaces import PolicyRequirements
+from policies._util import flush_denormals
 from evalsuite.specs import SuiteSpec, TaskSpec
 from policies._util import config_fingerprint
 
@@ -127,7 +128,7 @@ def train_checkpoint(dataset: Path, out_dir: Path, *, epochs: int, seed: int = 0
         config.observation.modalities.obs.low_dim = [
             "robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos", "object"]
     torch.set_num_threads(1)
-    torch.set_flush_denormal(True)  # tiny late-training values as denormals slow CPU math ~15x
+    flush_denormals()
     train(config, device=torch.device("cpu"))
     return max(Path(out_dir).glob("bc/*/models/model_epoch_*.pth"), key=lambda p: p.stat().st_mtime)
 

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from policies.chunked import ChunkModel, ModelConfig, save_checkpoint
+from policies._util import flush_denormals
 
 
 @dataclass
@@ -89,7 +90,7 @@ def train(config: ModelConfig, demos: Demos, out: Path, *, iters: int = 3000, ba
           half: bool = False, progress: bool = True, log=print) -> dict[str, Any]:
     """Train (or resume) and write the EMA checkpoint to ``out``; returns the training summary."""
     torch.manual_seed(seed)
-    torch.set_flush_denormal(True)
+    flush_denormals()
     keys = list(config.obs)
     model = ChunkModel(config)
     for k in keys:

@@ -81,3 +81,31 @@ def test_incompatible_members_are_refused_with_the_reason(tmp_path):
         with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
             ComposedPolicy(TASK, SUITE, **params)
     ComposedPolicy(TASK, SUITE, members=f"dp3@{a}+dp3@{a}", mix="native")  # one type, one schedule: fine
+
+
+def test_compose_chooses_the_weight_on_other_episodes_than_it_reports(tmp_path, fake_suite, capsys):
+    import json
+
+    from evalsuite.cli import main
+
+    def ckpt(seed):
+        torch.manual_seed(seed)
+        cfg = ModelConfig(family="dp3", obs={"state": ("lowdim", (2,))}, action_dim=2, horizon=4, n_obs_steps=1,
+                          n_action_steps=2, down_dims=(16, 32), feature_dim=16, train_steps=20)
+        model = ChunkModel(cfg)
+        model.normalizer.fit("state", np.array([[0, 0], [12, 12.0]]))
+        model.normalizer.fit("action", np.array([[-1, -1], [2, 1.0]]))
+        return save_checkpoint(model.eval(), tmp_path / f"m{seed}")
+
+    a, b = ckpt(0), ckpt(1)
+    out = tmp_path / "compose"
+    assert main(["compose", "suite=fake", "tasks=[t1]", f"members=[dp3@{a},dp3@{b}]", "weights=[0.3,0.7]",
+                 "episodes=4", "fresh_episodes=6", "steps=2", f"out={out}", "tracking_uri=none", "progress=false"]) == 0
+    result = json.loads((out / "compose.json").read_text())
+    assert [c["w"] for c in result["curve"]] == [0.0, 0.3, 0.7, 1.0]
+    assert result["chosen_w"] in (0.3, 0.7) and result["fresh_seed"] != result["selection_seed"]
+    confirm = json.loads((out / "confirmation" / "results.json").read_text())
+    assert len(confirm["policies"]) == 3 and confirm["episodes_per_task"] == 6 and confirm["trials"]["errors"] == 0
+    assert {t["member"] for t in result["paired_tests"]} == {f"dp3:checkpoint={a}", f"dp3:checkpoint={b}"}
+    assert len(result["paired_tests"]) == 2
+    assert (out / "compose.png").exists() and "Beats both members" in capsys.readouterr().out
