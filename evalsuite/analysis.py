@@ -153,6 +153,9 @@ def analyze(plan: Plan, key: dict[str, dict], records: list[EpisodeRecord], opti
         extra["aggregates"] = _aggregates(per_task, plan, [label[c] for c in complete_codes], options)
     if len(plan.tasks) >= 2 and len(codes) >= 2 and len(set(outcome.values())) == 2:  # else nothing to fit
         extra["mixed_model"] = _mixed_model(outcome, plan, codes, label, options.level)
+    energy = _energy(list(final.values()), label, options.level)
+    if energy:
+        extra["energy"] = energy
     from evalsuite.family import analyze_family, family_of
 
     family = family_of(plan.suite)
@@ -180,6 +183,39 @@ def analyze(plan: Plan, key: dict[str, dict], records: list[EpisodeRecord], opti
         "letters": letters,
         **extra,
     }
+
+
+def _energy(records: list[EpisodeRecord], label: dict, level: float) -> dict[str, Any]:
+    """Energy-based policies: does a high energy (the policy's own uncertainty) predict failure?
+    AUROC of the episode's mean chunk energy for failure (Mann-Whitney), and success vs energy."""
+    from scipy.stats import mannwhitneyu
+
+    from evalsuite.stats.family import logistic_curve
+
+    out: dict[str, Any] = {}
+    for code in sorted({r.policy_code for r in records}):
+        rows = [r for r in records if r.policy_code == code and r.is_outcome and "energy_mean" in r.policy_info]
+        if not rows:
+            continue
+        e = np.array([r.policy_info["energy_mean"] for r in rows])
+        y = np.array([r.success for r in rows])
+        entry: dict[str, Any] = {"episodes": len(rows), "successes": int(y.sum()),
+                                 "descent_steps_mean": float(np.mean([r.policy_info["descent_steps_mean"] for r in rows])),
+                                 "energy_success": float(e[y].mean()) if y.any() else None,
+                                 "energy_failure": float(e[~y].mean()) if (~y).any() else None}
+        if y.any() and (~y).any():
+            test = mannwhitneyu(e[~y], e[y], alternative="two-sided")
+            entry["auroc_failure"] = float(test.statistic / ((~y).sum() * y.sum()))
+            entry["auroc_p_value"] = float(test.pvalue)
+        else:
+            entry["auroc_failure"] = None
+        if e.max() > e.min():
+            curve = logistic_curve(e, y, float(e.min()), float(e.max()), level=level, name="energy")
+            entry["curve"] = {"x": curve.x, "p": curve.p, "low": curve.low, "high": curve.high, "slope": curve.slope,
+                              "note": curve.note}
+        entry["points"] = [[float(a), bool(b)] for a, b in zip(e, y)]
+        out[label[code]] = entry
+    return out
 
 
 def _mixed_model(outcome: dict, plan: Plan, codes: list[str], label: dict, level: float) -> dict[str, Any]:

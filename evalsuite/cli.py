@@ -532,7 +532,7 @@ def cmd_compose(args: list[str]) -> int:
 
 
 TRAIN_KEYS = {
-    "policy": "dp3 | flowpolicy | mp1 | dm1",
+    "policy": "dp3 | flowpolicy | mp1 | dm1 | ebt",
     "suite": "suite id", "task": "task id",
     "obs": "metaworld state | pointcloud (DP3's point_cloud + agent_pos): what demos are collected with and "
            "what the policy reads (obs=state also trains low-dim on point-cloud demos)",
@@ -565,8 +565,8 @@ def cmd_train(args: list[str]) -> int:
     from policies import train as tr
 
     family = kv["policy"]
-    if family not in generative.FAMILIES:
-        raise UsageError(f"policy={family!r} is not trainable here; accepted: {choices(generative.FAMILIES)}")
+    if family not in chunked.FAMILY_CHUNKING:
+        raise UsageError(f"policy={family!r} is not trainable here; accepted: {choices(chunked.FAMILY_CHUNKING)}")
     suite = registry.suites.get(kv["suite"])
     suite.task(kv["task"])
     seed = parse_int("seed", kv.get("seed", "0"), 0)
@@ -594,15 +594,23 @@ def cmd_train(args: list[str]) -> int:
     if variant not in generative.DISPERSIVE_VARIANTS:
         raise UsageError(f"variant={variant!r}; accepted: {choices(generative.DISPERSIVE_VARIANTS)}")
     first_obs = demos.episodes[0][0]
+    common = dict(
+        family=family, obs={k: (kind, tuple(first_obs[k].shape[1:])) for k, kind in demos.obs_kinds.items()},
+        action_dim=int(demos.episodes[0][1].shape[1]),
+        horizon=parse_int("horizon", kv.get("horizon", str(horizon)), 1),
+        n_obs_steps=parse_int("n_obs_steps", kv.get("n_obs_steps", str(n_obs)), 1),
+        n_action_steps=parse_int("n_action_steps", kv.get("n_action_steps", str(n_act)), 1),
+        extra={"suite": suite.id, "task": kv["task"]})
     try:
-        config = chunked.ModelConfig(
-            family=family, obs={k: (kind, tuple(first_obs[k].shape[1:])) for k, kind in demos.obs_kinds.items()},
-            action_dim=int(demos.episodes[0][1].shape[1]),
-            horizon=parse_int("horizon", kv.get("horizon", str(horizon)), 1),
-            n_obs_steps=parse_int("n_obs_steps", kv.get("n_obs_steps", str(n_obs)), 1),
-            n_action_steps=parse_int("n_action_steps", kv.get("n_action_steps", str(n_act)), 1),
-            down_dims=tuple(parse_int("down_dims", d, 8) for d in parse_list("down_dims", kv.get("down_dims", "[64,128,256]"))),
-            dispersive_variant=variant, extra={"suite": suite.id, "task": kv["task"]})
+        if family == "ebt":
+            from policies.ebt import EBTConfig
+
+            config = EBTConfig(**common)
+        else:
+            config = chunked.ModelConfig(
+                **common, dispersive_variant=variant,
+                down_dims=tuple(parse_int("down_dims", d, 8)
+                                for d in parse_list("down_dims", kv.get("down_dims", "[64,128,256]"))))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     tr.train(config, demos, out, iters=parse_int("iters", kv.get("iters", "3000"), 1),

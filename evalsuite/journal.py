@@ -36,6 +36,7 @@ class EpisodeRecord:
     wall_time_s: float
     policy_fingerprint: str
     init_state: dict[str, Any] = field(default_factory=dict)
+    policy_info: dict[str, Any] = field(default_factory=dict)  # what the policy reported (e.g. its energy)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -178,6 +178,43 @@ def family_heatmap_figure(results: dict[str, Any], pair: tuple[str, str] | None 
     return fig
 
 
+def energy_figure(results: dict[str, Any]):
+    """Success against the episode's mean chunk energy, per energy-based policy."""
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for i, (pol, e) in enumerate(results["energy"].items()):
+        color = f"C{i}"
+        pts = np.array(e["points"], dtype=float)
+        jitter = np.random.default_rng(0).uniform(-0.03, 0.03, len(pts))
+        ax.scatter(pts[:, 0], pts[:, 1] + jitter, s=8, alpha=0.4, color=color)
+        curve = e.get("curve")
+        if curve and curve["p"]:
+            ax.plot(curve["x"], curve["p"], color=color, label=pol)
+            ax.fill_between(curve["x"], curve["low"], curve["high"], color=color, alpha=0.15)
+    ax.set_xlabel("mean energy of the episode's action chunks")
+    ax.set_ylabel("success")
+    ax.set_ylim(-0.08, 1.08)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    return fig
+
+
+def energy_lines(results: dict[str, Any]) -> list[str]:
+    if not results.get("energy"):
+        return []
+    lines = ["", "## Energy as an uncertainty signal", "",
+             "Energy-based policies report the energy of every action chunk they choose. AUROC: the probability "
+             "that a failed episode had a higher mean energy than a successful one (0.5: no signal).", "",
+             "| policy | episodes | successes | mean energy (success) | mean energy (failure) | AUROC for failure | p | "
+             "descent steps |", "|---|---|---|---|---|---|---|---|"]
+    for pol, e in results["energy"].items():
+        fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+        p = e.get("auroc_p_value")
+        lines.append(f"| {pol} | {e['episodes']} | {e['successes']} | {fmt(e['energy_success'])} | "
+                     f"{fmt(e['energy_failure'])} | {fmt(e['auroc_failure'])} | {'' if p is None else f'{p:.2g}'} | "
+                     f"{e['descent_steps_mean']:.1f} |")
+    return lines
+
+
 def family_lines(results: dict[str, Any]) -> list[str]:
     fam = results.get("family")
     if not fam:
@@ -344,6 +381,7 @@ def markdown(results: dict[str, Any], figures: dict[str, str] | None = None) -> 
                          f"{p['pairs']} | {p['log_e']:.2f} | {p['decision']} | "
                          f"{seq['tasks'][p['task']]['episodes']} of {seq['max_episodes']} |")
     lines += family_lines(results)
+    lines += energy_lines(results)
     if figures:
         lines += [""] + [f"![{name}]({path})" for name, path in figures.items()]
     return "\n".join(lines) + "\n"
@@ -359,6 +397,8 @@ def write(run_dir: Path, results: dict[str, Any]) -> tuple[Path, Path]:
         pngs["paired differences"] = _png(forest_figure(results))
     if results.get("aggregates"):
         pngs["performance profiles"] = _png(profile_figure(results))
+    if results.get("energy"):
+        pngs["success against energy"] = _png(energy_figure(results))
     if results.get("family", {}).get("axes"):
         pngs["family curves"] = _png(family_curves_figure(results))
         if len(results["family"]["axes"]) >= 2:

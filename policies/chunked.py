@@ -28,7 +28,7 @@ from policies import generative as gen
 from policies.nets import CPU_DOWN_DIMS, ConditionalUnet1D, ObservationEncoder
 from policies._util import flush_denormals
 
-DEFAULT_STEPS = {"dp3": 10, "flowpolicy": 1, "mp1": 1, "dm1": 1}
+DEFAULT_STEPS = {"dp3": 10, "flowpolicy": 1, "mp1": 1, "dm1": 1, "ebt": 20}
 
 
 @dataclass
@@ -163,12 +163,30 @@ def save_checkpoint(model: ChunkModel, folder: Path, extra: dict[str, Any] | Non
     return folder
 
 
+def config_from_dict(data: dict[str, Any]):
+    """The config class of the model family named in ``data``."""
+    if data["family"] == "ebt":
+        from policies.ebt import EBTConfig
+
+        return EBTConfig(**data)
+    return ModelConfig(**data)
+
+
+def build_model(config) -> nn.Module:
+    """The model of a config: the UNet families share ChunkModel; ebt is its own architecture."""
+    if config.family == "ebt":
+        from policies.ebt import EnergyModel
+
+        return EnergyModel(config)
+    return ChunkModel(config)
+
+
 def load_checkpoint(folder: Path) -> tuple[ChunkModel, dict[str, Any]]:
     """Weights and config only (safetensors + JSON): no code from the file is executed."""
     from safetensors.torch import load_file
 
     meta = json.loads((folder / "config.json").read_text())
-    model = ChunkModel(ModelConfig(**meta["config"]))
+    model = build_model(config_from_dict(meta["config"]))
     state = load_file(str(folder / "model.safetensors"))
     for key, value in state.items():  # normalizer limits are sized at fit time
         if "__low" in key or "__high" in key:
@@ -201,6 +219,7 @@ class ChunkPolicy:
         digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
         self._fingerprint = f"{c.family}-{digest}-steps{self.steps}"
         self._generators: dict[int, torch.Generator] = {}
+        self._stats: dict[int, list[tuple[int, float]]] = {}  # per slot: (descent steps, energy) per chunk
         flush_denormals()
 
     @property
@@ -210,6 +229,7 @@ class ChunkPolicy:
 
     def reset(self, seed: int, slot: int) -> None:
         self._generators[slot] = torch.Generator().manual_seed(seed % 2**63)
+        self._stats[slot] = []
 
     def act(self, observations: dict[str, np.ndarray], slots: np.ndarray) -> np.ndarray:
         c = self.model.config
@@ -217,8 +237,23 @@ class ChunkPolicy:
         noise = torch.stack([torch.randn((c.horizon, c.action_dim), generator=self._generators[int(s)])
                              for s in slots])
         chunk = self.model.sample(obs, noise, self.steps).numpy()
+        stats = getattr(self.model, "last_stats", None)
+        if stats is not None:  # energy-based: descent steps and final energy of every chunk
+            for row, slot in enumerate(slots):
+                self._stats.setdefault(int(slot), []).append(
+                    (int(stats["descent_steps"][row]), float(stats["energy"][row])))
         start = c.n_obs_steps - 1
         return chunk[:, start:start + c.n_action_steps]
+
+    def episode_info(self, slot: int) -> dict[str, Any]:
+        """What the episode's chunks said about themselves (energy-based policies): kept with the record."""
+        stats = self._stats.get(slot) or []
+        if not stats:
+            return {}
+        energies = [e for _, e in stats]
+        return {"chunks": len(stats), "descent_steps_mean": float(np.mean([n for n, _ in stats])),
+                "energy_mean": float(np.mean(energies)), "energy_max": float(np.max(energies)),
+                "energy_first": energies[0], "energy_last": energies[-1]}
 
     def fingerprint(self) -> str:
         return self._fingerprint
@@ -247,7 +282,7 @@ def _resolve(checkpoint: str, task) -> Path:
 
 
 # Chunking per family, from the official Meta-World / robomimic configs: (horizon, n_obs_steps, n_action_steps).
-FAMILY_CHUNKING = {"dp3": (16, 2, 8), "flowpolicy": (4, 2, 3), "mp1": (4, 2, 3), "dm1": (16, 2, 8)}
+FAMILY_CHUNKING = {"dp3": (16, 2, 8), "flowpolicy": (4, 2, 3), "mp1": (4, 2, 3), "dm1": (16, 2, 8), "ebt": (16, 2, 8)}
 
 
 def _family_policy(family: str):
@@ -270,4 +305,4 @@ def _family_policy(family: str):
     return make
 
 
-dp3, flowpolicy, mp1, dm1 = (_family_policy(f) for f in ("dp3", "flowpolicy", "mp1", "dm1"))
+dp3, flowpolicy, mp1, dm1, ebt = (_family_policy(f) for f in ("dp3", "flowpolicy", "mp1", "dm1", "ebt"))

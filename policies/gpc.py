@@ -97,7 +97,7 @@ class ComposedPolicy:
 
     def __init__(self, task, suite, members: str = "", w: float = 0.5, weights: str = "", steps: int = 10,
                  schedule: str = "auto", mix: str = "velocity") -> None:
-        from policies.chunked import FAMILY_CHUNKING, _family_policy
+        from policies.chunked import _family_policy
 
         names = [m for m in members.split("+") if m]
         if len(names) < 2:
@@ -105,9 +105,9 @@ class ComposedPolicy:
         policies = []
         for name in names:
             family, _, checkpoint = name.partition("@")
-            if family not in FAMILY_CHUNKING:
+            if family not in PREDICTION:
                 raise UsageError(f"gpc member {family!r} exposes no denoiser or velocity field; composable: "
-                                 f"{', '.join(FAMILY_CHUNKING)}")
+                                 f"{', '.join(PREDICTION)}")
             policies.append(_family_policy(family)(task, suite, checkpoint=checkpoint))
         self.models = [p.model for p in policies]
         self.weights = self._weights(w, weights, len(names))

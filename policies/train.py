@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from policies.chunked import ChunkModel, ModelConfig, save_checkpoint
+from policies.chunked import ModelConfig, build_model, save_checkpoint
 from policies._util import flush_denormals
 
 
@@ -92,7 +92,7 @@ def train(config: ModelConfig, demos: Demos, out: Path, *, iters: int = 3000, ba
     torch.manual_seed(seed)
     flush_denormals()
     keys = list(config.obs)
-    model = ChunkModel(config)
+    model = build_model(config)
     for k in keys:
         if config.obs[k][0] != "image":
             model.normalizer.fit(k, np.concatenate([ep[0][k] for ep in demos.episodes]))

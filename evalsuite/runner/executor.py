@@ -98,13 +98,17 @@ class LocalExecutor:
 
         def finish(slot: int, status: str, reason: str = "") -> None:
             s = slots.pop(slot)
+            try:
+                info = s.policy.episode_info(slot) if hasattr(s.policy, "episode_info") else {}
+            except Exception as exc:  # diagnostics never cost an outcome
+                info = {"error": _reason(exc)}
             on_record(EpisodeRecord(
                 trial_id=s.trial.trial_id, task=s.trial.task, policy_code=s.trial.policy_code,
                 ic_index=s.trial.ic_index, ic_seed=s.trial.ic_seed, policy_seed=s.trial.policy_seed,
                 attempt=s.attempt, status=status, success=status == SUCCESS, steps=s.steps,
                 episode_return=round(s.ret, 6), reason=reason,
                 wall_time_s=round(time.perf_counter() - s.started, 4),
-                policy_fingerprint=s.fingerprint, init_state=s.init_state,
+                policy_fingerprint=s.fingerprint, init_state=s.init_state, policy_info=info,
             ))
 
         try:
