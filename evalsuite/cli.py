@@ -532,8 +532,8 @@ def cmd_compose(args: list[str]) -> int:
 
 
 TRAIN_KEYS = {
-    "policy": "dp3 | flowpolicy | mp1 | dm1 | ebt",
-    "suite": "suite id", "task": "task id",
+    "policy": "dp3 | flowpolicy | mp1 | dm1 | ebt | lbm",
+    "suite": "suite id", "task": "task id", "tasks": "[task, ...] (lbm: one multitask policy on all of them)",
     "obs": "metaworld state | pointcloud (DP3's point_cloud + agent_pos): what demos are collected with and "
            "what the policy reads (obs=state also trains low-dim on point-cloud demos)",
     "demos": "N (collect N scripted-expert demos, cached in OUT/demos.hdf5) or an HDF5 file from `evalsuite demos`",
@@ -552,11 +552,34 @@ def _choice(key: str, value: str, accepted: tuple[str, ...]) -> str:
     return value
 
 
+def _training_demos(kv: dict[str, str], suite, task: str, out: Path, seed: int, cache_name: str):
+    """The demonstrations of one task: an HDF5 file, or N scripted-expert demos collected (and cached)."""
+    from evalsuite import demos as demo_mod
+    from policies import train as tr
+
+    if kv["demos"].isdigit():
+        path = out / cache_name
+        if not path.exists():
+            n = parse_int("demos", kv["demos"], 1)
+            result = demo_mod.collect(suite.id, task, n, seed=seed, expert="scripted",
+                                      suite_options={"obs": kv["obs"]} if "obs" in kv else None)
+            robomimic_layout = suite.entry_point.startswith("suites.robosuite:")
+            (demo_mod.write_robomimic_hdf5 if robomimic_layout else demo_mod.write_dp3_hdf5)(result, path)
+            print(f"{path}: {len(result.episodes)} expert demos of {result.attempted} attempts")
+    else:
+        path = Path(kv["demos"])
+        if not path.exists():
+            raise UsageError(f"demos={kv['demos']!r}: no such file; give a number of demos or an HDF5 file")
+    return tr.load_demos(path, obs=kv.get("obs"))
+
+
 def cmd_train(args: list[str]) -> int:
     """Train a policy family on scripted demos; writes a safetensors + JSON checkpoint folder."""
     from evalsuite import registry
 
     kv = parse_overrides(args, TRAIN_KEYS)
+    if "tasks" in kv and "task" not in kv:
+        kv["task"] = parse_list("tasks", kv["tasks"])[0]
     for key in ("policy", "suite", "task", "demos", "out"):
         if key not in kv:
             raise UsageError(f"missing {key}=...; usage: evalsuite train policy=mp1 suite=metaworld task=hammer "
@@ -568,27 +591,32 @@ def cmd_train(args: list[str]) -> int:
     if family not in chunked.FAMILY_CHUNKING:
         raise UsageError(f"policy={family!r} is not trainable here; accepted: {choices(chunked.FAMILY_CHUNKING)}")
     suite = registry.suites.get(kv["suite"])
-    suite.task(kv["task"])
+    tasks = parse_list("tasks", kv["tasks"]) if "tasks" in kv else [kv["task"]]
+    if len(tasks) > 1 and family != "lbm":
+        raise UsageError(f"tasks={tasks}: only the multitask lbm policy trains on several tasks; give task=...")
+    if len(tasks) > 1 and not kv["demos"].isdigit():
+        raise UsageError("with several tasks give demos=N (collected per task), not one file")
+    for task in tasks:
+        suite.task(task)
     seed = parse_int("seed", kv.get("seed", "0"), 0)
     out = Path(kv["out"])
-    if kv["demos"].isdigit():
-        from evalsuite import demos as demo_mod
-
-        path = out / "demos.hdf5"
-        if not path.exists():
-            n = parse_int("demos", kv["demos"], 1)
-            result = demo_mod.collect(suite.id, kv["task"], n, seed=seed, expert="scripted",
-                                      suite_options={"obs": kv["obs"]} if "obs" in kv else None)
-            robomimic_layout = suite.entry_point.startswith("suites.robosuite:")
-            (demo_mod.write_robomimic_hdf5 if robomimic_layout else demo_mod.write_dp3_hdf5)(result, path)
-            print(f"{path}: {len(result.episodes)} expert demos of {result.attempted} attempts")
-    else:
-        path = Path(kv["demos"])
-        if not path.exists():
-            raise UsageError(f"demos={kv['demos']!r}: no such file; give a number of demos or an HDF5 file")
     if kv.get("obs", "state") not in ("state", "pointcloud"):
         raise UsageError(f"obs={kv['obs']!r}; accepted: pointcloud, state")
-    demos = tr.load_demos(path, obs=kv.get("obs"))
+    per_task = {t: _training_demos(kv, suite, t, out, seed, "demos.hdf5" if len(tasks) == 1 else f"demos-{t}.hdf5")
+                for t in tasks}
+    instructions = {}
+    if family == "lbm":  # every demonstration carries its task's instruction, embedded
+        import numpy as np
+
+        from policies.lbm import embed_instruction, instruction_for
+
+        for t, d in per_task.items():
+            instructions[t] = instruction_for(t)
+            language = embed_instruction(instructions[t])
+            for obs, _ in d.episodes:
+                obs["language"] = np.tile(language, (len(next(iter(obs.values()))), 1))
+    demos = tr.Demos([ep for d in per_task.values() for ep in d.episodes], next(iter(per_task.values())).obs_kinds,
+                     ", ".join(d.source for d in per_task.values()))
     horizon, n_obs, n_act = chunked.FAMILY_CHUNKING[family]
     variant = kv.get("variant", "infonce-l2")
     if variant not in generative.DISPERSIVE_VARIANTS:
@@ -600,12 +628,16 @@ def cmd_train(args: list[str]) -> int:
         horizon=parse_int("horizon", kv.get("horizon", str(horizon)), 1),
         n_obs_steps=parse_int("n_obs_steps", kv.get("n_obs_steps", str(n_obs)), 1),
         n_action_steps=parse_int("n_action_steps", kv.get("n_action_steps", str(n_act)), 1),
-        extra={"suite": suite.id, "task": kv["task"]})
+        extra={"suite": suite.id, "task": kv["task"], "tasks": tasks})
     try:
         if family == "ebt":
             from policies.ebt import EBTConfig
 
             config = EBTConfig(**common)
+        elif family == "lbm":
+            from policies.lbm import LBMConfig
+
+            config = LBMConfig(**common, tasks=instructions)
         else:
             config = chunked.ModelConfig(
                 **common, dispersive_variant=variant,

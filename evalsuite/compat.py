@@ -1,4 +1,4 @@
-"""Workarounds that let robomimic 0.3.0 import beside robosuite 1.5 and the CPU torch build.
+"""Workarounds that let robomimic 0.3.0 (and transformers) import beside robosuite 1.5 and the CPU torch build.
 
 robomimic imports ``mujoco_py`` (gone since robosuite 1.5, which uses the mujoco bindings) only for
 ``mujoco_py.builder.MujocoException``; and PyPI's torchvision is built against another torch, so
@@ -19,6 +19,7 @@ def prepare_robomimic() -> None:
     global _done
     if _done:
         return
+    prepare_torchvision()
     if "mujoco_py" not in sys.modules:
         mujoco_py = types.ModuleType("mujoco_py")
         builder = types.ModuleType("mujoco_py.builder")
@@ -29,20 +30,28 @@ def prepare_robomimic() -> None:
         builder.MujocoException = MujocoException
         mujoco_py.builder = builder
         sys.modules["mujoco_py"], sys.modules["mujoco_py.builder"] = mujoco_py, builder
-    if "torchvision" not in sys.modules:
-        import torch
-
-        try:
-            import torchvision  # noqa: F401  (a matching build needs no help)
-        except RuntimeError:
-            lib = torch.library.Library("torchvision", "DEF")
-            for op in ("nms", "qnms"):
-                lib.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-            _keep.append(lib)
-            for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
-                del sys.modules[name]
-            import torchvision  # noqa: F401
     _done = True
+
+
+def prepare_torchvision() -> None:
+    """Make an installed, mismatched torchvision importable (robomimic, and transformers, which
+    imports it whenever it is installed); nothing to do when it is absent or matches."""
+    import importlib.util
+
+    if "torchvision" in sys.modules or importlib.util.find_spec("torchvision") is None:
+        return
+    import torch
+
+    try:
+        import torchvision  # noqa: F401  (a matching build needs no help)
+    except RuntimeError:
+        lib = torch.library.Library("torchvision", "DEF")
+        for op in ("nms", "qnms"):
+            lib.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+        _keep.append(lib)
+        for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
+            del sys.modules[name]
+        import torchvision  # noqa: F401
 
 
 _keep: list = []  # the Library object must outlive the import

@@ -53,6 +53,13 @@ BUILTIN = [
         ("ebt", "EBT-Policy: energy transformer, acting by Nesterov descent on the chunk (steps = cap)"),
     )],
     PolicySpec(
+        id="lbm",
+        entry_point="policies.chunked:lbm",
+        description="multitask language-conditioned diffusion transformer (LBM-style); the instruction is the task signal",
+        params={"checkpoint": "", "steps": 0, "instruction": ""},
+        positional="checkpoint",
+    ),
+    PolicySpec(
         id="gpc",
         entry_point="policies.gpc:gpc",
         description="GPC: members (family[@checkpoint] joined by +) mixed at every step of a shared schedule",

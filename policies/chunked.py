@@ -28,7 +28,7 @@ from policies import generative as gen
 from policies.nets import CPU_DOWN_DIMS, ConditionalUnet1D, ObservationEncoder
 from policies._util import flush_denormals
 
-DEFAULT_STEPS = {"dp3": 10, "flowpolicy": 1, "mp1": 1, "dm1": 1, "ebt": 20}
+DEFAULT_STEPS = {"dp3": 10, "flowpolicy": 1, "mp1": 1, "dm1": 1, "ebt": 20, "lbm": 10}
 
 
 @dataclass
@@ -169,6 +169,10 @@ def config_from_dict(data: dict[str, Any]):
         from policies.ebt import EBTConfig
 
         return EBTConfig(**data)
+    if data["family"] == "lbm":
+        from policies.lbm import LBMConfig
+
+        return LBMConfig(**data)
     return ModelConfig(**data)
 
 
@@ -178,6 +182,10 @@ def build_model(config) -> nn.Module:
         from policies.ebt import EnergyModel
 
         return EnergyModel(config)
+    if config.family == "lbm":
+        from policies.lbm import LanguageDiffusionModel
+
+        return LanguageDiffusionModel(config)
     return ChunkModel(config)
 
 
@@ -233,7 +241,7 @@ class ChunkPolicy:
 
     def act(self, observations: dict[str, np.ndarray], slots: np.ndarray) -> np.ndarray:
         c = self.model.config
-        obs = frames(observations, c.obs, c.n_obs_steps)
+        obs = {**frames(observations, c.obs, c.n_obs_steps), **self.extra_inputs(len(slots))}
         noise = torch.stack([torch.randn((c.horizon, c.action_dim), generator=self._generators[int(s)])
                              for s in slots])
         chunk = self.model.sample(obs, noise, self.steps).numpy()
@@ -244,6 +252,10 @@ class ChunkPolicy:
                     (int(stats["descent_steps"][row]), float(stats["energy"][row])))
         start = c.n_obs_steps - 1
         return chunk[:, start:start + c.n_action_steps]
+
+    def extra_inputs(self, batch: int) -> dict[str, torch.Tensor]:
+        """Inputs that do not come from the environment (the lbm policy's instruction)."""
+        return {}
 
     def episode_info(self, slot: int) -> dict[str, Any]:
         """What the episode's chunks said about themselves (energy-based policies): kept with the record."""
@@ -282,7 +294,8 @@ def _resolve(checkpoint: str, task) -> Path:
 
 
 # Chunking per family, from the official Meta-World / robomimic configs: (horizon, n_obs_steps, n_action_steps).
-FAMILY_CHUNKING = {"dp3": (16, 2, 8), "flowpolicy": (4, 2, 3), "mp1": (4, 2, 3), "dm1": (16, 2, 8), "ebt": (16, 2, 8)}
+FAMILY_CHUNKING = {"dp3": (16, 2, 8), "flowpolicy": (4, 2, 3), "mp1": (4, 2, 3), "dm1": (16, 2, 8), "ebt": (16, 2, 8),
+                   "lbm": (16, 2, 8)}
 
 
 def _family_policy(family: str):
@@ -306,3 +319,33 @@ def _family_policy(family: str):
 
 
 dp3, flowpolicy, mp1, dm1, ebt = (_family_policy(f) for f in ("dp3", "flowpolicy", "mp1", "dm1", "ebt"))
+
+
+class LanguagePolicy(ChunkPolicy):
+    """The lbm policy: the instruction (default: the task's) is embedded once and fed with every call."""
+
+    def __init__(self, task, suite, checkpoint: str = "", steps: int = 0, instruction: str = "") -> None:
+        from policies.lbm import embed_instruction, instruction_for
+
+        super().__init__(task, suite, checkpoint=checkpoint, steps=steps)
+        self.instruction = instruction or instruction_for(task.id)
+        self.language = torch.as_tensor(embed_instruction(self.instruction))
+        self.requirements.notes.update(instruction=self.instruction,
+                                       trained_tasks=sorted(self.model.config.tasks))
+        self._fingerprint += "-" + hashlib.sha256(self.instruction.encode()).hexdigest()[:8]
+
+    def extra_inputs(self, batch: int) -> dict[str, torch.Tensor]:
+        return {"language": self.language.expand(batch, -1)}
+
+
+def lbm(task, suite, checkpoint: str = "", steps: int = 0, instruction: str = "") -> LanguagePolicy:
+    from evalsuite.errors import UsageError
+
+    try:
+        policy = LanguagePolicy(task, suite, checkpoint=checkpoint or "policies/checkpoints/lbm/metaworld/multitask",
+                                steps=steps, instruction=instruction)
+    except ValueError as exc:
+        raise UsageError(f"policy 'lbm': {exc}") from None
+    if policy.model.config.family != "lbm":
+        raise UsageError(f"policy 'lbm': checkpoint {checkpoint} holds a {policy.model.config.family!r} model")
+    return policy

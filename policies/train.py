@@ -91,9 +91,9 @@ def train(config: ModelConfig, demos: Demos, out: Path, *, iters: int = 3000, ba
     """Train (or resume) and write the EMA checkpoint to ``out``; returns the training summary."""
     torch.manual_seed(seed)
     flush_denormals()
-    keys = list(config.obs)
+    keys = list(config.obs) + (["language"] if config.family == "lbm" else [])
     model = build_model(config)
-    for k in keys:
+    for k in config.obs:
         if config.obs[k][0] != "image":
             model.normalizer.fit(k, np.concatenate([ep[0][k] for ep in demos.episodes]))
     model.normalizer.fit("action", np.concatenate([ep[1] for ep in demos.episodes]))
