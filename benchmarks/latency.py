@@ -18,11 +18,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 FAMILIES = ("dp3", "flowpolicy", "mp1")
+# further shipped models, timed where their checkpoints exist (other widths / architectures)
+OTHERS = {"dm1": "dm1/robomimic/lift", "ebt": "ebt/metaworld/drawer-open", "lbm": "lbm/metaworld/multitask"}
 
 
 def latency_ms(model, batch: int, steps: int, reps: int = 20) -> float:
     c = model.config
     obs = {k: torch.randn(batch, c.n_obs_steps, *shape) for k, (_, shape) in c.obs.items()}
+    if c.family == "lbm":
+        obs["language"] = torch.randn(batch, 384)
     noise = torch.randn(batch, c.horizon, c.action_dim)
     model.sample(obs, noise, steps)  # warm-up
     times = []
@@ -40,7 +44,13 @@ def main() -> None:
         model, _ = load_checkpoint(REPO / "policies" / "checkpoints" / family / "metaworld" / "drawer-open")
         steps = DEFAULT_STEPS[family]
         rows[family] = (steps, latency_ms(model, 1, steps), latency_ms(model, 16, steps))
-    print("inference latency per action chunk (CPU, 1 thread, median of 20)")
+    for family, sub in OTHERS.items():
+        folder = REPO / "policies" / "checkpoints" / sub
+        if (folder / "config.json").exists():
+            model, _ = load_checkpoint(folder)
+            steps = DEFAULT_STEPS[family]
+            rows[family] = (steps, latency_ms(model, 1, steps), latency_ms(model, 16, steps))
+    print("inference latency per action chunk (CPU, 1 thread, median of 20; ebt: NFE is the descent cap)")
     for family, (nfe, b1, b16) in rows.items():
         print(f"  {family:<11} NFE {nfe:>2}   batch 1: {b1:7.2f} ms   batch 16: {b16:7.2f} ms")
     for other in ("dp3", "flowpolicy"):

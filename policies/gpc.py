@@ -29,8 +29,9 @@ import torch
 from evalsuite.errors import UsageError
 from evalsuite.interfaces import PolicyRequirements
 
-PREDICTION = {"dp3": "sample (x0) under DDPM noise", "flowpolicy": "velocity", "mp1": "average velocity",
-              "dm1": "average velocity"}
+DDPM = ("dp3", "lbm")  # DDPM-trained, sample-predicting: the same schedule and velocity view
+PREDICTION = {"dp3": "sample (x0) under DDPM noise", "lbm": "sample (x0) under DDPM noise", "flowpolicy": "velocity",
+              "mp1": "average velocity", "dm1": "average velocity"}
 
 
 def member_velocity(model, z: torch.Tensor, t: float, r: float, cond: torch.Tensor) -> torch.Tensor:
@@ -74,13 +75,13 @@ def ddim_times(alphas_cumprod: torch.Tensor, steps: int) -> list[float]:
 
 
 @torch.no_grad()
-def compose_sample(models, weights, obs: dict[str, torch.Tensor], noise: torch.Tensor, times: list[float]):
-    """Sample one normalized action chunk by the weighted velocity of the members on ``times``.
-    ``noise`` is the chunk at the first time in DDPM scale (as DDIM starts), rescaled to flow scale."""
-    conds = [m.encode({k: obs[k] for k in m.config.obs}) for m in models]
+def compose_sample(models, weights, conds: list[torch.Tensor], noise: torch.Tensor, times: list[float]):
+    """Sample one normalized action chunk by the weighted velocity of the members (conditions
+    ``conds``, each member's encoded observations) on ``times``. ``noise`` is the chunk at the
+    first time in DDPM scale (as DDIM starts), rescaled to flow scale."""
     t0 = times[0]
     if t0 < 1.0:  # DDIM starts from x_k = noise at its first timestep: z = t / s * x_k
-        dp3 = next(m for m in models if m.config.family == "dp3")
+        dp3 = next(m for m in models if m.config.family in DDPM)
         _, abar = ddpm_timestep(dp3.alphas_cumprod, t0)
         z = t0 / (1 - abar) ** 0.5 * noise
     else:
@@ -108,8 +109,13 @@ class ComposedPolicy:
             if family not in PREDICTION:
                 raise UsageError(f"gpc member {family!r} exposes no denoiser or velocity field; composable: "
                                  f"{', '.join(PREDICTION)}")
-            policies.append(_family_policy(family)(task, suite, checkpoint=checkpoint))
-        self.models = [p.model for p in policies]
+            if family == "lbm":
+                from policies.chunked import lbm
+
+                policies.append(lbm(task, suite, checkpoint=checkpoint))
+            else:
+                policies.append(_family_policy(family)(task, suite, checkpoint=checkpoint))
+        self.members, self.models = policies, [p.model for p in policies]
         self.weights = self._weights(w, weights, len(names))
         if schedule not in ("auto", "ddim", "uniform"):
             raise UsageError(f"gpc:schedule={schedule!r}; accepted: auto, ddim, uniform")
@@ -117,7 +123,7 @@ class ComposedPolicy:
             raise UsageError(f"gpc:mix={mix!r}; accepted: native, velocity")
         self._check_compatible(names, mix, schedule, steps)
         first = self.models[0].config
-        dp3s = [m for m in self.models if m.config.family == "dp3"]
+        dp3s = [m for m in self.models if m.config.family in DDPM]
         use_ddim = schedule == "ddim" or (schedule == "auto" and dp3s)
         if use_ddim and not dp3s:
             raise UsageError("gpc:schedule=ddim needs a dp3 member (its DDIM times); use schedule=uniform")
@@ -168,10 +174,10 @@ class ComposedPolicy:
                 if PREDICTION[a.family] != PREDICTION[b.family]:
                     raise UsageError(f"gpc:mix=native mixes raw predictions, but {name0} predicts "
                                      f"{PREDICTION[a.family]} and {name} {PREDICTION[b.family]}; use mix=velocity")
-                if a.family == "dp3" and a.train_steps != b.train_steps:
+                if a.family in DDPM and a.train_steps != b.train_steps:
                     raise UsageError(f"gpc:mix=native: {name0} and {name} have different noise schedules "
                                      f"({a.train_steps} vs {b.train_steps} DDPM steps)")
-                if schedule == "uniform" and a.family == "dp3":
+                if schedule == "uniform" and a.family in DDPM:
                     raise UsageError("gpc:mix=native with dp3 members runs on their DDIM schedule; "
                                      "schedule=uniform needs mix=velocity")
 
@@ -183,9 +189,12 @@ class ComposedPolicy:
         from policies.chunked import frames
 
         obs = frames(observations, self.requirements.obs_shapes, c.n_obs_steps)
+        with torch.no_grad():
+            conds = [p.model.encode({**{k: obs[k] for k in p.model.config.obs}, **p.extra_inputs(len(slots))})
+                     for p in self.members]
         noise = torch.stack([torch.randn((c.horizon, c.action_dim), generator=self._generators[int(s)])
                              for s in slots])
-        z = compose_sample(self.models, self.weights, obs, noise, self.times)
+        z = compose_sample(self.models, self.weights, conds, noise, self.times)
         chunk = self.models[0].normalizer.unnormalize("action", z.clamp(-1.5, 1.5)).numpy()
         start = c.n_obs_steps - 1
         return chunk[:, start:start + c.n_action_steps]
