@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 
-from evalsuite.errors import UsageError
 from evalsuite.stats import family as fstats
 from evalsuite.stats.intervals import proportion_interval
 
@@ -212,9 +211,3 @@ def _fmt(r: dict) -> str:
     return (f"{params}: search {100 * r['search_rate']:.0f}%, fresh {100 * r['fresh_rate']:.0f}% "
             f"[{100 * r['fresh_low']:.0f}, {100 * r['fresh_high']:.0f}] ({r['episodes_spent']} + {r['fresh_episodes']} episodes)")
 
-
-def check_options(options: dict[str, Any]) -> None:
-    """Refuse family options that cannot work, before anything runs."""
-    mdps = options.get("mdps")
-    if mdps is not None and (not str(mdps).isdigit() or int(mdps) < 1):
-        raise UsageError(f"mdps={mdps!r} must be an integer >= 1")

@@ -38,7 +38,7 @@ BUILTIN = [
         default_episodes=40,  # Wilson 95% half-width <= 10 points near 90% success
         env_workers=2,  # the simulator is the cost here: step environments in both cores
         default_tasks=("lift", "can"),
-        default_policies=("scripted", "robomimic-bc", "dm1"),
+        default_policies=("scripted", "robomimic-bc", "dp3", "dm1"),
     ),
     SuiteSpec(
         id="robomimic-image",

@@ -184,7 +184,13 @@ class FamilyTaskEnv:
             vary_list = [a.name for a in spec.axes if obs == "pointcloud" or a not in POINTCLOUD_AXES]
         elif obs != "pointcloud" and set(vary_list) & {a.name for a in POINTCLOUD_AXES}:
             raise UsageError(f"vary={vary_list}: point_dropout and camera_jitter act on point clouds; add obs=pointcloud")
-        self.design = design(spec, sampler, int(mdps), int(design_seed), vary_list, parse_points(points))
+        try:
+            mdps, design_seed = int(mdps), int(design_seed)
+        except (TypeError, ValueError):
+            raise UsageError(f"mdps={mdps!r} and design_seed={design_seed!r} must be integers") from None
+        if mdps < 1:
+            raise UsageError(f"mdps={mdps} must be >= 1")
+        self.design = design(spec, sampler, mdps, design_seed, vary_list, parse_points(points))
         base_suite = registry.suites.get(spec.base_suite)
         if obs != "state":
             import dataclasses

@@ -101,3 +101,22 @@ def test_plan_command(capsys, tmp_path):
 def test_sequential_usage_errors(args, fragment, capsys):
     assert main([*BASE, "policies=[scripted]", *args]) == 2
     assert fragment in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    ([*BASE[:1], "suite=metaworld-family/pick-place", "tracking_uri=none", "policies=[scripted]", "mdps=many"],
+     "mdps='many' and design_seed=0 must be integers"),
+    ([*BASE[:1], "suite=metaworld-family/pick-place", "tracking_uri=none", "policies=[scripted]", "vary=[gravity]"],
+     "has no axis 'gravity'; accepted: "),
+    ([*BASE[:1], "suite=metaworld-family/pick-place", "tracking_uri=none", "policies=[scripted]", "sampler=halton"],
+     "sampler='halton'; accepted: grid, lhs, sobol"),
+    ([*BASE[:1], "suite=metaworld-family/pick-place", "tracking_uri=none", "policies=[scripted]", "worst_case=cma"],
+     "worst_case='cma'; accepted: cem, none"),
+    ([*BASE, "policies=[scripted]", "generations=3"], "generations= applies to MDP family suites only"),
+    ([*BASE, "policies=[scripted]", "obs=rgb"], "obs='rgb'; accepted: state, pointcloud"),
+    ([*BASE, "policies=[gpc:members=dp3+scripted]"], "gpc member 'scripted' exposes no denoiser"),
+])
+def test_family_and_composition_usage_errors(argv, fragment, capsys, tmp_path):
+    assert main([*argv, f"out={tmp_path / 'run'}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert fragment in err and len(err.splitlines()) == 1
