@@ -542,6 +542,7 @@ TRAIN_KEYS = {
     "horizon": "action-chunk length", "n_obs_steps": "observation frames", "n_action_steps": "actions executed per chunk",
     "down_dims": "[64,128,256] (CPU default) | [512,1024,2048] (papers)", "variant": "dm1 dispersive variant",
     "storage": "float32 | float16 (weights stored at half size)",
+    "device": "cpu | cuda (where to train)", "deadline": "stop training after this many seconds",
     "progress": "true | false",
 }
 
@@ -649,6 +650,8 @@ def cmd_train(args: list[str]) -> int:
              batch_size=parse_int("batch_size", kv.get("batch_size", "64"), 2),
              lr=parse_float("lr", kv.get("lr", "3e-4"), 0.0, 1.0), seed=seed,
              half=_choice("storage", kv.get("storage", "float32"), ("float32", "float16")) == "float16",
+             device=_choice("device", kv.get("device", "cpu"), ("cpu", "cuda")),
+             deadline_s=parse_float("deadline", kv["deadline"], 0.0) if "deadline" in kv else None,
              progress=parse_bool("progress", kv.get("progress", "true" if sys.stderr.isatty() else "false")))
     return 0
 

@@ -131,8 +131,8 @@ class ChunkModel(nn.Module):
 
     def _features(self, x: torch.Tensor, cond: torch.Tensor, generator) -> list[torch.Tensor]:
         b = x.shape[0]
-        t, r = gen.sample_t_r(b, generator)
-        e = torch.randn(x.shape, generator=generator)
+        t, r = (v.to(x.device) for v in gen.sample_t_r(b, generator))
+        e = torch.randn(x.shape, generator=generator).to(x.device)
         z = (1 - t).view(b, 1, 1) * x + t.view(b, 1, 1) * e
         return self.net(z, [t, r], cond, return_features=True)[1]
 
@@ -156,7 +156,7 @@ def save_checkpoint(model: ChunkModel, folder: Path, extra: dict[str, Any] | Non
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
-    state = {k: (v.half() if half and k.startswith(("net.", "encoder.")) and v.is_floating_point() else v).contiguous()
+    state = {k: (v.half() if half and k.startswith(("net.", "encoder.")) and v.is_floating_point() else v).cpu().contiguous()
              for k, v in model.state_dict().items()}
     save_file(state, str(folder / "model.safetensors"))
     (folder / "config.json").write_text(json.dumps({"config": model.config.to_dict(), **(extra or {})}, indent=1))

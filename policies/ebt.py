@@ -79,7 +79,7 @@ class EnergyModel(nn.Module):
     def energy(self, actions: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """E(a | o) per row: actions (B, H, A) normalized, cond (B, obs features)."""
         b = actions.shape[0]
-        readout = torch.zeros(b, 1, self.config.d_model)
+        readout = torch.zeros(b, 1, self.config.d_model, device=actions.device)
         tokens = torch.cat([readout, self.net["obs_in"](cond)[:, None], self.net["action_in"](actions)], dim=1)
         h = self.net["transformer"](tokens + self.position)
         return self.net["energy_out"](h[:, 0]).squeeze(-1)
@@ -92,13 +92,13 @@ class EnergyModel(nn.Module):
         c = self.config
         cond = self.encode(obs)
         x = self.normalizer.normalize("action", actions)
-        a = torch.randn(x.shape, generator=generator).requires_grad_(True)
+        a = torch.randn(x.shape, generator=generator).to(x.device).requires_grad_(True)
         # the math attention kernel: the fused CPU kernel has no double backward
         with sdpa_kernel([SDPBackend.MATH]):
             for _ in range(c.train_descent_steps):
                 e = self.energy(a, cond)
                 (g,) = torch.autograd.grad(e.sum(), a, create_graph=True)
-                a = a - self._step(e) * g + c.langevin_std * torch.randn(x.shape, generator=generator)
+                a = a - self._step(e) * g + c.langevin_std * torch.randn(x.shape, generator=generator).to(x.device)
         return ((a - x) ** 2).mean()
 
     def descend(self, a: torch.Tensor, cond: torch.Tensor, max_steps: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -30,7 +30,10 @@ from torch.func import jvp
 
 with warnings.catch_warnings():  # torch's JVP decompositions still call the deprecated torch.jit.script
     warnings.simplefilter("ignore", DeprecationWarning)
-    import torch._decomp.decompositions_for_jvp  # noqa: F401
+    try:
+        import torch._decomp.decompositions_for_jvp  # noqa: F401
+    except ImportError:  # other torch versions register them elsewhere
+        pass
 
 FAMILIES = ("dp3", "flowpolicy", "mp1", "dm1")
 DISPERSIVE_VARIANTS = ("infonce-l2", "cosine", "hinge", "covariance")
@@ -56,8 +59,8 @@ def ddpm_sample_loss(net, x0: torch.Tensor, cond: torch.Tensor, alphas_cumprod: 
                      generator: torch.Generator | None = None) -> torch.Tensor:
     """Noise x0 to a random timestep and regress the clean sample."""
     b = x0.shape[0]
-    t = torch.randint(0, len(alphas_cumprod), (b,), generator=generator)
-    noise = torch.randn(x0.shape, generator=generator)
+    t = torch.randint(0, len(alphas_cumprod), (b,), generator=generator).to(x0.device)
+    noise = torch.randn(x0.shape, generator=generator).to(x0.device)
     ab = alphas_cumprod[t].view(b, 1, 1)
     xt = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
     return F.mse_loss(net(xt, [t.float()], cond), x0)
@@ -90,8 +93,8 @@ def consistency_fm_loss(net, x1: torch.Tensor, cond: torch.Tensor, *, segments: 
     the path point itself, which anchors the chain of segments to the data."""
     b = x1.shape[0]
     target_net = net if target_net is None else target_net
-    x0 = torch.randn(x1.shape, generator=generator)
-    t = torch.rand(b, generator=generator) * (1 - delta)
+    x0 = torch.randn(x1.shape, generator=generator).to(x1.device)  # generated on the CPU: seeded the same anywhere
+    t = (torch.rand(b, generator=generator) * (1 - delta)).to(x1.device)
     seg_end = torch.clamp((torch.floor(t * segments) + 1) / segments, max=1.0)
     r = torch.minimum(t + delta, seg_end)
     view = lambda v: v.view(b, 1, 1)  # noqa: E731
@@ -140,8 +143,8 @@ def meanflow_loss(net, x: torch.Tensor, cond: torch.Tensor, *, cfg_w: float = 1.
     """MeanFlow regression on data x; with cfg_w != 1 the instantaneous velocity is mixed with the
     model's own u(z, t, t) (MP1's w = 2); ``adaptive`` weights each sample by (err + 1e-3)^-0.5."""
     b = x.shape[0]
-    e = torch.randn(x.shape, generator=generator)
-    t, r = sample_t_r(b, generator)
+    e = torch.randn(x.shape, generator=generator).to(x.device)
+    t, r = (v.to(x.device) for v in sample_t_r(b, generator))
     z = (1 - t).view(b, 1, 1) * x + t.view(b, 1, 1) * e
     v = e - x
     if cfg_w != 1.0:

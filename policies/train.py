@@ -87,8 +87,11 @@ def gather(demos: Demos, picks: list[tuple[int, int]], horizon: int, n_obs_steps
 
 def train(config: ModelConfig, demos: Demos, out: Path, *, iters: int = 3000, batch_size: int = 64, lr: float = 3e-4,
           weight_decay: float = 1e-6, ema_decay: float = 0.995, seed: int = 0, save_every: int = 500,
-          half: bool = False, progress: bool = True, log=print) -> dict[str, Any]:
-    """Train (or resume) and write the EMA checkpoint to ``out``; returns the training summary."""
+          half: bool = False, progress: bool = True, device: str = "cpu", deadline_s: float | None = None,
+          log=print) -> dict[str, Any]:
+    """Train (or resume) and write the EMA checkpoint to ``out``; returns the training summary.
+    ``device``: where the model trains (random draws stay on the CPU generator, so a seed gives the
+    same batches anywhere); ``deadline_s``: stop early after that many seconds (the summary says so)."""
     torch.manual_seed(seed)
     flush_denormals()
     keys = list(config.obs) + (["language"] if config.family == "lbm" else [])
@@ -97,6 +100,7 @@ def train(config: ModelConfig, demos: Demos, out: Path, *, iters: int = 3000, ba
         if config.obs[k][0] != "image":
             model.normalizer.fit(k, np.concatenate([ep[0][k] for ep in demos.episodes]))
     model.normalizer.fit("action", np.concatenate([ep[1] for ep in demos.episodes]))
+    model.to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=iters, eta_min=lr * 0.1)
@@ -106,7 +110,7 @@ def train(config: ModelConfig, demos: Demos, out: Path, *, iters: int = 3000, ba
     step, elapsed = 0, 0.0
     resume = out / "resume.pt"
     if resume.exists():
-        state = torch.load(resume, weights_only=True)  # tensors and numbers only
+        state = torch.load(resume, weights_only=True, map_location="cpu")  # tensors and numbers only
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["opt"])
@@ -118,9 +122,14 @@ def train(config: ModelConfig, demos: Demos, out: Path, *, iters: int = 3000, ba
     started = time.perf_counter() - elapsed
     bar = _bar(progress, iters, step)
     model.train()
+    stopped_early = False
     while step < iters:
+        if deadline_s is not None and time.perf_counter() - started > deadline_s:
+            stopped_early = True
+            break
         picks = torch.randint(0, len(all_windows), (batch_size,), generator=gen).tolist()
         obs, actions = gather(demos, [all_windows[i] for i in picks], config.horizon, config.n_obs_steps, keys)
+        obs, actions = {k: v.to(device) for k, v in obs.items()}, actions.to(device)
         loss = model.loss(obs, actions, generator=gen, target=ema)
         opt.zero_grad()
         loss.backward()
@@ -143,10 +152,11 @@ def train(config: ModelConfig, demos: Demos, out: Path, *, iters: int = 3000, ba
                         "elapsed": time.perf_counter() - started}, resume)
     if bar is not None:
         bar[0].stop()
-    summary = {"iters": iters, "batch_size": batch_size, "lr": lr, "ema_decay": ema_decay, "seed": seed,
+    summary = {"iters": step, "planned_iters": iters, "stopped_at_deadline": stopped_early, "device": device,
+               "batch_size": batch_size, "lr": lr, "ema_decay": ema_decay, "seed": seed,
                "demos": demos.source, "n_demos": len(demos.episodes), "windows": len(all_windows),
                "final_loss": float(np.mean(losses[-50:])), "train_time_s": round(time.perf_counter() - started, 1)}
-    ema.eval()
+    ema.eval().to("cpu")
     save_checkpoint(ema, out, {"training": summary}, half=half)
     (out / "loss.json").write_text(json.dumps(losses))
     _plot_losses(losses, out / "loss.png")
