@@ -155,13 +155,15 @@ def train(config: ModelConfig, demos: Demos, out: Path, *, iters: int = 3000, ba
     summary = {"iters": step, "planned_iters": iters, "stopped_at_deadline": stopped_early, "device": device,
                "batch_size": batch_size, "lr": lr, "ema_decay": ema_decay, "seed": seed,
                "demos": demos.source, "n_demos": len(demos.episodes), "windows": len(all_windows),
-               "final_loss": float(np.mean(losses[-50:])), "train_time_s": round(time.perf_counter() - started, 1)}
+               "final_loss": float(np.mean(losses[-50:])) if losses else None, "train_time_s": round(time.perf_counter() - started, 1)}
     ema.eval().to("cpu")
     save_checkpoint(ema, out, {"training": summary}, half=half)
     (out / "loss.json").write_text(json.dumps(losses))
     _plot_losses(losses, out / "loss.png")
-    log(f"trained {config.family} for {iters} iterations in {summary['train_time_s']} s; final loss "
-        f"{summary['final_loss']:.4f}; checkpoint {out}")
+    final = "n/a" if summary["final_loss"] is None else f"{summary['final_loss']:.4f}"
+    early = f" (stopped at the {deadline_s:g} s deadline)" if stopped_early else ""
+    log(f"trained {config.family} for {step} iterations in {summary['train_time_s']} s{early}; final loss {final}; "
+        f"checkpoint {out}")
     return summary
 
 

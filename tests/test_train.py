@@ -80,3 +80,13 @@ def test_train_usage_errors(args, fragment, demos_file, capsys):
     assert main(["train", *[a.replace("DEMOS", str(demos_file)) for a in args]]) == 2
     err = capsys.readouterr().err
     assert fragment in err and len(err.strip().splitlines()) == 1
+
+
+def test_deadline_stops_training_early_and_says_so(demos_file, tmp_path):
+    demos = tr.load_demos(demos_file)
+    config = ModelConfig(family="dp3", obs={"state": ("lowdim", (39,))}, action_dim=4, horizon=8, n_obs_steps=2,
+                         n_action_steps=4, down_dims=(8, 16))
+    summary = tr.train(config, demos, tmp_path / "ckpt", iters=10_000, batch_size=4, deadline_s=1e-9, progress=False,
+                       log=lambda *_: None)
+    assert summary["stopped_at_deadline"] and summary["iters"] < 10_000 and summary["planned_iters"] == 10_000
+    assert (tmp_path / "ckpt" / "model.safetensors").exists()
