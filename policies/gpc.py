@@ -12,8 +12,8 @@ over the step [r, t]:
   x_k = sqrt(1 - abar) / t * z), turned into (z - x0) / t. On DDIM's own times this update is
   exactly DDIM (eta = 0), so a composition with weight 1 on a dp3 member is that member.
 
-The schedule: ``ddim`` (the DDIM times of the dp3 members, which must agree) or ``uniform``
-(t = 1, 1 - 1/N, ..., 0); ``auto`` takes ``ddim`` when a dp3 member is present. ``mix=native``
+The schedule: ``ddim`` (the DDIM times of the DDPM members - dp3, lbm - whose noise schedules must
+agree) or ``uniform`` (t = 1, 1 - 1/N, ..., 0); ``auto`` takes ``ddim`` when a DDPM member is present. ``mix=native``
 is the paper's GPC, mixing the members' raw predictions (noise, sample or velocity): it requires
 one prediction type and one schedule, and is refused otherwise; mixing x0 at equal x_t is the same
 arithmetic as mixing eps, so it runs through the same update.
@@ -123,11 +123,13 @@ class ComposedPolicy:
             raise UsageError(f"gpc:mix={mix!r}; accepted: native, velocity")
         self._check_compatible(names, mix, schedule, steps)
         first = self.models[0].config
-        dp3s = [m for m in self.models if m.config.family in DDPM]
-        use_ddim = schedule == "ddim" or (schedule == "auto" and dp3s)
-        if use_ddim and not dp3s:
-            raise UsageError("gpc:schedule=ddim needs a dp3 member (its DDIM times); use schedule=uniform")
-        self.times = ddim_times(dp3s[0].alphas_cumprod, steps) if use_ddim else list(np.linspace(1, 0, steps + 1))
+        ddpm_members = [m for m in self.models if m.config.family in DDPM]
+        use_ddim = schedule == "ddim" or (schedule == "auto" and ddpm_members)
+        if use_ddim and not ddpm_members:
+            raise UsageError("gpc:schedule=ddim needs a DDPM member (dp3 or lbm) for its DDIM times; "
+                             "use schedule=uniform")
+        self.times = (ddim_times(ddpm_members[0].alphas_cumprod, steps) if use_ddim
+                      else list(np.linspace(1, 0, steps + 1)))
         obs_shapes = {}
         for m in self.models:
             obs_shapes.update({k: shape for k, (_, shape) in m.config.obs.items()})

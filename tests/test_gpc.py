@@ -75,7 +75,7 @@ def test_incompatible_members_are_refused_with_the_reason(tmp_path):
         (dict(members=f"dp3@{a}+scripted"), "'scripted' exposes no denoiser or velocity field"),
         (dict(members=f"dp3@{a}+mp1@{flow}", w=1.5), "non-negative weights summing to 1"),
         (dict(members=f"dp3@{a}"), "give two or more"),
-        (dict(members=f"mp1@{flow}+mp1@{flow}", schedule="ddim"), "needs a dp3 member"),
+        (dict(members=f"mp1@{flow}+mp1@{flow}", schedule="ddim"), "needs a DDPM member"),
     ]
     for params, message in cases:
         with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
