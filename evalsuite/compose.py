@@ -111,7 +111,7 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {label} | {pct(r['mean'])} [{pct(r['low'])}, {pct(r['high'])}] |")
     lines += ["", "| task | composition - member | difference % | interval % | p (Holm) | |", "|---|---|---|---|---|---|"]
     for t in result["paired_tests"]:
-        lines.append(f"| {t['task']} | - {t['member']} | {100 * t['difference']:+.1f} | [{pct(t['low'])}, "
+        lines.append(f"| {t['task']} | - {t['member']} | {100 * t['difference'] + 0.0:+.1f} | [{pct(t['low'])}, "
                      f"{pct(t['high'])}] | {t['p_adjusted']:.3g} | {'significant' if t['significant'] else ''} |")
     lines += ["", f"Beats both members (significant paired improvement over each, every task): "
                   f"**{'yes' if result['beats_both_members'] else 'no'}**", "", "![weight curve](compose.png)"]
