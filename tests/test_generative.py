@@ -88,7 +88,8 @@ def _tiny_model(family, seed=0):
     return model, {"state": obs}, actions
 
 
-@pytest.mark.parametrize("family", gen.FAMILIES)
+@pytest.mark.parametrize("family", [pytest.param(f, marks=pytest.mark.slow) if f in ("mp1", "dm1") else f
+                                    for f in gen.FAMILIES])  # the JVP-trained ones take minutes: tests_slow
 def test_each_family_overfits_a_tiny_dataset_and_reproduces_its_actions(family):
     model, obs, actions = _tiny_model(family)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)

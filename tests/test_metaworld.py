@@ -59,7 +59,11 @@ def check_policy(policy_id: str, suite_id: str, task: str, **params) -> None:
     assert isinstance(p1.fingerprint(), str) and p1.fingerprint() == p2.fingerprint()
 
 
-@pytest.mark.parametrize("suite_id", sorted(registry.suites.all()))
+SLOW_SUITES = {"robomimic-image", "robomimic-family/lift"}  # minutes of robosuite: `nox -s tests_slow`
+
+
+@pytest.mark.parametrize("suite_id", [pytest.param(s, marks=pytest.mark.slow) if s in SLOW_SUITES else s
+                                      for s in sorted(registry.suites.all())])
 def test_suite_conformance(suite_id):
     check_suite(suite_id)
 

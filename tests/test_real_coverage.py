@@ -1,6 +1,8 @@
 """Interval coverage once on the real thing: the noisy expert's short-run interval holds its
 long-run rate (fixed seeds, disjoint initial conditions)."""
 
+import pytest
+
 from evalsuite.harness import EvaluateRequest, evaluate
 from evalsuite.plan import PolicyEntry
 
@@ -12,6 +14,7 @@ def _rate(tmp_path, name, seed, episodes):
     return evaluate(req, log=lambda *_: None)["per_task"][0]
 
 
+@pytest.mark.slow  # 260 episodes
 def test_short_run_interval_contains_long_run_rate(tmp_path):
     long_run = _rate(tmp_path, "long", seed=100, episodes=200)
     short = _rate(tmp_path, "short", seed=1, episodes=20)

@@ -203,6 +203,7 @@ def _evalsuite_outcomes(dataset: Path, n: int, tmp_path: Path, name: str) -> lis
     return [by_demo[i] for i in range(n)]
 
 
+@pytest.mark.slow  # robomimic's own rollouts beside ours: minutes of robosuite
 def test_agreement_with_robomimics_own_rollout(tmp_path, monkeypatch):
     """Same checkpoint, same stored initial states: evalsuite's outcomes equal robomimic's, or the
     difference is explained by robomimic's reset_to not re-syncing the controllers (then evalsuite
