@@ -50,12 +50,10 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.family not in gen.FAMILIES:
             raise ValueError(f"unknown family {self.family!r}; accepted: {', '.join(gen.FAMILIES)}")
-        self.obs = {k: (kind, tuple(shape)) for k, (kind, shape) in self.obs.items()}
         self.down_dims = tuple(self.down_dims)
         if self.horizon % 2 ** (len(self.down_dims) - 1):
             raise ValueError(f"horizon {self.horizon} must be divisible by 2^{len(self.down_dims) - 1}")
-        if self.n_obs_steps - 1 + self.n_action_steps > self.horizon:
-            raise ValueError("n_obs_steps - 1 + n_action_steps must fit in the horizon")
+        check_chunking(self)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,6 +89,19 @@ class Normalizer(nn.Module):
         return x * (span / 2) + center
 
 
+def normalized_obs(normalizer: Normalizer, spec: dict, obs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Every model's encoder input: images to [-1, 1] by /127.5, the rest by the fitted limits."""
+    return {k: (obs[k].float() / 127.5 - 1 if kind == "image" else normalizer.normalize(k, obs[k].float()))
+            for k, (kind, _) in spec.items()}
+
+
+def check_chunking(config) -> None:
+    """The shared config checks: shapes as tuples, the executed actions inside the horizon."""
+    config.obs = {k: (kind, tuple(shape)) for k, (kind, shape) in config.obs.items()}
+    if config.n_obs_steps - 1 + config.n_action_steps > config.horizon:
+        raise ValueError("n_obs_steps - 1 + n_action_steps must fit in the horizon")
+
+
 class ChunkModel(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -104,11 +115,7 @@ class ChunkModel(nn.Module):
 
     def encode(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Raw observations (B, n_obs_steps, *shape) -> the global condition."""
-        normed = {}
-        for key, (kind, _) in self.config.obs.items():
-            x = obs[key].float()
-            normed[key] = x / 127.5 - 1 if kind == "image" else self.normalizer.normalize(key, x)
-        return self.encoder(normed)
+        return self.encoder(normalized_obs(self.normalizer, self.config.obs, obs))
 
     def loss(self, obs: dict[str, torch.Tensor], actions: torch.Tensor, generator: torch.Generator | None = None,
              target: ChunkModel | None = None) -> torch.Tensor:

@@ -43,9 +43,9 @@ class EBTConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.obs = {k: (kind, tuple(shape)) for k, (kind, shape) in self.obs.items()}
-        if self.n_obs_steps - 1 + self.n_action_steps > self.horizon:
-            raise ValueError("n_obs_steps - 1 + n_action_steps must fit in the horizon")
+        from policies.chunked import check_chunking
+
+        check_chunking(self)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,8 +72,9 @@ class EnergyModel(nn.Module):
         self.last_stats: dict[str, torch.Tensor] | None = None
 
     def encode(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
-        normed = {k: (obs[k].float() / 127.5 - 1 if kind == "image" else self.normalizer.normalize(k, obs[k].float()))
-                  for k, (kind, _) in self.config.obs.items()}
+        from policies.chunked import normalized_obs
+
+        normed = normalized_obs(self.normalizer, self.config.obs, obs)
         return self.encoder(normed)
 
     def energy(self, actions: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:

@@ -84,9 +84,9 @@ class LBMConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.obs = {k: (kind, tuple(shape)) for k, (kind, shape) in self.obs.items()}
-        if self.n_obs_steps - 1 + self.n_action_steps > self.horizon:
-            raise ValueError("n_obs_steps - 1 + n_action_steps must fit in the horizon")
+        from policies.chunked import check_chunking
+
+        check_chunking(self)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -130,8 +130,9 @@ class LanguageDiffusionModel(nn.Module):
 
     def encode(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Observation features and the instruction embedding (``obs["language"]``, (B, n, 384))."""
-        normed = {k: (obs[k].float() / 127.5 - 1 if kind == "image" else self.normalizer.normalize(k, obs[k].float()))
-                  for k, (kind, _) in self.config.obs.items()}
+        from policies.chunked import normalized_obs
+
+        normed = normalized_obs(self.normalizer, self.config.obs, obs)
         language = obs["language"].float()
         return torch.cat([self.encoder(normed), language[:, -1] if language.ndim == 3 else language], dim=-1)
 
