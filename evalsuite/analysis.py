@@ -14,9 +14,11 @@ from typing import Any
 import numpy as np
 
 from evalsuite import stats
-from evalsuite.journal import ERROR, EpisodeRecord, finished_trials
+from evalsuite.journal import ERROR, POLICY_ERROR, EpisodeRecord, finished_trials
 from evalsuite.plan import Plan
 from evalsuite.stats.letters import compact_letters
+from evalsuite.stats.over_tasks import adjusted_level, mean_over_tasks, paired_difference_over_tasks
+from evalsuite.stats.paired import newcombe_paired_interval
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,9 +38,10 @@ class TaskResult:
     task: str
     policy: str
     code: str
-    n: int
+    n: int  # outcomes, policy errors included (as failures)
     successes: int
-    errors: int
+    policy_errors: int  # episodes the policy itself broke: counted as failures
+    missing: int  # infrastructure errors left after every retry: not in n
     rate: float
     ci_low: float
     ci_high: float
@@ -48,6 +51,7 @@ class TaskResult:
     posterior_beta: float
     mean_steps: float
     fingerprint: str
+    worst_case: dict[str, Any] | None = None  # with the missing episodes counted as failures
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +71,11 @@ class PairResult:
     p_value: float
     p_adjusted: float
     correction: str
-    significant: bool
+    significant: bool  # adjusted p below alpha and the simultaneous interval excludes 0
+    simultaneous_level: float  # of the interval below, adjusted for the comparisons (see correction)
+    simultaneous_low: float
+    simultaneous_high: float
+    worst_case: dict[str, Any] | None = None  # with the missing episodes counted as failures
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +87,7 @@ class AggregateResult:
     ci_high: float
     level: float
     method: str
-    reps: int
+    worst_case: dict[str, Any] | None = None  # with the missing episodes counted as failures
 
 
 def analyze(plan: Plan, key: dict[str, dict], records: list[EpisodeRecord], options: AnalysisOptions) -> dict[str, Any]:
@@ -88,15 +96,18 @@ def analyze(plan: Plan, key: dict[str, dict], records: list[EpisodeRecord], opti
     label = {code: entry["label"] for code, entry in key.items()}
     codes = sorted(plan.codes, key=lambda c: label[c])  # report order: by name, not by code
     outcome: dict[tuple[str, str, int], bool] = {}
-    errors: dict[tuple[str, str], int] = {}
+    missing: dict[tuple[str, str], list[int]] = {}  # ic indices lost to infrastructure errors
+    policy_errors: dict[tuple[str, str], int] = {}
     steps: dict[tuple[str, str], list[int]] = {}
     fingerprints: dict[tuple[str, str], str] = {}
     for r in final.values():
         fingerprints[r.task, r.policy_code] = r.policy_fingerprint
         if r.status == ERROR:
-            errors[r.task, r.policy_code] = errors.get((r.task, r.policy_code), 0) + 1
+            missing.setdefault((r.task, r.policy_code), []).append(r.ic_index)
         else:
             outcome[r.task, r.policy_code, r.ic_index] = r.success
+            if r.status == POLICY_ERROR:
+                policy_errors[r.task, r.policy_code] = policy_errors.get((r.task, r.policy_code), 0) + 1
             steps.setdefault((r.task, r.policy_code), []).append(r.steps)
 
     per_task: list[TaskResult] = []
@@ -106,28 +117,51 @@ def analyze(plan: Plan, key: dict[str, dict], records: list[EpisodeRecord], opti
             n, k = len(results), int(sum(results))
             ci = stats.proportion_interval(k, n, level=options.level, method=options.interval)
             post = stats.beta_posterior(k, n)
+            lost = len(missing.get((task, code), []))
+            worst = None
+            if lost:
+                wci = stats.proportion_interval(k, n + lost, level=options.level, method=options.interval)
+                worst = {"successes": k, "n": n + lost, "rate": _num(wci.estimate), "ci_low": wci.low,
+                         "ci_high": wci.high}
             per_task.append(TaskResult(
-                task, label[code], code, n, k, errors.get((task, code), 0), _num(ci.estimate), ci.low, ci.high,
-                options.interval, options.level, post.alpha, post.beta,
+                task, label[code], code, n, k, policy_errors.get((task, code), 0), lost, _num(ci.estimate), ci.low,
+                ci.high, options.interval, options.level, post.alpha, post.beta,
                 _num(float(np.mean(steps[task, code]))) if steps.get((task, code)) else None,
-                fingerprints.get((task, code), ""),
+                fingerprints.get((task, code), ""), worst,
             ))
+
+    def table(task: str, code: str, fill: bool) -> dict[int, bool]:
+        """ic index -> outcome of one policy on one task; with ``fill`` the missing ones as failures."""
+        got = {i: v for (t, c, i), v in outcome.items() if t == task and c == code}
+        return {**{i: False for i in missing.get((task, code), [])}, **got} if fill else got
 
     raw_pairs = []
     for task in plan.tasks:
         for a, b in itertools.combinations(codes, 2):
-            shared = sorted(i for (t, c, i) in outcome if t == task and c == a and (task, b, i) in outcome)
-            cmp = stats.paired_comparison(
-                np.array([outcome[task, a, i] for i in shared], dtype=bool),
-                np.array([outcome[task, b, i] for i in shared], dtype=bool), level=options.level)
-            raw_pairs.append((task, a, b, cmp))
-    adjusted = stats.adjust_pvalues([c.p_value for *_, c in raw_pairs], options.correction)
+            xa, xb = table(task, a, False), table(task, b, False)
+            shared = sorted(set(xa) & set(xb))
+            cmp = stats.paired_comparison(np.array([xa[i] for i in shared], dtype=bool),
+                                          np.array([xb[i] for i in shared], dtype=bool), level=options.level)
+            worst = None
+            if missing.get((task, a)) or missing.get((task, b)):
+                wa, wb = table(task, a, True), table(task, b, True)
+                both_ics = sorted(set(wa) & set(wb))
+                wc = stats.paired_comparison(np.array([wa[i] for i in both_ics], dtype=bool),
+                                             np.array([wb[i] for i in both_ics], dtype=bool), level=options.level)
+                worst = {"n_pairs": wc.n, "difference": _num(wc.difference), "ci_low": wc.ci_low,
+                         "ci_high": wc.ci_high, "p_value": wc.p_value}
+            raw_pairs.append((task, a, b, cmp, worst))
+    adjusted = stats.adjust_pvalues([c.p_value for _, _, _, c, _ in raw_pairs], options.correction)
     alpha = 1 - options.level
-    pairs = [
-        PairResult(task, label[a], label[b], c.n, c.both, c.a_only, c.b_only, c.neither, _num(c.difference),
-                   c.ci_low, c.ci_high, c.level, c.p_value, float(p_adj), options.correction, bool(p_adj < alpha))
-        for (task, a, b, c), p_adj in zip(raw_pairs, adjusted)
-    ]
+    rejected = int(sum(p < alpha for p in adjusted))
+    sim_level = adjusted_level(options.level, max(1, len(raw_pairs)), options.correction, selected=rejected)
+    pairs = []
+    for (task, a, b, c, worst), p_adj in zip(raw_pairs, adjusted):
+        low, high = newcombe_paired_interval(c.both, c.a_only, c.b_only, c.neither, level=sim_level)
+        pairs.append(PairResult(
+            task, label[a], label[b], c.n, c.both, c.a_only, c.b_only, c.neither, _num(c.difference), c.ci_low,
+            c.ci_high, c.level, c.p_value, float(p_adj), options.correction,
+            bool(p_adj < alpha and (low > 0 or high < 0)), sim_level, low, high, worst))
 
     letters = {}  # per task: policies sharing a letter cannot be told apart (after the correction)
     for task in plan.tasks:
@@ -136,15 +170,28 @@ def analyze(plan: Plan, key: dict[str, dict], records: list[EpisodeRecord], opti
         letters[task] = compact_letters([label[c] for c in by_rate], different)
 
     aggregate: list[AggregateResult] = []
-    for idx, code in enumerate(codes):
+    for code in codes:
         rows = [r for r in per_task if r.code == code and r.n > 0]
         if not rows:
             continue
-        rng = np.random.default_rng(np.random.SeedSequence(plan.seed, spawn_key=(3, idx)))
-        boot = stats.stratified_bootstrap_mean(
-            [r.successes for r in rows], [r.n for r in rows], rng=rng, reps=options.bootstrap_reps, level=options.level)
-        aggregate.append(AggregateResult(label[code], len(rows), boot.estimate, boot.low, boot.high, boot.level,
-                                         boot.method, boot.reps))
+        ci = mean_over_tasks([r.successes for r in rows], [r.n for r in rows], level=options.level)
+        worst = None
+        if any(r.missing for r in rows):
+            w = mean_over_tasks([r.successes for r in rows], [r.n + r.missing for r in rows], level=options.level)
+            worst = {"mean": w.estimate, "ci_low": w.low, "ci_high": w.high}
+        aggregate.append(AggregateResult(label[code], len(rows), ci.estimate, ci.low, ci.high, ci.level, ci.method,
+                                         worst))
+
+    mean_differences = []  # paired difference of the mean over tasks, for every pair of policies
+    if len(plan.tasks) >= 2:
+        for a, b in itertools.combinations(codes, 2):
+            rows = [p for p in pairs if p.policy_a == label[a] and p.policy_b == label[b] and p.n_pairs > 0]
+            if len(rows) != len(plan.tasks):
+                continue
+            ci = paired_difference_over_tasks([(p.both, p.a_only, p.b_only, p.neither) for p in rows],
+                                              level=options.level)
+            mean_differences.append({"policy_a": label[a], "policy_b": label[b], "difference": ci.estimate,
+                                     "ci_low": ci.low, "ci_high": ci.high, "level": ci.level, "method": ci.method})
 
     planned = len(plan.trials)
     extra: dict[str, Any] = {}
@@ -153,6 +200,9 @@ def analyze(plan: Plan, key: dict[str, dict], records: list[EpisodeRecord], opti
         extra["aggregates"] = _aggregates(per_task, plan, [label[c] for c in complete_codes], options)
     if len(plan.tasks) >= 2 and len(codes) >= 2 and len(set(outcome.values())) == 2:  # else nothing to fit
         extra["mixed_model"] = _mixed_model(outcome, plan, codes, label, options.level)
+    groups = _groups(outcome, plan, key, codes, options)
+    if groups:
+        extra["groups"] = groups
     energy = _energy(list(final.values()), label, options.level)
     if energy:
         extra["energy"] = energy
@@ -175,14 +225,57 @@ def analyze(plan: Plan, key: dict[str, dict], records: list[EpisodeRecord], opti
         "episodes_per_task": plan.episodes,
         "options": options.to_dict(),
         "policies": {label[c]: {"code": c, **key[c]} for c in codes},
-        "trials": {"planned": planned, "finished": len(final), "errors": sum(errors.values()),
-                   "complete": len(final) == planned},
+        "trials": {"planned": planned, "finished": len(final), "policy_errors": sum(policy_errors.values()),
+                   "missing": sum(len(v) for v in missing.values()), "complete": len(final) == planned},
         "per_task": [asdict(r) for r in per_task],
         "pairwise": [asdict(p) for p in pairs],
         "aggregate": [asdict(a) for a in aggregate],
+        "mean_differences": mean_differences,
         "letters": letters,
         **extra,
     }
+
+
+def _groups(outcome: dict, plan: Plan, key: dict, codes: list[str], options: AnalysisOptions) -> dict[str, Any]:
+    """Algorithms rather than checkpoints: policies given the same ``group=`` (training seeds of one
+    algorithm) are summarized together, with intervals from a hierarchical bootstrap over training
+    seeds and initial conditions; every pair of groups is compared on the shared initial conditions.
+    Policies without a group stand alone. Empty when no policy names a group."""
+    from evalsuite.stats import groups as gs
+
+    if not any("group" in key[c]["params"] for c in codes):
+        return {}
+    members: dict[str, list[str]] = {}
+    for c in codes:
+        members.setdefault(str(key[c]["params"].get("group", key[c]["label"])), []).append(c)
+    shared = {t: sorted(set.intersection(*({i for (tt, cc, i) in outcome if tt == t and cc == c} for c in codes)))
+              for t in plan.tasks}
+    episodes = min(len(v) for v in shared.values())
+    if episodes == 0:
+        return {"note": "no initial condition has an outcome for every policy; no group statistics"}
+    arrays = {g: np.array([[[outcome[t, c, i] for i in shared[t][:episodes]] for t in plan.tasks] for c in cs],
+                          dtype=float) for g, cs in members.items()}
+    reps = min(options.bootstrap_reps, 5000)
+
+    def rng(*k):
+        return np.random.default_rng(np.random.SeedSequence(plan.seed, spawn_key=(13, *k)))
+
+    out: dict[str, Any] = {
+        "method": gs.METHOD, "level": options.level, "reps": reps, "episodes_per_task": episodes,
+        "covers": "training seeds (the group's runs) and initial conditions",
+        "groups": {g: {"policies": [key[c]["label"] for c in members[g]],
+                       **gs.group_aggregates(arrays[g], rng=rng(0, i), reps=reps, level=options.level).to_dict()}
+                   for i, g in enumerate(members)},
+        "comparisons": [],
+    }
+    names = list(members)
+    for i, j in itertools.combinations(range(len(names)), 2):
+        x, y = arrays[names[i]], arrays[names[j]]
+        diff = gs.group_difference(x, y, metric="mean", rng=rng(1, i, j), reps=reps, level=options.level)
+        poi = gs.probability_of_improvement_groups(x, y, rng=rng(2, i, j), reps=reps, level=options.level)
+        out["comparisons"].append({"x": names[i], "y": names[j], "mean_difference": diff.interval.to_dict(),
+                                   "probability_of_improvement": poi.interval.to_dict()})
+    return out
 
 
 def _energy(records: list[EpisodeRecord], label: dict, level: float) -> dict[str, Any]:
@@ -219,21 +312,19 @@ def _energy(records: list[EpisodeRecord], label: dict, level: float) -> dict[str
 
 
 def _mixed_model(outcome: dict, plan: Plan, codes: list[str], label: dict, level: float) -> dict[str, Any]:
-    """success ~ policy + (1 | task) over all episodes; effects are log-odds vs the first policy."""
-    import warnings
-
+    """success ~ policy + (1 | task) over all episodes; effects are log-odds vs the first policy.
+    Whether the variational fit converged is recorded (and shown), not hidden."""
     from evalsuite.stats.mixed import fit_policy_effects
 
     keys = sorted(outcome)
     task_idx = np.array([plan.tasks.index(t) for t, _, _ in keys])
     pol_idx = np.array([codes.index(c) for _, c, _ in keys])
     y = np.array([outcome[k] for k in keys], dtype=float)
-    with warnings.catch_warnings():  # separation (0% or 100% policies) makes the optimizer complain
-        warnings.simplefilter("ignore")
-        fit = fit_policy_effects(task_idx, pol_idx, y, level=level, n_policies=len(codes),
-                                 rng=np.random.default_rng(np.random.SeedSequence(plan.seed, spawn_key=(5,))))
+    fit = fit_policy_effects(task_idx, pol_idx, y, level=level, n_policies=len(codes),
+                             rng=np.random.default_rng(np.random.SeedSequence(plan.seed, spawn_key=(5,))))
     return {"model": "success ~ policy + (1 | task), logit, statsmodels BinomialBayesMixedGLM fit_vb",
-            "reference": label[codes[0]], "task_sd": fit.task_sd,
+            "reference": label[codes[0]], "task_sd_median": fit.task_sd_median, "task_sd_mean": fit.task_sd_mean,
+            "converged": fit.converged, "message": fit.message, "fit_warnings": list(fit.fit_warnings),
             "effects": [{"policy": label[codes[e.policy]], "log_odds": e.log_odds, "sd": e.sd, "low": e.low,
                          "high": e.high, "level": e.level} for e in fit.effects]}
 

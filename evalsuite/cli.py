@@ -311,8 +311,13 @@ def _summary(results: dict[str, Any]) -> str:
     lines = [f"{'task':<24} {'policy':<28} {'rate':>6}  CI ({results['options']['interval']})"]
     for r in results["per_task"]:
         rate = "n/a" if r["rate"] is None else f"{r['rate']:.2f}"
+        errors = f", {r['policy_errors']} policy errors counted as failures" if r["policy_errors"] else ""
+        if r["missing"]:
+            w = r["worst_case"]
+            errors += (f", {r['missing']} missing (infrastructure); counted as failures: {w['rate']:.2f} "
+                       f"[{w['ci_low']:.2f}, {w['ci_high']:.2f}]")
         lines.append(f"{r['task']:<24} {r['policy']:<28} {rate:>6}  [{r['ci_low']:.2f}, {r['ci_high']:.2f}]  "
-                     f"({r['successes']}/{r['n']})")
+                     f"({r['successes']}/{r['n']}{errors})")
     for a in results["aggregate"]:
         lines.append(f"{'mean over tasks':<24} {a['policy']:<28} {a['mean']:>6.2f}  [{a['ci_low']:.2f}, {a['ci_high']:.2f}]")
     return "\n".join(lines)
@@ -328,8 +333,24 @@ def _run_dir(args: list[str], command: str) -> tuple[Path, list[str]]:
 
 
 def cmd_report(args: list[str]) -> int:
+    """One run folder: results and report again. Several: one paired comparison of their policies."""
     from evalsuite.harness import rebuild_report
 
+    folders = [a for a in args if "=" not in a]
+    if len(folders) > 1:
+        from evalsuite.combine import combine_runs
+
+        rest = [a for a in args if "=" in a]
+        kv = parse_overrides(rest, (*REPORT_KEYS, "out"))
+        if "out" not in kv:
+            raise UsageError("several run folders: name the combined report's folder with out=DIR")
+        for folder in folders:
+            if not (Path(folder) / "plan.json").exists():
+                raise UsageError(f"{folder} is not a run folder (no plan.json)")
+        out = Path(kv.pop("out"))
+        combine_runs([Path(f) for f in folders], out)
+        rebuild_report(out, parse_analysis_options(kv))
+        return 0
     run_dir, rest = _run_dir(args, "report")
     rebuild_report(run_dir, parse_analysis_options(parse_overrides(rest, REPORT_KEYS)))
     return 0
@@ -409,17 +430,24 @@ def cmd_plan(args: list[str]) -> int:
         independent = pw.n_independent(p0, delta, alpha=alpha, power=power)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    if "margin" in kv:  # a gate: catch a drop of |delta| with this margin, alpha split over the tasks
-        from evalsuite.stats.margin import n_gate
+    if "margin" in kv:  # a gate: both sides of its error, sized per task
+        from evalsuite.stats.margin import n_gate, n_gate_pass
 
         margin = parse_float("margin", kv["margin"], 0.0, 1.0)
         n_tasks = parse_int("tasks", kv.get("tasks", "1"), 1)
+        pass_each = power ** (1 / n_tasks)  # every task must pass (intersection-union test)
         try:
-            n = n_gate(p0, abs(delta), margin, alpha=alpha / n_tasks, power=power, discordance=discordance)
+            n_catch = n_gate(p0, abs(delta), margin, alpha=alpha / n_tasks, power=power, discordance=discordance)
+            n_pass = n_gate_pass(p0, margin, alpha=alpha, power=pass_each, discordance=discordance)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        print(f"{n} pairs per task for `evalsuite gate margin={margin:g} alpha={alpha:g}` to call a drop "
-              f"{p0:g} -> {p0 - abs(delta):g} REGRESSED with power {power:g} over {n_tasks} task(s)")
+        print(f"`evalsuite gate margin={margin:g} alpha={alpha:g}` over {n_tasks} task(s), exact tests "
+              f"({'discordance ' + format(discordance, '.3f') + ', ' + source if discordance is not None else source}):")
+        print(f"  {n_catch} pairs per task to call a drop {p0:g} -> {p0 - abs(delta):g} REGRESSED with power {power:g} "
+              f"(alpha/{n_tasks} per task)")
+        print(f"  {n_pass} pairs per task for an equivalent candidate (also {p0:g}) to PASS with probability "
+              f"{power:g} overall ({pass_each:.3f} per task, alpha {alpha:g} per task)")
+        print(f"  a baseline of {max(n_catch, n_pass)} initial conditions per task does both")
         return 0
     chosen = paired if design == "paired" else independent
     unit = "pairs (every policy on each initial condition)" if design == "paired" else "episodes per policy"
@@ -437,8 +465,7 @@ GATE_KEYS = {
     "baseline_label": "the baseline policy when its run has several",
     "candidate_label": "the candidate policy when its run has several",
     "margin": "largest drop in success that still passes (0.05 = 5 points)",
-    "alpha": "error rate of a false REGRESSED (or NON-INFERIOR), over all tasks",
-    "power": "power used to say how many episodes would decide an INCONCLUSIVE task",
+    "alpha": "error rate of a false pass (each task non-inferior at alpha) and of any false REGRESSED (alpha/tasks)",
     "inconclusive": "fail (exit 3) | pass (exit 0)",
     "sequential": "true: evaluate the candidate in rounds until decided or budget is spent",
     "budget": "with sequential=true: most candidate episodes per task",
@@ -475,7 +502,6 @@ def cmd_gate(args: list[str]) -> int:
         resolve_uri(tracking)
     options = GateOptions(margin=parse_float("margin", kv.get("margin", "0.05"), 0.0, 1.0),
                           alpha=parse_float("alpha", kv.get("alpha", "0.05"), 0.0, 1.0),
-                          power=parse_float("power", kv.get("power", "0.8"), 0.0, 1.0),
                           inconclusive_passes=inconclusive == "pass")
     out = Path(kv["out"]) if "out" in kv else default_out(
         {k: v for k, v in kv.items() if k not in ("progress", "tracking_uri")}, prefix="gate")

@@ -1,9 +1,10 @@
 """Family runs: what an evaluation of an MDP family reports, and the worst-case search.
 
 ``analyze_family`` turns the episodes of a family run (each carries its MDP index and parameters)
-into, per policy: the nominal rate, the family mean with a two-level interval, the 10th-percentile
-MDP, a logistic curve of success against every varied axis, and, per pair of policies, how often
-the nominal order reverses across the family.
+into, per policy: the nominal rate, the family mean with a two-level (Korn-Graubard) interval, the
+10th-percentile MDP, one logistic fit of success on all varied axes jointly with MDP-clustered
+errors (a curve per axis, the others at mid-range), and, per pair of policies, on how many MDPs the
+nominal order is credibly reversed (methods: ``evalsuite/stats/family.py``).
 
 ``worst_case`` searches the varied axes for the parameters that minimize a policy's success: the
 cross-entropy method over the unit cube of the axes, each candidate run for a few episodes. The
@@ -71,10 +72,12 @@ def analyze_family(spec, plan_seed: int, records, label: dict[str, str], level: 
             worst = sampled[int(np.argmin(k / n))]
             entry["worst_sampled"] = {"mdp": worst, "rate": cells[worst]["k"] / cells[worst]["n"],
                                       "params": cells[worst]["params"]}
-            episodes = [(cells[i]["params"], s) for i in sampled for s in cells[i]["outcomes"].values()]
-            entry["curves"] = [vars_of(fstats.logistic_curve(
-                np.array([p[a.name] for p, _ in episodes]), np.array([s for _, s in episodes]), a.low, a.high,
-                a.log, level, name=a.name)) for a in varied]
+            if varied:
+                params = np.array([[cells[i]["params"][a.name] for a in varied] for i in sampled], dtype=float)
+                scales = [fstats.AxisScale(a.name, a.low, a.high, a.log) for a in varied]
+                entry["curves"] = [vars_of(c) for c in fstats.family_curves(params, k, n, scales, level)]
+            else:
+                entry["curves"] = []
         entry["per_mdp"] = [{"mdp": i, "k": c["k"], "n": c["n"], "params": c["params"]} for i, c in sorted(cells.items())]
         policies[policy] = entry
     reversals = []
@@ -85,9 +88,8 @@ def analyze_family(spec, plan_seed: int, records, label: dict[str, str], level: 
             shared = sorted(set(table[a]) & set(table[b]) - {m for m in table[a] if table[a][m]["params"] == nominal})
             if not (na and nb and shared):
                 continue
-            ra = np.array([table[a][m]["k"] / table[a][m]["n"] for m in shared])
-            rb = np.array([table[b][m]["k"] / table[b][m]["n"] for m in shared])
-            reversals.append({"a": a, "b": b, **fstats.rank_reversal(ra, rb, na["rate"], nb["rate"])})
+            (ka, n_a), (kb, n_b) = (np.array([[table[p][m]["k"], table[p][m]["n"]] for m in shared]).T for p in (a, b))
+            reversals.append({"a": a, "b": b, **fstats.rank_reversal(ka, n_a, kb, n_b, na["rate"], nb["rate"])})
     return {"family": spec.id, "level": level,
             "axes": [{"name": a.name, "kind": a.kind, "low": a.low, "high": a.high, "nominal": a.nominal,
                       "log": a.log, "unit": a.unit} for a in varied],

@@ -10,9 +10,13 @@ own initial conditions and the comparison is paired; sequentially it runs in rou
 baseline's recorded outcomes until every task is decided or ``budget`` episodes are spent.
 
 Per task the verdict is one of ``evalsuite.stats.margin``'s (REGRESSED, IMPROVED, NON-INFERIOR,
-INCONCLUSIVE) at alpha / tasks (Bonferroni: the chance of any false REGRESSED over the tasks stays
-<= alpha); the overall verdict is the worst. Exit codes: 0 pass, 1 regressed, 3 inconclusive
-(0 with ``inconclusive=pass``), 2 usage error.
+INCONCLUSIVE), from exact unconditional tests. The overall pass is an intersection-union test
+(Berger 1982): NON-INFERIOR overall only when every task is non-inferior at alpha, which keeps the
+chance of a false pass <= alpha with no split. REGRESSED and IMPROVED are claims about single
+tasks, each tested at alpha / tasks (Bonferroni), so the chance of any false REGRESSED stays <= alpha.
+Policy errors are failures of the candidate; trials lost to infrastructure errors are missing, and
+the verdict with them counted against the candidate is shown beside. Exit codes: 0 pass,
+1 regressed, 3 inconclusive (0 with ``inconclusive=pass``), 2 usage error.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import numpy as np
 
 from evalsuite import plan as plan_mod
 from evalsuite.errors import UsageError, choices
-from evalsuite.journal import JOURNAL_FILE, finished_trials, read
+from evalsuite.journal import ERROR, JOURNAL_FILE, POLICY_ERROR, finished_trials, read
 from evalsuite.plan import Plan, PolicyEntry
 from evalsuite.stats import margin as mg
 
@@ -38,13 +42,17 @@ GATE_FILE, SUMMARY_FILE = "results.json", "summary.md"
 
 @dataclass
 class Side:
-    """One policy's outcomes in one run folder: task -> ic_index -> (ic_seed, success)."""
+    """One policy's outcomes in one run folder: task -> ic_index -> (ic_seed, success), policy
+    errors included as failures; ``missing``: task -> ic_index -> ic_seed of trials lost to
+    infrastructure errors after every retry."""
 
     run_dir: Path
     plan: Plan
     label: str
     outcomes: dict[str, dict[int, tuple[int, bool]]]
     ref: str = ""
+    policy_errors: dict[str, int] = field(default_factory=dict)
+    missing: dict[str, dict[int, int]] = field(default_factory=dict)
 
 
 def load_side(run_dir: Path, label: str | None, role: str, max_attempts: int = 3) -> Side:
@@ -60,10 +68,17 @@ def load_side(run_dir: Path, label: str | None, role: str, max_attempts: int = 3
     if label not in labels:
         raise UsageError(f"{role}_label={label!r} is not in {run_dir}; accepted: {choices(labels)}")
     outcomes: dict[str, dict[int, tuple[int, bool]]] = {task: {} for task in plan.tasks}
+    policy_errors = {task: 0 for task in plan.tasks}
+    missing: dict[str, dict[int, int]] = {task: {} for task in plan.tasks}
     for r in finished_trials(read(run_dir / JOURNAL_FILE), max_attempts).values():
-        if r.policy_code == labels[label] and r.is_outcome:
-            outcomes[r.task][r.ic_index] = (r.ic_seed, r.success)
-    return Side(run_dir, plan, label, outcomes, str(run_dir))
+        if r.policy_code != labels[label]:
+            continue
+        if r.status == ERROR:
+            missing[r.task][r.ic_index] = r.ic_seed
+            continue
+        outcomes[r.task][r.ic_index] = (r.ic_seed, r.success)
+        policy_errors[r.task] += r.status == POLICY_ERROR
+    return Side(run_dir, plan, label, outcomes, str(run_dir), policy_errors, missing)
 
 
 def resolve_ref(ref: str, role: str, tracking_uri: str, experiment: str, scratch: Path) -> Path:
@@ -112,7 +127,6 @@ def resolve_ref(ref: str, role: str, tracking_uri: str, experiment: str, scratch
 class GateOptions:
     margin: float = 0.05
     alpha: float = 0.05
-    power: float = 0.8
     inconclusive_passes: bool = False
 
 
@@ -122,33 +136,54 @@ def compare(candidate: Side, baseline: Side, options: GateOptions, sequential: d
     if not tasks:
         raise UsageError(f"candidate tasks {list(candidate.plan.tasks)} and baseline tasks "
                          f"{list(baseline.plan.tasks)} have none in common")
-    alpha = options.alpha / len(tasks)
+    alpha_claims = options.alpha / len(tasks)
     rows = []
     for task in tasks:
         cand, base = candidate.outcomes[task], baseline.outcomes[task]
-        shared = sorted(i for i in cand if i in base and cand[i][0] == base[i][0])
-        if shared:
-            decision = mg.paired_decision(np.array([cand[i][1] for i in shared]), np.array([base[i][1] for i in shared]),
-                                          margin=options.margin, alpha=alpha, power=options.power)
-        else:  # different seeds: different initial conditions
-            decision = mg.independent_decision(sum(s for _, s in cand.values()), len(cand),
-                                               sum(s for _, s in base.values()), len(base),
-                                               margin=options.margin, alpha=alpha, power=options.power)
+        decision, shared = _decide(cand, base, options, alpha_claims)
         row = {"task": task, **decision.to_dict(),
-               "candidate_rate": _rate(cand, shared), "baseline_rate": _rate(base, shared), "method": "newcombe"}
+               "candidate_rate": _rate(cand, shared), "baseline_rate": _rate(base, shared),
+               "candidate_policy_errors": candidate.policy_errors.get(task, 0),
+               "baseline_policy_errors": baseline.policy_errors.get(task, 0),
+               "candidate_missing": len(candidate.missing.get(task, {})),
+               "baseline_missing": len(baseline.missing.get(task, {})), "worst_case": None}
+        if row["candidate_missing"] or row["baseline_missing"]:
+            # the worst case for the candidate: its missing trials failed, the baseline's succeeded
+            worst_cand = {**{i: (seed, False) for i, seed in candidate.missing.get(task, {}).items()}, **cand}
+            worst_base = {**{i: (seed, True) for i, seed in baseline.missing.get(task, {}).items()}, **base}
+            worst, _ = _decide(worst_cand, worst_base, options, alpha_claims)
+            row["worst_case"] = {"verdict": worst.verdict, "difference": worst.difference, "low": worst.low,
+                                 "high": worst.high}
         if sequential is not None:  # anytime-valid verdict of the sequential run replaces the fixed-n one
-            row.update(verdict=sequential[task]["verdict"], method="sequential e-process", more_episodes=None)
+            row.update(verdict=sequential[task]["verdict"], method="sequential e-process")
         rows.append(row)
     verdict = mg.overall([r["verdict"] for r in rows])
-    return {
+    result = {
         "kind": "gate", "verdict": verdict, "exit_code": exit_code(verdict, options.inconclusive_passes),
-        "margin": options.margin, "alpha": options.alpha, "alpha_per_task": alpha, "power": options.power,
+        "margin": options.margin, "alpha": options.alpha, "alpha_per_task": alpha_claims,
+        "combination": "pass: intersection-union test, every task non-inferior at alpha; REGRESSED/IMPROVED: "
+                       "each task at alpha / tasks (Bonferroni)",
         "candidate": {"run": candidate.ref, "policy": candidate.label, "suite": candidate.plan.suite,
                       "seed": candidate.plan.seed},
         "baseline": {"run": baseline.ref, "policy": baseline.label, "suite": baseline.plan.suite,
                      "seed": baseline.plan.seed},
         "tasks": rows,
     }
+    if any(r["worst_case"] for r in rows):
+        result["worst_case_verdict"] = mg.overall([(r["worst_case"] or r)["verdict"] for r in rows])
+    return result
+
+
+def _decide(cand: dict[int, tuple[int, bool]], base: dict[int, tuple[int, bool]], options: GateOptions,
+            alpha_claims: float) -> tuple[mg.MarginDecision, list[int]]:
+    """Paired on the shared initial conditions (same index and seed), else independent samples."""
+    shared = sorted(i for i in cand if i in base and cand[i][0] == base[i][0])
+    if shared:
+        return mg.paired_decision(np.array([cand[i][1] for i in shared]), np.array([base[i][1] for i in shared]),
+                                  margin=options.margin, alpha=options.alpha, alpha_claims=alpha_claims), shared
+    return mg.independent_decision(sum(s for _, s in cand.values()), len(cand), sum(s for _, s in base.values()),
+                                   len(base), margin=options.margin, alpha=options.alpha,
+                                   alpha_claims=alpha_claims), shared
 
 
 def _rate(outcomes: dict[int, tuple[int, bool]], shared: list[int]) -> float | None:
@@ -169,24 +204,38 @@ def markdown(result: dict[str, Any]) -> str:
     c, b = result["candidate"], result["baseline"]
     lines = [f"## evalsuite gate: **{result['verdict']}**", "",
              f"Candidate `{c['policy']}` against baseline `{b['policy']}` on `{b['suite']}`; margin "
-             f"{result['margin'] * 100:g} points, alpha {result['alpha']:g} over {len(result['tasks'])} task(s) "
-             f"({result['alpha_per_task']:.3g} each).", "",
-             "| task | design | baseline | candidate | difference | one-sided bounds | verdict | to decide |",
-             "|---|---|---|---|---|---|---|---|"]
+             f"{result['margin'] * 100:g} points. Pass = every task NON-INFERIOR at alpha {result['alpha']:g} "
+             f"(intersection-union test); REGRESSED / IMPROVED per task at {result['alpha_per_task']:.3g} "
+             f"(alpha / {len(result['tasks'])} tasks, Bonferroni). Exact unconditional tests; the interval is "
+             f"Newcombe's, descriptive, at {100 * (1 - 2 * result['alpha']):g}%.", "",
+             "| task | design | baseline | candidate | difference | interval | p not worse | p regressed | verdict "
+             "| policy errors (cand / base) | missing (cand / base) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["tasks"]:
-        more = ""
-        if r["verdict"] == mg.INCONCLUSIVE and r["method"] == "sequential e-process":
-            more = "budget spent; raise budget="
-        elif r["verdict"] == mg.INCONCLUSIVE:
-            more = (f"~{r['more_episodes']} more {'pairs' if r['design'] == 'paired' else 'episodes per policy'}"
-                    if r["more_episodes"] else "sits on the margin")
         n = r["n_candidate"] if r["design"] == "paired" else f"{r['n_candidate']} vs {r['n_baseline']}"
+        verdict = r["verdict"]
+        if r.get("worst_case"):
+            verdict += f" (missing counted against the candidate: {r['worst_case']['verdict']})"
         lines.append(f"| {r['task']} | {r['design']} ({n}) | {_pct(r['baseline_rate'])} | "
                      f"{_pct(r['candidate_rate'])} | {r['difference'] * 100:+.1f} | "
-                     f"[{r['low'] * 100:+.1f}, {r['high'] * 100:+.1f}] | {r['verdict']} | {more} |")
+                     f"[{r['low'] * 100:+.1f}, {r['high'] * 100:+.1f}] | {_p(r.get('p_noninferior'))} | "
+                     f"{_p(r.get('p_regressed'))} | {verdict} | {r.get('candidate_policy_errors', 0)} / "
+                     f"{r.get('baseline_policy_errors', 0)} | {r.get('candidate_missing', 0)} / "
+                     f"{r.get('baseline_missing', 0)} |")
     lines += ["", "REGRESSED: worse by more than the margin; NON-INFERIOR: not worse than the margin; IMPROVED: "
-              "better; INCONCLUSIVE: too few episodes to tell."]
+              "better; INCONCLUSIVE: too few episodes to tell. Policy errors are failures of that policy."]
+    if result["verdict"] == mg.INCONCLUSIVE:
+        lines += ["", "To decide, do not add episodes and gate again (that inflates the false-pass rate). Run the "
+                  "anytime-valid gate instead, `evalsuite gate ... candidate_policy=ID sequential=true budget=N`, "
+                  "whose level holds at every look, and size the baseline with `evalsuite plan ... margin=` "
+                  "(pairs per task for an equivalent candidate to pass)."]
+    if "worst_case_verdict" in result:
+        lines += ["", f"With every missing trial counted against the candidate: **{result['worst_case_verdict']}**."]
     return "\n".join(lines) + "\n"
+
+
+def _p(x: float | None) -> str:
+    return "" if x is None else f"{x:.3g}"
 
 
 def _pct(x: float | None) -> str:
@@ -252,6 +301,21 @@ def run_gate(req: GateRequest, log=print) -> dict[str, Any]:
     return result
 
 
+def _reuse_fixed_candidate(fixed: Path, sequential: Path, budget: int) -> None:
+    """A sequential gate after an INCONCLUSIVE fixed one in the same gate folder starts from the
+    candidate episodes already run (same initial conditions, same trial ids): its e-processes are
+    valid at every look, so reading them from the first pair on costs nothing extra but episodes."""
+    if not (fixed / JOURNAL_FILE).exists() or (sequential / JOURNAL_FILE).exists():
+        return
+    saved, _ = plan_mod.load(fixed)
+    if saved.stopping.get("rule") != "fixed":
+        return
+    sequential.mkdir(parents=True, exist_ok=True)
+    lines = [line for line in (fixed / JOURNAL_FILE).read_text().splitlines()
+             if line.strip() and json.loads(line)["ic_index"] < budget]
+    (sequential / JOURNAL_FILE).write_text("".join(line + "\n" for line in lines))
+
+
 def _evaluate_candidate(req: GateRequest, baseline: Side, log) -> Path:
     """The candidate on the baseline's initial conditions (same suite, tasks, seed, step limits)."""
     from evalsuite.harness import EvaluateRequest, evaluate
@@ -269,7 +333,9 @@ def _evaluate_candidate(req: GateRequest, baseline: Side, log) -> Path:
         episodes = budget
     else:
         stopping, episodes = {"rule": "fixed"}, plan.episodes
-    out = req.out / "candidate"
+    out = req.out / ("candidate-sequential" if req.sequential else "candidate")
+    if req.sequential:
+        _reuse_fixed_candidate(req.out / "candidate", out, budget)
     evaluate(EvaluateRequest(suite=plan.suite, policies=[req.candidate_policy], out=out, tasks=list(plan.tasks),
                              suite_options=dict(plan.suite_options), episodes=episodes, seed=plan.seed,
                              max_steps=dict(plan.max_steps), batch_size=req.batch_size, env_workers=req.env_workers,

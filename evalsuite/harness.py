@@ -23,7 +23,7 @@ from evalsuite import registry, report, sequential
 from evalsuite.analysis import AnalysisOptions, analyze
 from evalsuite.errors import UsageError, choices
 from evalsuite.interfaces import Policy, check_compatible
-from evalsuite.journal import ERROR, JOURNAL_FILE, Journal, attempts_so_far, finished_trials, read
+from evalsuite.journal import ERROR, JOURNAL_FILE, POLICY_ERROR, Journal, attempts_so_far, finished_trials, read
 from evalsuite.plan import PolicyEntry
 from evalsuite.runner import LocalExecutor, RunContext
 from evalsuite.runner.envs import env_info
@@ -58,12 +58,15 @@ class EvaluateRequest:
     progress: bool = True
 
 
+GROUP_PARAM = "group"  # every policy takes it: checkpoints of one algorithm (training seeds) form a group
+
+
 def resolve_policy(entry: PolicyEntry) -> None:
     """Check a requested policy against its spec: known id, known parameter names."""
     spec = registry.policies.get(entry.id)
-    unknown = set(entry.params) - set(spec.params) - ({spec.positional} if spec.positional else set())
+    unknown = set(entry.params) - set(spec.params) - ({spec.positional} if spec.positional else set()) - {GROUP_PARAM}
     if unknown:
-        accepted = set(spec.params) | ({spec.positional} if spec.positional else set())
+        accepted = set(spec.params) | ({spec.positional} if spec.positional else set()) | {GROUP_PARAM}
         raise UsageError(f"policy {entry.id!r} has no parameter {sorted(unknown)[0]!r}; "
                          f"accepted: {choices(accepted) or '(none)'}")
 
@@ -77,6 +80,7 @@ def build_policy(policy_id: str, params: dict[str, Any], task: str, suite: Suite
         from suites.families import FAMILIES
 
         suite = registry.suites.get(FAMILIES[suite.kwargs["family"]].base_suite)
+    params = {k: v for k, v in params.items() if k != GROUP_PARAM}  # the analysis's, not the policy's
     return load_entry_point(spec.entry_point)(suite.task(task), suite, **{**spec.params, **params})
 
 
@@ -180,7 +184,10 @@ def evaluate(req: EvaluateRequest, log=print) -> dict[str, Any]:
                 journal.append(record)
                 progress.advance(record)
                 if record.status == ERROR:  # codes only: whoever watches stays blind
-                    log(f"trial {record.trial_id} attempt {record.attempt}: error: {record.reason}")
+                    log(f"trial {record.trial_id} attempt {record.attempt}: infrastructure error (will retry up to "
+                        f"{req.options.max_attempts} attempts): {record.reason}")
+                elif record.status == POLICY_ERROR:
+                    log(f"trial {record.trial_id}: policy error, counted as a failure: {record.reason}")
 
             rounds = sequential.n_rounds(plan) if plan.stopping["rule"] == "sequential" else 1
             for _ in range(rounds * req.options.max_attempts):  # bounded: rounds x retries of errors

@@ -18,6 +18,13 @@ from evalsuite.errors import UsageError
 Observation = dict[str, np.ndarray]
 
 
+class InfrastructureError(Exception):
+    """Raise this from a policy or environment plugin to declare a fault of the machinery, not of
+    the policy (a model server unreachable, a file system error): the episode is retried up to
+    ``max_attempts`` instead of counting as a failure. Any other exception from a policy's
+    ``reset``/``act`` is the policy's failure."""
+
+
 @dataclass(frozen=True, slots=True)
 class EnvInfo:
     """What a task environment provides: observation shapes by key, action size, step limit."""

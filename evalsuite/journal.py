@@ -15,8 +15,12 @@ from typing import Any
 
 JOURNAL_FILE = "episodes.jsonl"
 
-SUCCESS, FAILURE, ERROR = "success", "failure", "error"
-STATUSES = (SUCCESS, FAILURE, ERROR)
+# A policy error (exception in the policy, a non-finite or wrong-shaped action, a policy over its
+# time, a simulator made unstable by the policy's actions) is a failure of that policy: an outcome,
+# never retried. ERROR is an infrastructure fault (environment not built or reset, a worker that
+# died, I/O): not an outcome, retried up to max_attempts, reported as missing if it persists.
+SUCCESS, FAILURE, POLICY_ERROR, ERROR = "success", "failure", "policy_error", "error"
+STATUSES = (SUCCESS, FAILURE, POLICY_ERROR, ERROR)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +32,7 @@ class EpisodeRecord:
     ic_seed: int
     policy_seed: int
     attempt: int
-    status: str  # success | failure | error
+    status: str  # success | failure | policy_error | error (infrastructure)
     success: bool
     steps: int
     episode_return: float
@@ -43,7 +47,7 @@ class EpisodeRecord:
 
     @property
     def is_outcome(self) -> bool:
-        """Success or failure; errors are not outcomes and are reported separately."""
+        """Success, failure or policy error (a failure); infrastructure errors are not outcomes."""
         return self.status != ERROR
 
 

@@ -215,6 +215,33 @@ def energy_lines(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def group_lines(results: dict[str, Any]) -> list[str]:
+    """Algorithms over their training seeds (policies sharing ``group=``)."""
+    g = results.get("groups")
+    if not g:
+        return []
+    if "groups" not in g:
+        return ["", "## Algorithms (groups of checkpoints)", "", g.get("note", "")]
+    level = f"{100 * g['level']:g}%"
+    lines = ["", "## Algorithms (groups of checkpoints)", "",
+             f"Each group's runs are its checkpoints (training seeds); the {level} intervals cover {g['covers']} "
+             f"({g['method']}, {g['reps']} resamples, {g['episodes_per_task']} shared initial conditions per task). "
+             "With 3 seeds read them as roughly 85% intervals (measured coverage).", "",
+             "| group | runs | mean % | IQM % | median % | optimality gap % | policies |", "|---|---|---|---|---|---|---|"]
+    for name, grp in g["groups"].items():
+        m = grp["metrics"]
+        cells = [f"{_pct(m[k]['estimate'])} [{_pct(m[k]['low'])}, {_pct(m[k]['high'])}]"
+                 for k in ("mean", "iqm", "median", "optimality_gap")]
+        lines.append(f"| {name} | {grp['runs']} | " + " | ".join(cells) + f" | {', '.join(grp['policies'])} |")
+    if g["comparisons"]:
+        lines += ["", "| X | Y | mean X - mean Y % | P(X > Y) |", "|---|---|---|---|"]
+        for c in g["comparisons"]:
+            d, q = c["mean_difference"], c["probability_of_improvement"]
+            lines.append(f"| {c['x']} | {c['y']} | {_pct(d['estimate'])} [{_pct(d['low'])}, {_pct(d['high'])}] | "
+                         f"{q['estimate']:.2f} [{q['low']:.2f}, {q['high']:.2f}] |")
+    return lines
+
+
 def family_lines(results: dict[str, Any]) -> list[str]:
     fam = results.get("family")
     if not fam:
@@ -226,8 +253,9 @@ def family_lines(results: dict[str, Any]) -> list[str]:
     lines = ["", f"## MDP family {fam['family']}", "",
              "Varied axes: " + (", ".join(f"{a['name']} {a['low']:g}..{a['high']:g} (nominal {a['nominal']:g})"
                                          for a in fam["axes"]) or "none") + ".", "",
-             "Family mean: mean over the sampled MDPs of their success rates, t interval over MDPs (both levels: "
-             "MDPs and episodes). P10: the 10th-percentile MDP (two-stage bootstrap; noisy per-MDP rates bias it "
+             "Family mean: mean over the sampled MDPs of their success rates, Korn-Graubard interval (Clopper-Pearson "
+             "at the effective number of episodes given the design effect of the MDP level, t on MDPs - 1 df: "
+             "both levels, MDPs and episodes). P10: the 10th-percentile MDP (two-stage bootstrap; noisy per-MDP rates bias it "
              "low).", "",
              "| policy | nominal % | family mean % | P10 % | MDPs | episodes |", "|---|---|---|---|---|---|"]
     for pol, e in fam["policies"].items():
@@ -236,8 +264,9 @@ def family_lines(results: dict[str, Any]) -> list[str]:
         lines.append(f"| {pol} | {nom_s} | {iv(e.get('family_mean'))} | {iv(e.get('p10'))} | {e['mdps']} | {e['episodes']} |")
     curves = [(pol, c) for pol, e in fam["policies"].items() for c in e.get("curves", [])]
     if curves:
-        lines += ["", "Success against each axis (logistic regression on episodes; slope = change in log-odds "
-                  "from the low to the high end of the range):", "",
+        lines += ["", "Success against each axis (one logistic fit on all varied axes, the others at mid-range, "
+                  "MDP-clustered CR2 errors with t on MDPs - 1 df; slope = change in log-odds from the low to the "
+                  "high end of the range):", "",
                   "| policy | axis | slope | interval | p |", "|---|---|---|---|---|"]
         for pol, c in curves:
             if c["slope"] is None:
@@ -246,10 +275,18 @@ def family_lines(results: dict[str, Any]) -> list[str]:
                 lines.append(f"| {pol} | {c['axis']} | {c['slope']:.2f} | [{c['slope_low']:.2f}, {c['slope_high']:.2f}] "
                              f"| {c['p_value']:.2g} |")
     if fam["rank_reversals"]:
-        lines += ["", "| A | B | nominal order | MDPs where the order reverses |", "|---|---|---|---|"]
+        lines += ["", "Rank reversals: an MDP counts as reversed when the posterior probability that the nominal "
+                  "order flips there is at least 0.95 (Beta(1,1) priors per policy and MDP); the naive count of "
+                  "flipped per-MDP rates counts noise and is shown for comparison only.", "",
+                  "| A | B | nominal order | credibly reversed MDPs | mean P(reversed) | naive flip rate |",
+                  "|---|---|---|---|---|---|"]
         for r in fam["rank_reversals"]:
-            rate = "n/a" if r["reversal_rate"] is None else f"{_pct(r['reversal_rate'])}% of {r['mdps_compared']}"
-            lines.append(f"| {r['a']} | {r['b']} | {r['nominal_order']} | {rate} |")
+            if r.get("credible_reversals") is None:
+                lines.append(f"| {r['a']} | {r['b']} | {r['nominal_order']} | n/a | | |")
+                continue
+            lines.append(f"| {r['a']} | {r['b']} | {r['nominal_order']} | {r['credible_reversals']} of "
+                         f"{r['mdps_compared']} | {r['mean_reversal_probability']:.2f} | "
+                         f"{_pct(r['naive_reversal_rate'])}% |")
     if fam.get("worst_case"):
         lines += ["", "Worst case: the CEM search's lowest-scoring parameters and the worst point of a grid of the "
                   "same episode budget, each re-run on fresh initial conditions (the search's own figure is "
@@ -312,8 +349,10 @@ def markdown(results: dict[str, Any], figures: dict[str, str] | None = None) -> 
         f"# evalsuite report: {results['suite']}",
         "",
         f"Seed {results['seed']}, {results['episodes_per_task']} initial conditions per task, every policy on every "
-        f"initial condition (paired), blind randomized order. Trials: {t['finished']}/{t['planned']} finished, "
-        f"{t['errors']} ended in errors (not counted as failures).",
+        f"initial condition (paired), blind randomized order. Trials: {t['finished']}/{t['planned']} finished; "
+        f"{t.get('policy_errors', 0)} policy errors (exceptions, non-finite or wrong-shaped actions, time-outs, "
+        f"simulator instability: counted as failures of that policy); {t.get('missing', 0)} missing after every "
+        "retry of an infrastructure error (shown with the worst case: counted as failures).",
         "",
         *_policy_notes(results),
         *summary_matrix(results),
@@ -322,24 +361,50 @@ def markdown(results: dict[str, Any], figures: dict[str, str] | None = None) -> 
         "Policies of a task that share a group letter cannot be told apart (paired tests, "
         f"{opts['correction']} correction).",
         "",
-        "| task | policy | successes / n | rate % | CI % | group | errors |",
-        "|---|---|---|---|---|---|---|",
+        "| task | policy | successes / n | rate % | CI % | group | policy errors | missing | if missing failed % |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     letters = results.get("letters", {})
     for r in results["per_task"]:
         group = letters.get(r["task"], {}).get(r["policy"], "")
+        w = r.get("worst_case")
+        worst = f"{_pct(w['rate'])} [{_pct(w['ci_low'])}, {_pct(w['ci_high'])}]" if w else ""
         lines.append(f"| {r['task']} | {r['policy']} | {r['successes']} / {r['n']} | {_pct(r['rate'])} | "
-                     f"[{_pct(r['ci_low'])}, {_pct(r['ci_high'])}] | {group} | {r['errors']} |")
-    lines += ["", f"## Paired comparisons (exact McNemar, {opts['correction']} across all {len(results['pairwise'])})", "",
-              "| task | A | B | A only | B only | diff A-B % | CI % | p | p adj. | |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for p in results["pairwise"]:
+                     f"[{_pct(r['ci_low'])}, {_pct(r['ci_high'])}] | {group} | {r.get('policy_errors', 0)} | "
+                     f"{r.get('missing', 0)} | {worst} |")
+    pairs = results["pairwise"]
+    sim = f"{100 * pairs[0]['simultaneous_level']:.4g}%" if pairs and "simultaneous_level" in pairs[0] else ""
+    lines += ["", f"## Paired comparisons (exact McNemar, {opts['correction']} across all {len(pairs)})", "",
+              f"CI: Newcombe's paired interval at {level} for one comparison alone. Simultaneous CI: at {sim}, "
+              f"adjusted for the {len(pairs)} comparisons to go with the {opts['correction']} correction "
+              "(Bonferroni for holm; Benjamini-Yekutieli false-coverage-rate for bh). *significant*: adjusted p "
+              "below alpha and the simultaneous interval excludes 0, which is what the letters use.", "",
+              "| task | A | B | A only | B only | diff A-B % | CI % | simultaneous CI % | p | p adj. | |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for p in pairs:
+        simult = (f"[{_pct(p['simultaneous_low'])}, {_pct(p['simultaneous_high'])}]"
+                  if "simultaneous_low" in p else "")
+        worst = p.get("worst_case")
+        note = (f" (missing as failures: {_pct(worst['difference'])} [{_pct(worst['ci_low'])}, "
+                f"{_pct(worst['ci_high'])}])" if worst else "")
         lines.append(f"| {p['task']} | {p['policy_a']} | {p['policy_b']} | {p['a_only']} | {p['b_only']} | "
-                     f"{_pct(p['difference'])} | [{_pct(p['ci_low'])}, {_pct(p['ci_high'])}] | {p['p_value']:.3g} | "
-                     f"{p['p_adjusted']:.3g} | {'**significant**' if p['significant'] else ''} |")
-    lines += ["", f"## Mean success over tasks ({level} stratified bootstrap)", "",
-              "| policy | tasks | mean % | CI % |", "|---|---|---|---|"]
+                     f"{_pct(p['difference'])}{note} | [{_pct(p['ci_low'])}, {_pct(p['ci_high'])}] | {simult} | "
+                     f"{p['p_value']:.3g} | {p['p_adjusted']:.3g} | {'**significant**' if p['significant'] else ''} |")
+    method = results["aggregate"][0]["method"] if results["aggregate"] else ""
+    lines += ["", f"## Mean success over tasks ({level} {method})", "",
+              "| policy | tasks | mean % | CI % | if missing failed % |", "|---|---|---|---|---|"]
     for a in results["aggregate"]:
-        lines.append(f"| {a['policy']} | {a['tasks']} | {_pct(a['mean'])} | [{_pct(a['ci_low'])}, {_pct(a['ci_high'])}] |")
+        w = a.get("worst_case")
+        worst = f"{_pct(w['mean'])} [{_pct(w['ci_low'])}, {_pct(w['ci_high'])}]" if w else ""
+        lines.append(f"| {a['policy']} | {a['tasks']} | {_pct(a['mean'])} | [{_pct(a['ci_low'])}, "
+                     f"{_pct(a['ci_high'])}] | {worst} |")
+    if results.get("mean_differences"):
+        lines += ["", f"## Paired differences of the mean over tasks ({level}, "
+                  f"{results['mean_differences'][0]['method']})", "",
+                  "| A | B | mean A - mean B % | CI % |", "|---|---|---|---|"]
+        for d in results["mean_differences"]:
+            lines.append(f"| {d['policy_a']} | {d['policy_b']} | {_pct(d['difference'])} | "
+                         f"[{_pct(d['ci_low'])}, {_pct(d['ci_high'])}] |")
     agg = results.get("aggregates")
     if agg:
         lines += ["", f"## Aggregates over tasks (rliable's definitions, {100 * agg['level']:g}% intervals)", "",
@@ -354,11 +419,16 @@ def markdown(results: dict[str, Any], figures: dict[str, str] | None = None) -> 
             lines += ["", "| X | Y | P(X > Y) | interval |", "|---|---|---|---|"]
             for q in agg["probability_of_improvement"]:
                 lines.append(f"| {q['x']} | {q['y']} | {q['estimate']:.2f} | [{q['low']:.2f}, {q['high']:.2f}] |")
+    lines += group_lines(results)
     mixed = results.get("mixed_model")
     if mixed:
+        sd = mixed.get("task_sd_median", mixed.get("task_sd"))
+        converged = mixed.get("converged", True)
         lines += ["", f"## Mixed-effects logistic model ({mixed['model']})", "",
-                  f"Log-odds of success against {mixed['reference']}; task random-intercept sd "
-                  f"{mixed['task_sd']:.2f}. Separated data (a policy at 0% or 100%) makes these unstable.", "",
+                  f"Log-odds of success against {mixed['reference']}; task random-intercept sd {sd:.2f} (posterior "
+                  "median). Separated data (a policy at 0% or 100%) makes these unstable."
+                  + ("" if converged else f" **The fit did not converge ({mixed.get('message', '')}): do not "
+                     "read these effects.**"), "",
                   "| policy | log-odds vs reference | interval |", "|---|---|---|"]
         for e in mixed["effects"]:
             lines.append(f"| {e['policy']} | {e['log_odds']:.2f} | [{e['low']:.2f}, {e['high']:.2f}] |")

@@ -149,8 +149,9 @@ def log_run(run_dir: Path, uri: str, experiment: str = "evalsuite") -> str:
                 for r in rows:
                     if r["rate"] is None:
                         continue
-                    for field in ("rate", "ci_low", "ci_high", "n", "successes", "errors"):
-                        task_metrics[_metric_key(f"{r['task']}/{field}")] = r[field]
+                    for field in ("rate", "ci_low", "ci_high", "n", "successes", "policy_errors", "missing"):
+                        if field in r:  # run folders written before errors were split have neither
+                            task_metrics[_metric_key(f"{r['task']}/{field}")] = r[field]
                 mlflow.log_metrics(task_metrics)
         mlflow.log_artifacts(str(run_dir), artifact_path="run")
         return parent.info.run_id
@@ -186,7 +187,8 @@ def log_gate(gate_dir: Path, uri: str, experiment: str = "evalsuite") -> str:
         mlflow.log_params({"margin": result["margin"], "alpha": result["alpha"], "candidate_policy": c["policy"],
                            "baseline_policy": b["policy"], "suite": b["suite"]})
         mlflow.log_metrics({_metric_key(f"{r['task']}/{k}"): r[k] for r in result["tasks"]
-                            for k in ("difference", "low", "high")})
+                            for k in ("difference", "low", "high", "p_noninferior", "p_regressed",
+                                      "candidate_policy_errors", "candidate_missing") if r.get(k) is not None})
         mlflow.log_artifacts(str(gate_dir), artifact_path="gate")
         return run.info.run_id
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from evalsuite import registry
-from evalsuite.interfaces import EnvInfo, PolicyRequirements, StepResult
+from evalsuite.interfaces import EnvInfo, InfrastructureError, PolicyRequirements, StepResult
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -27,14 +27,25 @@ def _fresh_registries():
 class CountdownEnv:
     """A fake task: success when the running sum of action[0] reaches a target drawn from the seed.
 
-    ``fail_on`` makes ``step`` raise at that step count, to exercise error handling.
+    ``fail_on`` makes ``step`` raise at that step count (a simulator failing on the policy's action);
+    ``infra_fail_on`` raises the plugin's InfrastructureError there instead; ``flaky_resets`` makes
+    the first that many resets of every initial condition fail (counted across instances, as a
+    retry may land in another slot).
     """
 
-    def __init__(self, task_id: str, max_steps: int = 30, fail_on: int | None = None) -> None:
-        self.task_id, self.fail_on = task_id, fail_on
+    reset_calls: dict = {}
+
+    def __init__(self, task_id: str, max_steps: int = 30, fail_on: int | None = None, infra_fail_on: int | None = None,
+                 flaky_resets: int = 0, unstable_above: float | None = None) -> None:
+        self.unstable_above = unstable_above  # an action above it blows the state up (NaN), as MuJoCo can
+        self.task_id, self.fail_on, self.infra_fail_on, self.flaky_resets = task_id, fail_on, infra_fail_on, flaky_resets
         self.info = EnvInfo(obs_shapes={"state": (2,)}, action_dim=2, max_steps=max_steps)
 
     def reset(self, ic_seed: int, ic_index: int = 0):
+        calls = CountdownEnv.reset_calls
+        calls[self.task_id, ic_seed] = calls.get((self.task_id, ic_seed), 0) + 1
+        if calls[self.task_id, ic_seed] <= self.flaky_resets:
+            raise OSError("simulated flaky file system")
         self.target = float(np.random.default_rng(ic_seed).integers(3, 12))
         self.total, self.t = 0.0, 0
         return {"state": np.array([self.target, 0.0])}, {"target": self.target}
@@ -43,7 +54,11 @@ class CountdownEnv:
         self.t += 1
         if self.fail_on is not None and self.t == self.fail_on:
             raise RuntimeError("simulated simulator crash")
+        if self.infra_fail_on is not None and self.t == self.infra_fail_on:
+            raise InfrastructureError("simulated lost connection to the simulator")
         self.total += float(action[0])
+        if self.unstable_above is not None and float(action[0]) > self.unstable_above:
+            self.total = float("nan")
         return StepResult({"state": np.array([self.target, self.total])}, 1.0, self.total >= self.target)
 
     def close(self):

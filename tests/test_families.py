@@ -168,8 +168,11 @@ def test_percentile_logistic_curve_and_rank_reversal():
     k, n = np.array([0, 5, 10, 10, 10, 10, 10, 10, 10, 10]), np.full(10, 10)
     p10 = fstats.family_percentile(k, n, 0.10)
     assert p10.estimate == pytest.approx(0.45) and p10.low <= 0.45 <= p10.high
-    rev = fstats.rank_reversal(np.array([0.2, 0.8, 0.9, 0.5]), np.array([0.5, 0.5, 0.5, 0.5]), 0.9, 0.5)
-    assert rev == {"nominal_order": "A > B", "reversal_rate": pytest.approx(1 / 3), "mdps_compared": 3}
+    rev = fstats.rank_reversal(np.array([1, 4, 9, 0]), np.array([5, 5, 10, 10]), np.array([3, 3, 5, 10]),
+                               np.array([5, 5, 10, 10]), 0.9, 0.5)
+    assert rev["nominal_order"] == "A > B" and rev["mdps_compared"] == 4
+    assert rev["naive_reversal_rate"] == pytest.approx(1 / 2)  # 1/5 vs 3/5 and 0/10 vs 10/10 flip, the others hold
+    assert rev["credible_reversals"] == 1  # only 0/10 vs 10/10 is beyond noise
 
 
 def test_cem_finds_the_low_region_of_a_noisy_objective():

@@ -105,7 +105,7 @@ def test_compose_chooses_the_weight_on_other_episodes_than_it_reports(tmp_path, 
     assert [c["w"] for c in result["curve"]] == [0.0, 0.3, 0.7, 1.0]
     assert result["chosen_w"] in (0.3, 0.7) and result["fresh_seed"] != result["selection_seed"]
     confirm = json.loads((out / "confirmation" / "results.json").read_text())
-    assert len(confirm["policies"]) == 3 and confirm["episodes_per_task"] == 6 and confirm["trials"]["errors"] == 0
+    assert len(confirm["policies"]) == 3 and confirm["episodes_per_task"] == 6 and confirm["trials"]["policy_errors"] == 0
     assert {t["member"] for t in result["paired_tests"]} == {f"dp3:checkpoint={a}", f"dp3:checkpoint={b}"}
     assert len(result["paired_tests"]) == 2
     assert (out / "compose.png").exists() and "Beats both members" in capsys.readouterr().out

@@ -129,7 +129,7 @@ def test_dp3_trains_on_point_clouds_and_evaluates_with_them(tmp_path, capsys):
                  "obs=pointcloud", "episodes=1", "max_steps=12", f"out={run}", "tracking_uri=none",
                  "progress=false"]) == 0
     results = json.loads((run / "results.json").read_text())
-    assert results["trials"]["finished"] == 1 and results["trials"]["errors"] == 0
+    assert results["trials"]["finished"] == 1 and results["trials"]["policy_errors"] == 0
     # GPC across observation kinds: the point-cloud DP3 with a low-dim DP3 trained on the same demos
     lowdim = tmp_path / "dp3-state"
     assert main(["train", "policy=dp3", "suite=metaworld", "task=drawer-open", f"demos={demos}", f"out={lowdim}",
@@ -140,7 +140,7 @@ def test_dp3_trains_on_point_clouds_and_evaluates_with_them(tmp_path, capsys):
                  f"policies=[gpc:members=dp3@{ckpt}+dp3@{lowdim}:w=0.5]", "max_steps=12", f"out={tmp_path / 'gpc'}",
                  "tracking_uri=none", "progress=false"]) == 0
     gpc_results = json.loads((tmp_path / "gpc" / "results.json").read_text())
-    assert gpc_results["trials"]["errors"] == 0
+    assert gpc_results["trials"]["policy_errors"] == 0
     assert next(iter(gpc_results["policies"].values()))["notes"]["family"] == "gpc"
     # the state-only suite cannot serve this policy: refused before any episode, naming the missing key
     assert main(["evaluate", "suite=metaworld-smoke", "tasks=[drawer-open]", f"policies=[dp3:checkpoint={ckpt}]",

@@ -154,7 +154,7 @@ def test_checkpoint_policy_runs_in_the_harness(tiny_checkpoint, tmp_path):
                           policies=[PolicyEntry("robomimic", {"path": str(tiny_checkpoint)})], env_workers=0,
                           tracking_uri=None, progress=False)
     results = evaluate(req, log=lambda *_: None)
-    assert results["per_task"][0]["n"] == 2 and results["trials"]["errors"] == 0
+    assert results["per_task"][0]["n"] == 2 and results["trials"]["policy_errors"] == 0
 
 
 def test_scripted_experts_through_the_runner_with_worker_processes(tmp_path):

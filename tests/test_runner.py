@@ -61,42 +61,96 @@ def test_step_limit_gives_failure(fake_suite):
         assert r.steps == (r.init_state["target"] * 4 if expected == "success" else 20)
 
 
-def test_non_finite_actions_are_errors_not_failures(fake_suite, tmp_path):
+def test_non_finite_actions_are_policy_failures_never_retried(fake_suite, tmp_path):
     results, records = _run(fake_suite, [PolicyEntry("ones", {"nan_after": 0})], tmp_path, episodes=3,
                             options=AnalysisOptions(max_attempts=2))
-    assert {r.status for r in records} == {"error"}
+    assert {r.status for r in records} == {"policy_error"}
     assert {r.reason for r in records} == {"non-finite action"}
-    assert len(records) == 2 * 2 * 3  # 2 tasks x 3 episodes, each tried twice
+    assert len(records) == 2 * 3  # 2 tasks x 3 episodes, each run once: a policy error is an outcome
     row = results["per_task"][0]
-    assert (row["n"], row["errors"], row["rate"]) == (0, 3, None)
-    assert results["trials"]["complete"]
+    assert (row["n"], row["successes"], row["policy_errors"], row["missing"], row["rate"]) == (3, 0, 3, 0, 0.0)
+    assert results["trials"]["policy_errors"] == 6 and results["trials"]["complete"]
 
 
-def test_simulator_errors_are_retried_and_reported(tmp_path):
+def _register_env(suite_id, **kwargs):
     registry.suites.all()
     registry.policies.all()
     from evalsuite.specs import PolicySpec
 
-    suite = registry.suites.register(SuiteSpec(id="crashy", entry_point="tests.conftest:CountdownEnv",
-                                               tasks=(TaskSpec("t1", 30),), kwargs={"fail_on": 2}))
+    CountdownEnv.reset_calls.clear()
+    suite = registry.suites.register(SuiteSpec(id=suite_id, entry_point="tests.conftest:CountdownEnv",
+                                               tasks=(TaskSpec("t1", 30),), kwargs=kwargs))
     registry.policies.register(PolicySpec(id="ones", entry_point="tests.conftest:OnesPolicy",
                                           params={"speed": 1.0, "chunk": 0, "nan_after": -1}))
+    return suite
+
+
+def test_a_simulator_failing_on_the_policys_action_is_the_policys_failure(tmp_path):
+    suite = _register_env("crashy", fail_on=2)
     results, records = _run(suite, [PolicyEntry("ones", {})], tmp_path, episodes=2,
                             options=AnalysisOptions(max_attempts=3))
-    assert len(records) == 6 and all("simulated simulator crash" in r.reason for r in records)
+    assert len(records) == 2 and all(r.status == "policy_error" and "simulated simulator crash" in r.reason
+                                     for r in records)
+    assert results["per_task"][0]["n"] == 2 and results["per_task"][0]["rate"] == 0.0
+
+
+def test_a_simulator_made_unstable_by_the_policy_is_the_policys_failure(tmp_path):
+    suite = _register_env("unstable", unstable_above=0.9)
+    results, records = _run(suite, [PolicyEntry("ones", {})], tmp_path, episodes=2)
+    assert all(r.status == "policy_error" and "unstable" in r.reason for r in records) and len(records) == 2
+
+
+def test_infrastructure_errors_are_retried_and_a_lucky_retry_counts(tmp_path):
+    suite = _register_env("flaky", flaky_resets=1)  # every initial condition fails its first reset
+    results, records = _run(suite, [PolicyEntry("ones", {})], tmp_path, episodes=3,
+                            options=AnalysisOptions(max_attempts=3))
+    assert sorted((r.attempt, r.status) for r in records) == [(1, "error")] * 3 + [(2, "success")] * 3
+    row = results["per_task"][0]
+    assert (row["n"], row["successes"], row["missing"], row["worst_case"]) == (3, 3, 0, None)
+
+
+def test_persistent_infrastructure_errors_are_missing_and_shown_as_worst_case(tmp_path):
+    suite = _register_env("broken", infra_fail_on=2)  # a plugin declaring an infrastructure fault
+    results, records = _run(suite, [PolicyEntry("ones", {})], tmp_path, episodes=2,
+                            options=AnalysisOptions(max_attempts=3))
+    assert len(records) == 6 and all(r.status == "error" and "InfrastructureError" in r.reason for r in records)
     assert sorted(r.attempt for r in records) == [1, 1, 2, 2, 3, 3]
+    row = results["per_task"][0]
+    assert (row["n"], row["missing"], row["rate"]) == (0, 2, None)
+    assert row["worst_case"]["n"] == 2 and row["worst_case"]["rate"] == 0.0 and row["worst_case"]["ci_high"] < 0.9
+    assert results["trials"]["missing"] == 2
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "2 missing after every retry" in report
 
 
-def test_wall_clock_timeout(fake_suite):
+def test_a_policy_can_declare_an_infrastructure_fault(fake_suite):
+    from evalsuite.interfaces import InfrastructureError
+
+    class ServerDown(OnesPolicy):
+        def act(self, observations, slots):
+            raise InfrastructureError("policy server unreachable")
+
+    class Crashes(OnesPolicy):
+        def act(self, observations, slots):
+            raise ValueError("bug in the policy")
+
+    for cls, status in ((ServerDown, "error"), (Crashes, "policy_error")):
+        trials, ctx = _trials_and_ctx(fake_suite, lambda code, task, cls=cls: cls(None, None), episodes=2)
+        records = []
+        LocalExecutor(batch_size=2).run(trials, ctx, records.append)
+        assert [r.status for r in records] == [status, status]
+
+
+def test_an_episode_over_its_time_is_a_policy_failure(fake_suite):
     slow = OnesPolicy(None, None, speed=0.1)
     trials, ctx = _trials_and_ctx(fake_suite, lambda code, task: slow, episodes=2)
     ctx.episode_timeout_s = 0.0
     records = []
     LocalExecutor(batch_size=2).run(trials, ctx, records.append)
-    assert all(r.status == "error" and "timeout" in r.reason for r in records)
+    assert all(r.status == "policy_error" and not r.success and "time limit" in r.reason for r in records)
 
 
-def test_wrong_action_shape_is_an_error(fake_suite):
+def test_wrong_action_shape_is_a_policy_failure(fake_suite):
     class Bad(OnesPolicy):
         def act(self, observations, slots):
             return super().act(observations, slots)[:, :1]
@@ -104,7 +158,24 @@ def test_wrong_action_shape_is_an_error(fake_suite):
     trials, ctx = _trials_and_ctx(fake_suite, lambda code, task: Bad(None, None), episodes=2)
     records = []
     LocalExecutor(batch_size=2).run(trials, ctx, records.append)
-    assert all(r.status == "error" and "shape" in r.reason for r in records)
+    assert all(r.status == "policy_error" and "shape" in r.reason for r in records)
+
+
+def test_worker_death_is_an_infrastructure_error(fake_suite):
+    import os
+    import signal
+
+    from evalsuite.runner.envs import SubprocessEnvs
+
+    envs = SubprocessEnvs(fake_suite, {"t1": 30}, 1)
+    try:
+        envs.warm([(0, "t1")])
+        assert not isinstance(envs.reset({0: ("t1", 1, 0)})[0], Exception)
+        os.kill(envs._workers[0][0].pid, signal.SIGKILL)
+        result = envs.step({0: [1.0, 0.0]})[0]
+        assert isinstance(result, Exception) and not result.policy_fault and "worker died" in str(result)
+    finally:
+        envs.close()
 
 
 @pytest.mark.parametrize("batch_size,env_workers", [(1, 0), (5, 0), (4, 2)])

@@ -53,4 +53,4 @@ def test_scripted_expert_on_all_50_metaworld_tasks(tmp_path):
     per_task = {r["task"]: r["successes"] for r in results["per_task"]}
     assert min(per_task.values()) >= 7, per_task
     assert results["aggregate"][0]["mean"] >= 0.95
-    assert results["trials"]["errors"] == 0
+    assert results["trials"]["policy_errors"] == 0

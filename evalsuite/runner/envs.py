@@ -16,14 +16,22 @@ from typing import Any
 
 import numpy as np
 
-from evalsuite.interfaces import EnvInfo, StepResult, TaskEnv
+from evalsuite.interfaces import EnvInfo, InfrastructureError, StepResult, TaskEnv
 from evalsuite.specs import SuiteSpec, load_entry_point
 
 ResetResult = tuple[dict[str, np.ndarray], dict[str, Any]]
 
 
 class EpisodeError(Exception):
-    """An environment failure, carrying a one-line reason (also across processes)."""
+    """An environment failure, carrying a one-line reason (also across processes) and whose fault
+    it is: ``policy`` (the simulator failed on the policy's action) or ``infrastructure``."""
+
+    def __init__(self, reason: str, policy_fault: bool = False) -> None:
+        super().__init__(reason)
+        self.policy_fault = policy_fault
+
+    def __reduce__(self):
+        return EpisodeError, (str(self), self.policy_fault)
 
 
 def _reason(exc: BaseException) -> str:
@@ -68,9 +76,16 @@ class InProcessEnvs:
         out: dict[int, StepResult | EpisodeError] = {}
         for slot, action in actions.items():
             try:
-                out[slot] = self._envs[slot, self._task_of[slot]].step(action)
-            except Exception as exc:
-                out[slot] = EpisodeError(f"simulator error: {_reason(exc)}")
+                result = self._envs[slot, self._task_of[slot]].step(action)
+            except InfrastructureError as exc:
+                out[slot] = EpisodeError(f"infrastructure error in step: {_reason(exc)}")
+            except Exception as exc:  # the simulator failed on the policy's action
+                out[slot] = EpisodeError(f"simulator failed after the policy's action: {_reason(exc)}",
+                                         policy_fault=True)
+            else:
+                unstable = [k for k, v in result.obs.items() if not np.all(np.isfinite(v))]
+                out[slot] = (EpisodeError(f"simulator unstable after the policy's action: non-finite {unstable[0]!r}",
+                                          policy_fault=True) if unstable else result)
         return out
 
     def close(self) -> None:

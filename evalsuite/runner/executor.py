@@ -16,8 +16,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from evalsuite.interfaces import Policy
-from evalsuite.journal import ERROR, FAILURE, SUCCESS, EpisodeRecord
+from evalsuite.interfaces import InfrastructureError, Policy
+from evalsuite.journal import ERROR, FAILURE, POLICY_ERROR, SUCCESS, EpisodeRecord
 from evalsuite.plan import Trial
 from evalsuite.runner.envs import EpisodeError, InProcessEnvs, SubprocessEnvs, _reason
 from evalsuite.specs import SuiteSpec
@@ -118,7 +118,7 @@ class LocalExecutor:
                 for slot, result in envs.step(actions).items():
                     s = slots[slot]
                     if isinstance(result, EpisodeError):
-                        finish(slot, ERROR, str(result))
+                        finish(slot, POLICY_ERROR if result.policy_fault else ERROR, str(result))
                         continue
                     s.steps += 1
                     s.ret += result.reward
@@ -129,7 +129,7 @@ class LocalExecutor:
                     elif s.steps >= ctx.max_steps[s.trial.task]:
                         finish(slot, FAILURE, "step limit")
                     elif time.perf_counter() - s.started > ctx.episode_timeout_s:
-                        finish(slot, ERROR, f"wall-clock timeout after {ctx.episode_timeout_s:g} s")
+                        finish(slot, POLICY_ERROR, f"episode over its time limit of {ctx.episode_timeout_s:g} s")
         except BaseException:
             self.close()  # environments may be mid-episode; start clean next time
             raise
@@ -155,7 +155,7 @@ class LocalExecutor:
             try:
                 slots[k].policy.reset(slots[k].trial.policy_seed, k)
             except Exception as exc:
-                finish(k, ERROR, f"policy reset failed: {_reason(exc)}")
+                finish(k, *_fault(exc, "policy reset failed"))
 
     def _act(self, slots: dict[int, _Slot], finish) -> dict[int, np.ndarray]:
         groups: dict[tuple[str, str], list[int]] = {}
@@ -175,17 +175,25 @@ class LocalExecutor:
                 out = np.asarray(policy.act(batch, np.asarray(members)), dtype=np.float64)
             except Exception as exc:
                 for k in members:
-                    finish(k, ERROR, f"policy error: {_reason(exc)}")
+                    finish(k, *_fault(exc, "policy error"))
                 continue
             expected = (len(members), req.action_dim) if not req.chunked else (len(members), None, req.action_dim)
             if (out.ndim != len(expected) or out.size == 0
                     or any(e is not None and e != o for e, o in zip(expected, out.shape))):
                 for k in members:
-                    finish(k, ERROR, f"policy returned actions of shape {out.shape}, expected {expected}")
+                    finish(k, POLICY_ERROR, f"policy returned actions of shape {out.shape}, expected {expected}")
                 continue
             for row, k in enumerate(members):
                 if not np.all(np.isfinite(out[row])):
-                    finish(k, ERROR, "non-finite action")
+                    finish(k, POLICY_ERROR, "non-finite action")
                 else:
                     slots[k].queue.extend(out[row] if req.chunked else out[row][None])
         return {k: s.queue.popleft() for k, s in slots.items()}
+
+
+def _fault(exc: Exception, what: str) -> tuple[str, str]:
+    """(status, reason) for an exception raised by a policy: its own failure, unless it declared an
+    infrastructure fault."""
+    if isinstance(exc, InfrastructureError):
+        return ERROR, f"infrastructure error ({what}): {_reason(exc)}"
+    return POLICY_ERROR, f"{what}: {_reason(exc)}"

@@ -1,3 +1,6 @@
+import math
+import warnings
+
 import numpy as np
 
 from evalsuite.stats.mixed import fit_policy_effects
@@ -28,9 +31,37 @@ def test_no_policy_difference_gives_intervals_around_zero():
     fit = fit_policy_effects(*_simulate(np.random.default_rng(1), [0.0, 0.0], tasks=12, n=60), rng=np.random.default_rng(0))
     (effect,) = fit.effects
     assert effect.low < 0 < effect.high
-    assert 0.4 < fit.task_sd < 2.5
+    assert 0.4 < fit.task_sd_median < 2.5
 
 
 def test_same_generator_same_bits():
     data = _simulate(np.random.default_rng(2), [0.0, 0.5])
     assert fit_policy_effects(*data, rng=np.random.default_rng(7)) == fit_policy_effects(*data, rng=np.random.default_rng(7))
+
+
+def test_convergence_is_reported_not_hidden():
+    data = _simulate(np.random.default_rng(3), [0.0, 0.5])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing may escape the fit: it is recorded on the result
+        good = fit_policy_effects(*data, rng=np.random.default_rng(0))
+        stopped = fit_policy_effects(*data, rng=np.random.default_rng(0), max_iterations=2)
+    assert good.converged and "success" in good.message and good.to_dict()["converged"] is True
+    assert not stopped.converged and "iterations" in stopped.message
+    assert any("did not converge" in w for w in stopped.fit_warnings)
+
+
+def test_task_sd_is_the_lognormal_posterior_median_and_mean():
+    """statsmodels fits a Gaussian q to the log of the sd: exp(its mean) is the median, not the mean."""
+    from statsmodels.genmod.bayes_mixed_glm import BinomialBayesMixedGLM
+
+    t, p, y = _simulate(np.random.default_rng(4), [0.0, 0.5], tasks=8)
+    fit = fit_policy_effects(t, p, y, rng=np.random.default_rng(0))
+    exog = np.column_stack([np.ones(len(y)), (p == 1).astype(float)])
+    vc = np.column_stack([(t == j).astype(float) for j in range(8)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = BinomialBayesMixedGLM(y.astype(float), exog, vc, np.zeros(8, dtype=int), vcp_p=1.0, fe_p=2.0
+                                    ).fit_vb(rng=np.random.default_rng(0))
+    m, s = ref.vcp_mean[0], ref.vcp_sd[0]
+    assert fit.task_sd_median == math.exp(m) and fit.task_sd_mean == math.exp(m + s * s / 2)
+    assert fit.task_sd_mean > fit.task_sd_median

@@ -1,0 +1,51 @@
+"""Algorithm groups (training seeds of one algorithm) and several run folders in one report, on the
+fake task through the real CLI."""
+
+import json
+
+from evalsuite.cli import main
+
+
+def _evaluate(tmp_path, name, policies, seed=0, episodes=30):
+    out = tmp_path / name
+    code = main(["evaluate", "suite=fake", f"policies=[{','.join(policies)}]", f"episodes={episodes}", f"seed={seed}",
+                 "max_steps=14", f"out={out}", "tracking_uri=none", "progress=false"])
+    assert code == 0
+    return out
+
+
+def test_checkpoints_grouped_by_algorithm_get_seed_aware_intervals(fake_suite, tmp_path):
+    run = _evaluate(tmp_path, "run", ["coin:p=0.3:salt=0:group=weak", "coin:p=0.3:salt=1:group=weak",
+                                      "coin:p=0.3:salt=2:group=weak", "coin:p=0.9:salt=0:group=strong",
+                                      "coin:p=0.9:salt=1:group=strong"])
+    results = json.loads((run / "results.json").read_text())
+    groups = results["groups"]
+    assert set(groups["groups"]) == {"weak", "strong"}
+    assert groups["groups"]["weak"]["runs"] == 3 and groups["groups"]["strong"]["runs"] == 2
+    weak = groups["groups"]["weak"]["metrics"]["mean"]
+    assert weak["low"] < 0.3 < weak["high"]
+    (cmp,) = groups["comparisons"]
+    d = cmp["mean_difference"] if cmp["x"] == "strong" else {k: -v if isinstance(v, float) else v
+                                                               for k, v in cmp["mean_difference"].items()}
+    assert min(d["low"], d["high"]) > 0.3  # strong beats weak by ~60 points, clearly
+    assert "Algorithms (groups of checkpoints)" in (run / "report.md").read_text()
+
+
+def test_several_run_folders_compare_paired_in_one_report(fake_suite, tmp_path, capsys):
+    a = _evaluate(tmp_path, "a", ["coin:p=0.5:salt=0"])
+    b = _evaluate(tmp_path, "b", ["coin:p=0.5:salt=1", "ones"])
+    out = tmp_path / "both"
+    assert main(["report", str(a), str(b), f"out={out}"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["policies"]) == {"coin:p=0.5:salt=0", "coin:p=0.5:salt=1", "ones"}
+    assert all(p["n_pairs"] == 30 for p in results["pairwise"])  # same seed: the same initial conditions
+    single = json.loads((b / "results.json").read_text())
+    pair = lambda res: next(p for p in res["pairwise"] if {p["policy_a"], p["policy_b"]} == {"coin:p=0.5:salt=1", "ones"}
+                            and p["task"] == "t1")
+    assert pair(results)["a_only"] + pair(results)["b_only"] == pair(single)["a_only"] + pair(single)["b_only"]
+    assert main(["report", str(out)]) == 0  # the combined folder is an ordinary run folder
+    other = _evaluate(tmp_path, "other", ["ones"], seed=1)
+    capsys.readouterr()
+    assert main(["report", str(a), str(other), f"out={tmp_path / 'bad'}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "seed=1" in err and len(err.splitlines()) == 1
