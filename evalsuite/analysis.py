@@ -172,13 +172,15 @@ def analyze(plan: Plan, key: dict[str, dict], records: list[EpisodeRecord], opti
     aggregate: list[AggregateResult] = []
     for code in codes:
         rows = [r for r in per_task if r.code == code and r.n > 0]
+        attempted = [r for r in per_task if r.code == code and r.n + r.missing > 0]
+        worst = None
+        if any(r.missing for r in attempted):  # a task with every trial missing counts too, at 0
+            w = mean_over_tasks([r.successes for r in attempted], [r.n + r.missing for r in attempted],
+                                level=options.level)
+            worst = {"mean": w.estimate, "ci_low": w.low, "ci_high": w.high, "tasks": len(attempted)}
         if not rows:
             continue
         ci = mean_over_tasks([r.successes for r in rows], [r.n for r in rows], level=options.level)
-        worst = None
-        if any(r.missing for r in rows):
-            w = mean_over_tasks([r.successes for r in rows], [r.n + r.missing for r in rows], level=options.level)
-            worst = {"mean": w.estimate, "ci_low": w.low, "ci_high": w.high}
         aggregate.append(AggregateResult(label[code], len(rows), ci.estimate, ci.low, ci.high, ci.level, ci.method,
                                          worst))
 
@@ -247,7 +249,8 @@ def _groups(outcome: dict, plan: Plan, key: dict, codes: list[str], options: Ana
         return {}
     members: dict[str, list[str]] = {}
     for c in codes:
-        members.setdefault(str(key[c]["params"].get("group", key[c]["label"])), []).append(c)
+        group = key[c]["params"].get("group")
+        members.setdefault(str(group) if group is not None else f"(alone) {key[c]['label']}", []).append(c)
     shared = {t: sorted(set.intersection(*({i for (tt, cc, i) in outcome if tt == t and cc == c} for c in codes)))
               for t in plan.tasks}
     episodes = min(len(v) for v in shared.values())

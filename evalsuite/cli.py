@@ -501,7 +501,7 @@ def cmd_gate(args: list[str]) -> int:
 
         resolve_uri(tracking)
     options = GateOptions(margin=parse_float("margin", kv.get("margin", "0.05"), 0.0, 1.0),
-                          alpha=parse_float("alpha", kv.get("alpha", "0.05"), 0.0, 1.0),
+                          alpha=parse_float("alpha", kv.get("alpha", "0.05"), 0.0, 0.5),
                           inconclusive_passes=inconclusive == "pass")
     out = Path(kv["out"]) if "out" in kv else default_out(
         {k: v for k, v in kv.items() if k not in ("progress", "tracking_uri")}, prefix="gate")

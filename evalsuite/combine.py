@@ -13,6 +13,8 @@ import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
+
 from evalsuite import plan as plan_mod
 from evalsuite.errors import UsageError
 from evalsuite.journal import JOURNAL_FILE, EpisodeRecord, read
@@ -23,30 +25,38 @@ def combine_runs(run_dirs: list[Path], out: Path) -> tuple[Plan, dict, list[Epis
     """Write the combined run folder ``out`` and return its plan, key and records."""
     if len(run_dirs) < 2:
         raise UsageError("combining needs at least two run folders")
+    if len({d.resolve() for d in run_dirs}) != len(run_dirs):
+        raise UsageError("the same run folder is given twice")
     loaded = [(d, *plan_mod.load(d)) for d in run_dirs]
     first_dir, first, _ = loaded[0]
-    for d, plan, _ in loaded[1:]:
-        for name in ("suite", "seed", "max_steps", "suite_options"):
-            if getattr(plan, name) != getattr(first, name):
-                raise UsageError(f"{d} ran with {name}={getattr(plan, name)!r}, {first_dir} with "
-                                 f"{getattr(first, name)!r}; only runs on the same initial conditions (same suite, "
-                                 "seed, step limits and options) are combined")
-        if plan.stopping.get("rule") != "fixed":
-            raise UsageError(f"{d} stopped sequentially; combine runs of the fixed design only")
     tasks = [t for t in first.tasks if all(t in p.tasks for _, p, _ in loaded)]
     if not tasks:
         raise UsageError("the run folders share no task")
+    for d, plan, _ in loaded:
+        if plan.stopping.get("rule") != "fixed":
+            raise UsageError(f"{d} stopped sequentially; combine runs of the fixed design only")
+        for name, value, expected in (("suite", plan.suite, first.suite), ("seed", plan.seed, first.seed),
+                                      ("suite_options", plan.suite_options, first.suite_options),
+                                      ("max_steps", {t: plan.max_steps[t] for t in tasks},
+                                       {t: first.max_steps[t] for t in tasks})):
+            if value != expected:
+                raise UsageError(f"{d} ran with {name}={value!r}, {first_dir} with {expected!r}; only runs on the "
+                                 "same initial conditions (same suite, seed, step limits and options) are combined")
     labels = [entry["label"] for _, _, key in loaded for entry in key.values()]
     codes = plan_mod.blinding_codes(len(labels))
+    order = np.random.default_rng(np.random.SeedSequence(first.seed, spawn_key=(2, len(labels)))).permutation(len(labels))
     new_key: dict[str, dict] = {}
     recode: dict[tuple[int, str], str] = {}
     i = 0
     for run_index, (d, plan, key) in enumerate(loaded):
         for old_code, entry in sorted(key.items()):
-            label = entry["label"] if labels.count(entry["label"]) == 1 else f"{entry['label']}@{d.name}"
-            new_key[codes[i]] = {**entry, "label": label, "run": str(d)}
-            recode[run_index, old_code] = codes[i]
+            label = entry["label"] if labels.count(entry["label"]) == 1 else f"{entry['label']}@{d}"
+            code = codes[int(order[i])]  # codes in a seeded random order, as a plan assigns them
+            new_key[code] = {**entry, "label": label, "run": str(d)}
+            recode[run_index, old_code] = code
             i += 1
+    if len({e["label"] for e in new_key.values()}) != len(new_key):
+        raise UsageError("two run folders hold the same policy under the same label; rename one folder")
     trials, records = [], []
     for run_index, (d, plan, _) in enumerate(loaded):
         for t in plan.trials:
@@ -58,11 +68,21 @@ def combine_runs(run_dirs: list[Path], out: Path) -> tuple[Plan, dict, list[Epis
             if r.task in tasks:
                 code = recode[run_index, r.policy_code]
                 records.append(dataclasses.replace(r, policy_code=code, trial_id=f"{r.task}/{r.ic_index:05d}/{code}"))
+    new_key = dict(sorted(new_key.items()))
     combined = dataclasses.replace(first, tasks=tuple(tasks), episodes=max(p.episodes for _, p, _ in loaded),
-                                   codes=tuple(codes), trials=tuple(trials), key_digest=plan_mod.key_digest(new_key))
+                                   max_steps={t: first.max_steps[t] for t in tasks}, codes=tuple(sorted(new_key)),
+                                   trials=tuple(trials), key_digest=plan_mod.key_digest(new_key))
     if (out / plan_mod.PLAN_FILE).exists():
         raise UsageError(f"out={out} already holds a run folder; choose a new folder for the combined report")
     plan_mod.save(out, combined, new_key)
+    notes = {}  # what each policy said about itself (family, network evaluations), kept per label
+    for run_index, (d, _, key) in enumerate(loaded):
+        if (d / "policy_notes.json").exists():
+            saved = json.loads((d / "policy_notes.json").read_text())
+            for old_code, entry in key.items():
+                if entry["label"] in saved:
+                    notes[new_key[recode[run_index, old_code]]["label"]] = saved[entry["label"]]
+    plan_mod.write_json(out / "policy_notes.json", notes)
     with open(out / JOURNAL_FILE, "w") as fh:
         for r in records:
             fh.write(json.dumps(r.to_dict(), separators=(",", ":")) + "\n")

@@ -55,10 +55,13 @@ class Side:
     missing: dict[str, dict[int, int]] = field(default_factory=dict)
 
 
-def load_side(run_dir: Path, label: str | None, role: str, max_attempts: int = 3) -> Side:
+def load_side(run_dir: Path, label: str | None, role: str) -> Side:
     if not (run_dir / plan_mod.PLAN_FILE).exists():
         raise UsageError(f"{role}={run_dir} is not a run folder (no plan.json)")
     plan, key = plan_mod.load(run_dir)
+    max_attempts = 3  # the run's own setting decides which trials are final
+    if (run_dir / "results.json").exists():
+        max_attempts = json.loads((run_dir / "results.json").read_text()).get("options", {}).get("max_attempts", 3)
     labels = {entry["label"]: code for code, entry in key.items()}
     if label is None:
         if len(labels) != 1:
@@ -147,22 +150,25 @@ def compare(candidate: Side, baseline: Side, options: GateOptions, sequential: d
                "baseline_policy_errors": baseline.policy_errors.get(task, 0),
                "candidate_missing": len(candidate.missing.get(task, {})),
                "baseline_missing": len(baseline.missing.get(task, {})), "worst_case": None}
-        if row["candidate_missing"] or row["baseline_missing"]:
+        if sequential is None and (row["candidate_missing"] or row["baseline_missing"]):
             # the worst case for the candidate: its missing trials failed, the baseline's succeeded
             worst_cand = {**{i: (seed, False) for i, seed in candidate.missing.get(task, {}).items()}, **cand}
             worst_base = {**{i: (seed, True) for i, seed in baseline.missing.get(task, {}).items()}, **base}
             worst, _ = _decide(worst_cand, worst_base, options, alpha_claims)
             row["worst_case"] = {"verdict": worst.verdict, "difference": worst.difference, "low": worst.low,
                                  "high": worst.high}
-        if sequential is not None:  # anytime-valid verdict of the sequential run replaces the fixed-n one
-            row.update(verdict=sequential[task]["verdict"], method="sequential e-process")
+        if sequential is not None:  # anytime-valid verdict of the sequential run replaces the fixed-n one;
+            # fixed-n p-values on data that stopped early are not valid, so they are not shown
+            row.update(verdict=sequential[task]["verdict"], method="sequential e-process", p_noninferior=None,
+                       p_regressed=None, p_improved=None)
         rows.append(row)
     verdict = mg.overall([r["verdict"] for r in rows])
     result = {
         "kind": "gate", "verdict": verdict, "exit_code": exit_code(verdict, options.inconclusive_passes),
         "margin": options.margin, "alpha": options.alpha, "alpha_per_task": alpha_claims,
-        "combination": "pass: intersection-union test, every task non-inferior at alpha; REGRESSED/IMPROVED: "
-                       "each task at alpha / tasks (Bonferroni)",
+        "combination": ("pass: intersection-union test, every task non-inferior at alpha; REGRESSED/IMPROVED: "
+                        "each task at alpha / tasks (Bonferroni)") if sequential is None else
+                       "sequential: every claim per task by a betting e-process at alpha / tasks, valid at every look",
         "candidate": {"run": candidate.ref, "policy": candidate.label, "suite": candidate.plan.suite,
                       "seed": candidate.plan.seed},
         "baseline": {"run": baseline.ref, "policy": baseline.label, "suite": baseline.plan.suite,
@@ -202,12 +208,16 @@ def exit_code(verdict: str, inconclusive_passes: bool) -> int:
 def markdown(result: dict[str, Any]) -> str:
     """A pull-request comment: the verdict first, then one row per task."""
     c, b = result["candidate"], result["baseline"]
+    sequential = any(r["method"] == "sequential e-process" for r in result["tasks"])
+    how = (f"Sequential: every claim per task by a betting e-process at {result['alpha_per_task']:.3g} "
+           f"(alpha / {len(result['tasks'])} tasks), valid at every look; p-values are not shown." if sequential else
+           f"Pass = every task NON-INFERIOR at alpha {result['alpha']:g} (intersection-union test); REGRESSED / "
+           f"IMPROVED per task at {result['alpha_per_task']:.3g} (alpha / {len(result['tasks'])} tasks, "
+           "Bonferroni). Exact unconditional tests.")
     lines = [f"## evalsuite gate: **{result['verdict']}**", "",
              f"Candidate `{c['policy']}` against baseline `{b['policy']}` on `{b['suite']}`; margin "
-             f"{result['margin'] * 100:g} points. Pass = every task NON-INFERIOR at alpha {result['alpha']:g} "
-             f"(intersection-union test); REGRESSED / IMPROVED per task at {result['alpha_per_task']:.3g} "
-             f"(alpha / {len(result['tasks'])} tasks, Bonferroni). Exact unconditional tests; the interval is "
-             f"Newcombe's, descriptive, at {100 * (1 - 2 * result['alpha']):g}%.", "",
+             f"{result['margin'] * 100:g} points. {how} The interval is Newcombe's, descriptive, at "
+             f"{100 * (1 - 2 * result['alpha']):g}%.", "",
              "| task | design | baseline | candidate | difference | interval | p not worse | p regressed | verdict "
              "| policy errors (cand / base) | missing (cand / base) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -225,10 +235,11 @@ def markdown(result: dict[str, Any]) -> str:
     lines += ["", "REGRESSED: worse by more than the margin; NON-INFERIOR: not worse than the margin; IMPROVED: "
               "better; INCONCLUSIVE: too few episodes to tell. Policy errors are failures of that policy."]
     if result["verdict"] == mg.INCONCLUSIVE:
-        lines += ["", "To decide, do not add episodes and gate again (that inflates the false-pass rate). Run the "
-                  "anytime-valid gate instead, `evalsuite gate ... candidate_policy=ID sequential=true budget=N`, "
-                  "whose level holds at every look, and size the baseline with `evalsuite plan ... margin=` "
-                  "(pairs per task for an equivalent candidate to pass)."]
+        lines += ["", "To decide, do not add episodes and gate again (that inflates the false-pass rate). Size the "
+                  "baseline with `evalsuite plan ... margin=` (pairs per task for an equivalent candidate to pass), "
+                  "or gate with the anytime-valid `evalsuite gate ... candidate_policy=ID sequential=true "
+                  "budget=N`, whose level holds at every look (run after this gate in the same folder it starts "
+                  "from these episodes; the two gates together then err at most twice alpha)."]
     if "worst_case_verdict" in result:
         lines += ["", f"With every missing trial counted against the candidate: **{result['worst_case_verdict']}**."]
     return "\n".join(lines) + "\n"
@@ -301,19 +312,23 @@ def run_gate(req: GateRequest, log=print) -> dict[str, Any]:
     return result
 
 
-def _reuse_fixed_candidate(fixed: Path, sequential: Path, budget: int) -> None:
+def _reuse_fixed_candidate(fixed: Path, sequential: Path, plan: Plan, key: dict, budget: int) -> None:
     """A sequential gate after an INCONCLUSIVE fixed one in the same gate folder starts from the
-    candidate episodes already run (same initial conditions, same trial ids): its e-processes are
-    valid at every look, so reading them from the first pair on costs nothing extra but episodes."""
+    candidate episodes already run - only when that run is this candidate on these initial
+    conditions (same policy, suite, seed, tasks, step limits, options). Its e-processes are valid at
+    every look; the fixed look spent its own alpha, so the pair of gates errs at most twice alpha."""
     if not (fixed / JOURNAL_FILE).exists() or (sequential / JOURNAL_FILE).exists():
         return
-    saved, _ = plan_mod.load(fixed)
-    if saved.stopping.get("rule") != "fixed":
+    saved, saved_key = plan_mod.load(fixed)
+    same = (saved.stopping.get("rule") == "fixed" and saved_key == key
+            and all(getattr(saved, f) == getattr(plan, f) for f in ("suite", "seed", "tasks", "max_steps",
+                                                                      "suite_options")))
+    if not same:
         return
     sequential.mkdir(parents=True, exist_ok=True)
-    lines = [line for line in (fixed / JOURNAL_FILE).read_text().splitlines()
-             if line.strip() and json.loads(line)["ic_index"] < budget]
-    (sequential / JOURNAL_FILE).write_text("".join(line + "\n" for line in lines))
+    records = [r for r in read(fixed / JOURNAL_FILE) if r.ic_index < budget]
+    (sequential / JOURNAL_FILE).write_text("".join(json.dumps(r.to_dict(), separators=(",", ":")) + "\n"
+                                                   for r in records))
 
 
 def _evaluate_candidate(req: GateRequest, baseline: Side, log) -> Path:
@@ -335,7 +350,9 @@ def _evaluate_candidate(req: GateRequest, baseline: Side, log) -> Path:
         stopping, episodes = {"rule": "fixed"}, plan.episodes
     out = req.out / ("candidate-sequential" if req.sequential else "candidate")
     if req.sequential:
-        _reuse_fixed_candidate(req.out / "candidate", out, budget)
+        _, key = plan_mod.make_plan(suite=plan.suite, tasks=list(plan.tasks), policies=[req.candidate_policy],
+                                    episodes=budget, seed=plan.seed, max_steps=dict(plan.max_steps))
+        _reuse_fixed_candidate(req.out / "candidate", out, plan, key, budget)
     evaluate(EvaluateRequest(suite=plan.suite, policies=[req.candidate_policy], out=out, tasks=list(plan.tasks),
                              suite_options=dict(plan.suite_options), episodes=episodes, seed=plan.seed,
                              max_steps=dict(plan.max_steps), batch_size=req.batch_size, env_workers=req.env_workers,

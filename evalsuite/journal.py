@@ -61,7 +61,19 @@ def read(path: Path, *, repair: bool = False) -> list[EpisodeRecord]:
         with open(path, "r+b") as fh:
             fh.truncate(len(complete))
             os.fsync(fh.fileno())
-    return [EpisodeRecord(**json.loads(line)) for line in complete.decode().splitlines() if line.strip()]
+    return [_upgraded(EpisodeRecord(**json.loads(line))) for line in complete.decode().splitlines() if line.strip()]
+
+
+# Journals written before policy errors had a status of their own recorded them as "error"; these
+# reasons were always the policy's doing, so such records are read as the failures they were.
+_OLD_POLICY_REASONS = ("policy error:", "non-finite action", "policy returned actions", "policy reset failed:",
+                       "wall-clock timeout", "simulator error:")
+
+
+def _upgraded(record: EpisodeRecord) -> EpisodeRecord:
+    if record.status == ERROR and record.reason.startswith(_OLD_POLICY_REASONS):
+        return dataclasses.replace(record, status=POLICY_ERROR)
+    return record
 
 
 class Journal:

@@ -226,7 +226,8 @@ def group_lines(results: dict[str, Any]) -> list[str]:
     lines = ["", "## Algorithms (groups of checkpoints)", "",
              f"Each group's runs are its checkpoints (training seeds); the {level} intervals cover {g['covers']} "
              f"({g['method']}, {g['reps']} resamples, {g['episodes_per_task']} shared initial conditions per task). "
-             "With 3 seeds read them as roughly 85% intervals (measured coverage).", "",
+             "A group of one run covers initial conditions only; with 3 runs read the intervals as roughly 85% "
+             "ones (measured coverage), with 5 or more as ~90%.", "",
              "| group | runs | mean % | IQM % | median % | optimality gap % | policies |", "|---|---|---|---|---|---|---|"]
     for name, grp in g["groups"].items():
         m = grp["metrics"]

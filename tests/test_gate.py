@@ -77,6 +77,11 @@ def test_a_sequential_gate_continues_from_the_fixed_gates_candidate_episodes(fak
     sequential = (seq_dir / "episodes.jsonl").read_text().splitlines()
     assert sequential[:len(fixed)] == fixed  # the episodes already run are read, not run again
     assert json.loads((seq_dir / "run_info.json").read_text())["episodes_run"] == 0
+    # another candidate in the same gate folder does not inherit those episodes
+    other = tmp_path / "other"
+    _gate(other, f"baseline={base}", "candidate_policy=ones:chunk=2")
+    _gate(other, f"baseline={base}", "candidate_policy=ones:speed=0.5", "sequential=true", "round_size=10")
+    assert json.loads((other / "gate" / "candidate-sequential" / "run_info.json").read_text())["episodes_run"] > 0
 
 
 def test_summary_goes_to_the_github_step_summary(fake_suite, tmp_path, monkeypatch):

@@ -6,10 +6,10 @@ import json
 from evalsuite.cli import main
 
 
-def _evaluate(tmp_path, name, policies, seed=0, episodes=30):
+def _evaluate(tmp_path, name, policies, seed=0, episodes=30, tasks=("t1", "t2")):
     out = tmp_path / name
     code = main(["evaluate", "suite=fake", f"policies=[{','.join(policies)}]", f"episodes={episodes}", f"seed={seed}",
-                 "max_steps=14", f"out={out}", "tracking_uri=none", "progress=false"])
+                 f"tasks=[{','.join(tasks)}]", "max_steps=14", f"out={out}", "tracking_uri=none", "progress=false"])
     assert code == 0
     return out
 
@@ -49,3 +49,7 @@ def test_several_run_folders_compare_paired_in_one_report(fake_suite, tmp_path, 
     assert main(["report", str(a), str(other), f"out={tmp_path / 'bad'}"]) == 2
     err = capsys.readouterr().err.strip()
     assert "seed=1" in err and len(err.splitlines()) == 1
+    one_task = _evaluate(tmp_path, "one-task", ["ones:speed=0.5"], tasks=("t2",))
+    assert main(["report", str(b), str(one_task), f"out={tmp_path / 'shared'}"]) == 0
+    shared = json.loads((tmp_path / "shared" / "results.json").read_text())
+    assert shared["tasks"] == ["t2"] and len(shared["policies"]) == 3

@@ -234,3 +234,30 @@ def test_policies_with_history_get_the_last_n_observations(fake_suite):
     # each later call comes 3 executed steps on: its frames are the two latest steps (running sums k-1, k)
     for i, frames in enumerate(seen[1:], start=1):
         assert frames[0, 0, 1] == 3 * i - 1 and frames[0, 1, 1] == 3 * i
+
+
+def test_one_episode_raising_does_not_fail_its_batch_mates(fake_suite):
+    class RaisesForSlotOne(OnesPolicy):
+        def act(self, observations, slots):
+            if 1 in slots:
+                raise ValueError("cannot handle this episode")
+            return super().act(observations, slots)
+
+    trials, ctx = _trials_and_ctx(fake_suite, lambda code, task, p=RaisesForSlotOne(None, None): p, episodes=3)
+    records = []
+    LocalExecutor(batch_size=3).run(trials, ctx, records.append)
+    statuses = sorted(r.status for r in records)
+    assert statuses.count("policy_error") >= 1 and statuses.count("success") >= 2  # only slot 1's episodes
+    failed = [r for r in records if r.status == "policy_error"]
+    assert all("ValueError: cannot handle this episode" == r.reason.removeprefix("policy error: ") for r in failed)
+
+
+def test_old_journals_read_their_policy_errors_as_failures(tmp_path):
+    import dataclasses
+
+    from evalsuite.journal import EpisodeRecord
+
+    base = EpisodeRecord("t1/00000/A", "t1", "A", 0, 1, 2, 1, "error", False, 3, 0.0, "non-finite action", 0.1, "f")
+    lines = [base, dataclasses.replace(base, trial_id="t1/00001/A", ic_index=1, reason="reset failed: OSError: x")]
+    (tmp_path / "episodes.jsonl").write_text("".join(json.dumps(r.to_dict()) + "\n" for r in lines))
+    assert [r.status for r in read(tmp_path / "episodes.jsonl")] == ["policy_error", "error"]

@@ -34,10 +34,11 @@ class EpisodeError(Exception):
         return EpisodeError, (str(self), self.policy_fault)
 
 
-def _reason(exc: BaseException) -> str:
-    last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
-    where = f" at {last[0].filename.rsplit('/', 1)[-1]}:{last[0].lineno}" if last else ""
-    return f"{type(exc).__name__}: {exc}{where}"
+def _reason(exc: BaseException, where: bool = True) -> str:
+    """One line: exception type, message and (``where``) the file and line it came from."""
+    last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ and where else []
+    at = f" at {last[0].filename.rsplit('/', 1)[-1]}:{last[0].lineno}" if last else ""
+    return f"{type(exc).__name__}: {exc}{at}"
 
 
 def build_env(suite: SuiteSpec, task_id: str, max_steps: int) -> TaskEnv:

@@ -23,6 +23,9 @@ from evalsuite.runner.envs import EpisodeError, InProcessEnvs, SubprocessEnvs, _
 from evalsuite.specs import SuiteSpec
 
 PolicyFactory = Callable[[str, str], Policy]  # (policy code, task id) -> policy
+# The episode time limit charges a policy only for its own inference time; an episode whose wall-clock
+# time (simulator, other policies, a loaded machine) exceeds this multiple of it is an infrastructure fault.
+WALL_CLOCK_FACTOR = 4
 
 
 @dataclass
@@ -53,6 +56,7 @@ class _Slot:
     ret: float = 0.0
     queue: deque = field(default_factory=deque)
     history: deque = field(default_factory=deque)  # the last n_obs_steps observations
+    policy_time: float = 0.0  # seconds spent in the policy's calls for this episode
 
 
 class LocalExecutor:
@@ -128,8 +132,12 @@ class LocalExecutor:
                         finish(slot, SUCCESS)
                     elif s.steps >= ctx.max_steps[s.trial.task]:
                         finish(slot, FAILURE, "step limit")
-                    elif time.perf_counter() - s.started > ctx.episode_timeout_s:
-                        finish(slot, POLICY_ERROR, f"episode over its time limit of {ctx.episode_timeout_s:g} s")
+                    elif s.policy_time > ctx.episode_timeout_s:
+                        finish(slot, POLICY_ERROR, f"policy over its time limit of {ctx.episode_timeout_s:g} s "
+                                                   "for an episode")
+                    elif time.perf_counter() - s.started > WALL_CLOCK_FACTOR * ctx.episode_timeout_s:
+                        finish(slot, ERROR, f"episode still running after {WALL_CLOCK_FACTOR} x "
+                                            f"{ctx.episode_timeout_s:g} s of wall-clock time (simulator or machine)")
         except BaseException:
             self.close()  # environments may be mid-episode; start clean next time
             raise
@@ -164,36 +172,52 @@ class LocalExecutor:
                 groups.setdefault((s.trial.policy_code, s.trial.task), []).append(k)
         for members in groups.values():
             policy = slots[members[0]].policy
-            req = policy.requirements
-            keys = req.obs_shapes.keys() or slots[members[0]].obs.keys()
-            if req.n_obs_steps > 1:
-                batch = {key: np.stack([np.stack([o[key] for o in slots[k].history]) for k in members])
-                         for key in keys}
-            else:
-                batch = {key: np.stack([slots[k].obs[key] for k in members]) for key in keys}
             try:
-                out = np.asarray(policy.act(batch, np.asarray(members)), dtype=np.float64)
+                self._infer(policy, members, slots, finish)
             except Exception as exc:
+                if len(members) == 1:
+                    finish(members[0], *_fault(exc, "policy error"))
+                    continue
+                # one episode must not fail its batch-mates: ask again one slot at a time
                 for k in members:
-                    finish(k, *_fault(exc, "policy error"))
-                continue
-            expected = (len(members), req.action_dim) if not req.chunked else (len(members), None, req.action_dim)
-            if (out.ndim != len(expected) or out.size == 0
-                    or any(e is not None and e != o for e, o in zip(expected, out.shape))):
-                for k in members:
-                    finish(k, POLICY_ERROR, f"policy returned actions of shape {out.shape}, expected {expected}")
-                continue
-            for row, k in enumerate(members):
-                if not np.all(np.isfinite(out[row])):
-                    finish(k, POLICY_ERROR, "non-finite action")
-                else:
-                    slots[k].queue.extend(out[row] if req.chunked else out[row][None])
+                    try:
+                        self._infer(policy, [k], slots, finish)
+                    except Exception as alone:
+                        finish(k, *_fault(alone, "policy error"))
         return {k: s.queue.popleft() for k, s in slots.items()}
+
+    @staticmethod
+    def _infer(policy: Policy, members: list[int], slots: dict[int, _Slot], finish) -> None:
+        """One batched policy call for ``members``; fills their action queues or ends them with a
+        policy error. Raises what the policy raised."""
+        req = policy.requirements
+        keys = req.obs_shapes.keys() or slots[members[0]].obs.keys()
+        if req.n_obs_steps > 1:
+            batch = {key: np.stack([np.stack([o[key] for o in slots[k].history]) for k in members]) for key in keys}
+        else:
+            batch = {key: np.stack([slots[k].obs[key] for k in members]) for key in keys}
+        started = time.perf_counter()
+        out = np.asarray(policy.act(batch, np.asarray(members)), dtype=np.float64)
+        spent = time.perf_counter() - started
+        for k in members:  # each episode is charged the time of the calls that served it
+            slots[k].policy_time += spent
+        expected = (len(members), req.action_dim) if not req.chunked else (len(members), None, req.action_dim)
+        if out.ndim != len(expected) or out.size == 0 or any(e is not None and e != o
+                                                             for e, o in zip(expected, out.shape)):
+            for k in members:
+                finish(k, POLICY_ERROR, f"policy returned actions of shape {out.shape}, expected {expected}")
+            return
+        for row, k in enumerate(members):
+            if not np.all(np.isfinite(out[row])):
+                finish(k, POLICY_ERROR, "non-finite action")
+            else:
+                slots[k].queue.extend(out[row] if req.chunked else out[row][None])
 
 
 def _fault(exc: Exception, what: str) -> tuple[str, str]:
     """(status, reason) for an exception raised by a policy: its own failure, unless it declared an
-    infrastructure fault."""
-    if isinstance(exc, InfrastructureError):
-        return ERROR, f"infrastructure error ({what}): {_reason(exc)}"
-    return POLICY_ERROR, f"{what}: {_reason(exc)}"
+    infrastructure fault or ran out of memory (which depends on the batch size, a harness setting).
+    The policy's source location is left out of the reason: file names would unblind the journal."""
+    if isinstance(exc, InfrastructureError | MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return ERROR, f"infrastructure error ({what}): {_reason(exc, where=False)}"
+    return POLICY_ERROR, f"{what}: {_reason(exc, where=False)}"
