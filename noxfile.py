@@ -9,7 +9,7 @@ import nox
 nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = True
 
-INSTALL = ["-e", ".[metaworld,robomimic,torch,lbm,test]", "torch==2.13.0"]
+INSTALL = ["-e", ".[metaworld,robomimic,torch,lbm,ray,test]", "torch==2.13.0"]
 # The project's own regression gate: today's scripted expert on the shipped baseline's initial conditions.
 SHIPPED_BASELINE = "reports/baselines/metaworld-smoke-scripted"
 

@@ -1,8 +1,11 @@
 """Runner throughput on Meta-World, measured side by side in one run.
 
 Prints episodes/s for:
-  * the simulator alone (env.step with fixed actions, the same episodes and step counts) - the limit;
-  * the runner with the scripted expert (goal: >= 0.7x the simulator alone);
+  * the simulator alone (env.step with fixed actions, the same episodes and step counts) in one
+    process, and the machine's limit: N processes x that rate;
+  * the runner with the scripted expert: lock-step in-process, lock-step with 2 environment
+    workers, whole episodes in 2 worker processes, and Ray with 1 and 2 actors, each as a ratio to
+    the machine's limit (goal: >= 0.7x);
   * a torch MLP behavior-cloning policy, batched by the runner vs a sequential
     one-episode-at-a-time loop (the way robomimic and DP3 evaluate) on the same initial conditions
     (goal: batched >= 3x sequential), for MLPs from small (inference ~0.1 ms, the simulator
@@ -39,6 +42,19 @@ def run_executor(suite, plan, key, batch_size, env_workers):
             ctx.make_policy(code, task)
     with LocalExecutor(batch_size=batch_size, env_workers=env_workers) as executor:
         executor.warm_up(ctx, plan.tasks)
+        t0 = time.perf_counter()
+        executor.run(plan.trials, ctx, records.append)
+        return records, time.perf_counter() - t0
+
+
+def run_parallel(suite, plan, key, executor):
+    """Whole-episode executors; one episode per task and worker first, so every worker has built
+    its environments and policies before the clock starts."""
+    ctx = RunContext(suite=suite, max_steps=plan.max_steps, make_policy=PolicyBuilder(suite, key))
+    warm = [next(t for t in plan.trials if t.task == task) for task in plan.tasks] * 4
+    with executor:
+        executor.run(warm, ctx, lambda r: None)
+        records = []
         t0 = time.perf_counter()
         executor.run(plan.trials, ctx, records.append)
         return records, time.perf_counter() - t0
@@ -96,11 +112,31 @@ def main() -> None:
     rows.append((f"runner, scripted, batch {args.batch_size}, in-process", n / t_scripted, steps / t_scripted))
     _, t_scripted_w = run_executor(suite, plan, key, args.batch_size, 2)
     rows.append((f"runner, scripted, batch {args.batch_size}, 2 env workers", n / t_scripted_w, steps / t_scripted_w))
+    from evalsuite.runner.parallel import ProcessExecutor
+
+    timed = {"in-process": (1, t_scripted), "2 env workers": (2, t_scripted_w)}
+    _, t = run_parallel(suite, plan, key, ProcessExecutor(2, batch_size=1))
+    rows.append(("runner, scripted, 2 worker processes (whole episodes)", n / t, steps / t))
+    timed["2 worker processes"] = (2, t)
+    try:
+        from evalsuite.runner.ray_executor import RayExecutor
+
+        for workers in (1, 2):
+            _, t = run_parallel(suite, plan, key, RayExecutor(None, workers, batch_size=1))
+            rows.append((f"runner, scripted, Ray, {workers} actor(s)", n / t, steps / t))
+            timed[f"Ray {workers} actor(s)"] = (workers, t)
+    except ImportError:
+        print("(Ray not installed: pip install 'evalsuite[ray]')")
     print(f"{'configuration':<58} {'episodes/s':>10} {'steps/s':>9}")
     for name, eps, sps in rows:
         print(f"{name:<58} {eps:>10.2f} {sps:>9.0f}")
-    print(f"ratio scripted runner / simulator alone: in-process {t_sim / t_scripted:.2f}x, "
-          f"2 workers {t_sim / t_scripted_w:.2f}x  (goal >= 0.7x)\n")
+    cores = min(2, __import__("os").cpu_count() or 1)
+    print(f"machine's simulator limit: {cores} x {steps / t_sim:.0f} = {cores * steps / t_sim:.0f} steps/s")
+    print("ratio to the limit of the processes used (N x one simulator process) and to the machine's:")
+    for name, (procs, t) in timed.items():
+        print(f"  {name:<22} {t_sim / t / min(procs, cores):.2f}x of {min(procs, cores)} process(es), "
+              f"{t_sim / t / cores:.2f}x of the machine  (goal >= 0.7x)")
+    print()
 
     obs, actions = [], []
     for task in tasks:

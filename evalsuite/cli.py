@@ -53,8 +53,13 @@ EVALUATE_KEYS = {
     "out": "run folder (default: reports/<suite>-<hash of the request>)",
     "max_steps": "cap on every task's step limit",
     "batch_size": "parallel episodes",
-    "env_workers": "environment subprocesses (0: in-process)",
-    "timeout": "wall-clock seconds per episode",
+    "env_workers": "environment subprocesses stepped in lock-step (0: in-process)",
+    "workers": "whole-episode workers: processes here, or Ray actors with executor=ray (0: lock-step)",
+    "executor": "local | ray",
+    "cpus": "cores evalsuite may use: inference threads x processes stay within (default: all)",
+    "ray_address": "executor=ray: auto | HOST:PORT of a running cluster (default: start Ray on this machine)",
+    "worker_cpus": "executor=ray: CPUs per actor", "worker_gpus": "executor=ray: GPUs per actor",
+    "timeout": "seconds of policy inference per episode before it counts as a policy error",
     "level": "confidence level",
     "interval": "wilson | clopper-pearson | jeffreys",
     "correction": "holm | bh | none",
@@ -194,6 +199,36 @@ def parse_analysis_options(kv: dict[str, str]) -> dict[str, Any]:
     return out
 
 
+def parallel_options(kv: dict[str, str]) -> dict[str, Any]:
+    """Executor keys of ``evaluate``, validated; only those given."""
+    from evalsuite.harness import EXECUTORS
+
+    out: dict[str, Any] = {}
+    executor = kv.get("executor", "local")
+    if executor not in EXECUTORS:
+        raise UsageError(f"executor={executor!r}; accepted: {choices(EXECUTORS)}")
+    out["executor"] = executor
+    ray_keys = [k for k in ("ray_address", "worker_cpus", "worker_gpus") if k in kv]
+    if ray_keys and executor != "ray":
+        raise UsageError(f"{ray_keys[0]}= applies to executor=ray only")
+    if "workers" in kv:
+        out["workers"] = parse_int("workers", kv["workers"], 0)
+        if out["workers"] and "env_workers" in kv and int(kv["env_workers"]):
+            raise UsageError("give workers= (whole episodes per process) or env_workers= (lock-step), not both")
+    if "cpus" in kv:
+        out["cpus"] = parse_int("cpus", kv["cpus"], 1)
+    if "ray_address" in kv:
+        out["ray_address"] = kv["ray_address"]
+    if "worker_cpus" in kv:
+        out["worker_cpus"] = parse_float("worker_cpus", kv["worker_cpus"], 0.0)
+    if "worker_gpus" in kv:
+        gpus = float(kv["worker_gpus"]) if kv["worker_gpus"].replace(".", "", 1).isdigit() else -1.0
+        if gpus < 0:
+            raise UsageError(f"worker_gpus={kv['worker_gpus']!r} must be a number >= 0")
+        out["worker_gpus"] = gpus
+    return out
+
+
 def evaluate_request(kv: dict[str, str]):
     """An EvaluateRequest from validated ``evaluate`` keys (shared with ``select``)."""
     from evalsuite.analysis import AnalysisOptions
@@ -250,6 +285,7 @@ def evaluate_request(kv: dict[str, str]):
         batch_size=parse_int("batch_size", kv.get("batch_size", "8"), 1),
         env_workers=parse_int("env_workers", kv["env_workers"], 0) if "env_workers" in kv else None,
         episode_timeout_s=parse_float("timeout", kv.get("timeout", "600"), 0.0),
+        **parallel_options(kv),
         options=options, tracking_uri=None if tracking == "none" else tracking,
         experiment=kv.get("experiment", "evalsuite"), tags=parse_tags(kv["tags"]) if "tags" in kv else {},
         progress=parse_bool("progress", kv.get("progress", "true" if sys.stderr.isatty() else "false")),

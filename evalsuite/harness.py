@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -27,7 +28,8 @@ from evalsuite.journal import ERROR, JOURNAL_FILE, POLICY_ERROR, Journal, attemp
 from evalsuite.plan import PolicyEntry
 from evalsuite.runner import LocalExecutor, RunContext
 from evalsuite.runner.envs import env_info
-from evalsuite.specs import SuiteSpec, load_entry_point
+from evalsuite.runner.parallel import threads_limited
+from evalsuite.specs import PolicySpec, SuiteSpec, load_entry_point
 
 RESULTS_FILE = "results.json"
 RUN_INFO_FILE = "run_info.json"
@@ -46,6 +48,12 @@ class EvaluateRequest:
     max_steps: int | dict[str, int] | None = None  # caps every task's own step limit (or per task)
     batch_size: int = 8
     env_workers: int | None = None  # None: the suite's default
+    executor: str = "local"  # local | ray
+    workers: int | None = None  # whole-episode workers (processes, or Ray actors); None/0 locally: lock-step
+    cpus: int | None = None  # cores evalsuite may use (threads x processes stay within); None: all
+    ray_address: str | None = None  # executor=ray: None starts Ray here; "auto" or HOST:PORT joins a cluster
+    worker_cpus: float = 1.0  # executor=ray: CPUs per actor (its inference threads)
+    worker_gpus: float = 0.0  # executor=ray: GPUs per actor
     episode_timeout_s: float = 600.0
     options: AnalysisOptions = field(default_factory=AnalysisOptions)
     stopping: dict[str, Any] = field(default_factory=lambda: {"rule": "fixed"})  # see evalsuite/sequential.py
@@ -71,31 +79,43 @@ def resolve_policy(entry: PolicyEntry) -> None:
                          f"accepted: {choices(accepted) or '(none)'}")
 
 
-def build_policy(policy_id: str, params: dict[str, Any], task: str, suite: SuiteSpec) -> Policy:
-    """A registered policy for one task: its spec's defaults overridden by ``params``. On an MDP
-    family the policy is built for the family's base suite: the family changes the world, not the
-    policy's task."""
-    spec = registry.policies.get(policy_id)
+def policy_suite(suite: SuiteSpec) -> SuiteSpec:
+    """The suite a policy is built for. On an MDP family it is the family's base suite: the family
+    changes the world, not the policy's task."""
     if suite.kwargs.get("family"):
         from suites.families import FAMILIES
 
-        suite = registry.suites.get(FAMILIES[suite.kwargs["family"]].base_suite)
+        return registry.suites.get(FAMILIES[suite.kwargs["family"]].base_suite)
+    return suite
+
+
+def build_policy(policy_id: str, params: dict[str, Any], task: str, suite: SuiteSpec) -> Policy:
+    """A registered policy for one task: its spec's defaults overridden by ``params``."""
+    return _build(registry.policies.get(policy_id), params, task, policy_suite(suite))
+
+
+def _build(spec: PolicySpec, params: dict[str, Any], task: str, suite: SuiteSpec) -> Policy:
     params = {k: v for k, v in params.items() if k != GROUP_PARAM}  # the analysis's, not the policy's
     return load_entry_point(spec.entry_point)(suite.task(task), suite, **{**spec.params, **params})
 
 
 class PolicyBuilder:
-    """Builds each (code, task) policy once from the blinding key."""
+    """Builds each (code, task) policy once from the blinding key. Specs are resolved when it is
+    made, so a copy sent to a worker process or a Ray actor builds the same policies without the
+    registry (whose runtime registrations the worker never saw)."""
 
     def __init__(self, suite: SuiteSpec, key: dict[str, dict[str, Any]]) -> None:
-        self.suite, self.key = suite, key
+        self.suite, self.key = policy_suite(suite), key
+        self.specs = {code: registry.policies.get(entry["id"]) for code, entry in key.items()}
         self._cache: dict[tuple[str, str], Policy] = {}
 
     def __call__(self, code: str, task: str) -> Policy:
         if (code, task) not in self._cache:
-            entry = self.key[code]
-            self._cache[code, task] = build_policy(entry["id"], entry["params"], task, self.suite)
+            self._cache[code, task] = _build(self.specs[code], self.key[code]["params"], task, self.suite)
         return self._cache[code, task]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_cache": {}}  # policies are rebuilt where they run
 
 
 def _env_options(suite: SuiteSpec) -> set[str]:
@@ -137,9 +157,10 @@ def with_options(suite: SuiteSpec, options: dict[str, Any]) -> SuiteSpec:
 
 def evaluate(req: EvaluateRequest, log=print) -> dict[str, Any]:
     suite = with_options(registry.suites.get(req.suite), req.suite_options)
-    tasks = list(req.tasks or suite.default_tasks or suite.task_ids)
-    for task in tasks:
-        suite.task(task)
+    tasks = suite.select_tasks(list(req.tasks)) if req.tasks else list(suite.default_tasks or suite.task_ids)
+    if not req.tasks and suite.default_tasks and len(suite.default_tasks) < len(suite.tasks):
+        log(f"suite {suite.id!r}: its default {len(tasks)} of {len(suite.tasks)} tasks ({', '.join(tasks)}); "
+            "tasks=all runs every one")
     if not req.policies:
         raise UsageError(f"no policies given and suite {suite.id!r} has no default ones; e.g. policies=[scripted]")
     for entry in req.policies:
@@ -171,11 +192,10 @@ def evaluate(req: EvaluateRequest, log=print) -> dict[str, Any]:
     notes = {key[code]["label"]: builder(code, tasks[0]).requirements.notes for code in plan.codes}
     plan_mod.write_json(run_dir / POLICY_NOTES_FILE, notes)
 
-    executor = LocalExecutor(batch_size=req.batch_size,
-                             env_workers=suite.env_workers if req.env_workers is None else req.env_workers)
+    executor, parallelism = make_executor(req, suite)
     started = time.time()
     ran = 0
-    with executor, Journal(run_dir / JOURNAL_FILE) as journal:
+    with threads_limited(parallelism["driver_threads"]), executor, Journal(run_dir / JOURNAL_FILE) as journal:
         done = finished_trials(journal.records, req.options.max_attempts)
         if done:
             log(f"resuming {run_dir}: {len(done)}/{len(plan.trials)} trials already finished")
@@ -204,7 +224,7 @@ def evaluate(req: EvaluateRequest, log=print) -> dict[str, Any]:
     elapsed = time.time() - started
 
     info = {"versions": package_versions(), "git_commit": git_commit(), "host": platform.node(),
-            "command": sys.argv, "batch_size": req.batch_size, "env_workers": executor.env_workers,
+            "command": sys.argv, "batch_size": req.batch_size, "parallelism": parallelism,
             "wall_time_s": round(elapsed, 2), "episodes_run": ran,
             "episodes_per_s": round(ran / elapsed, 3) if elapsed > 0 and ran else None, "tags": req.tags}
     plan_mod.write_json(run_dir / RUN_INFO_FILE, info)
@@ -216,6 +236,49 @@ def evaluate(req: EvaluateRequest, log=print) -> dict[str, Any]:
 
         tracking.log_or_explain(run_dir, req.tracking_uri, req.experiment, log=log)
     return results
+
+
+EXECUTORS = ("local", "ray")
+
+
+def available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def make_executor(req: EvaluateRequest, suite: SuiteSpec):
+    """The executor and its plan of processes and threads: inference threads x processes never
+    exceed ``cpus``; environment workers and episode workers get what their share allows."""
+    from evalsuite.runner.parallel import ProcessExecutor
+
+    if req.executor not in EXECUTORS:
+        raise UsageError(f"executor={req.executor!r}; accepted: {choices(EXECUTORS)}")
+    cpus = req.cpus or available_cpus()
+    if req.executor == "ray":
+        from evalsuite.runner.ray_executor import RayExecutor
+
+        workers = req.workers or cpus
+        plan = {"driver_threads": 1,  # the driver only writes the journal
+                "executor": "ray", "address": req.ray_address or "local", "workers": workers,
+                "worker_cpus": req.worker_cpus, "worker_gpus": req.worker_gpus, "batch_size": req.batch_size,
+                "inference_threads_per_worker": max(1, int(req.worker_cpus))}
+        return RayExecutor(req.ray_address, workers, req.batch_size, req.worker_cpus, req.worker_gpus), plan
+    workers = req.workers
+    if workers is None and suite.episode_workers and req.env_workers is None:
+        workers = cpus  # the suite's choice: one whole-episode worker per core
+    if workers:
+        threads = max(1, cpus // workers)
+        plan = {"driver_threads": 1, "executor": "local-workers", "cpus": cpus, "workers": workers,
+                "batch_size": req.batch_size, "inference_threads_per_worker": threads,
+                "environment_threads_per_worker": 1}
+        return ProcessExecutor(workers, req.batch_size, threads), plan
+    env_workers = suite.env_workers if req.env_workers is None else req.env_workers
+    threads = max(1, cpus - env_workers)  # each environment worker is single-threaded
+    plan = {"driver_threads": threads, "executor": "local", "cpus": cpus, "env_workers": env_workers,
+            "batch_size": req.batch_size, "inference_threads": threads}
+    return LocalExecutor(batch_size=req.batch_size, env_workers=env_workers), plan
 
 
 def _worst_cases(req: EvaluateRequest, suite: SuiteSpec, task: str, run_dir: Path, plan, key, records, log):

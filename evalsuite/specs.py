@@ -46,7 +46,9 @@ class SuiteSpec:
 
     ``entry_point`` is a callable ``(task_id, **kwargs) -> TaskEnv``; ``kwargs`` are fixed options
     of the suite (e.g. observation mode). ``env_workers`` is the default number of environment
-    subprocesses (0 = step environments in the main process, right when the policy is the cost).
+    subprocesses (0 = step environments in the main process, right when the policy is the cost);
+    ``episode_workers`` instead runs whole episodes in one worker process per core by default
+    (right when the simulator and its resets are the cost, as on robosuite).
     """
 
     id: str
@@ -56,6 +58,7 @@ class SuiteSpec:
     kwargs: dict[str, Any] = field(default_factory=dict)
     default_episodes: int = 20
     env_workers: int = 0
+    episode_workers: bool = False
     default_tasks: tuple[str, ...] = ()  # empty: all tasks
     default_policies: tuple[str, ...] = ()  # what `evaluate` runs when no policies= is given
 
@@ -68,6 +71,24 @@ class SuiteSpec:
     @property
     def task_ids(self) -> tuple[str, ...]:
         return tuple(t.id for t in self.tasks)
+
+    def select_tasks(self, names: list[str]) -> list[str]:
+        """Task ids for ``names``: task ids, ``all``, or tags naming a group (Meta-World's
+        ``easy``, ``medium``, ``hard``, ``very-hard``), in the suite's order, without repeats."""
+        tags = {tag for t in self.tasks for tag in t.tags}
+        chosen: list[str] = []
+        for name in names:
+            if name == "all":
+                group = list(self.task_ids)
+            elif name in tags and name not in self.task_ids:
+                group = [t.id for t in self.tasks if name in t.tags]
+            else:
+                group = [self.task(name).id] if name in self.task_ids else []
+                if not group:
+                    raise UsageError(f"unknown task {name!r} in suite {self.id!r}; accepted: all, "
+                                     f"{choices(tags) + ', ' if tags else ''}{choices(self.task_ids)}")
+            chosen += [t for t in group if t not in chosen]
+        return chosen
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

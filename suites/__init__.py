@@ -36,7 +36,7 @@ BUILTIN = [
         tasks=_RM_TASKS,
         description="robomimic's tasks on robosuite 1.5 (Panda, OSC pose, 20 Hz), low-dim observations",
         default_episodes=40,  # Wilson 95% half-width <= 10 points near 90% success
-        env_workers=2,  # the simulator is the cost here: step environments in both cores
+        episode_workers=True,  # the simulator is the cost here: whole episodes in a process per core
         default_tasks=("lift", "can"),
         default_policies=("scripted", "robomimic-bc", "dp3", "dm1"),
     ),
@@ -47,7 +47,7 @@ BUILTIN = [
         description="robomimic's tasks with agentview and eye-in-hand cameras (84x84) besides low-dim",
         kwargs={"obs": "image"},
         default_episodes=40,
-        env_workers=2,
+        episode_workers=True,
         default_tasks=("lift", "can"),
         default_policies=("scripted",),
     ),
@@ -59,7 +59,7 @@ BUILTIN = [
             description=family.description,
             kwargs={"family": family.id},
             default_episodes=17 * 4,  # the nominal MDP and 16 sampled ones, 4 episodes each
-            env_workers=2 if family.base_suite == "robomimic" else 0,  # as the base suites
+            episode_workers=family.base_suite == "robomimic",  # as the base suites
             default_policies=("scripted", "noisy-scripted"),
         )
         for family in FAMILIES.values()

@@ -130,3 +130,21 @@ def fake_suite():
 
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+
+class SuicidalPolicy(OnesPolicy):
+    """Kills the process it runs in at its ``after``-th episode there, once per ``marker`` file: a
+    worker (process or Ray actor) dying mid-run."""
+
+    def __init__(self, task, suite, marker: str = "", after: int = 3) -> None:
+        super().__init__(task, suite)
+        self.marker, self.after, self.resets = marker, int(after), 0
+
+    def reset(self, seed, slot):
+        import signal
+
+        self.resets += 1
+        if self.marker and self.resets >= self.after and not os.path.exists(self.marker):
+            with open(self.marker, "w") as fh:
+                fh.write(str(os.getpid()))
+            os.kill(os.getpid(), signal.SIGKILL)

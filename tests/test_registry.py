@@ -86,3 +86,17 @@ def test_broken_plugin_is_named(tmp_path, monkeypatch):
     registry.policies.restore(({}, False))
     with pytest.raises(UsageError, match="policy plugin 'mine' .*boom"):
         registry.policies.all()
+
+
+def test_tasks_all_and_difficulty_groups():
+    from evalsuite import registry
+    from evalsuite.errors import UsageError
+
+    suite = registry.suites.get("metaworld")
+    assert suite.select_tasks(["all"]) == list(suite.task_ids) and len(suite.task_ids) == 50
+    hard = suite.select_tasks(["hard"])
+    assert hard and all("hard" in suite.task(t).tags for t in hard)
+    both = suite.select_tasks(["hard", "very-hard", "pick-place"])
+    assert both[: len(hard)] == hard and len(both) == len(set(both))
+    with pytest.raises(UsageError, match="unknown task 'harder'.*accepted: all, easy, hard, medium, very-hard"):
+        suite.select_tasks(["harder"])

@@ -1,0 +1,182 @@
+"""Whole episodes in parallel: worker processes on this machine, or actors on a Ray cluster.
+
+``LocalExecutor`` steps K episodes in lock-step in one process: right when one batched policy call
+is the cost (dp3's ten network evaluations), wrong when the simulator is, since every step waits
+for the slowest environment and for the policy. Here each worker runs its own ``LocalExecutor``
+in-process - its own environments and its own copy of every policy, loaded once - on chunks of
+trials sent by the driver, so the workers simulate and infer at the same time. The driver alone
+writes the journal: records arrive per finished chunk, so a killed driver loses at most the chunks
+in flight, which a resumed run simply runs again.
+
+A worker that dies (killed, out of memory, a crashed simulator) costs its chunk: each trial of it is
+recorded as an infrastructure error with its attempt number and retried by the harness like any
+other; nothing is lost or counted twice. A chunk that outlives ``WALL_CLOCK_FACTOR`` x the episode
+time limit per trial is treated the same way (its worker is killed and replaced).
+
+Outcomes do not depend on which worker ran an episode: every episode is seeded by its trial.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, replace
+from typing import Any
+
+from evalsuite.journal import ERROR, EpisodeRecord
+from evalsuite.plan import Trial
+from evalsuite.runner.executor import WALL_CLOCK_FACTOR, LocalExecutor, RunContext
+
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def limit_threads(n: int) -> None:
+    """Intra-op threads of torch and the BLAS libraries in this process (set before they start,
+    and applied to torch at once if it is already loaded)."""
+    for var in THREAD_VARS:
+        os.environ[var] = str(n)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
+
+
+@contextlib.contextmanager
+def threads_limited(n: int) -> Iterator[None]:
+    """``limit_threads`` for the duration of a run, then as it was."""
+    saved = {var: os.environ.get(var) for var in THREAD_VARS}
+    torch_threads = sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None
+    limit_threads(n)
+    try:
+        yield
+    finally:
+        for var, value in saved.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(torch_threads or sys.modules["torch"].get_num_threads())
+
+
+class Shard:
+    """What runs in a worker: a lock-step executor over in-process environments, kept between
+    chunks so environments and policies are built once."""
+
+    def __init__(self, ctx: RunContext, batch_size: int, threads: int) -> None:
+        limit_threads(threads)
+        self.ctx = ctx
+        self.executor = LocalExecutor(batch_size=batch_size, env_workers=0)
+
+    def run(self, trials: list[Trial], attempts: dict[str, int]) -> list[EpisodeRecord]:
+        records: list[EpisodeRecord] = []
+        self.executor.run(trials, replace(self.ctx, attempts=attempts), records.append)
+        return records
+
+    def ping(self) -> int:
+        return os.getpid()
+
+
+def lost(trials: Sequence[Trial], attempts: dict[str, int], reason: str) -> list[EpisodeRecord]:
+    """Infrastructure-error records for trials whose worker went away."""
+    return [EpisodeRecord(trial_id=t.trial_id, task=t.task, policy_code=t.policy_code, ic_index=t.ic_index,
+                          ic_seed=t.ic_seed, policy_seed=t.policy_seed, attempt=attempts.get(t.trial_id, 1),
+                          status=ERROR, success=False, steps=0, episode_return=0.0, reason=reason, wall_time_s=0.0,
+                          policy_fingerprint="") for t in trials]
+
+
+def chunks(trials: Sequence[Trial], size: int) -> list[list[Trial]]:
+    return [list(trials[i:i + size]) for i in range(0, len(trials), size)]
+
+
+# ---- worker processes on this machine -------------------------------------------------------------
+
+_SHARD: Shard | None = None
+
+
+def _start_shard(ctx: RunContext, batch_size: int, threads: int) -> None:
+    global _SHARD
+    _SHARD = Shard(ctx, batch_size, threads)
+
+
+def _run_chunk(trials: list[Trial], attempts: dict[str, int]) -> list[EpisodeRecord]:
+    assert _SHARD is not None
+    return _SHARD.run(trials, attempts)
+
+
+@dataclass
+class ProcessExecutor:
+    """``workers`` processes, each running whole episodes (``batch_size`` at a time, lock-step
+    within the process) with ``threads`` inference threads."""
+
+    workers: int
+    batch_size: int = 1
+    threads: int = 1
+    in_flight: int = 2  # chunks queued per worker, so none waits for the driver
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        self._pool: ProcessPoolExecutor | None = None
+        self._ctx_id: int | None = None
+
+    def _start(self, ctx: RunContext) -> ProcessPoolExecutor:
+        if self._pool is None or self._ctx_id != id(ctx.make_policy):
+            self.close()
+            import multiprocessing as mp
+
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
+                                             initializer=_start_shard, initargs=(ctx, self.batch_size, self.threads))
+            self._ctx_id = id(ctx.make_policy)
+        return self._pool
+
+    def run(self, trials: Sequence[Trial], ctx: RunContext, on_record: Callable[[EpisodeRecord], None]) -> None:
+        todo = chunks(trials, self.batch_size)
+        running: dict[Any, tuple[list[Trial], float]] = {}
+        limit = WALL_CLOCK_FACTOR * ctx.episode_timeout_s
+        while todo or running:
+            pool = self._start(ctx)
+            while todo and len(running) < self.workers * self.in_flight:
+                chunk = todo.pop(0)
+                running[pool.submit(_run_chunk, chunk, {t.trial_id: ctx.attempts.get(t.trial_id, 1)
+                                                        for t in chunk})] = (chunk, time.monotonic())
+            done, _ = wait(list(running), timeout=5.0, return_when=FIRST_COMPLETED)
+            broken = False
+            for future in done:
+                chunk, _ = running.pop(future)
+                try:
+                    records = future.result()
+                except BrokenProcessPool:
+                    broken = True
+                    records = lost(chunk, ctx.attempts, "infrastructure error: worker process died")
+                for r in records:
+                    on_record(r)
+            overdue = [f for f, (chunk, t0) in running.items() if time.monotonic() - t0 > limit * len(chunk)]
+            if broken or overdue:  # the pool cannot cancel one task: replace it, charging what was in flight
+                why = ("worker process died" if broken else
+                       f"chunk still running after {WALL_CLOCK_FACTOR} x the episode time limit per trial")
+                for future, (chunk, _) in list(running.items()):
+                    for r in lost(chunk, ctx.attempts, f"infrastructure error: {why}"):
+                        on_record(r)
+                running.clear()
+                self.close(kill=True)
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in (self._pool._processes or {}).values()] if self._pool else []
+
+    def close(self, kill: bool = False) -> None:
+        if self._pool is not None:
+            if kill:
+                for p in list((self._pool._processes or {}).values()):
+                    p.kill()
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> ProcessExecutor:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

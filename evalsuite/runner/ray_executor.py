@@ -1,0 +1,156 @@
+"""The same plan on a Ray cluster: environment actors that load each policy once, the driver alone
+writing the journal.
+
+    evalsuite evaluate ... executor=ray [ray_address=auto|HOST:PORT] [workers=8] [worker_cpus=1] [worker_gpus=0]
+
+Each actor is a ``Shard`` (``evalsuite.runner.parallel``): its own environments and policies, whole
+episodes in lock-step batches of ``batch_size``. The driver keeps two chunks of trials queued per
+actor and writes every record as its chunk returns. An actor that dies (its node lost, its process
+killed, out of memory) or whose chunk outlives the time limit is replaced; the trials it held are
+recorded as infrastructure errors and retried by the harness - none lost, none counted twice.
+Without an address Ray is started on this machine (loopback only) and stopped at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from evalsuite.errors import UsageError
+from evalsuite.journal import EpisodeRecord
+from evalsuite.plan import Trial
+from evalsuite.runner.executor import WALL_CLOCK_FACTOR, RunContext
+from evalsuite.runner.parallel import Shard, chunks, lost
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError:
+        raise UsageError("executor=ray needs Ray: pip install 'evalsuite[ray]'") from None
+    return ray
+
+
+@dataclass
+class RayExecutor:
+    address: str | None = None  # None: a local Ray on this machine; "auto" or HOST:PORT: a running cluster
+    workers: int = 2
+    batch_size: int = 1
+    worker_cpus: float = 1.0
+    worker_gpus: float = 0.0
+    in_flight: int = 2
+    progress: Callable[[dict[str, Any]], None] | None = None  # called with counts as records arrive
+    _actors: list[Any] = field(default_factory=list)
+    _started_ray: bool = False
+
+    def _connect(self) -> None:
+        ray = _ray()
+        if ray.is_initialized():
+            return
+        env = {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in [os.getcwd(), *sys.path] if p and os.path.isdir(p)),
+                            "RAY_DEDUP_LOGS": "0"}}
+        try:
+            if self.address is None:
+                ray.init(num_cpus=max(1, int(self.workers * self.worker_cpus)), include_dashboard=False,
+                         _node_ip_address="127.0.0.1", runtime_env=env, log_to_driver=False,
+                         configure_logging=False)
+                self._started_ray = True
+            else:
+                ray.init(address=self.address, runtime_env=env, log_to_driver=False, configure_logging=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise UsageError(f"ray_address={self.address!r}: cannot connect to a Ray cluster ({exc}); accepted: "
+                             "auto (RAY_ADDRESS or a local `ray start`), HOST:PORT, or leave it out for a local Ray"
+                             ) from None
+
+    def _new_actor(self, ctx: RunContext):
+        ray = _ray()
+        remote = ray.remote(num_cpus=self.worker_cpus, num_gpus=self.worker_gpus, max_restarts=0)(Shard)
+        return remote.remote(ctx, self.batch_size, max(1, int(self.worker_cpus)))
+
+    def _start(self, ctx: RunContext) -> None:
+        self._connect()
+        if getattr(self, "_ctx_id", None) != id(ctx.make_policy):
+            self.close_actors()
+            self._ctx_id = id(ctx.make_policy)
+        while len(self._actors) < self.workers:
+            self._actors.append(self._new_actor(ctx))
+
+    def run(self, trials: Sequence[Trial], ctx: RunContext, on_record: Callable[[EpisodeRecord], None]) -> None:
+        ray = _ray()
+        from ray.exceptions import GetTimeoutError, RayActorError, WorkerCrashedError
+
+        self._start(ctx)
+        todo = chunks(trials, self.batch_size)
+        running: dict[Any, tuple[int, list[Trial], float]] = {}  # object ref -> (actor index, chunk, start)
+        limit = WALL_CLOCK_FACTOR * ctx.episode_timeout_s
+        done_count = 0
+
+        def submit(i: int) -> None:
+            chunk = todo.pop(0)
+            attempts = {t.trial_id: ctx.attempts.get(t.trial_id, 1) for t in chunk}
+            running[self._actors[i].run.remote(chunk, attempts)] = (i, chunk, time.monotonic())
+
+        def replace_actor(i: int, why: str) -> None:
+            for ref, (j, chunk, _) in list(running.items()):
+                if j == i:
+                    running.pop(ref)
+                    for r in lost(chunk, ctx.attempts, f"infrastructure error: {why}"):
+                        on_record(r)
+            try:
+                ray.kill(self._actors[i], no_restart=True)
+            except Exception:  # already gone
+                pass
+            self._actors[i] = self._new_actor(ctx)
+
+        while todo or running:
+            for i in range(len(self._actors)):
+                while todo and sum(1 for j, _, _ in running.values() if j == i) < self.in_flight:
+                    submit(i)
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=5.0)
+            for ref in ready:
+                i, chunk, _ = running.pop(ref)
+                try:
+                    records = ray.get(ref, timeout=60)
+                except (RayActorError, WorkerCrashedError, GetTimeoutError) as exc:
+                    running[ref] = (i, chunk, 0.0)  # charged with the actor's other chunks below
+                    replace_actor(i, f"Ray worker lost ({type(exc).__name__})")
+                    continue
+                for r in records:
+                    on_record(r)
+                done_count += len(records)
+                if self.progress:
+                    self.progress({"episodes": done_count, "in_flight": sum(len(c) for _, c, _ in running.values())})
+            for ref, (i, chunk, t0) in list(running.items()):
+                if ref in running and time.monotonic() - t0 > limit * len(chunk):
+                    replace_actor(i, f"chunk still running after {WALL_CLOCK_FACTOR} x the episode time limit "
+                                     "per trial")
+
+    def actor_pids(self) -> list[int]:
+        ray = _ray()
+        return ray.get([a.ping.remote() for a in self._actors])
+
+    def close_actors(self) -> None:
+        if self._actors:
+            ray = _ray()
+            for a in self._actors:
+                try:
+                    ray.kill(a, no_restart=True)
+                except Exception:
+                    pass
+            self._actors = []
+
+    def close(self) -> None:
+        self.close_actors()
+        if self._started_ray:
+            _ray().shutdown()
+            self._started_ray = False
+
+    def __enter__(self) -> RayExecutor:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
