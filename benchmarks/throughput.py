@@ -51,7 +51,7 @@ def run_parallel(suite, plan, key, executor):
     """Whole-episode executors; one episode per task and worker first, so every worker has built
     its environments and policies before the clock starts."""
     ctx = RunContext(suite=suite, max_steps=plan.max_steps, make_policy=PolicyBuilder(suite, key))
-    warm = [next(t for t in plan.trials if t.task == task) for task in plan.tasks] * 4
+    warm = [next(t for t in plan.trials if t.task == task) for task in plan.tasks] * 8
     with executor:
         executor.run(warm, ctx, lambda r: None)
         records = []
