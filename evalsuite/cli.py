@@ -753,6 +753,11 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"evalsuite: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # an unwritable or full output folder, a file that cannot be read
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"evalsuite: error: {exc.strerror or exc}{where}; episodes already journaled are kept - fix this "
+              "and rerun the same command to resume", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("evalsuite: interrupted; finished episodes are in the journal - rerun the same command to resume",
               file=sys.stderr)

@@ -30,7 +30,33 @@ def prepare_robomimic() -> None:
         builder.MujocoException = MujocoException
         mujoco_py.builder = builder
         sys.modules["mujoco_py"], sys.modules["mujoco_py.builder"] = mujoco_py, builder
+    quiet_import("robosuite")
+    quiet_import("robomimic")
     _done = True
+
+
+def quiet_import(name: str) -> None:
+    """Import robosuite or robomimic without their import-time notices on stderr (no private macro
+    file, optional robot models): they are not ours to act on, and they would bury evalsuite's
+    one-line messages. Their loggers keep warnings and errors after that."""
+    import contextlib
+    import importlib
+    import io
+    import logging
+
+    if name in sys.modules:
+        return
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            return  # the caller's own import says what is missing
+    for logger_name in ("robosuite_logs", name):
+        logger = logging.getLogger(logger_name)
+        logger.setLevel(logging.ERROR)
+        for handler in logger.handlers:
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+                handler.setStream(sys.stderr)
 
 
 def prepare_torchvision() -> None:

@@ -61,7 +61,8 @@ def load_side(run_dir: Path, label: str | None, role: str) -> Side:
     plan, key = plan_mod.load(run_dir)
     max_attempts = 3  # the run's own setting decides which trials are final
     if (run_dir / "results.json").exists():
-        max_attempts = json.loads((run_dir / "results.json").read_text()).get("options", {}).get("max_attempts", 3)
+        saved = plan_mod.read_json(run_dir / "results.json")
+        max_attempts = int(saved.get("options", {}).get("max_attempts", 3)) if isinstance(saved, dict) else 3
     labels = {entry["label"]: code for code, entry in key.items()}
     if label is None:
         if len(labels) != 1:
@@ -280,7 +281,10 @@ def run_gate(req: GateRequest, log=print) -> dict[str, Any]:
     if req.sequential and req.candidate_policy is None:
         raise UsageError("sequential=true evaluates the candidate in rounds: give candidate_policy=ID, not candidate=RUN")
     uri = req.tracking_uri or "default"
-    with tempfile.TemporaryDirectory(prefix="evalsuite-gate-") as scratch:
+    from evalsuite.runlock import RunLock
+
+    req.out.mkdir(parents=True, exist_ok=True)
+    with RunLock(req.out, purpose="gate", log=log), tempfile.TemporaryDirectory(prefix="evalsuite-gate-") as scratch:
         baseline = load_side(resolve_ref(req.baseline, "baseline", uri, req.experiment, Path(scratch)),
                              req.baseline_label, "baseline")
         baseline.ref = req.baseline

@@ -29,6 +29,7 @@ from evalsuite.plan import PolicyEntry
 from evalsuite.runner import LocalExecutor, RunContext
 from evalsuite.runner.envs import env_info
 from evalsuite.runner.parallel import threads_limited
+from evalsuite.runlock import RunLock
 from evalsuite.specs import PolicySpec, SuiteSpec, load_entry_point
 
 RESULTS_FILE = "results.json"
@@ -174,64 +175,66 @@ def evaluate(req: EvaluateRequest, log=print) -> dict[str, Any]:
                                    seed=req.seed, max_steps=max_steps, suite_options=req.suite_options,
                                    stopping=req.stopping)
     run_dir = req.out
-    if (run_dir / plan_mod.PLAN_FILE).exists():
-        saved, saved_key = plan_mod.load(run_dir)
-        plan_mod.check_resumable(saved, saved_key, plan, key, run_dir)
-    else:
-        plan_mod.save(run_dir, plan, key)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    # one process per run folder: a second one would run every trial again into the same journal
+    with RunLock(run_dir, purpose="evaluate", log=log):
+        if (run_dir / plan_mod.PLAN_FILE).exists():
+            saved, saved_key = plan_mod.load(run_dir)
+            plan_mod.check_resumable(saved, saved_key, plan, key, run_dir)
+        else:
+            plan_mod.save(run_dir, plan, key)
+        builder = PolicyBuilder(suite, key)
+        for task in tasks:  # refuse mismatches before any episode runs
+            info = env_info(suite, task, max_steps[task])
+            if info.n_initial_conditions is not None and episodes > info.n_initial_conditions:
+                raise UsageError(f"episodes={episodes}, but task {task!r} has only {info.n_initial_conditions} stored "
+                                 f"initial states; use episodes<={info.n_initial_conditions}")
+            for code in plan.codes:
+                check_compatible(key[code]["label"], builder(code, task).requirements, info, task)
+        # what policies say about themselves (family, network evaluations per chunk): reported per policy
+        notes = {key[code]["label"]: builder(code, tasks[0]).requirements.notes for code in plan.codes}
+        plan_mod.write_json(run_dir / POLICY_NOTES_FILE, notes)
 
-    builder = PolicyBuilder(suite, key)
-    for task in tasks:  # refuse mismatches before any episode runs
-        info = env_info(suite, task, max_steps[task])
-        if info.n_initial_conditions is not None and episodes > info.n_initial_conditions:
-            raise UsageError(f"episodes={episodes}, but task {task!r} has only {info.n_initial_conditions} stored "
-                             f"initial states; use episodes<={info.n_initial_conditions}")
-        for code in plan.codes:
-            check_compatible(key[code]["label"], builder(code, task).requirements, info, task)
-    # what policies say about themselves (family, network evaluations per chunk): reported per policy
-    notes = {key[code]["label"]: builder(code, tasks[0]).requirements.notes for code in plan.codes}
-    plan_mod.write_json(run_dir / POLICY_NOTES_FILE, notes)
+        executor, parallelism = make_executor(req, suite)
+        started = time.time()
+        ran = 0
+        with threads_limited(parallelism["driver_threads"]), executor, Journal(run_dir / JOURNAL_FILE) as journal:
+            done = finished_trials(journal.records, req.options.max_attempts)
+            if done:
+                log(f"resuming {run_dir}: {len(done)}/{len(plan.trials)} trials already finished")
+            with _Progress(len(plan.trials), len(done), req.options.max_attempts, req.progress) as progress:
+                def on_record(record):
+                    journal.append(record)
+                    progress.advance(record)
+                    if record.status == ERROR:  # codes only: whoever watches stays blind
+                        log(f"trial {record.trial_id} attempt {record.attempt}: infrastructure error (will retry up to "
+                            f"{req.options.max_attempts} attempts): {record.reason}")
+                    elif record.status == POLICY_ERROR:
+                        log(f"trial {record.trial_id}: policy error, counted as a failure: {record.reason}")
 
-    executor, parallelism = make_executor(req, suite)
-    started = time.time()
-    ran = 0
-    with threads_limited(parallelism["driver_threads"]), executor, Journal(run_dir / JOURNAL_FILE) as journal:
-        done = finished_trials(journal.records, req.options.max_attempts)
-        if done:
-            log(f"resuming {run_dir}: {len(done)}/{len(plan.trials)} trials already finished")
-        with _Progress(len(plan.trials), len(done), req.options.max_attempts, req.progress) as progress:
-            def on_record(record):
-                journal.append(record)
-                progress.advance(record)
-                if record.status == ERROR:  # codes only: whoever watches stays blind
-                    log(f"trial {record.trial_id} attempt {record.attempt}: infrastructure error (will retry up to "
-                        f"{req.options.max_attempts} attempts): {record.reason}")
-                elif record.status == POLICY_ERROR:
-                    log(f"trial {record.trial_id}: policy error, counted as a failure: {record.reason}")
+                rounds = sequential.n_rounds(plan) if plan.stopping["rule"] == "sequential" else 1
+                for _ in range(rounds * req.options.max_attempts):  # bounded: rounds x retries of errors
+                    todo = _next_trials(plan, journal.records, req.options.max_attempts)
+                    if not todo:
+                        break
+                    attempts = attempts_so_far(journal.records)
+                    ctx = RunContext(suite=suite, max_steps=max_steps, make_policy=builder,
+                                     attempts={t.trial_id: attempts.get(t.trial_id, 0) + 1 for t in todo},
+                                     episode_timeout_s=req.episode_timeout_s)
+                    executor.run(todo, ctx, on_record)
+                    ran += len(todo)
+            records = journal.records
+        elapsed = time.time() - started
 
-            rounds = sequential.n_rounds(plan) if plan.stopping["rule"] == "sequential" else 1
-            for _ in range(rounds * req.options.max_attempts):  # bounded: rounds x retries of errors
-                todo = _next_trials(plan, journal.records, req.options.max_attempts)
-                if not todo:
-                    break
-                attempts = attempts_so_far(journal.records)
-                ctx = RunContext(suite=suite, max_steps=max_steps, make_policy=builder,
-                                 attempts={t.trial_id: attempts.get(t.trial_id, 0) + 1 for t in todo},
-                                 episode_timeout_s=req.episode_timeout_s)
-                executor.run(todo, ctx, on_record)
-                ran += len(todo)
-        records = journal.records
-    elapsed = time.time() - started
-
-    info = {"versions": package_versions(), "git_commit": git_commit(), "host": platform.node(),
-            "command": sys.argv, "batch_size": req.batch_size, "parallelism": parallelism,
-            "wall_time_s": round(elapsed, 2), "episodes_run": ran,
-            "episodes_per_s": round(ran / elapsed, 3) if elapsed > 0 and ran else None, "tags": req.tags}
-    plan_mod.write_json(run_dir / RUN_INFO_FILE, info)
-    results = _write_results(run_dir, plan, key, records, req.options, log)
-    if req.worst_case and "family" in results:
-        results = _worst_cases(req, suite, tasks[0], run_dir, plan, key, records, log)
-    if req.tracking_uri:
+        info = {"versions": package_versions(), "git_commit": git_commit(), "host": platform.node(),
+                "command": sys.argv, "batch_size": req.batch_size, "parallelism": parallelism,
+                "wall_time_s": round(elapsed, 2), "episodes_run": ran,
+                "episodes_per_s": round(ran / elapsed, 3) if elapsed > 0 and ran else None, "tags": req.tags}
+        plan_mod.write_json(run_dir / RUN_INFO_FILE, info)
+        results = _write_results(run_dir, plan, key, records, req.options, log)
+        if req.worst_case and "family" in results:
+            results = _worst_cases(req, suite, tasks[0], run_dir, plan, key, records, log)
+    if req.tracking_uri:  # after the lock is gone, so its file is not uploaded
         from evalsuite import tracking
 
         tracking.log_or_explain(run_dir, req.tracking_uri, req.experiment, log=log)
@@ -309,7 +312,11 @@ def rebuild_report(run_dir: Path, overrides: dict[str, Any] | None = None, log=p
     plan, key = plan_mod.load(run_dir)
     opts = {}
     if (run_dir / RESULTS_FILE).exists():
-        opts = json.loads((run_dir / RESULTS_FILE).read_text())["options"]
+        saved = plan_mod.read_json(run_dir / RESULTS_FILE)
+        opts = saved.get("options") if isinstance(saved, dict) else None
+        if not isinstance(opts, dict) or not set(opts) <= {f.name for f in dataclasses.fields(AnalysisOptions)}:
+            raise UsageError(f"{run_dir / RESULTS_FILE}: not evalsuite results (no analysis options); remove it to "
+                             "rebuild from the journal with the default options")
     opts.update(overrides or {})
     records = read(run_dir / JOURNAL_FILE)  # read-only: a report never writes the journal
     return _write_results(run_dir, plan, key, records, AnalysisOptions(**opts), log)
@@ -321,9 +328,9 @@ def _write_results(run_dir: Path, plan, key, records, options: AnalysisOptions, 
     from evalsuite.family import WORST_CASE_FILE
 
     if "family" in results and (run_dir / WORST_CASE_FILE).exists():
-        results["family"]["worst_case"] = json.loads((run_dir / WORST_CASE_FILE).read_text())
+        results["family"]["worst_case"] = plan_mod.read_json(run_dir / WORST_CASE_FILE)
     if (run_dir / POLICY_NOTES_FILE).exists():
-        for label, notes in json.loads((run_dir / POLICY_NOTES_FILE).read_text()).items():
+        for label, notes in plan_mod.read_json(run_dir / POLICY_NOTES_FILE).items():
             if label in results["policies"] and notes:
                 results["policies"][label]["notes"] = notes
     plan_mod.write_json(run_dir / RESULTS_FILE, results)

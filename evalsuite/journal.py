@@ -61,7 +61,42 @@ def read(path: Path, *, repair: bool = False) -> list[EpisodeRecord]:
         with open(path, "r+b") as fh:
             fh.truncate(len(complete))
             os.fsync(fh.fileno())
-    return [_upgraded(EpisodeRecord(**json.loads(line))) for line in complete.decode().splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(complete.decode(errors="replace").splitlines(), start=1):
+        if line.strip():
+            records.append(_upgraded(_parse(line, path, number)))
+    return records
+
+
+_FIELDS = {f.name for f in dataclasses.fields(EpisodeRecord)}
+_REQUIRED = {f.name for f in dataclasses.fields(EpisodeRecord)
+             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+
+
+def _parse(line: str, path: Path, number: int) -> EpisodeRecord:
+    """One journal line, or a one-line UsageError naming the file and line: a damaged or foreign
+    journal is never half-read (nothing in it is changed either)."""
+    from evalsuite.errors import UsageError
+
+    def damaged(why: str) -> UsageError:
+        return UsageError(f"{path}:{number}: {why}; this is not an evalsuite episode record - repair or remove "
+                          "that line (the other records are intact)")
+
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise damaged(f"not JSON ({exc.msg})") from None
+    if not isinstance(data, dict):
+        raise damaged(f"a JSON {type(data).__name__}, not an object")
+    unknown, missing = set(data) - _FIELDS, _REQUIRED - set(data)
+    if unknown or missing:
+        raise damaged(f"unknown field {sorted(unknown)[0]!r}" if unknown else f"missing field {sorted(missing)[0]!r}")
+    if data["status"] not in STATUSES:
+        raise damaged(f"status {data['status']!r}, accepted: {', '.join(STATUSES)}")
+    try:
+        return EpisodeRecord(**data)
+    except TypeError as exc:
+        raise damaged(str(exc)) from None
 
 
 # Journals written before policy errors had a status of their own recorded them as "error"; these

@@ -158,12 +158,32 @@ def save(run_dir: Path, plan: Plan, key: dict[str, dict[str, Any]]) -> None:
 
 
 def load(run_dir: Path) -> tuple[Plan, dict[str, dict[str, Any]]]:
+    """The plan and blinding key of a run folder; a missing, damaged or foreign file is one line
+    naming it."""
+    plan_path, key_path = run_dir / PLAN_FILE, run_dir / KEY_FILE
     try:
-        plan = Plan.from_dict(json.loads((run_dir / PLAN_FILE).read_text()))
-        key = json.loads((run_dir / KEY_FILE).read_text())
+        plan_data, key = read_json(plan_path), read_json(key_path)
+        plan = Plan.from_dict(plan_data)
     except FileNotFoundError as exc:
         raise UsageError(f"{run_dir} is not a run folder (missing {Path(exc.filename).name})") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise UsageError(f"{plan_path}: not an evalsuite plan ({type(exc).__name__}: {exc}); the run folder is "
+                         "damaged - restore plan.json or start a new out= folder") from None
+    if not isinstance(key, dict) or not all(isinstance(v, dict) and {"id", "params", "label"} <= set(v)
+                                            for v in key.values()) or set(key) != set(plan.codes):
+        raise UsageError(f"{key_path}: not the blinding key of this plan (codes {', '.join(plan.codes)}); the run "
+                         "folder is damaged - restore blinding.json or start a new out= folder")
     return plan, key
+
+
+def read_json(path: Path) -> Any:
+    """JSON from a run-folder file, or a one-line UsageError naming the file and line."""
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}); the file is damaged") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not a text file; the file is damaged") from None
 
 
 def check_resumable(saved: Plan, saved_key: dict, new: Plan, new_key: dict, run_dir: Path) -> None:

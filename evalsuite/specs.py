@@ -21,8 +21,10 @@ def load_entry_point(entry_point: str) -> Any:
         raise ValueError(f"entry point {entry_point!r} is not of the form 'module:attr'")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise UsageError(f"cannot import {module_name!r} for entry point {entry_point!r}: {exc}") from exc
+    except Exception as exc:  # a plugin that fails to import: one line naming it, not its traceback
+        reason = (str(exc).splitlines() or [""])[0]
+        raise UsageError(f"cannot import {module_name!r} for entry point {entry_point!r}: "
+                         f"{type(exc).__name__}: {reason}") from exc
     try:
         return getattr(module, attr)
     except AttributeError as exc:

@@ -72,7 +72,12 @@ def family_metrics(family: dict | None) -> dict[str, float]:
 
 
 def _metric_key(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_\-. /:]", "_", text)
+    """A name MLflow accepts for metrics, params and tags: its characters only, no path traversal
+    ("..", as in checkpoint paths people type), no empty or leading path segments, bounded length."""
+    key = re.sub(r"[^A-Za-z0-9_\-. /:]", "_", text)
+    key = re.sub(r"\.{2,}", "_", key)
+    key = "/".join(part for part in key.split("/") if part.strip() not in ("", "."))  # normpath-stable
+    return key[:250].strip() or "_"
 
 
 def _experiment_id(client, experiment: str, uri: str) -> str:
@@ -93,8 +98,10 @@ def log_run(run_dir: Path, uri: str, experiment: str = "evalsuite") -> str:
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    results = json.loads((run_dir / "results.json").read_text())
-    info = json.loads((run_dir / "run_info.json").read_text()) if (run_dir / "run_info.json").exists() else {}
+    from evalsuite.plan import read_json
+
+    results = read_json(run_dir / "results.json")
+    info = read_json(run_dir / "run_info.json") if (run_dir / "run_info.json").exists() else {}
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri)
     exp_id = _experiment_id(client, experiment, uri)

@@ -46,9 +46,17 @@ class RobomimicPolicy:
         self.path = Path(path)
         if not self.path.is_file():
             raise UsageError(f"robomimic checkpoint {str(path)!r} does not exist")
-        ckpt = load_trusted_checkpoint(self.path)
-        with contextlib.redirect_stdout(io.StringIO()):  # robomimic prints its observation spec
-            self.rollout, self.ckpt = FileUtils.policy_from_checkpoint(ckpt_dict=ckpt, device=torch.device("cpu"))
+        try:
+            ckpt = load_trusted_checkpoint(self.path)
+            if not isinstance(ckpt, dict) or "shape_metadata" not in ckpt or "algo_name" not in ckpt:
+                raise ValueError("no robomimic algo_name / shape_metadata inside")
+            with contextlib.redirect_stdout(io.StringIO()):  # robomimic prints its observation spec
+                self.rollout, self.ckpt = FileUtils.policy_from_checkpoint(ckpt_dict=ckpt,
+                                                                         device=torch.device("cpu"))
+        except Exception as exc:  # a damaged file, another format, another library's pickle
+            reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+            raise UsageError(f"robomimic checkpoint {str(path)!r} is not a robomimic model.pth ({reason}); give a "
+                             "checkpoint written by robomimic's train script") from None
         self.algo = self.rollout.policy
         self.recurrent = hasattr(self.algo, "_rnn_hidden_state")
         shapes = self.ckpt["shape_metadata"]["all_shapes"]

@@ -80,6 +80,9 @@ def _cache_compilation() -> None:
 
 def make_robosuite_env(task_id: str, cameras: bool = False, seed: int | None = None):
     """The robosuite environment of a robomimic task, configured as robomimic configures it."""
+    from evalsuite.compat import quiet_import
+
+    quiet_import("robosuite")
     import robosuite
 
     from robosuite.controllers import load_composite_controller_config

@@ -99,3 +99,27 @@ def test_evaluate_with_server_down_exits_zero_with_sync_hint(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "evalsuite sync run" in out.stdout
     assert json.loads((tmp_path / "run" / "results.json").read_text())["trials"]["complete"]
+
+
+def test_labels_with_paths_reach_mlflow_sanitised(fake_suite, tmp_path, monkeypatch):
+    """A checkpoint path as people type it (``..``, spaces, colons, slashes) ends up in the policy
+    label and from there in metric names; MLflow must accept every one of them."""
+    from mlflow.tracking import MlflowClient
+
+    from evalsuite.harness import EvaluateRequest, evaluate
+    from evalsuite.plan import PolicyEntry
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    label_part = "../ckpts/my run:v2//./model.pth"
+    evaluate(EvaluateRequest(suite="fake", policies=[PolicyEntry("ones", {"group": label_part}),
+                                                     PolicyEntry("ones", {"speed": 0.5})],
+                             out=tmp_path / "run", episodes=3, max_steps=14, tracking_uri=uri, progress=False),
+             log=lambda *_: None)
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("evalsuite")
+    parent = [r for r in client.search_runs([exp.experiment_id]) if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parent) == 1
+    names = list(parent[0].data.metrics)
+    assert any("ckpts/my run:v2/model.pth" in n for n in names), names
+    assert not any(".." in n or "//" in n or "/./" in n for n in names)
