@@ -129,12 +129,28 @@ def _env_options(suite: SuiteSpec) -> set[str]:
 
 def package_versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
-    for name in ("evalsuite", "numpy", "scipy", "statsmodels", "mlflow", "metaworld", "mujoco", "torch", "robosuite"):
+    for name in ("evalsuite", "numpy", "scipy", "statsmodels", "mlflow", "metaworld", "mujoco", "gymnasium", "torch",
+                 "robosuite"):
         try:
             out[name] = version(name)
         except PackageNotFoundError:
             pass
     return out
+
+
+SIMULATORS = ("metaworld", "mujoco", "gymnasium", "robosuite")
+
+
+def suite_digest(suite: SuiteSpec, tasks: list[str]) -> str:
+    """sha256 of what a suite is for these tasks: entry point, options, each task's step limit
+    and tags, and the installed simulator versions."""
+    import hashlib
+
+    versions = package_versions()
+    spec = {"id": suite.id, "entry_point": suite.entry_point, "kwargs": suite.kwargs,
+            "tasks": [[t, suite.task(t).max_steps, list(suite.task(t).tags)] for t in tasks],
+            "simulators": {name: versions.get(name) for name in SIMULATORS}}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def git_commit() -> str:
@@ -173,7 +189,7 @@ def evaluate(req: EvaluateRequest, log=print) -> dict[str, Any]:
     max_steps = {t: min(suite.task(t).max_steps, caps.get(t) or suite.task(t).max_steps) for t in tasks}
     plan, key = plan_mod.make_plan(suite=suite.id, tasks=tasks, policies=req.policies, episodes=episodes,
                                    seed=req.seed, max_steps=max_steps, suite_options=req.suite_options,
-                                   stopping=req.stopping)
+                                   stopping=req.stopping, suite_digest=suite_digest(suite, tasks))
     run_dir = req.out
     run_dir.mkdir(parents=True, exist_ok=True)
     # one process per run folder: a second one would run every trial again into the same journal

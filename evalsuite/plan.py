@@ -84,11 +84,15 @@ class Plan:
     suite_options: dict[str, Any] = dataclasses.field(default_factory=dict)  # e.g. init_states
     # {"rule": "fixed"} or {"rule": "sequential", "alpha": a, "round_size": r} (see evalsuite/sequential.py)
     stopping: dict[str, Any] = dataclasses.field(default_factory=lambda: {"rule": "fixed"})
+    # sha256 of what the suite is (tasks, step limits, options, entry point, simulator versions):
+    # a run resumed under another specification would mix two benchmarks in one journal
+    suite_digest: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "version": PLAN_VERSION,
             "suite": self.suite,
+            "suite_digest": self.suite_digest,
             "tasks": list(self.tasks),
             "episodes": self.episodes,
             "seed": self.seed,
@@ -107,6 +111,7 @@ class Plan:
             max_steps=dict(d["max_steps"]), codes=tuple(d["codes"]),
             trials=tuple(Trial(**t) for t in d["trials"]), key_digest=d["key_digest"],
             suite_options=d.get("suite_options", {}), stopping=d.get("stopping", {"rule": "fixed"}),
+            suite_digest=d.get("suite_digest", ""),
         )
 
 
@@ -117,7 +122,7 @@ def key_digest(key: dict[str, dict[str, Any]]) -> str:
 def make_plan(
     *, suite: str, tasks: list[str], policies: list[PolicyEntry], episodes: int, seed: int,
     max_steps: dict[str, int], suite_options: dict[str, Any] | None = None,
-    stopping: dict[str, Any] | None = None,
+    stopping: dict[str, Any] | None = None, suite_digest: str = "",
 ) -> tuple[Plan, dict[str, dict[str, Any]]]:
     """Build the plan and its blinding key (code -> {"id", "params", "label"})."""
     if episodes < 1:
@@ -140,6 +145,7 @@ def make_plan(
         suite=suite, tasks=tuple(tasks), episodes=episodes, seed=seed, max_steps=dict(max_steps),
         codes=tuple(codes), trials=tuple(trials[int(j)] for j in order), key_digest=key_digest(key),
         suite_options=dict(suite_options or {}), stopping=dict(stopping or {"rule": "fixed"}),
+        suite_digest=suite_digest,
     )
     return plan, dict(sorted(key.items()))
 
@@ -195,6 +201,12 @@ def check_resumable(saved: Plan, saved_key: dict, new: Plan, new_key: dict, run_
                 f"{run_dir} holds a run with {name}={_show(old_value)}, not {_show(new_value)}; "
                 "use another out= folder or the original settings to resume"
             )
+    if saved.suite_digest and new.suite_digest and saved.suite_digest != new.suite_digest:
+        raise UsageError(
+            f"{run_dir} was run under another specification of suite {new.suite!r} (digest "
+            f"{saved.suite_digest[:12]}, now {new.suite_digest[:12]}: its tasks, step limits, options or simulator "
+            "versions changed); use another out= folder"
+        )
     if saved_key != new_key:
         raise UsageError(
             f"{run_dir} holds a run with other policies ({', '.join(v['label'] for v in saved_key.values())}); "

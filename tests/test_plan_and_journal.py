@@ -104,3 +104,23 @@ def test_finished_trials_counts_errors_until_attempts_are_spent():
     done = jn.finished_trials(records, max_attempts=3)
     assert set(done) == {"y", "w"}
     assert done["y"].status == "success" and done["w"].status == "error"
+
+
+def test_resuming_under_another_suite_specification_is_refused(fake_suite, tmp_path, capsys):
+    """The plan carries a digest of the suite (tasks, step limits, options, simulator versions)."""
+    import dataclasses
+
+    from evalsuite import registry
+    from evalsuite.cli import main
+
+    args = ["evaluate", "suite=fake", "policies=[ones]", "episodes=2", "max_steps=14", "tracking_uri=none",
+            "progress=false", f"out={tmp_path / 'run'}"]
+    assert main(args) == 0
+    plan = json.loads((tmp_path / "run" / "plan.json").read_text())
+    assert len(plan["suite_digest"]) == 64
+    changed = dataclasses.replace(fake_suite, kwargs={"fail_on": 99})  # same id, another environment
+    registry.suites._specs["fake"] = changed  # the fixture restores the registry afterwards
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "under another specification of suite 'fake'" in err and len(err.splitlines()) == 1
