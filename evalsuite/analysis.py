@@ -210,7 +210,7 @@ def analyze(plan: Plan, key: dict[str, dict], records: list[EpisodeRecord], opti
         extra["energy"] = energy
     from evalsuite.family import analyze_family, family_of
 
-    family = family_of(plan.suite)
+    family = family_of(plan)
     if family is not None:
         extra["family"] = analyze_family(family, plan.seed, list(final.values()), label, options.level)
     if plan.stopping.get("rule") == "sequential":

@@ -423,7 +423,7 @@ def cmd_demos(args: list[str]) -> int:
                            suite_options={"obs": kv["obs"]} if "obs" in kv else None)
     if len(result.episodes) < n:
         print(f"warning: only {len(result.episodes)} of {result.attempted} expert episodes succeeded", file=sys.stderr)
-    robomimic_layout = suite.entry_point.startswith("suites.robosuite:")
+    robomimic_layout = suite.simulator == "robosuite"
     (demos.write_robomimic_hdf5 if robomimic_layout else demos.write_dp3_hdf5)(result, out)
     print(f"{out}: {len(result.episodes)} successful demos of {result.attempted} attempts "
           f"({'robomimic' if robomimic_layout else 'DP3-field'} layout)")
@@ -626,7 +626,7 @@ def _training_demos(kv: dict[str, str], suite, task: str, out: Path, seed: int, 
             n = parse_int("demos", kv["demos"], 1)
             result = demo_mod.collect(suite.id, task, n, seed=seed, expert="scripted",
                                       suite_options={"obs": kv["obs"]} if "obs" in kv else None)
-            robomimic_layout = suite.entry_point.startswith("suites.robosuite:")
+            robomimic_layout = suite.simulator == "robosuite"
             (demo_mod.write_robomimic_hdf5 if robomimic_layout else demo_mod.write_dp3_hdf5)(result, path)
             print(f"{path}: {len(result.episodes)} expert demos of {result.attempted} attempts")
     else:

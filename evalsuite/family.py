@@ -16,6 +16,7 @@ budget goes through the same steps, for comparison.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +28,49 @@ from evalsuite.stats.intervals import proportion_interval
 WORST_CASE_FILE = "worst_case.json"
 
 
-def family_of(suite_id: str):
-    """The FamilySpec of a family suite, or None for an ordinary suite."""
-    from evalsuite import registry
-    from suites.families import FAMILIES
+@dataclass(frozen=True)
+class AxisDescription:
+    name: str
+    low: float
+    high: float
+    log: bool
+    nominal: float
+    kind: str = ""
+    unit: str = ""
 
-    return FAMILIES.get(registry.suites.get(suite_id).kwargs.get("family", ""))
+
+@dataclass(frozen=True)
+class FamilyDescription:
+    """An MDP family as the analysis needs it: recorded in the plan from ``SuiteSpec.family``, so
+    a run folder is analysed without the suite's plugin."""
+
+    id: str
+    axes: tuple[AxisDescription, ...]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FamilyDescription:
+        return cls(d["id"], tuple(AxisDescription(a["name"], float(a["low"]), float(a["high"]), bool(a["log"]),
+                                                  float(a["nominal"]), a.get("kind", ""), a.get("unit", ""))
+                                  for a in d["axes"]))
+
+    @property
+    def nominal(self) -> dict[str, float]:
+        return {a.name: a.nominal for a in self.axes}
+
+
+def family_of(plan) -> FamilyDescription | None:
+    """The family a run evaluated, from its plan; plans written before families were recorded there
+    fall back to the installed suite's description (None when it is not installed)."""
+    if plan.family:
+        return FamilyDescription.from_dict(plan.family)
+    from evalsuite import registry
+    from evalsuite.errors import UsageError
+
+    try:
+        described = registry.suites.get(plan.suite).family
+    except UsageError:
+        return None
+    return FamilyDescription.from_dict(described) if described else None
 
 
 def mdp_table(records, label: dict[str, str]) -> dict[str, dict[int, dict]]:
@@ -132,7 +170,10 @@ def worst_case(suite_id: str, task: str, policy, out: Path, *, suite_options: di
     from evalsuite.harness import EvaluateRequest, evaluate
     from suites.families import design
 
-    spec = family_of(suite_id)
+    from evalsuite import registry
+    from suites.families import FAMILIES
+
+    spec = FAMILIES[registry.suites.get(suite_id).kwargs["family"]]
     vary = suite_options.get("vary")
     names = ([v.strip() for v in vary.strip("[]").split(",") if v.strip()] if isinstance(vary, str) else vary) \
         or [a.name for a in spec.axes if not _needs_points(a.name, suite_options)]

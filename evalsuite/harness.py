@@ -83,11 +83,7 @@ def resolve_policy(entry: PolicyEntry) -> None:
 def policy_suite(suite: SuiteSpec) -> SuiteSpec:
     """The suite a policy is built for. On an MDP family it is the family's base suite: the family
     changes the world, not the policy's task."""
-    if suite.kwargs.get("family"):
-        from suites.families import FAMILIES
-
-        return registry.suites.get(FAMILIES[suite.kwargs["family"]].base_suite)
-    return suite
+    return registry.suites.get(suite.base_suite) if suite.base_suite else suite
 
 
 def build_policy(policy_id: str, params: dict[str, Any], task: str, suite: SuiteSpec) -> Policy:
@@ -189,7 +185,8 @@ def evaluate(req: EvaluateRequest, log=print) -> dict[str, Any]:
     max_steps = {t: min(suite.task(t).max_steps, caps.get(t) or suite.task(t).max_steps) for t in tasks}
     plan, key = plan_mod.make_plan(suite=suite.id, tasks=tasks, policies=req.policies, episodes=episodes,
                                    seed=req.seed, max_steps=max_steps, suite_options=req.suite_options,
-                                   stopping=req.stopping, suite_digest=suite_digest(suite, tasks))
+                                   stopping=req.stopping, suite_digest=suite_digest(suite, tasks),
+                                   family=suite.family)
     run_dir = req.out
     run_dir.mkdir(parents=True, exist_ok=True)
     # one process per run folder: a second one would run every trial again into the same journal

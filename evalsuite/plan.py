@@ -87,12 +87,14 @@ class Plan:
     # sha256 of what the suite is (tasks, step limits, options, entry point, simulator versions):
     # a run resumed under another specification would mix two benchmarks in one journal
     suite_digest: str = ""
+    family: dict[str, Any] | None = None  # an MDP family's axes (SuiteSpec.family), for the analysis
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "version": PLAN_VERSION,
             "suite": self.suite,
             "suite_digest": self.suite_digest,
+            **({"family": self.family} if self.family else {}),
             "tasks": list(self.tasks),
             "episodes": self.episodes,
             "seed": self.seed,
@@ -111,7 +113,7 @@ class Plan:
             max_steps=dict(d["max_steps"]), codes=tuple(d["codes"]),
             trials=tuple(Trial(**t) for t in d["trials"]), key_digest=d["key_digest"],
             suite_options=d.get("suite_options", {}), stopping=d.get("stopping", {"rule": "fixed"}),
-            suite_digest=d.get("suite_digest", ""),
+            suite_digest=d.get("suite_digest", ""), family=d.get("family"),
         )
 
 
@@ -122,7 +124,7 @@ def key_digest(key: dict[str, dict[str, Any]]) -> str:
 def make_plan(
     *, suite: str, tasks: list[str], policies: list[PolicyEntry], episodes: int, seed: int,
     max_steps: dict[str, int], suite_options: dict[str, Any] | None = None,
-    stopping: dict[str, Any] | None = None, suite_digest: str = "",
+    stopping: dict[str, Any] | None = None, suite_digest: str = "", family: dict[str, Any] | None = None,
 ) -> tuple[Plan, dict[str, dict[str, Any]]]:
     """Build the plan and its blinding key (code -> {"id", "params", "label"})."""
     if episodes < 1:
@@ -145,7 +147,7 @@ def make_plan(
         suite=suite, tasks=tuple(tasks), episodes=episodes, seed=seed, max_steps=dict(max_steps),
         codes=tuple(codes), trials=tuple(trials[int(j)] for j in order), key_digest=key_digest(key),
         suite_options=dict(suite_options or {}), stopping=dict(stopping or {"rule": "fixed"}),
-        suite_digest=suite_digest,
+        suite_digest=suite_digest, family=family,
     )
     return plan, dict(sorted(key.items()))
 

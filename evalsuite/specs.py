@@ -61,6 +61,11 @@ class SuiteSpec:
     default_episodes: int = 20
     env_workers: int = 0
     episode_workers: bool = False
+    simulator: str = ""  # e.g. "metaworld", "robosuite": what policies may ask instead of parsing entry points
+    base_suite: str = ""  # an MDP family's suite: policies are built for its base suite's task
+    # an MDP family's axes as data ({"id", "axes": [{"name", "low", "high", "log", "nominal"}, ...]}),
+    # recorded in every plan so a run folder is analysed without the suite's plugin
+    family: dict[str, Any] | None = None
     default_tasks: tuple[str, ...] = ()  # empty: all tasks
     default_policies: tuple[str, ...] = ()  # what `evaluate` runs when no policies= is given
 

@@ -310,7 +310,7 @@ def _family_policy(family: str):
         from evalsuite.errors import UsageError
 
         if not checkpoint:
-            kind = "robomimic" if suite.entry_point.startswith("suites.robosuite:") else "metaworld"
+            kind = "robomimic" if suite.simulator == "robosuite" else "metaworld"
             checkpoint = f"policies/checkpoints/{family}/{kind}"
         try:
             policy = ChunkPolicy(task, suite, checkpoint=checkpoint, steps=steps, trust=trust)

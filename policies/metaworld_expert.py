@@ -19,7 +19,7 @@ from policies._util import SlotRngs, config_fingerprint
 
 class MetaWorldExpert:
     def __init__(self, task: TaskSpec, suite: SuiteSpec, noise: float = 0.0) -> None:
-        if not suite.entry_point.startswith("suites.metaworld:"):
+        if suite.simulator != "metaworld":
             raise UsageError(f"no scripted expert for suite {suite.id!r}; there are experts for Meta-World and "
                              "robomimic (lift, can)")
         noise = float(noise)
@@ -55,7 +55,7 @@ class MetaWorldExpert:
 
 def scripted(task: TaskSpec, suite: SuiteSpec, noise: float = 0.0):
     """The suite's own scripted expert: Meta-World's, or evalsuite's for robomimic tasks."""
-    if suite.entry_point.startswith("suites.robosuite:"):
+    if suite.simulator == "robosuite":
         from policies.robosuite_expert import RobosuiteExpert
 
         return RobosuiteExpert(task, suite, noise=noise)

@@ -19,6 +19,7 @@ BUILTIN = [
         tasks=_MW_TASKS,
         description="Meta-World v3, all 50 tasks (goal observable), tagged easy/medium/hard/very-hard",
         default_episodes=50,
+        simulator="metaworld",
         default_tasks=("drawer-open", "coffee-push", "pick-place"),  # where shipped checkpoints exist
         default_policies=("scripted", "dp3", "flowpolicy", "mp1"),
     ),
@@ -27,6 +28,7 @@ BUILTIN = [
         entry_point="suites.metaworld:MetaWorldTaskEnv",
         tasks=(_MW_TASK["drawer-open"], _MW_TASK["coffee-push"], _MW_TASK["pick-place"]),
         description="Meta-World v3, one easy, one medium and one hard task, for quick runs and CI",
+        simulator="metaworld",
         default_episodes=20,
         default_policies=("scripted", "noisy-scripted", "random"),
     ),
@@ -35,6 +37,7 @@ BUILTIN = [
         entry_point="suites.robosuite:RobosuiteTaskEnv",
         tasks=_RM_TASKS,
         description="robomimic's tasks on robosuite 1.5 (Panda, OSC pose, 20 Hz), low-dim observations",
+        simulator="robosuite",
         default_episodes=40,  # Wilson 95% half-width <= 10 points near 90% success
         episode_workers=True,  # the simulator is the cost here: whole episodes in a process per core
         default_tasks=("lift", "can"),
@@ -45,6 +48,7 @@ BUILTIN = [
         entry_point="suites.robosuite:RobosuiteTaskEnv",
         tasks=_RM_IMAGE_TASKS,
         description="robomimic's tasks with agentview and eye-in-hand cameras (84x84) besides low-dim",
+        simulator="robosuite",
         kwargs={"obs": "image"},
         default_episodes=40,
         episode_workers=True,
@@ -57,6 +61,9 @@ BUILTIN = [
             entry_point="suites.families:FamilyTaskEnv",
             tasks=(TaskSpec(family.task, _BASE_TASKS[family.base_suite][family.task].max_steps, ("family",)),),
             description=family.description,
+            simulator="robosuite" if family.base_suite == "robomimic" else "metaworld",
+            base_suite=family.base_suite,
+            family=family.describe(),
             kwargs={"family": family.id},
             default_episodes=17 * 4,  # the nominal MDP and 16 sampled ones, 4 episodes each
             episode_workers=family.base_suite == "robomimic",  # as the base suites

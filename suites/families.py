@@ -108,6 +108,11 @@ class FamilySpec:
     def nominal(self) -> dict[str, float]:
         return {a.name: a.nominal for a in self.axes}
 
+    def describe(self) -> dict[str, Any]:
+        """The family as data, for the core's analysis (it never imports this module)."""
+        return {"id": self.id, "axes": [{"name": a.name, "kind": a.kind, "low": a.low, "high": a.high,
+                                          "log": a.log, "nominal": a.nominal, "unit": a.unit} for a in self.axes]}
+
 
 FAMILIES: dict[str, FamilySpec] = {f.id: f for f in (
     FamilySpec("metaworld-family/pick-place", "metaworld", "pick-place", "obj", _axes(*POINTCLOUD_AXES),
