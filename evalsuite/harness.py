@@ -299,7 +299,11 @@ def make_executor(req: EvaluateRequest, suite: SuiteSpec):
 
 def _worst_cases(req: EvaluateRequest, suite: SuiteSpec, task: str, run_dir: Path, plan, key, records, log):
     """The worst-case search of every policy (evalsuite/family.py), then the results again with it."""
-    from evalsuite.family import WORST_CASE_FILE, worst_case
+    from evalsuite.family import WORST_CASE_FILE
+
+    if not suite.worst_case_search:
+        raise UsageError(f"suite {suite.id!r} has no worst-case search; worst_case= applies to MDP families")
+    worst_case = load_entry_point(suite.worst_case_search)
 
     found = {}
     for i, entry in enumerate(req.policies):

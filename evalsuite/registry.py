@@ -1,14 +1,14 @@
 """Registries of suites and policies, like Gymnasium's: specs registered by id, built lazily.
 
-Built-ins are the flat ``BUILTIN`` lists of specs in the top-level ``suites`` and ``policies``
-packages (read as data, registered on first use); third-party packages add theirs through the ``evalsuite.suites`` and
-``evalsuite.policies`` entry-point groups. An entry point may name a spec, a list of specs, or a
-function returning either.
+Every suite and policy arrives through the ``evalsuite.suites`` and ``evalsuite.policies``
+entry-point groups, read on first use - the built-ins too (their flat ``BUILTIN`` lists, declared
+in this project's pyproject.toml), so they use exactly the mechanism a third-party package has and
+the core imports none of them. An entry point may name a spec, a list of specs, or a function
+returning either.
 """
 
 from __future__ import annotations
 
-import importlib
 from importlib.metadata import entry_points
 from typing import Generic, TypeVar
 
@@ -21,10 +21,9 @@ SpecT = TypeVar("SpecT", SuiteSpec, PolicySpec)
 class Registry(Generic[SpecT]):
     """Specs by id. Registering an id twice raises; reads return copies, never the live dict."""
 
-    def __init__(self, kind: str, spec_type: type[SpecT], builtin_module: str, group: str) -> None:
+    def __init__(self, kind: str, spec_type: type[SpecT], group: str) -> None:
         self.kind = kind
         self.spec_type = spec_type
-        self.builtin_module = builtin_module
         self.group = group
         self._specs: dict[str, SpecT] = {}
         self._loaded = False
@@ -41,9 +40,7 @@ class Registry(Generic[SpecT]):
         if self._loaded:
             return
         self._loaded = True
-        for spec in importlib.import_module(self.builtin_module).BUILTIN:
-            self.register(spec)
-        for ep in entry_points(group=self.group):
+        for ep in sorted(entry_points(group=self.group), key=lambda ep: (ep.name != "builtin", ep.name)):
             try:
                 loaded = ep.load()
                 specs = loaded() if callable(loaded) and not isinstance(loaded, self.spec_type) else loaded
@@ -51,8 +48,10 @@ class Registry(Generic[SpecT]):
                     specs = [specs]
                 for spec in specs:
                     self.register(spec)
-            except Exception as exc:  # a broken plugin must say which plugin it is
-                raise UsageError(f"{self.kind} plugin {ep.name!r} ({ep.value}) failed to load: {exc}") from exc
+            except Exception as exc:  # a broken plugin must say which plugin it is, in one line
+                reason = (str(exc).splitlines() or [""])[0]
+                raise UsageError(f"{self.kind} plugin {ep.name!r} ({ep.value}) failed to load: "
+                                 f"{type(exc).__name__}: {reason}") from exc
 
     def get(self, spec_id: str) -> SpecT:
         self._ensure_loaded()
@@ -73,6 +72,6 @@ class Registry(Generic[SpecT]):
         self._specs, self._loaded = dict(state[0]), state[1]
 
 
-suites: Registry[SuiteSpec] = Registry("suite", SuiteSpec, "suites", "evalsuite.suites")
-policies: Registry[PolicySpec] = Registry("policy", PolicySpec, "policies", "evalsuite.policies")
+suites: Registry[SuiteSpec] = Registry("suite", SuiteSpec, "evalsuite.suites")
+policies: Registry[PolicySpec] = Registry("policy", PolicySpec, "evalsuite.policies")
 

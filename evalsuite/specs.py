@@ -66,6 +66,7 @@ class SuiteSpec:
     # an MDP family's axes as data ({"id", "axes": [{"name", "low", "high", "log", "nominal"}, ...]}),
     # recorded in every plan so a run folder is analysed without the suite's plugin
     family: dict[str, Any] | None = None
+    worst_case_search: str = ""  # an MDP family's search entry point, (suite, task, policy, out, ...) -> dict
     default_tasks: tuple[str, ...] = ()  # empty: all tasks
     default_policies: tuple[str, ...] = ()  # what `evaluate` runs when no policies= is given
 

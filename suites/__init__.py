@@ -64,6 +64,7 @@ BUILTIN = [
             simulator="robosuite" if family.base_suite == "robomimic" else "metaworld",
             base_suite=family.base_suite,
             family=family.describe(),
+            worst_case_search="suites.families:worst_case",
             kwargs={"family": family.id},
             default_episodes=17 * 4,  # the nominal MDP and 16 sampled ones, 4 episodes each
             episode_workers=family.base_suite == "robomimic",  # as the base suites

@@ -31,11 +31,13 @@ import math
 import warnings
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from evalsuite.errors import UsageError, choices
+from evalsuite.stats.intervals import proportion_interval
 from evalsuite.interfaces import EnvInfo, StepResult
 
 KINDS = ("physics", "layout", "sensing", "actuation")
@@ -342,3 +344,98 @@ def _descends(model, body: int, ancestor: int) -> bool:
             return True
         body = int(model.body_parentid[body])
     return False
+
+
+# ------------------------------------------------------------------------------------ worst case
+
+
+def worst_case(suite_id: str, task: str, policy, out: Path, *, suite_options: dict[str, Any], seed: int,
+               max_steps: int | None, generations: int = 4, population: int = 8, episodes_per_point: int = 4,
+               fresh_episodes: int = 40, batch_size: int = 8, log=print) -> dict[str, Any]:
+    """CEM search and a same-budget grid for one policy; both winners re-run on fresh initial
+    conditions (paired between the two). Each evaluation is an ordinary run folder under ``out``,
+    so an interrupted search resumes where it stopped."""
+    from evalsuite.harness import EvaluateRequest, evaluate
+
+    from evalsuite import registry
+    from evalsuite.family import cem_minimize
+
+    spec = FAMILIES[registry.suites.get(suite_id).kwargs["family"]]
+    vary = suite_options.get("vary")
+    names = ([v.strip() for v in vary.strip("[]").split(",") if v.strip()] if isinstance(vary, str) else vary) \
+        or [a.name for a in spec.axes if not _needs_points(a.name, suite_options)]
+    axes = [spec.axis(n) for n in names]
+    base_options = {k: v for k, v in suite_options.items() if k in ("obs",)}
+    seq = np.random.SeedSequence(seed, spawn_key=(13,))
+    seeds = [int(s.generate_state(1)[0]) for s in seq.spawn(generations + 3)]
+
+    def run(points: list[dict[str, float]], folder: str, run_seed: int, per_point: int) -> list[tuple[int, int]]:
+        req = EvaluateRequest(suite=suite_id, policies=[policy], out=out / folder, tasks=[task],
+                              suite_options={**base_options, "points": json.dumps(points)},
+                              episodes=len(points) * per_point, seed=run_seed, max_steps=max_steps,
+                              batch_size=batch_size, tracking_uri=None, progress=False)
+        evaluate(req, log=lambda *_: None)
+        res = json.loads((out / folder / "results.json").read_text())
+        cells = {c["mdp"]: c for c in res["family"]["policies"][policy.label]["per_mdp"]}
+        return [(cells[i]["k"], cells[i]["n"]) for i in range(len(points))]
+
+    def to_params(u: np.ndarray) -> dict[str, float]:
+        return {a.name: a.from_unit(float(x)) for a, x in zip(axes, u)}
+
+    evaluated: list[tuple[dict, int, int]] = []
+
+    def score(pts: np.ndarray, g: int) -> np.ndarray:
+        points = [to_params(u) for u in pts]
+        kn = run(points, f"cem/gen{g}", seeds[g], episodes_per_point)
+        evaluated.extend((p, k, n) for p, (k, n) in zip(points, kn))
+        return np.array([k / n for k, n in kn])
+
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(14,)))
+    history = cem_minimize(score, len(axes), generations=generations, population=population, rng=rng)
+    budget = generations * population * episodes_per_point
+    final_mean = np.array(history[-1]["elite_mean"])
+    best = min(evaluated, key=lambda e: (e[1] / e[2], _dist(axes, e[0], final_mean)))
+
+    # the grid of the same budget: levels per axis, range ends included
+    levels = max(2, int(np.floor((budget / episodes_per_point) ** (1 / len(axes)) + 1e-9)))
+    grid_points = design(spec, "grid", levels ** len(axes), vary=names)[1:]
+    level = 0.95
+
+    def summary(params, k_search, n_search, kn_fresh, spent):
+        ci = proportion_interval(kn_fresh[0], kn_fresh[1], level=level, method="wilson")
+        return {"params": {n: params[n] for n in names}, "search_rate": k_search / n_search,
+                "search_episodes": n_search, "fresh_rate": kn_fresh[0] / kn_fresh[1], "fresh_low": ci.low,
+                "fresh_high": ci.high, "fresh_episodes": kn_fresh[1], "episodes_spent": spent}
+
+    result = {"policy": policy.label, "axes": names, "level": level}
+    if len(grid_points) > budget:  # even the two range ends of every axis do not fit the budget
+        fresh = run([best[0]], "fresh", seeds[generations + 1], fresh_episodes)
+        result["grid"] = {"skipped": f"a grid with both ends of {len(axes)} axes has {len(grid_points)} MDPs, "
+                                     f"more than the search's {budget} episodes"}
+    else:
+        grid_k = max(1, budget // len(grid_points))
+        grid_kn = run(grid_points, "grid", seeds[generations], grid_k)
+        g_best = int(np.argmin([k / n for k, n in grid_kn]))
+        fresh = run([best[0], grid_points[g_best]], "fresh", seeds[generations + 1], fresh_episodes)
+        result["grid"] = {**summary(grid_points[g_best], *grid_kn[g_best], fresh[1], grid_k * len(grid_points)),
+                          "levels": levels, "points": len(grid_points), "episodes_per_point": grid_k}
+    result["cem"] = {**summary(best[0], best[1], best[2], fresh[0], budget), "generations": generations,
+                     "population": population, "episodes_per_point": episodes_per_point, "history": history}
+    grid_text = result["grid"].get("skipped") or _fmt(result["grid"])
+    log(f"worst case of {policy.label}: CEM {_fmt(result['cem'])}; grid {grid_text}")
+    return result
+
+
+def _needs_points(axis: str, options: dict[str, Any]) -> bool:
+    return axis in {a.name for a in POINTCLOUD_AXES} and options.get("obs") != "pointcloud"
+
+
+def _dist(axes, params: dict, unit_mean: np.ndarray) -> float:
+    return float(np.linalg.norm([a.to_unit(params[a.name]) - m for a, m in zip(axes, unit_mean)]))
+
+
+def _fmt(r: dict) -> str:
+    params = ", ".join(f"{k}={v:.3g}" for k, v in r["params"].items())
+    return (f"{params}: search {100 * r['search_rate']:.0f}%, fresh {100 * r['fresh_rate']:.0f}% "
+            f"[{100 * r['fresh_low']:.0f}, {100 * r['fresh_high']:.0f}] ({r['episodes_spent']} + {r['fresh_episodes']} episodes)")
+

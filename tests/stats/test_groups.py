@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 from scipy.special import expit
 
-from evalsuite.stats import aggregates as ag
 from evalsuite.stats import groups as g
 from evalsuite.stats.intervals import Interval
 

@@ -1,0 +1,64 @@
+"""The core imports no plugin, and its modules import each other without cycles: every import
+statement in evalsuite/ (module level and inside functions) is walked."""
+
+import ast
+from pathlib import Path
+
+from tests.conftest import REPO
+
+PLUGINS = ("suites", "policies")
+
+
+def _module(path: Path) -> str:
+    return ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+
+
+def _imports(path: Path) -> set[str]:
+    """Absolute names a file imports (``from a.b import c`` counts as a.b and a.b.c)."""
+    names: set[str] = set()
+    package = _module(path).rsplit(".", 1)[0] if path.name != "__init__.py" else _module(path)
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parent + ([base] if base else []))
+            names.add(base)
+            names |= {f"{base}.{a.name}" for a in node.names}
+    return names
+
+
+def _graph() -> dict[str, set[str]]:
+    files = {_module(p): p for p in (REPO / "evalsuite").rglob("*.py")}
+    return {m: {n for n in _imports(p) if n in files and n != m} for m, p in files.items()}
+
+
+def test_the_core_imports_no_plugin():
+    offenders = {(_module(p), n) for p in (REPO / "evalsuite").rglob("*.py") for n in _imports(p)
+                 if n.split(".")[0] in PLUGINS}
+    assert not offenders, sorted(offenders)
+
+
+def test_no_import_cycles_in_the_core():
+    graph = _graph()
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(m: str) -> list[str] | None:
+        state[m] = 1
+        stack.append(m)
+        for n in sorted(graph[m]):
+            if state.get(n) == 1:
+                return stack[stack.index(n):] + [n]
+            if n not in state and (cycle := visit(n)):
+                return cycle
+        stack.pop()
+        state[m] = 2
+        return None
+
+    for module in sorted(graph):
+        if module not in state:
+            cycle = visit(module)
+            assert cycle is None, " -> ".join(cycle)
