@@ -1,4 +1,5 @@
-"""Sessions: `evaluate` (the main job), `tests` (default), `gate`, `tests_slow`, `benchmark`.
+"""Sessions: `evaluate` (the main job), `tests` (default), `unit` (the edit-test loop), `lint`,
+`gate`, `tests_slow`, `benchmark`.
 
 All sessions share one environment spec; torch is pinned in the same pip command as the rest so
 pip takes the CPU wheel instead of a multi-GB CUDA build.
@@ -33,6 +34,26 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", "-m", "not slow", *session.posargs)
     session.run("evalsuite", "gate", f"baseline={SHIPPED_BASELINE}", "candidate_policy=scripted",
                 "tracking_uri=none", "progress=false", f"out={session.create_tmp()}/gate")
+
+
+# Statistics, plan, journal, the fake-suite runner and executors, the gate's logic: no simulator.
+UNIT = ["tests/stats", "tests/test_plan_and_journal.py", "tests/test_runner.py", "tests/test_groups_and_combine.py",
+        "tests/test_bad_inputs.py", "tests/test_runlock.py", "tests/test_import_graph.py"]
+
+
+@nox.session(default=False)
+def unit(session: nox.Session) -> None:
+    """Under two minutes: the parts with no simulator in them."""
+    _install(session)
+    session.run("pytest", "-m", "not slow", "-k", "not metaworld and not robomimic", *UNIT, *session.posargs)
+
+
+@nox.session(default=False)
+def lint(session: nox.Session) -> None:
+    """ruff (pyflakes rules and syntax errors) over every Python file of the project."""
+    session.install("ruff==0.17.6")
+    session.run("ruff", "check", "--select", "F,E9", "evalsuite", "policies", "suites", "tests", "benchmarks",
+                "noxfile.py")
 
 
 @nox.session(default=False)

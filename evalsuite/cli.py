@@ -337,7 +337,7 @@ def cmd_select(args: list[str]) -> int:
     request.worst_case = None  # selection compares candidates; no worst-case search per candidate
     if "out" not in kv:
         request.out = request.out.with_name("select-" + request.out.name)
-    result = run_select(request, fresh)
+    run_select(request, fresh)
     print((request.out / "select.md").read_text(), end="")
     print(f"select: {request.out / 'select.json'}")
     return 0
@@ -587,9 +587,19 @@ def cmd_compose(args: list[str]) -> int:
     request.worst_case = None
     if "out" not in kv:
         request.out = request.out.with_name("compose-" + request.out.name)
-    result = run_compose(request, members, weights, fresh_episodes=fresh_episodes, fresh_seed=fresh,
-                         gpc_params=gpc_params)
+    run_compose(request, members, weights, fresh_episodes=fresh_episodes, fresh_seed=fresh,
+                gpc_params=gpc_params)
     print((request.out / "compose.md").read_text(), end="")
+    return 0
+
+
+def cmd_export(args: list[str]) -> int:
+    """The episodes of a run folder as a table: `evalsuite export RUN format=csv|parquet [out=FILE]`."""
+    from evalsuite.api import export
+
+    run_dir, rest = _run_dir(args, "export")
+    kv = parse_overrides(rest, ("format", "out"))
+    print(f"episodes: {export(run_dir, kv.get('format', 'csv'), kv.get('out'))}")
     return 0
 
 
@@ -617,7 +627,7 @@ def cmd_list(args: list[str]) -> int:
 
 
 COMMANDS = {"evaluate": cmd_evaluate, "report": cmd_report, "sync": cmd_sync, "list": cmd_list, "demos": cmd_demos,
-            "plan": cmd_plan, "gate": cmd_gate, "select": cmd_select, "compose": cmd_compose}
+            "plan": cmd_plan, "gate": cmd_gate, "select": cmd_select, "compose": cmd_compose, "export": cmd_export}
 
 
 def plugin_commands() -> dict[str, Any]:

@@ -28,7 +28,7 @@ BASE = ["evaluate", "suite=metaworld-smoke", "tracking_uri=none", "progress=fals
     ([*BASE, "policies=[scripted]", "init_states=x.hdf5"], "suite 'metaworld-smoke' takes no option init_states"),
     (["evaluate", "suite=metaworld-smoke", "policies"], "argument 'policies' is not key=value"),
     (["report", "/nonexistent/run"], "/nonexistent/run is not a run folder"),
-    (["fly"], "unknown command 'fly'; accepted: compose, demos, evaluate, gate, list, plan, report, select, sync, train"),
+    (["fly"], "unknown command 'fly'; accepted: compose, demos, evaluate, export, gate, list, plan, report, select, sync, train"),
 ])
 def test_usage_errors(argv, fragment, capsys):
     assert main(argv) == 2

@@ -53,3 +53,23 @@ def test_several_run_folders_compare_paired_in_one_report(fake_suite, tmp_path, 
     assert main(["report", str(b), str(one_task), f"out={tmp_path / 'shared'}"]) == 0
     shared = json.loads((tmp_path / "shared" / "results.json").read_text())
     assert shared["tasks"] == ["t2"] and len(shared["policies"]) == 3
+
+
+def test_a_run_folder_opens_as_a_dataframe_and_exports(fake_suite, tmp_path):
+    import pandas as pd
+
+    import evalsuite
+
+    run = _evaluate(tmp_path, "run", ["ones", "ones:speed=0.5"], episodes=5)
+    opened = evalsuite.open_run(run)
+    df = opened.episodes()
+    assert len(df) == 2 * 2 * 5 and set(df["policy"]) == {"ones", "ones:speed=0.5"}
+    by_policy = df.groupby(["task", "policy"])["success"].sum()
+    results = opened.results()
+    for row in results["per_task"]:
+        assert by_policy[row["task"], row["policy"]] == row["successes"]
+    for fmt in ("csv", "parquet"):
+        assert main(["export", str(run), f"format={fmt}", f"out={tmp_path / ('e.' + fmt)}"]) == 0
+    back = pd.read_csv(tmp_path / "e.csv")
+    assert len(back) == len(df) and pd.read_parquet(tmp_path / "e.parquet")["policy"].tolist() == df["policy"].tolist()
+    assert main(["export", str(run), "format=xlsx"]) == 2
