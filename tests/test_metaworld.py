@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -120,16 +121,25 @@ def test_sigkill_at_random_moments_then_resume_equals_uninterrupted(reference_ru
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     kills = 0
     log = tmp_path / "stderr.txt"
-    for attempt in range(6):  # kill at random moments; the last attempt may run to the end however slow the host
+    journal = tmp_path / "run" / "episodes.jsonl"
+
+    def journaled() -> int:
+        return len(journal.read_bytes().splitlines()) if journal.exists() else 0
+
+    for attempt in range(6):  # kill mid-run, after a random number of new records, whatever the host's speed
         with open(log, "wb") as err:
             proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=err, env=env)
-            try:
-                proc.wait(timeout=float(rng.uniform(2.0, 7.0)) if attempt < 5 else 600)
-            except subprocess.TimeoutExpired:
-                proc.send_signal(signal.SIGKILL)
-                proc.wait()
-                kills += 1
-                continue
+            if attempt < 5:
+                start, wanted = journaled(), int(rng.integers(1, 4))
+                while proc.poll() is None and journaled() < start + wanted:
+                    time.sleep(0.02)
+                if proc.poll() is None:
+                    time.sleep(float(rng.uniform(0.0, 0.3)))  # and at a random moment after that
+                    proc.send_signal(signal.SIGKILL)
+                    proc.wait()
+                    kills += 1
+                    continue
+            proc.wait(timeout=600)
         assert proc.returncode == 0, log.read_text()[-2000:]
         break
     else:
