@@ -57,6 +57,22 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session(default=False)
+def wheel(session: nox.Session) -> None:
+    """Build the wheel, install it (not the source tree) in this session's own environment, and
+    evaluate the shipped dp3 checkpoint with it from a folder outside the source tree."""
+    import glob
+
+    tmp = session.create_tmp()
+    session.run("python", "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", f"{tmp}/dist", ".")
+    (built,) = glob.glob(f"{tmp}/dist/evalsuite-*.whl")
+    session.install(f"{built}[metaworld,torch]", "torch==2.13.0")
+    session.chdir(tmp)
+    session.run("python", "-c", "import policies, suites; assert 'site-packages' in policies.__file__, policies.__file__")
+    session.run("evalsuite", "evaluate", "suite=metaworld-smoke", "policies=[scripted,dp3]", "episodes=2",
+                "tracking_uri=none", "progress=false", "out=wheel-run")
+
+
+@nox.session(default=False)
 def gate(session: nox.Session) -> None:
     """`nox -s gate -- baseline=RUN candidate_policy=ID [margin=0.05 ...]` (default: the shipped baseline)."""
     _install(session)
