@@ -10,7 +10,7 @@ import nox
 nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = True
 
-INSTALL = ["-e", ".[metaworld,robomimic,torch,lbm,ray,test]", "torch==2.13.0"]
+INSTALL = ["-e", ".[metaworld,robomimic,torch,lbm,ray,test]", "torch==2.13.0", "-c", "constraints.txt"]
 # The project's own regression gate: today's scripted expert on the shipped baseline's initial conditions.
 SHIPPED_BASELINE = "reports/baselines/metaworld-smoke-scripted"
 
@@ -65,7 +65,7 @@ def wheel(session: nox.Session) -> None:
     tmp = session.create_tmp()
     session.run("python", "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", f"{tmp}/dist", ".")
     (built,) = glob.glob(f"{tmp}/dist/evalsuite-*.whl")
-    session.install(f"{built}[metaworld,torch]", "torch==2.13.0")
+    session.install(f"{built}[metaworld,torch]", "torch==2.13.0", "-c", "constraints.txt")
     session.chdir(tmp)
     session.run("python", "-c", "import policies, suites; assert 'site-packages' in policies.__file__, policies.__file__")
     session.run("evalsuite", "evaluate", "suite=metaworld-smoke", "policies=[scripted,dp3]", "episodes=2",
