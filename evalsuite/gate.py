@@ -176,6 +176,18 @@ def compare(candidate: Side, baseline: Side, options: GateOptions, sequential: d
                      "seed": baseline.plan.seed},
         "tasks": rows,
     }
+    tables = []  # the paired 2x2 table of every task, for the difference of the mean over tasks
+    for task in tasks:
+        cand, base = candidate.outcomes[task], baseline.outcomes[task]
+        shared = [i for i in cand if i in base and cand[i][0] == base[i][0]]
+        c, b = np.array([cand[i][1] for i in shared], bool), np.array([base[i][1] for i in shared], bool)
+        tables.append((int(np.sum(c & b)), int(np.sum(c & ~b)), int(np.sum(~c & b)), int(np.sum(~c & ~b))))
+    if len(tasks) > 1 and all(sum(t) > 0 for t in tables):
+        from evalsuite.stats.over_tasks import paired_difference_over_tasks
+
+        mean = paired_difference_over_tasks(tables, level=1 - 2 * options.alpha)
+        result["mean_difference"] = {"difference": mean.estimate, "low": mean.low, "high": mean.high,
+                                     "level": mean.level, "method": mean.method}
     if any(r["worst_case"] for r in rows):
         result["worst_case_verdict"] = mg.overall([(r["worst_case"] or r)["verdict"] for r in rows])
     return result
@@ -233,6 +245,11 @@ def markdown(result: dict[str, Any]) -> str:
                      f"{_p(r.get('p_regressed'))} | {verdict} | {r.get('candidate_policy_errors', 0)} / "
                      f"{r.get('baseline_policy_errors', 0)} | {r.get('candidate_missing', 0)} / "
                      f"{r.get('baseline_missing', 0)} |")
+    if result.get("mean_difference"):
+        m = result["mean_difference"]
+        lines += ["", f"Mean over the {len(result['tasks'])} tasks, candidate - baseline (paired): "
+                  f"{m['difference'] * 100:+.1f} points [{m['low'] * 100:+.1f}, {m['high'] * 100:+.1f}] "
+                  f"({100 * m['level']:g}%, MOVER over the tasks' Newcombe intervals; descriptive)."]
     lines += ["", "REGRESSED: worse by more than the margin; NON-INFERIOR: not worse than the margin; IMPROVED: "
               "better; INCONCLUSIVE: too few episodes to tell. Policy errors are failures of that policy."]
     if result["verdict"] == mg.INCONCLUSIVE:

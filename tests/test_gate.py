@@ -32,6 +32,8 @@ def test_regression_is_caught_and_the_same_policy_passes(fake_suite, tmp_path, c
     assert "intersection-union" in result["combination"]
     out = capsys.readouterr().out
     assert "## evalsuite gate: **REGRESSED**" in out and "| t1 | paired (80) |" in out
+    mean = result["mean_difference"]  # the paired difference of the mean over both tasks
+    assert mean["high"] < 0 and mean["low"] <= mean["difference"] <= mean["high"] and "Mean over the 2 tasks" in out
     same = _run(tmp_path, "same", {"chunk": 2}, episodes=80)  # same behaviour, another parameter
     code, result = _gate(tmp_path, f"baseline={base}", f"candidate={same}")
     assert code == 0 and result["verdict"] == "NON-INFERIOR"
