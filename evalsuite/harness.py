@@ -63,6 +63,7 @@ class EvaluateRequest:
     # e.g. {"generations": 4, "population": 8, "episodes_per_point": 4, "fresh_episodes": 40}
     worst_case: dict[str, int] | None = None
     tracking_uri: str | None = "default"  # "default": sqlite in the working directory; None: off
+    live_tracking: bool = True  # progress metrics to an MLflow run while the run goes (replaced at the end)
     experiment: str = "evalsuite"
     progress: bool = True
 
@@ -215,7 +216,12 @@ def evaluate(req: EvaluateRequest, log=print) -> dict[str, Any]:
             done = finished_trials(journal.records, req.options.max_attempts)
             if done:
                 log(f"resuming {run_dir}: {len(done)}/{len(plan.trials)} trials already finished")
-            with _Progress(len(plan.trials), len(done), req.options.max_attempts, req.progress) as progress:
+            live = None
+            if req.tracking_uri and req.live_tracking:
+                from evalsuite.tracking import LiveProgress
+
+                live = LiveProgress.start(run_dir, req.tracking_uri, req.experiment, log=log)
+            with _Progress(plan, done, req.options.max_attempts, req.progress, live) as progress:
                 def on_record(record):
                     journal.append(record)
                     progress.advance(record)
@@ -357,35 +363,65 @@ def _write_results(run_dir: Path, plan, key, records, options: AnalysisOptions, 
 
 
 class _Progress:
-    """A rich progress bar of episodes done / planned with throughput; shows codes only."""
+    """Progress while a run goes, codes only (whoever watches stays blind): a bar of episodes done /
+    planned with rate and ETA, one row per task (up to ``MAX_TASK_ROWS``) with each blinding code's
+    count, and - with a tracking backend - the same figures as metrics of a live MLflow run."""
 
-    def __init__(self, total: int, done: int, max_attempts: int, enabled: bool) -> None:
-        self.total, self.done, self.max_attempts, self.enabled = total, done, max_attempts, enabled
+    MAX_TASK_ROWS = 12
+
+    def __init__(self, plan, done: dict, max_attempts: int, enabled: bool, live=None) -> None:
+        self.total, self.max_attempts, self.enabled, self.live = len(plan.trials), max_attempts, enabled, live
+        self.planned = {(t.task, t.policy_code): 0 for t in plan.trials}
+        for t in plan.trials:
+            self.planned[t.task, t.policy_code] += 1
+        self.counts = {k: 0 for k in self.planned}
+        for r in done.values():
+            self.counts[r.task, r.policy_code] = self.counts.get((r.task, r.policy_code), 0) + 1
+        self.tasks = list(dict.fromkeys(t.task for t in plan.trials))
         self._bar = None
+        self._t0 = time.perf_counter()
+        self._n = 0
 
     def __enter__(self) -> _Progress:
         if self.enabled:
             from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                        TimeElapsedColumn, TimeRemainingColumn)
 
-            self._bar = Progress(TextColumn("[bold]episodes"), BarColumn(), MofNCompleteColumn(),
+            self._bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                                  TextColumn("{task.fields[last]}"))
             self._bar.start()
-            self._id = self._bar.add_task("episodes", total=self.total, completed=self.done, rate="", last="")
-            self._t0 = time.perf_counter()
-            self._n = 0
+            self._id = self._bar.add_task("episodes", total=self.total, completed=sum(self.counts.values()),
+                                          rate="", last="")
+            self._rows = {}
+            if len(self.tasks) <= self.MAX_TASK_ROWS:
+                for task in self.tasks:
+                    planned = sum(v for (t, _), v in self.planned.items() if t == task)
+                    done = sum(v for (t, _), v in self.counts.items() if t == task)
+                    self._rows[task] = self._bar.add_task(f"  {task}", total=planned, completed=done, rate="",
+                                                          last=self._codes(task))
         return self
 
+    def _codes(self, task: str) -> str:
+        return " ".join(f"{c} {self.counts[t, c]}/{n}" for (t, c), n in sorted(self.planned.items()) if t == task)
+
     def advance(self, record) -> None:
-        if self._bar is None:
-            return
         final = record.status != ERROR or record.attempt >= self.max_attempts
         self._n += 1
+        if final:
+            self.counts[record.task, record.policy_code] = self.counts.get((record.task, record.policy_code), 0) + 1
         rate = self._n / max(1e-9, time.perf_counter() - self._t0)
+        if self.live is not None:
+            self.live.update(self.counts, self.total, rate)
+        if self._bar is None:
+            return
         self._bar.update(self._id, advance=int(final), rate=f"{rate:.2f} ep/s",
                          last=f"{record.task} [{record.policy_code}] {record.status}")
+        if record.task in self._rows:
+            self._bar.update(self._rows[record.task], advance=int(final), last=self._codes(record.task))
 
     def __exit__(self, *exc) -> None:
         if self._bar is not None:
             self._bar.stop()
+        if self.live is not None:
+            self.live.close()

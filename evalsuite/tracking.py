@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -48,6 +49,67 @@ def _check_reachable(uri: str) -> None:
             urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=3).read()
         except (urllib.error.URLError, OSError) as exc:
             raise TrackingUnavailable(f"tracking server {uri} is unreachable ({exc})") from None
+
+
+class LiveProgress:
+    """Progress in MLflow while a run goes: one run tagged with the run folder's uid and
+    ``evalsuite.live=true`` whose metrics (episodes done, episodes/s, ETA, and done per task and
+    blinding code - codes only, so whoever watches stays blind) are written at most every
+    ``interval_s``. ``log_run`` replaces it with the final run (same uid) at the end."""
+
+    def __init__(self, client, run_id: str, interval_s: float) -> None:
+        self.client, self.run_id, self.interval_s = client, run_id, interval_s
+        self._last = -float("inf")
+        self._state: tuple[dict, int, float] | None = None
+        self._step = 0
+
+    @classmethod
+    def start(cls, run_dir: Path, uri: str, experiment: str, log=print, interval_s: float = 5.0):
+        """The live run, or None (said in one line) when the backend cannot take it."""
+        try:
+            uri = resolve_uri(uri)
+            _check_reachable(uri)
+            from mlflow.tracking import MlflowClient
+
+            client = MlflowClient(uri)
+            exp_id = _experiment_id(client, experiment, uri)
+            run = client.create_run(exp_id, run_name=f"{run_dir.name} (running)",
+                                    tags={UID_TAG: run_uid(run_dir), "evalsuite.live": "true",
+                                          "evalsuite.run_dir": str(run_dir.resolve())})
+            return cls(client, run.info.run_id, interval_s)
+        except Exception as exc:  # progress is a convenience: the run goes on without it
+            log(f"MLflow live progress off: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}")
+            return None
+
+    def update(self, counts: dict[tuple[str, str], int], total: int, rate: float) -> None:
+        self._state = (dict(counts), total, rate)
+        if time.monotonic() - self._last >= self.interval_s:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._state is None:
+            return
+        from mlflow.entities import Metric
+
+        counts, total, rate = self._state
+        done = sum(counts.values())
+        now, self._step = int(time.time() * 1000), self._step + 1
+        values = {"progress/episodes_done": done, "progress/episodes_planned": total,
+                  "progress/episodes_per_s": rate, "progress/eta_s": (total - done) / rate if rate > 0 else 0.0,
+                  **{_metric_key(f"progress/{task}/{code}"): n for (task, code), n in counts.items()}}
+        try:
+            self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, self._step)
+                                                        for k, v in values.items()])
+        except Exception:  # never stop a run for its progress display
+            pass
+        self._last = time.monotonic()
+
+    def close(self) -> None:
+        self._flush()
+        try:
+            self.client.set_terminated(self.run_id)
+        except Exception:
+            pass
 
 
 def family_metrics(family: dict | None) -> dict[str, float]:

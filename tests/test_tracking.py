@@ -123,3 +123,28 @@ def test_labels_with_paths_reach_mlflow_sanitised(fake_suite, tmp_path, monkeypa
     names = list(parent[0].data.metrics)
     assert any("ckpts/my run:v2/model.pth" in n for n in names), names
     assert not any(".." in n or "//" in n or "/./" in n for n in names)
+
+
+def test_progress_goes_to_mlflow_while_the_run_goes_and_is_replaced_at_the_end(fake_suite, tmp_path, monkeypatch):
+    from mlflow.entities import ViewType
+    from mlflow.tracking import MlflowClient
+
+    from evalsuite.harness import EvaluateRequest, evaluate
+    from evalsuite.plan import PolicyEntry
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    evaluate(EvaluateRequest(suite="fake", policies=[PolicyEntry("ones", {}), PolicyEntry("ones", {"speed": 0.5})],
+                             out=tmp_path / "run", episodes=4, max_steps=14, tracking_uri=uri, progress=False),
+             log=lambda *_: None)
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("evalsuite")
+    runs = client.search_runs([exp.experiment_id], run_view_type=ViewType.ALL)
+    (live,) = [r for r in runs if r.data.tags.get("evalsuite.live") == "true"]
+    assert live.info.lifecycle_stage == "deleted"  # replaced by the final run of the same folder
+    assert live.data.metrics["progress/episodes_done"] == live.data.metrics["progress/episodes_planned"] == 16
+    per_code = {k: v for k, v in live.data.metrics.items() if k.count("/") == 2}
+    assert len(per_code) == 4 and all(v == 4 for v in per_code.values())  # 2 tasks x 2 codes, codes only
+    assert not any("ones" in k for k in live.data.metrics)  # blind: no policy names
+    final = [r for r in runs if r.info.lifecycle_stage == "active" and "mlflow.parentRunId" not in r.data.tags]
+    assert len(final) == 1 and final[0].data.tags["evalsuite.run_uid"] == live.data.tags["evalsuite.run_uid"]
