@@ -65,6 +65,7 @@ def wheel(session: nox.Session) -> None:
     tmp = session.create_tmp()
     session.run("python", "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", f"{tmp}/dist", ".")
     (built,) = glob.glob(f"{tmp}/dist/evalsuite-*.whl")
+    session.install("--force-reinstall", "--no-deps", built)  # the same version number: never a stale wheel
     session.install(f"{built}[metaworld,torch]", "torch==2.13.0", "-c", "constraints.txt")
     session.chdir(tmp)
     session.run("python", "-c", "import policies, suites; assert 'site-packages' in policies.__file__, policies.__file__")

@@ -35,6 +35,10 @@ def combine_runs(run_dirs: list[Path], out: Path) -> tuple[Plan, dict, list[Epis
     for d, plan, _ in loaded:
         if plan.stopping.get("rule") != "fixed":
             raise UsageError(f"{d} stopped sequentially; combine runs of the fixed design only")
+        if plan.suite_digest and first.suite_digest and plan.tasks == first.tasks \
+                and plan.suite_digest != first.suite_digest:  # (the digest covers the run's own tasks)
+            raise UsageError(f"{d} and {first_dir} ran under different specifications of suite {plan.suite!r} "
+                             "(tasks, step limits, options or simulator versions); they are not paired")
         for name, value, expected in (("suite", plan.suite, first.suite), ("seed", plan.seed, first.seed),
                                       ("suite_options", plan.suite_options, first.suite_options),
                                       ("max_steps", {t: plan.max_steps[t] for t in tasks},

@@ -188,6 +188,10 @@ def compare(candidate: Side, baseline: Side, options: GateOptions, sequential: d
         mean = paired_difference_over_tasks(tables, level=1 - 2 * options.alpha)
         result["mean_difference"] = {"difference": mean.estimate, "low": mean.low, "high": mean.high,
                                      "level": mean.level, "method": mean.method}
+    if candidate.plan.suite_digest and baseline.plan.suite_digest and candidate.plan.tasks == baseline.plan.tasks \
+            and candidate.plan.suite_digest != baseline.plan.suite_digest:
+        result["warning"] = ("the candidate ran under another specification of the suite than the baseline (tasks, "
+                             "step limits, options or simulator versions): the comparison mixes benchmarks")
     if any(r["worst_case"] for r in rows):
         result["worst_case_verdict"] = mg.overall([(r["worst_case"] or r)["verdict"] for r in rows])
     return result
@@ -245,6 +249,8 @@ def markdown(result: dict[str, Any]) -> str:
                      f"{_p(r.get('p_regressed'))} | {verdict} | {r.get('candidate_policy_errors', 0)} / "
                      f"{r.get('baseline_policy_errors', 0)} | {r.get('candidate_missing', 0)} / "
                      f"{r.get('baseline_missing', 0)} |")
+    if result.get("warning"):
+        lines += ["", f"**Warning**: {result['warning']}."]
     if result.get("mean_difference"):
         m = result["mean_difference"]
         lines += ["", f"Mean over the {len(result['tasks'])} tasks, candidate - baseline (paired): "

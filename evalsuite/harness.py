@@ -135,18 +135,18 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-SIMULATORS = ("metaworld", "mujoco", "gymnasium", "robosuite")
+SIMULATOR_PACKAGES = {"metaworld": ("metaworld", "gymnasium", "mujoco"), "robosuite": ("robosuite", "mujoco")}
 
 
 def suite_digest(suite: SuiteSpec, tasks: list[str]) -> str:
     """sha256 of what a suite is for these tasks: entry point, options, each task's step limit
-    and tags, and the installed simulator versions."""
+    and tags, an MDP family's axes, and the versions of the suite's own simulator packages."""
     import hashlib
 
     versions = package_versions()
-    spec = {"id": suite.id, "entry_point": suite.entry_point, "kwargs": suite.kwargs,
+    spec = {"id": suite.id, "entry_point": suite.entry_point, "kwargs": suite.kwargs, "family": suite.family,
             "tasks": [[t, suite.task(t).max_steps, list(suite.task(t).tags)] for t in tasks],
-            "simulators": {name: versions.get(name) for name in SIMULATORS}}
+            "simulators": {name: versions.get(name) for name in SIMULATOR_PACKAGES.get(suite.simulator, ())}}
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -317,7 +317,10 @@ def _worst_cases(req: EvaluateRequest, suite: SuiteSpec, task: str, run_dir: Pat
         found[entry.label] = worst_case(
             suite.id, task, entry, run_dir / "worst_case" / f"policy{i}", suite_options=req.suite_options,
             seed=req.seed, max_steps=req.max_steps if isinstance(req.max_steps, int) else None,
-            batch_size=req.batch_size, log=log, **req.worst_case)
+            batch_size=req.batch_size, log=log, parallel={  # the searches run as the family run did
+                "executor": req.executor, "workers": req.workers, "cpus": req.cpus, "ray_address": req.ray_address,
+                "worker_cpus": req.worker_cpus, "worker_gpus": req.worker_gpus, "env_workers": req.env_workers,
+                "episode_timeout_s": req.episode_timeout_s}, **req.worst_case)
     plan_mod.write_json(run_dir / WORST_CASE_FILE, found)
     return _write_results(run_dir, plan, key, records, req.options, log)
 

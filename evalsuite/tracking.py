@@ -69,6 +69,8 @@ class LiveProgress:
         try:
             uri = resolve_uri(uri)
             _check_reachable(uri)
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # a slow server never stalls the run
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
             from mlflow.tracking import MlflowClient
 
             client = MlflowClient(uri)
@@ -100,8 +102,8 @@ class LiveProgress:
         try:
             self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, self._step)
                                                         for k, v in values.items()])
-        except Exception:  # never stop a run for its progress display
-            pass
+        except Exception:  # never stop or slow a run for its progress display: off after one failure
+            self.interval_s = float("inf")
         self._last = time.monotonic()
 
     def close(self) -> None:
@@ -139,7 +141,7 @@ def _metric_key(text: str) -> str:
     key = re.sub(r"[^A-Za-z0-9_\-. /:]", "_", text)
     key = re.sub(r"\.{2,}", "_", key)
     key = "/".join(part for part in key.split("/") if part.strip() not in ("", "."))  # normpath-stable
-    return key[:250].strip() or "_"
+    return key[:250].strip().rstrip("/").strip() or "_"
 
 
 def _experiment_id(client, experiment: str, uri: str) -> str:

@@ -351,7 +351,8 @@ def _descends(model, body: int, ancestor: int) -> bool:
 
 def worst_case(suite_id: str, task: str, policy, out: Path, *, suite_options: dict[str, Any], seed: int,
                max_steps: int | None, generations: int = 4, population: int = 8, episodes_per_point: int = 4,
-               fresh_episodes: int = 40, batch_size: int = 8, log=print) -> dict[str, Any]:
+               fresh_episodes: int = 40, batch_size: int = 8, log=print,
+               parallel: dict[str, Any] | None = None) -> dict[str, Any]:
     """CEM search and a same-budget grid for one policy; both winners re-run on fresh initial
     conditions (paired between the two). Each evaluation is an ordinary run folder under ``out``,
     so an interrupted search resumes where it stopped."""
@@ -373,7 +374,7 @@ def worst_case(suite_id: str, task: str, policy, out: Path, *, suite_options: di
         req = EvaluateRequest(suite=suite_id, policies=[policy], out=out / folder, tasks=[task],
                               suite_options={**base_options, "points": json.dumps(points)},
                               episodes=len(points) * per_point, seed=run_seed, max_steps=max_steps,
-                              batch_size=batch_size, tracking_uri=None, progress=False)
+                              batch_size=batch_size, tracking_uri=None, progress=False, **(parallel or {}))
         evaluate(req, log=lambda *_: None)
         res = json.loads((out / folder / "results.json").read_text())
         cells = {c["mdp"]: c for c in res["family"]["policies"][policy.label]["per_mdp"]}

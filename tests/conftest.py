@@ -133,18 +133,20 @@ if str(REPO) not in sys.path:
 
 
 class SuicidalPolicy(OnesPolicy):
-    """Kills the process it runs in at its ``after``-th episode there, once per ``marker`` file: a
-    worker (process or Ray actor) dying mid-run."""
+    """Kills the process it runs in: at its ``after``-th episode there, once per ``marker`` file (a
+    worker dying mid-run), or - with ``victim`` - whenever the episode with that policy seed starts
+    (an episode that always breaks its worker)."""
 
-    def __init__(self, task, suite, marker: str = "", after: int = 3) -> None:
+    def __init__(self, task, suite, marker: str = "", after: int = 3, victim: int = -1) -> None:
         super().__init__(task, suite)
-        self.marker, self.after, self.resets = marker, int(after), 0
+        self.marker, self.after, self.victim, self.resets = marker, int(after), int(victim), 0
 
     def reset(self, seed, slot):
         import signal
 
         self.resets += 1
-        if self.marker and self.resets >= self.after and not os.path.exists(self.marker):
-            with open(self.marker, "w") as fh:
-                fh.write(str(os.getpid()))
+        if seed == self.victim or (self.marker and self.resets >= self.after and not os.path.exists(self.marker)):
+            if self.marker:
+                with open(self.marker, "w") as fh:
+                    fh.write(str(os.getpid()))
             os.kill(os.getpid(), signal.SIGKILL)

@@ -42,25 +42,38 @@ def test_worker_processes_give_the_lock_step_results(fake_suite, tmp_path):
 
 def _register_suicidal():
     registry.policies.register(PolicySpec(id="suicidal", entry_point="tests.conftest:SuicidalPolicy",
-                                          params={"marker": "", "after": 3}))
+                                          params={"marker": "", "after": 3, "victim": -1}))
 
 
-def _nothing_lost_or_doubled(results, records, episodes=8, tasks=2):
-    assert all(r["n"] == episodes for r in results["per_task"])  # every trial has its outcome
+def _nothing_lost_or_doubled(results, records, episodes=8, tasks=2, missing=0):
+    assert sum(r["n"] for r in results["per_task"]) == episodes * tasks * len(results["policies"]) - missing
     final = [r for r in records if r.status != "error"]
-    assert len({r.trial_id for r in final}) == len(final) == episodes * tasks * len(results["policies"])
-    retried = {r.trial_id for r in records if r.status == "error"}
-    assert retried and retried <= {r.trial_id for r in final}
+    assert len({r.trial_id for r in final}) == len(final)  # none counted twice
 
 
-def test_a_killed_worker_process_costs_retries_not_episodes(fake_suite, tmp_path):
+def test_a_killed_worker_process_costs_nothing_lost(fake_suite, tmp_path):
     _register_suicidal()
     marker = tmp_path / "killed"
     results, records, _ = _evaluate(tmp_path, "run", policies=[PolicyEntry("suicidal", {"marker": str(marker)})],
                                     workers=2)
     assert marker.exists()
     _nothing_lost_or_doubled(results, records)
-    assert any("worker process died" in r.reason for r in records)
+    assert not [r for r in records if r.status == "error"]  # its chunk-mates ran again, uncharged
+
+
+def test_an_episode_that_always_kills_its_worker_is_the_only_one_charged(fake_suite, tmp_path):
+    from evalsuite.plan import ic_seeds
+
+    _register_suicidal()
+    victim = ic_seeds(0, "t1", 2)[1]  # the policy seed of initial condition 2 of t1
+    results, records, _ = _evaluate(tmp_path, "run", policies=[PolicyEntry("suicidal", {"victim": victim})],
+                                    workers=2)
+    errors = [r for r in records if r.status == "error"]
+    assert errors and {r.trial_id for r in errors} == {"t1/00002/A"}  # charged alone, every attempt
+    assert sorted(r.attempt for r in errors) == [1, 2, 3] and all("worker process died" in r.reason for r in errors)
+    _nothing_lost_or_doubled(results, records, missing=1)
+    row = next(r for r in results["per_task"] if r["task"] == "t1")
+    assert row["missing"] == 1 and row["n"] == 7
 
 
 ray = pytest.importorskip("ray")

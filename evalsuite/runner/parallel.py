@@ -8,10 +8,11 @@ trials sent by the driver, so the workers simulate and infer at the same time. T
 writes the journal: records arrive per finished chunk, so a killed driver loses at most the chunks
 in flight, which a resumed run simply runs again.
 
-A worker that dies (killed, out of memory, a crashed simulator) costs its chunk: each trial of it is
-recorded as an infrastructure error with its attempt number and retried by the harness like any
-other; nothing is lost or counted twice. A chunk that outlives ``WALL_CLOCK_FACTOR`` x the episode
-time limit per trial is treated the same way (its worker is killed and replaced).
+A worker that dies (killed, out of memory, a crashed simulator) or a chunk that outlives
+``WALL_CLOCK_FACTOR`` x the episode time limit per trial breaks the pool: the chunks in flight are
+run again one trial at a time, and the trial that breaks a worker alone is recorded as an
+infrastructure error with its attempt number and retried by the harness like any other; nothing is
+lost or counted twice.
 
 Outcomes do not depend on which worker ran an episode: every episode is seeded by its trial.
 """
@@ -33,6 +34,7 @@ from evalsuite.plan import Trial
 from evalsuite.runner.executor import WALL_CLOCK_FACTOR, LocalExecutor, RunContext
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+STARTUP_S = 120.0  # a worker's start-up (imports, environments, policies) before its first chunk
 
 
 def limit_threads(n: int) -> None:
@@ -134,35 +136,56 @@ class ProcessExecutor:
         return self._pool
 
     def run(self, trials: Sequence[Trial], ctx: RunContext, on_record: Callable[[EpisodeRecord], None]) -> None:
+        """Chunks in flight when a worker dies or hangs are run again, one trial at a time and one
+        at a time, so only the trial that breaks a worker is charged (an infrastructure error,
+        retried by the harness); the others cost nothing."""
         todo = chunks(trials, self.batch_size)
+        suspects: list[list[Trial]] = []  # single trials to rerun alone after a broken pool
         running: dict[Any, tuple[list[Trial], float]] = {}
         limit = WALL_CLOCK_FACTOR * ctx.episode_timeout_s
-        while todo or running:
+        while todo or suspects or running:
             pool = self._start(ctx)
-            while todo and len(running) < self.workers * self.in_flight:
-                chunk = todo.pop(0)
-                running[pool.submit(_run_chunk, chunk, {t.trial_id: ctx.attempts.get(t.trial_id, 1)
-                                                        for t in chunk})] = (chunk, time.monotonic())
+            capacity = 1 if suspects else self.workers * self.in_flight
+            queue = suspects if suspects else todo
+            try:
+                while queue and len(running) < capacity:
+                    chunk = queue.pop(0)
+                    # the clock allows for the chunks queued ahead of it and a worker's start-up
+                    ahead = len(running) // self.workers + 1
+                    running[pool.submit(_run_chunk, chunk, {t.trial_id: ctx.attempts.get(t.trial_id, 1)
+                                                            for t in chunk})] = (chunk, time.monotonic() + STARTUP_S
+                                                                                 + limit * len(chunk) * (ahead - 1))
+            except BrokenProcessPool:
+                queue.insert(0, chunk)
             done, _ = wait(list(running), timeout=5.0, return_when=FIRST_COMPLETED)
-            broken = False
+            broken: list[list[Trial]] = []
             for future in done:
                 chunk, _ = running.pop(future)
                 try:
                     records = future.result()
                 except BrokenProcessPool:
-                    broken = True
-                    records = lost(chunk, ctx.attempts, "infrastructure error: worker process died")
+                    broken.append(chunk)
+                    continue
+                except Exception as exc:  # the worker could not run the chunk at all
+                    records = lost(chunk, ctx.attempts, f"infrastructure error: worker failed: {type(exc).__name__}")
                 for r in records:
                     on_record(r)
-            overdue = [f for f, (chunk, t0) in running.items() if time.monotonic() - t0 > limit * len(chunk)]
-            if broken or overdue:  # the pool cannot cancel one task: replace it, charging what was in flight
-                why = ("worker process died" if broken else
-                       f"chunk still running after {WALL_CLOCK_FACTOR} x the episode time limit per trial")
-                for future, (chunk, _) in list(running.items()):
-                    for r in lost(chunk, ctx.attempts, f"infrastructure error: {why}"):
-                        on_record(r)
-                running.clear()
-                self.close(kill=True)
+            overdue = [c for f, (c, t0) in running.items() if time.monotonic() - t0 > limit * len(c)]
+            if not (broken or overdue or (pool is self._pool and self._broken())):
+                continue
+            stuck = broken + [c for c, _ in running.values()]
+            running.clear()
+            self.close(kill=True)
+            if len(stuck) == 1 and len(stuck[0]) == 1:  # alone, it broke its worker: it is the culprit
+                why = "worker process died" if broken else (f"still running after {WALL_CLOCK_FACTOR} x the "
+                                                            "episode time limit")
+                for r in lost(stuck[0], ctx.attempts, f"infrastructure error: {why}"):
+                    on_record(r)
+            else:  # someone among these broke it: each again, alone
+                suspects.extend([t] for c in stuck for t in c)
+
+    def _broken(self) -> bool:
+        return bool(self._pool is not None and getattr(self._pool, "_broken", False))
 
     def pids(self) -> list[int]:
         return [p.pid for p in (self._pool._processes or {}).values()] if self._pool else []

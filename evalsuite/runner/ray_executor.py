@@ -13,6 +13,7 @@ Without an address Ray is started on this machine (loopback only) and stopped at
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -25,6 +26,9 @@ from evalsuite.journal import EpisodeRecord
 from evalsuite.plan import Trial
 from evalsuite.runner.executor import WALL_CLOCK_FACTOR, RunContext
 from evalsuite.runner.parallel import Shard, chunks, lost
+
+
+PLACEMENT_TIMEOUT_S = 180.0  # actors must start (imports, environments) within this
 
 
 def _ray():
@@ -55,7 +59,7 @@ class RayExecutor:
                             "RAY_DEDUP_LOGS": "0"}}
         try:
             if self.address is None:
-                ray.init(num_cpus=max(1, int(self.workers * self.worker_cpus)), include_dashboard=False,
+                ray.init(num_cpus=max(1, math.ceil(self.workers * self.worker_cpus)), include_dashboard=False,
                          _node_ip_address="127.0.0.1", runtime_env=env, log_to_driver=False,
                          configure_logging=False)
                 self._started_ray = True
@@ -78,10 +82,18 @@ class RayExecutor:
             self._ctx_id = id(ctx.make_policy)
         while len(self._actors) < self.workers:
             self._actors.append(self._new_actor(ctx))
+        ray = _ray()
+        pending = [a.ping.remote() for a in self._actors]
+        ready, _ = ray.wait(pending, num_returns=len(pending), timeout=PLACEMENT_TIMEOUT_S)
+        if len(ready) < len(pending):  # chunks for an actor the cluster cannot place would wait forever
+            self.close_actors()
+            raise UsageError(f"workers={self.workers} with worker_cpus={self.worker_cpus:g} worker_gpus="
+                             f"{self.worker_gpus:g}: only {len(ready)} actors could be placed within "
+                             f"{PLACEMENT_TIMEOUT_S:g} s; the cluster has {ray.cluster_resources()}")
 
     def run(self, trials: Sequence[Trial], ctx: RunContext, on_record: Callable[[EpisodeRecord], None]) -> None:
         ray = _ray()
-        from ray.exceptions import GetTimeoutError, RayActorError, WorkerCrashedError
+        from ray.exceptions import RayError
 
         self._start(ctx)
         todo = chunks(trials, self.batch_size)
@@ -115,7 +127,7 @@ class RayExecutor:
                 i, chunk, _ = running.pop(ref)
                 try:
                     records = ray.get(ref, timeout=60)
-                except (RayActorError, WorkerCrashedError, GetTimeoutError) as exc:
+                except RayError as exc:  # the actor, its node or the object is gone: charge, replace
                     running[ref] = (i, chunk, 0.0)  # charged with the actor's other chunks below
                     replace_actor(i, f"Ray worker lost ({type(exc).__name__})")
                     continue
