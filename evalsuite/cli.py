@@ -21,6 +21,7 @@ accepted, and exits with code 2. ``gate`` exits 0 (pass), 1 (regressed) or 3 (in
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -630,6 +631,29 @@ COMMANDS = {"evaluate": cmd_evaluate, "report": cmd_report, "sync": cmd_sync, "l
             "plan": cmd_plan, "gate": cmd_gate, "select": cmd_select, "compose": cmd_compose, "export": cmd_export}
 
 
+def command_help(command: str, extra: dict[str, Any]) -> str:
+    """`evalsuite CMD --help`: what the command does and every key it takes, from the same tables
+    the parser checks against."""
+    keys = {"evaluate": EVALUATE_KEYS, "select": SELECT_KEYS, "gate": GATE_KEYS, "compose": COMPOSE_KEYS,
+            "report": {k: EVALUATE_KEYS[k] for k in REPORT_KEYS} | {"out": "with several run folders: the combined "
+                                                                       "report's folder"},
+            "export": {"format": "csv | parquet", "out": "file to write (default: RUN/episodes.FORMAT)"}}.get(command)
+    if command in extra:  # a plugin's command: its function's docstring, and its module's KEYS table if any
+        try:
+            function = extra[command].load()
+            keys = getattr(importlib.import_module(function.__module__), "KEYS", None)
+        except Exception:  # the command itself will say why it cannot load
+            function, keys = None, None
+    else:
+        function = COMMANDS[command]
+    doc = (function.__doc__ or "").strip().splitlines()[0] if function is not None and function.__doc__ else ""
+    lines = [f"evalsuite {command}" + (f": {doc}" if doc else "")]
+    if keys:
+        width = max(len(k) for k in keys) + 2
+        lines += ["", "keys (key=value):"] + [f"  {k:<{width}}{v}" for k, v in keys.items()]
+    return "\n".join(lines)
+
+
 def plugin_commands() -> dict[str, Any]:
     """Commands that plugins add through the ``evalsuite.commands`` entry-point group (the built-in
     policies add ``train``), loaded only when named."""
@@ -649,6 +673,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"evalsuite: error: unknown command {command!r}; accepted: {choices([*COMMANDS, *extra])}",
               file=sys.stderr)
         return 2
+    if any(a in ("-h", "--help") for a in args):
+        print(command_help(command, extra))
+        return 0
     try:
         if command in extra:
             try:

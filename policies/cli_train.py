@@ -9,7 +9,7 @@ from pathlib import Path
 from evalsuite.cli import _choice, parse_bool, parse_float, parse_int, parse_list, parse_overrides
 from evalsuite.errors import UsageError, choices
 
-TRAIN_KEYS = {
+KEYS = {
     "policy": "dp3 | flowpolicy | mp1 | dm1 | ebt | lbm",
     "suite": "suite id", "task": "task id", "tasks": "[task, ...] (lbm: one multitask policy on all of them)",
     "obs": "metaworld state | pointcloud (DP3's point_cloud + agent_pos): what demos are collected with and "
@@ -50,7 +50,7 @@ def train_command(args: list[str]) -> int:
     """Train a policy family on scripted demos; writes a safetensors + JSON checkpoint folder."""
     from evalsuite import registry
 
-    kv = parse_overrides(args, TRAIN_KEYS)
+    kv = parse_overrides(args, KEYS)
     if "tasks" in kv and "task" not in kv:
         kv["task"] = parse_list("tasks", kv["tasks"])[0]
     for key in ("policy", "suite", "task", "demos", "out"):

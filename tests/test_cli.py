@@ -120,3 +120,11 @@ def test_family_and_composition_usage_errors(argv, fragment, capsys, tmp_path):
     assert main([*argv, f"out={tmp_path / 'run'}"]) == 2
     err = capsys.readouterr().err.strip()
     assert fragment in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("command,key", [("evaluate", "episodes"), ("gate", "margin"), ("report", "interval"),
+                                         ("train", "policy"), ("export", "format"), ("plan", None)])
+def test_every_command_has_help_from_its_key_table(command, key, capsys):
+    assert main([command, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"evalsuite {command}") and (key is None or f"  {key} " in out)
