@@ -34,12 +34,7 @@ class Run:
 
     @property
     def max_attempts(self) -> int:
-        results = self.path / "results.json"
-        if results.exists():
-            saved = plan_mod.read_json(results)
-            if isinstance(saved, dict):
-                return int(saved.get("options", {}).get("max_attempts", 3))
-        return 3
+        return plan_mod.saved_max_attempts(self.path)
 
     def episodes(self, *, all_attempts: bool = False):
         """A DataFrame with one row per final episode (``all_attempts``: every journaled attempt),

@@ -17,7 +17,7 @@ import numpy as np
 
 from evalsuite import plan as plan_mod
 from evalsuite.errors import UsageError
-from evalsuite.journal import JOURNAL_FILE, EpisodeRecord, read
+from evalsuite.journal import JOURNAL_FILE, EpisodeRecord, read, write
 from evalsuite.plan import Plan, Trial
 
 
@@ -87,7 +87,5 @@ def combine_runs(run_dirs: list[Path], out: Path) -> tuple[Plan, dict, list[Epis
                 if entry["label"] in saved:
                     notes[new_key[recode[run_index, old_code]]["label"]] = saved[entry["label"]]
     plan_mod.write_json(out / "policy_notes.json", notes)
-    with open(out / JOURNAL_FILE, "w") as fh:
-        for r in records:
-            fh.write(json.dumps(r.to_dict(), separators=(",", ":")) + "\n")
+    write(out / JOURNAL_FILE, records)
     return combined, new_key, records

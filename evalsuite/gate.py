@@ -32,6 +32,7 @@ import numpy as np
 
 from evalsuite import plan as plan_mod
 from evalsuite.errors import UsageError, choices
+from evalsuite import journal
 from evalsuite.journal import ERROR, JOURNAL_FILE, POLICY_ERROR, finished_trials, read
 from evalsuite.plan import Plan, PolicyEntry
 from evalsuite.stats import margin as mg
@@ -59,10 +60,7 @@ def load_side(run_dir: Path, label: str | None, role: str) -> Side:
     if not (run_dir / plan_mod.PLAN_FILE).exists():
         raise UsageError(f"{role}={run_dir} is not a run folder (no plan.json)")
     plan, key = plan_mod.load(run_dir)
-    max_attempts = 3  # the run's own setting decides which trials are final
-    if (run_dir / "results.json").exists():
-        saved = plan_mod.read_json(run_dir / "results.json")
-        max_attempts = int(saved.get("options", {}).get("max_attempts", 3)) if isinstance(saved, dict) else 3
+    max_attempts = plan_mod.saved_max_attempts(run_dir)  # the run's own setting decides which trials are final
     labels = {entry["label"]: code for code, entry in key.items()}
     if label is None:
         if len(labels) != 1:
@@ -141,10 +139,12 @@ def compare(candidate: Side, baseline: Side, options: GateOptions, sequential: d
         raise UsageError(f"candidate tasks {list(candidate.plan.tasks)} and baseline tasks "
                          f"{list(baseline.plan.tasks)} have none in common")
     alpha_claims = options.alpha / len(tasks)
-    rows = []
+    rows, tables = [], []  # tables: each task's paired 2x2 counts, for the mean over tasks
     for task in tasks:
         cand, base = candidate.outcomes[task], baseline.outcomes[task]
         decision, shared = _decide(cand, base, options, alpha_claims)
+        c, b = np.array([cand[i][1] for i in shared], bool), np.array([base[i][1] for i in shared], bool)
+        tables.append((int(np.sum(c & b)), int(np.sum(c & ~b)), int(np.sum(~c & b)), int(np.sum(~c & ~b))))
         row = {"task": task, **decision.to_dict(),
                "candidate_rate": _rate(cand, shared), "baseline_rate": _rate(base, shared),
                "candidate_policy_errors": candidate.policy_errors.get(task, 0),
@@ -176,12 +176,6 @@ def compare(candidate: Side, baseline: Side, options: GateOptions, sequential: d
                      "seed": baseline.plan.seed},
         "tasks": rows,
     }
-    tables = []  # the paired 2x2 table of every task, for the difference of the mean over tasks
-    for task in tasks:
-        cand, base = candidate.outcomes[task], baseline.outcomes[task]
-        shared = [i for i in cand if i in base and cand[i][0] == base[i][0]]
-        c, b = np.array([cand[i][1] for i in shared], bool), np.array([base[i][1] for i in shared], bool)
-        tables.append((int(np.sum(c & b)), int(np.sum(c & ~b)), int(np.sum(~c & b)), int(np.sum(~c & ~b))))
     if len(tasks) > 1 and all(sum(t) > 0 for t in tables):
         from evalsuite.stats.over_tasks import paired_difference_over_tasks
 
@@ -353,9 +347,7 @@ def _reuse_fixed_candidate(fixed: Path, sequential: Path, plan: Plan, key: dict,
     if not same:
         return
     sequential.mkdir(parents=True, exist_ok=True)
-    records = [r for r in read(fixed / JOURNAL_FILE) if r.ic_index < budget]
-    (sequential / JOURNAL_FILE).write_text("".join(json.dumps(r.to_dict(), separators=(",", ":")) + "\n"
-                                                   for r in records))
+    journal.write(sequential / JOURNAL_FILE, [r for r in read(fixed / JOURNAL_FILE) if r.ic_index < budget])
 
 
 def _evaluate_candidate(req: GateRequest, baseline: Side, log) -> Path:

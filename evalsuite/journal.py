@@ -111,6 +111,19 @@ def _upgraded(record: EpisodeRecord) -> EpisodeRecord:
     return record
 
 
+def as_line(record: EpisodeRecord) -> str:
+    """A record as one journal line."""
+    return json.dumps(record.to_dict(), separators=(",", ":")) + "\n"
+
+
+def write(path: Path, records: list[EpisodeRecord]) -> None:
+    """A new journal holding ``records`` (a combined or continued run folder), fsynced."""
+    with open(path, "w") as fh:
+        fh.write("".join(as_line(r) for r in records))
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
 class Journal:
     """Append-only writer; ``append`` returns only after the record is on disk."""
 
@@ -120,7 +133,7 @@ class Journal:
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def append(self, record: EpisodeRecord) -> None:
-        line = (json.dumps(record.to_dict(), separators=(",", ":")) + "\n").encode()
+        line = as_line(record).encode()
         os.write(self._fd, line)
         os.fsync(self._fd)
         self.records.append(record)

@@ -84,7 +84,8 @@ class InProcessEnvs:
                 out[slot] = EpisodeError(f"simulator failed after the policy's action: {_reason(exc)}",
                                          policy_fault=True)
             else:
-                unstable = [k for k, v in result.obs.items() if not np.all(np.isfinite(v))]
+                unstable = [k for k, v in result.obs.items()
+                            if np.asarray(v).dtype.kind == "f" and not np.isfinite(v).all()]
                 out[slot] = (EpisodeError(f"simulator unstable after the policy's action: non-finite {unstable[0]!r}",
                                           policy_fault=True) if unstable else result)
         return out
@@ -122,11 +123,11 @@ THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 @contextlib.contextmanager
-def _single_threaded_children():
-    """A simulator worker needs one core; BLAS thread pools of its own would compete with the
-    other workers and the policy for the same cores."""
+def thread_env(n: int):
+    """The BLAS/OpenMP thread variables at ``n`` for what starts inside (child processes, torch
+    loaded later), then as they were."""
     saved = {k: os.environ.get(k) for k in THREAD_VARS}
-    os.environ.update({k: "1" for k in THREAD_VARS})
+    os.environ.update({k: str(n) for k in THREAD_VARS})
     try:
         yield
     finally:
@@ -149,7 +150,7 @@ class SubprocessEnvs:
         if self._workers[w] is None:
             parent, child = self._ctx.Pipe()
             proc = self._ctx.Process(target=_worker, args=(child, self.suite, self.max_steps), daemon=True)
-            with _single_threaded_children():
+            with thread_env(1):  # a simulator worker needs one core, not thread pools competing with others
                 proc.start()
             child.close()
             self._workers[w] = (proc, parent)

@@ -31,17 +31,16 @@ from typing import Any
 
 from evalsuite.journal import ERROR, EpisodeRecord
 from evalsuite.plan import Trial
+from evalsuite.runner.envs import THREAD_VARS, thread_env
 from evalsuite.runner.executor import WALL_CLOCK_FACTOR, LocalExecutor, RunContext
 
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 STARTUP_S = 120.0  # a worker's start-up (imports, environments, policies) before its first chunk
 
 
 def limit_threads(n: int) -> None:
     """Intra-op threads of torch and the BLAS libraries in this process (set before they start,
     and applied to torch at once if it is already loaded)."""
-    for var in THREAD_VARS:
-        os.environ[var] = str(n)
+    os.environ.update({var: str(n) for var in THREAD_VARS})
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(n)
 
@@ -49,19 +48,14 @@ def limit_threads(n: int) -> None:
 @contextlib.contextmanager
 def threads_limited(n: int) -> Iterator[None]:
     """``limit_threads`` for the duration of a run, then as it was."""
-    saved = {var: os.environ.get(var) for var in THREAD_VARS}
     torch_threads = sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None
-    limit_threads(n)
-    try:
-        yield
-    finally:
-        for var, value in saved.items():
-            if value is None:
-                os.environ.pop(var, None)
-            else:
-                os.environ[var] = value
-        if "torch" in sys.modules:
-            sys.modules["torch"].set_num_threads(torch_threads or sys.modules["torch"].get_num_threads())
+    with thread_env(n):
+        limit_threads(n)
+        try:
+            yield
+        finally:
+            if torch_threads is not None:
+                sys.modules["torch"].set_num_threads(torch_threads)
 
 
 class Shard:
@@ -186,9 +180,6 @@ class ProcessExecutor:
 
     def _broken(self) -> bool:
         return bool(self._pool is not None and getattr(self._pool, "_broken", False))
-
-    def pids(self) -> list[int]:
-        return [p.pid for p in (self._pool._processes or {}).values()] if self._pool else []
 
     def close(self, kill: bool = False) -> None:
         if self._pool is not None:

@@ -50,6 +50,7 @@ class RayExecutor:
     progress: Callable[[dict[str, Any]], None] | None = None  # called with counts as records arrive
     _actors: list[Any] = field(default_factory=list)
     _started_ray: bool = False
+    _remote: Any = None
 
     def _connect(self) -> None:
         ray = _ray()
@@ -71,9 +72,9 @@ class RayExecutor:
                              ) from None
 
     def _new_actor(self, ctx: RunContext):
-        ray = _ray()
-        remote = ray.remote(num_cpus=self.worker_cpus, num_gpus=self.worker_gpus, max_restarts=0)(Shard)
-        return remote.remote(ctx, self.batch_size, max(1, int(self.worker_cpus)))
+        if self._remote is None:  # the actor class, declared to Ray once
+            self._remote = _ray().remote(num_cpus=self.worker_cpus, num_gpus=self.worker_gpus, max_restarts=0)(Shard)
+        return self._remote.remote(ctx, self.batch_size, max(1, int(self.worker_cpus)))
 
     def _start(self, ctx: RunContext) -> None:
         self._connect()
@@ -140,10 +141,6 @@ class RayExecutor:
                 if ref in running and time.monotonic() - t0 > limit * len(chunk):
                     replace_actor(i, f"chunk still running after {WALL_CLOCK_FACTOR} x the episode time limit "
                                      "per trial")
-
-    def actor_pids(self) -> list[int]:
-        ray = _ray()
-        return ray.get([a.ping.remote() for a in self._actors])
 
     def close_actors(self) -> None:
         if self._actors:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+import numpy as np
 from scipy import stats
 
 INTERVAL_METHODS = ("wilson", "clopper-pearson", "jeffreys")
@@ -46,11 +47,7 @@ def proportion_interval(successes: int, n: int, *, level: float = 0.95, method: 
     p = successes / n
     alpha = 1 - level
     if method == "wilson":
-        z = stats.norm.ppf(1 - alpha / 2)
-        denom = 1 + z * z / n
-        center = (p + z * z / (2 * n)) / denom
-        half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-        low, high = center - half, center + half
+        low, high = (float(b) for b in wilson_bounds(successes, n, level=level))
     elif method == "clopper-pearson":
         low = stats.beta.ppf(alpha / 2, successes, n - successes + 1) if successes > 0 else 0.0
         high = stats.beta.ppf(1 - alpha / 2, successes + 1, n - successes) if successes < n else 1.0
@@ -60,6 +57,17 @@ def proportion_interval(successes: int, n: int, *, level: float = 0.95, method: 
         high = stats.beta.ppf(1 - alpha / 2, a, b) if successes < n else 1.0
     # Rounding can put a bound a hair past the estimate at k = 0 or k = n; the interval holds it.
     return Interval(p, max(0.0, min(float(low), p)), min(1.0, max(float(high), p)), level, method)
+
+
+def wilson_bounds(successes, n, *, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score bounds, vectorized over any shape (n > 0), each held on its side of k/n."""
+    k, n = np.asarray(successes, dtype=float), np.asarray(n, dtype=float)
+    z = float(stats.norm.ppf(1 - (1 - level) / 2))
+    p = k / n
+    denom = 1 + z * z / n
+    center = (p + z * z / (2 * n)) / denom
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return np.clip(np.minimum(center - half, p), 0.0, 1.0), np.clip(np.maximum(center + half, p), 0.0, 1.0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import stats
 
-from evalsuite.stats.intervals import Interval
+from evalsuite.stats.intervals import Interval, wilson_bounds  # noqa: F401  (re-exported for simulations)
+from evalsuite.stats.paired import newcombe_paired_bounds
 
 CORRECTION_LEVELS = ("holm", "bonferroni", "bh", "none")
 
@@ -28,17 +29,6 @@ def _z(level: float) -> float:
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
     return float(stats.norm.ppf(1 - (1 - level) / 2))
-
-
-def wilson_bounds(successes, n, *, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score bounds, vectorized; the same numbers as ``proportion_interval(..., "wilson")``."""
-    k, n = np.asarray(successes, dtype=float), np.asarray(n, dtype=float)
-    z = _z(level)
-    p = k / n
-    denom = 1 + z * z / n
-    center = (p + z * z / (2 * n)) / denom
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return np.clip(np.minimum(center - half, p), 0.0, 1.0), np.clip(np.maximum(center + half, p), 0.0, 1.0)
 
 
 def _mover_sum(estimates, lows, highs, weights) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -121,28 +111,6 @@ def mean_over_tasks(successes, n, *, level: float = 0.95) -> Interval:
         raise ValueError("need 0 <= successes <= n and n > 0 for every task")
     theta, low, high = mean_over_tasks_bounds(k, n, level=level)
     return Interval(float(theta), float(low), float(high), level, "score")
-
-
-def newcombe_paired_bounds(both, a_only, b_only, neither, *, level: float = 0.95
-                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(difference, low, high) of Newcombe's (1998) method 10 for p_a - p_b, vectorized over the
-    cells' common shape; the same numbers as ``paired.newcombe_paired_interval``."""
-    both, a_only, b_only, neither = (np.asarray(c, dtype=float) for c in (both, a_only, b_only, neither))
-    n = both + a_only + b_only + neither
-    if np.any(n <= 0):
-        raise ValueError("every table needs at least one pair")
-    p1, p2 = (both + a_only) / n, (both + b_only) / n
-    l1, u1 = wilson_bounds(both + a_only, n, level=level)
-    l2, u2 = wilson_bounds(both + b_only, n, level=level)
-    margins = (both + a_only) * (b_only + neither) * (both + b_only) * (a_only + neither)
-    cross = both * neither - a_only * b_only
-    cross = np.where(cross > n / 2, cross - n / 2, np.minimum(cross, 0.0))
-    phi = np.divide(cross, np.sqrt(margins), out=np.zeros_like(cross), where=margins > 0)
-    d1, up1, d2, up2 = p1 - l1, u1 - p1, p2 - l2, u2 - p2
-    diff = p1 - p2
-    lower = diff - np.sqrt(np.maximum(0.0, d1 * d1 - 2 * phi * d1 * up2 + up2 * up2))
-    upper = diff + np.sqrt(np.maximum(0.0, up1 * up1 - 2 * phi * up1 * d2 + d2 * d2))
-    return diff, np.maximum(-1.0, lower), np.minimum(1.0, upper)
 
 
 def paired_difference_over_tasks_bounds(tables, *, level: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import stats
 
-from evalsuite.stats.intervals import proportion_interval
+from evalsuite.stats.intervals import wilson_bounds
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,25 +44,35 @@ def mcnemar_exact(a_only: int, b_only: int) -> float:
     return float(stats.binomtest(a_only, discordant, 0.5, alternative="two-sided").pvalue)
 
 
-def newcombe_paired_interval(both: int, a_only: int, b_only: int, neither: int, *, level: float = 0.95) -> tuple[float, float]:
-    """Newcombe (1998) method 10 interval for p_a - p_b from a paired 2x2 table."""
+def newcombe_paired_bounds(both, a_only, b_only, neither, *, level: float = 0.95
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(difference, low, high) of Newcombe's (1998) method 10 for p_a - p_b, vectorized over the
+    cells' common shape (every table at least one pair)."""
+    both, a_only, b_only, neither = (np.asarray(c, dtype=float) for c in (both, a_only, b_only, neither))
     n = both + a_only + b_only + neither
-    if n == 0:
-        return -1.0, 1.0
+    if np.any(n <= 0):
+        raise ValueError("every table needs at least one pair")
     p1, p2 = (both + a_only) / n, (both + b_only) / n
-    w1 = proportion_interval(both + a_only, n, level=level)
-    w2 = proportion_interval(both + b_only, n, level=level)
+    l1, u1 = wilson_bounds(both + a_only, n, level=level)
+    l2, u2 = wilson_bounds(both + b_only, n, level=level)
     margins = (both + a_only) * (b_only + neither) * (both + b_only) * (a_only + neither)
     # Newcombe's phi: a positive association is shrunk by n/2 (and floored at 0), a negative kept.
     cross = both * neither - a_only * b_only
-    cross = cross - n / 2 if cross > n / 2 else (cross if cross < 0 else 0.0)
-    phi = cross / math.sqrt(margins) if margins > 0 else 0.0
-    d1, u1 = p1 - w1.low, w1.high - p1
-    d2, u2 = p2 - w2.low, w2.high - p2
+    cross = np.where(cross > n / 2, cross - n / 2, np.minimum(cross, 0.0))
+    phi = np.divide(cross, np.sqrt(margins), out=np.zeros_like(cross), where=margins > 0)
+    d1, up1, d2, up2 = p1 - l1, u1 - p1, p2 - l2, u2 - p2
     diff = p1 - p2
-    lower = diff - math.sqrt(max(0.0, d1 * d1 - 2 * phi * d1 * u2 + u2 * u2))
-    upper = diff + math.sqrt(max(0.0, u1 * u1 - 2 * phi * u1 * d2 + d2 * d2))
-    return max(-1.0, lower), min(1.0, upper)
+    lower = diff - np.sqrt(np.maximum(0.0, d1 * d1 - 2 * phi * d1 * up2 + up2 * up2))
+    upper = diff + np.sqrt(np.maximum(0.0, up1 * up1 - 2 * phi * up1 * d2 + d2 * d2))
+    return diff, np.maximum(-1.0, lower), np.minimum(1.0, upper)
+
+
+def newcombe_paired_interval(both: int, a_only: int, b_only: int, neither: int, *, level: float = 0.95) -> tuple[float, float]:
+    """Newcombe (1998) method 10 interval for p_a - p_b from a paired 2x2 table."""
+    if both + a_only + b_only + neither == 0:
+        return -1.0, 1.0
+    _, low, high = newcombe_paired_bounds(both, a_only, b_only, neither, level=level)
+    return float(low), float(high)
 
 
 def paired_comparison(a: np.ndarray, b: np.ndarray, *, level: float = 0.95) -> PairedComparison:
