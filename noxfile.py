@@ -68,7 +68,7 @@ def wheel(session: nox.Session) -> None:
     session.install("--force-reinstall", "--no-deps", built)  # the same version number: never a stale wheel
     session.install(f"{built}[metaworld,torch]", "torch==2.13.0", "-c", "constraints.txt")
     session.chdir(tmp)
-    session.run("python", "-c", "import policies, suites; assert 'site-packages' in policies.__file__, policies.__file__")
+    session.run("python", "-c", "import evalsuite_policies as p, evalsuite_suites; assert 'site-packages' in p.__file__, p.__file__")
     session.run("evalsuite", "evaluate", "suite=metaworld-smoke", "policies=[scripted,dp3]", "episodes=2",
                 "tracking_uri=none", "progress=false", "out=wheel-run")
 

@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from policies.chunked import DEFAULT_STEPS, load_checkpoint
+from evalsuite_policies.chunked import DEFAULT_STEPS, load_checkpoint
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]

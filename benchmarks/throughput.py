@@ -30,7 +30,7 @@ from evalsuite.harness import PolicyBuilder
 from evalsuite.plan import PolicyEntry, make_plan
 from evalsuite.runner import LocalExecutor, RunContext
 from evalsuite.runner.envs import build_env
-from policies.mlp_bc import MLPBCPolicy, MLPConfig, save, train_bc
+from evalsuite_policies.mlp_bc import MLPBCPolicy, MLPConfig, save, train_bc
 
 
 def run_executor(suite, plan, key, batch_size, env_workers):

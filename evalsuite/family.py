@@ -6,7 +6,7 @@ into, per policy: the nominal rate, the family mean with a two-level (Korn-Graub
 errors (a curve per axis, the others at mid-range), and, per pair of policies, on how many MDPs the
 nominal order is credibly reversed (methods: ``evalsuite/stats/family.py``).
 
-The worst-case search (``suites.families.worst_case``, the family suite's own: it needs the
+The worst-case search (``evalsuite_suites.families.worst_case``, the family suite's own: it needs the
 family's axes to turn unit-cube points into MDPs) searches the varied axes for the parameters that minimize a policy's success: the
 cross-entropy method over the unit cube of the axes, each candidate run for a few episodes. The
 lowest-scoring candidate is optimistic by construction (it won a noisy minimum), so it is re-run

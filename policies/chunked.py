@@ -1,7 +1,7 @@
 """One model class for the four families, its checkpoint format, and its evalsuite policy.
 
 A model = observation encoder (n_obs_steps frames) + conditional UNet over an action chunk of
-``horizon`` steps, trained with its family's loss (``policies.generative``). At run time the
+``horizon`` steps, trained with its family's loss (``evalsuite_policies.generative``). At run time the
 harness hands the policy the last ``n_obs_steps`` observations of every episode in the batch
 (``PolicyRequirements.n_obs_steps``); the policy samples a chunk and returns the
 ``n_action_steps`` actions that start at the current step (index n_obs_steps - 1 of the chunk,
@@ -24,9 +24,9 @@ import torch
 from torch import nn
 
 from evalsuite.interfaces import PolicyRequirements
-from policies import generative as gen
-from policies.nets import CPU_DOWN_DIMS, ConditionalUnet1D, ObservationEncoder
-from policies._util import flush_denormals
+from evalsuite_policies import generative as gen
+from evalsuite_policies.nets import CPU_DOWN_DIMS, ConditionalUnet1D, ObservationEncoder
+from evalsuite_policies._util import flush_denormals
 
 DEFAULT_STEPS = {"dp3": 10, "flowpolicy": 1, "mp1": 1, "dm1": 1, "ebt": 20, "lbm": 10}
 
@@ -173,11 +173,11 @@ def save_checkpoint(model: ChunkModel, folder: Path, extra: dict[str, Any] | Non
 def config_from_dict(data: dict[str, Any]):
     """The config class of the model family named in ``data``."""
     if data["family"] == "ebt":
-        from policies.ebt import EBTConfig
+        from evalsuite_policies.ebt import EBTConfig
 
         return EBTConfig(**data)
     if data["family"] == "lbm":
-        from policies.lbm import LBMConfig
+        from evalsuite_policies.lbm import LBMConfig
 
         return LBMConfig(**data)
     return ModelConfig(**data)
@@ -186,11 +186,11 @@ def config_from_dict(data: dict[str, Any]):
 def build_model(config) -> nn.Module:
     """The model of a config: the UNet families share ChunkModel; ebt is its own architecture."""
     if config.family == "ebt":
-        from policies.ebt import EnergyModel
+        from evalsuite_policies.ebt import EnergyModel
 
         return EnergyModel(config)
     if config.family == "lbm":
-        from policies.lbm import LanguageDiffusionModel
+        from evalsuite_policies.lbm import LanguageDiffusionModel
 
         return LanguageDiffusionModel(config)
     return ChunkModel(config)
@@ -218,7 +218,7 @@ class ChunkPolicy:
         if not checkpoint:
             raise ValueError("a checkpoint folder is required, e.g. dp3:checkpoint=policies/checkpoints/dp3/drawer-open")
         if checkpoint.endswith(".ckpt"):  # an official DP3/FlowPolicy/MP1 file: pickled, needs trust
-            from policies.official import load_official
+            from evalsuite_policies.official import load_official
 
             weights = Path(checkpoint)
             self.model, self.meta = load_official(weights, trust=trust), {"official": str(weights)}
@@ -290,8 +290,8 @@ def frames(observations: dict[str, np.ndarray], keys, n_obs_steps: int) -> dict[
 def _resolve(checkpoint: str, task) -> Path:
     """A checkpoint folder, or a folder of per-task checkpoints (``<folder>/<task id>``)."""
     path = Path(checkpoint)
-    if not path.is_absolute() and not path.exists():
-        path = Path(__file__).resolve().parents[1] / checkpoint
+    if not path.is_absolute() and not path.exists() and path.parts[:2] == ("policies", "checkpoints"):
+        path = Path(__file__).resolve().parent.joinpath(*path.parts[1:])  # shipped: package data
     if (path / task.id / "config.json").exists():
         path = path / task.id
     if not (path / "config.json").exists():
@@ -332,7 +332,7 @@ class LanguagePolicy(ChunkPolicy):
     """The lbm policy: the instruction (default: the task's) is embedded once and fed with every call."""
 
     def __init__(self, task, suite, checkpoint: str = "", steps: int = 0, instruction: str = "") -> None:
-        from policies.lbm import embed_instruction, instruction_for
+        from evalsuite_policies.lbm import embed_instruction, instruction_for
 
         super().__init__(task, suite, checkpoint=checkpoint, steps=steps)
         self.instruction = instruction or instruction_for(task.id)

@@ -28,7 +28,7 @@ KEYS = {
 def _training_demos(kv: dict[str, str], suite, task: str, out: Path, seed: int, cache_name: str):
     """The demonstrations of one task: an HDF5 file, or N scripted-expert demos collected (and cached)."""
     from evalsuite import demos as demo_mod
-    from policies import train as tr
+    from evalsuite_policies import train as tr
 
     if kv["demos"].isdigit():
         path = out / cache_name
@@ -57,8 +57,8 @@ def train_command(args: list[str]) -> int:
         if key not in kv:
             raise UsageError(f"missing {key}=...; usage: evalsuite train policy=mp1 suite=metaworld task=hammer "
                              "demos=10 seed=0 out=checkpoints/mp1-hammer")
-    from policies import chunked, generative
-    from policies import train as tr
+    from evalsuite_policies import chunked, generative
+    from evalsuite_policies import train as tr
 
     family = kv["policy"]
     if family not in chunked.FAMILY_CHUNKING:
@@ -81,7 +81,7 @@ def train_command(args: list[str]) -> int:
     if family == "lbm":  # every demonstration carries its task's instruction, embedded
         import numpy as np
 
-        from policies.lbm import embed_instruction, instruction_for
+        from evalsuite_policies.lbm import embed_instruction, instruction_for
 
         for t, d in per_task.items():
             instructions[t] = instruction_for(t)
@@ -104,11 +104,11 @@ def train_command(args: list[str]) -> int:
         extra={"suite": suite.id, "task": kv["task"], "tasks": tasks})
     try:
         if family == "ebt":
-            from policies.ebt import EBTConfig
+            from evalsuite_policies.ebt import EBTConfig
 
             config = EBTConfig(**common)
         elif family == "lbm":
-            from policies.lbm import LBMConfig
+            from evalsuite_policies.lbm import LBMConfig
 
             config = LBMConfig(**common, tasks=instructions)
         else:

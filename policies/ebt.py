@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from policies.nets import ObservationEncoder
+from evalsuite_policies.nets import ObservationEncoder
 
 
 @dataclass
@@ -43,7 +43,7 @@ class EBTConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from policies.chunked import check_chunking
+        from evalsuite_policies.chunked import check_chunking
 
         check_chunking(self)
 
@@ -53,7 +53,7 @@ class EBTConfig:
 
 class EnergyModel(nn.Module):
     def __init__(self, config: EBTConfig) -> None:
-        from policies.chunked import Normalizer
+        from evalsuite_policies.chunked import Normalizer
 
         super().__init__()
         self.config = c = config
@@ -72,7 +72,7 @@ class EnergyModel(nn.Module):
         self.last_stats: dict[str, torch.Tensor] | None = None
 
     def encode(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
-        from policies.chunked import normalized_obs
+        from evalsuite_policies.chunked import normalized_obs
 
         normed = normalized_obs(self.normalizer, self.config.obs, obs)
         return self.encoder(normed)

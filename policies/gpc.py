@@ -65,7 +65,7 @@ def ddpm_timestep(alphas_cumprod: torch.Tensor, t: float) -> tuple[float, float]
 
 def ddim_times(alphas_cumprod: torch.Tensor, steps: int) -> list[float]:
     """DDIM's timesteps as flow times t = s / (a + s), then 0."""
-    from policies.generative import ddim_timesteps
+    from evalsuite_policies.generative import ddim_timesteps
 
     out = []
     for k in ddim_timesteps(len(alphas_cumprod), steps):
@@ -98,7 +98,7 @@ class ComposedPolicy:
 
     def __init__(self, task, suite, members: str = "", w: float = 0.5, weights: str = "", steps: int = 10,
                  schedule: str = "auto", mix: str = "velocity") -> None:
-        from policies.chunked import _family_policy
+        from evalsuite_policies.chunked import _family_policy
 
         names = [m for m in members.split("+") if m]
         if len(names) < 2:
@@ -110,7 +110,7 @@ class ComposedPolicy:
                 raise UsageError(f"gpc member {family!r} exposes no denoiser or velocity field; composable: "
                                  f"{', '.join(PREDICTION)}")
             if family == "lbm":
-                from policies.chunked import lbm
+                from evalsuite_policies.chunked import lbm
 
                 policies.append(lbm(task, suite, checkpoint=checkpoint))
             else:
@@ -188,7 +188,7 @@ class ComposedPolicy:
 
     def act(self, observations: dict[str, np.ndarray], slots: np.ndarray) -> np.ndarray:
         c = self.models[0].config
-        from policies.chunked import frames
+        from evalsuite_policies.chunked import frames
 
         obs = frames(observations, self.requirements.obs_shapes, c.n_obs_steps)
         with torch.no_grad():

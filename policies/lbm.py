@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from policies import generative as gen
-from policies.nets import ObservationEncoder, SinusoidalEmbedding
+from evalsuite_policies import generative as gen
+from evalsuite_policies.nets import ObservationEncoder, SinusoidalEmbedding
 
 LANGUAGE_DIM = 384  # all-MiniLM-L6-v2
 
@@ -84,7 +84,7 @@ class LBMConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from policies.chunked import check_chunking
+        from evalsuite_policies.chunked import check_chunking
 
         check_chunking(self)
 
@@ -119,7 +119,7 @@ class _Denoiser(nn.Module):
 
 class LanguageDiffusionModel(nn.Module):
     def __init__(self, config: LBMConfig) -> None:
-        from policies.chunked import Normalizer
+        from evalsuite_policies.chunked import Normalizer
 
         super().__init__()
         self.config = c = config
@@ -130,7 +130,7 @@ class LanguageDiffusionModel(nn.Module):
 
     def encode(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Observation features and the instruction embedding (``obs["language"]``, (B, n, 384))."""
-        from policies.chunked import normalized_obs
+        from evalsuite_policies.chunked import normalized_obs
 
         normed = normalized_obs(self.normalizer, self.config.obs, obs)
         language = obs["language"].float()

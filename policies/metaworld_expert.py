@@ -14,7 +14,7 @@ import numpy as np
 from evalsuite.errors import UsageError
 from evalsuite.interfaces import PolicyRequirements
 from evalsuite.specs import SuiteSpec, TaskSpec
-from policies._util import SlotRngs, config_fingerprint
+from evalsuite_policies._util import SlotRngs, config_fingerprint
 
 
 class MetaWorldExpert:
@@ -25,7 +25,7 @@ class MetaWorldExpert:
         noise = float(noise)
         if not np.isfinite(noise) or noise < 0:
             raise UsageError(f"noise must be a finite number >= 0, got {noise!r}")
-        from suites.metaworld import expert_for
+        from evalsuite_suites.metaworld import expert_for
 
         self.task_id = task.id
         self.noise = noise
@@ -37,7 +37,7 @@ class MetaWorldExpert:
         self._rngs.reset(seed, slot)
 
     def act(self, observations: dict[str, np.ndarray], slots: np.ndarray) -> np.ndarray:
-        from suites.metaworld import quiet_expert_action
+        from evalsuite_suites.metaworld import quiet_expert_action
 
         states = observations["state"]
         actions = np.stack([quiet_expert_action(self._expert, s) for s in states]).astype(np.float64)
@@ -56,7 +56,7 @@ class MetaWorldExpert:
 def scripted(task: TaskSpec, suite: SuiteSpec, noise: float = 0.0):
     """The suite's own scripted expert: Meta-World's, or evalsuite's for robomimic tasks."""
     if suite.simulator == "robosuite":
-        from policies.robosuite_expert import RobosuiteExpert
+        from evalsuite_policies.robosuite_expert import RobosuiteExpert
 
         return RobosuiteExpert(task, suite, noise=noise)
     return MetaWorldExpert(task, suite, noise=noise)

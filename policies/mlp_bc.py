@@ -19,7 +19,7 @@ from torch import nn
 from evalsuite.errors import UsageError
 from evalsuite.interfaces import PolicyRequirements
 from evalsuite.specs import SuiteSpec, TaskSpec
-from policies._util import config_fingerprint
+from evalsuite_policies._util import config_fingerprint
 
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
 

@@ -3,7 +3,7 @@
 Those files are ``torch.save(payload, pickle_module=dill)`` with payload = {"cfg", "state_dicts":
 {"model", "ema_model", "optimizer"}, "pickles"}; reading them executes pickled code, so this module
 refuses unless the caller passes ``trust=True`` for a file they trust. The EMA weights are mapped
-by name into ``policies.chunked.ChunkModel`` (whose UNet and DP3 encoder have the official
+by name into ``evalsuite_policies.chunked.ChunkModel`` (whose UNet and DP3 encoder have the official
 structure), the sizes are read off the weight shapes, and the normalizer's (scale, offset) pairs
 become limits. ``convert`` writes the result as an ordinary safetensors checkpoint folder, which
 loads afterwards without trust.
@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from evalsuite.errors import UsageError
-from policies.chunked import FAMILY_CHUNKING, ChunkModel, ModelConfig, save_checkpoint
+from evalsuite_policies.chunked import FAMILY_CHUNKING, ChunkModel, ModelConfig, save_checkpoint
 
 _RULES = [  # official key prefix -> ours (regex, replacement), applied in order
     (r"^obs_encoder\.extractor\.", "encoder.encoders.point_cloud."),

@@ -6,7 +6,7 @@ import numpy as np
 
 from evalsuite.specs import SuiteSpec, TaskSpec
 from evalsuite.interfaces import PolicyRequirements
-from policies._util import SlotRngs, config_fingerprint
+from evalsuite_policies._util import SlotRngs, config_fingerprint
 
 
 class RandomPolicy:

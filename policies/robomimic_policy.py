@@ -23,9 +23,9 @@ import numpy as np
 from evalsuite.compat import prepare_robomimic
 from evalsuite.errors import UsageError
 from evalsuite.interfaces import PolicyRequirements
-from policies._util import flush_denormals
+from evalsuite_policies._util import flush_denormals
 from evalsuite.specs import SuiteSpec, TaskSpec
-from policies._util import config_fingerprint
+from evalsuite_policies._util import config_fingerprint
 
 SHIPPED = Path(__file__).parent / "checkpoints"
 

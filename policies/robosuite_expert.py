@@ -13,7 +13,7 @@ import numpy as np
 from evalsuite.errors import UsageError
 from evalsuite.interfaces import PolicyRequirements
 from evalsuite.specs import SuiteSpec, TaskSpec
-from policies._util import SlotRngs, config_fingerprint
+from evalsuite_policies._util import SlotRngs, config_fingerprint
 
 OPEN, CLOSE = -1.0, 1.0
 CAN_TARGET = np.array([0.1975, 0.4025, 0.8])  # PickPlaceCan's bin for the can (target_bin_placements[3])

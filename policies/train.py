@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from policies.chunked import ModelConfig, build_model, save_checkpoint
-from policies._util import flush_denormals
+from evalsuite_policies.chunked import ModelConfig, build_model, save_checkpoint
+from evalsuite_policies._util import flush_denormals
 
 
 @dataclass

@@ -1,9 +1,9 @@
 """Built-in suites: a flat list of specs that reads as data (registered on first use)."""
 
 from evalsuite.specs import SuiteSpec, TaskSpec
-from suites.families import FAMILIES
-from suites.metaworld import DIFFICULTY, MAX_STEPS
-from suites.robosuite import TASKS as ROBOMIMIC_TASKS
+from evalsuite_suites.families import FAMILIES
+from evalsuite_suites.metaworld import DIFFICULTY, MAX_STEPS
+from evalsuite_suites.robosuite import TASKS as ROBOMIMIC_TASKS
 
 _MW_TASKS = tuple(TaskSpec(task, MAX_STEPS, (level,)) for level, tasks in DIFFICULTY.items() for task in tasks)
 _MW_TASK = {t.id: t for t in _MW_TASKS}
@@ -15,7 +15,7 @@ _BASE_TASKS = {"metaworld": _MW_TASK, "robomimic": {t.id: t for t in _RM_TASKS}}
 BUILTIN = [
     SuiteSpec(
         id="metaworld",
-        entry_point="suites.metaworld:MetaWorldTaskEnv",
+        entry_point="evalsuite_suites.metaworld:MetaWorldTaskEnv",
         tasks=_MW_TASKS,
         description="Meta-World v3, all 50 tasks (goal observable), tagged easy/medium/hard/very-hard",
         default_episodes=50,
@@ -25,7 +25,7 @@ BUILTIN = [
     ),
     SuiteSpec(
         id="metaworld-smoke",
-        entry_point="suites.metaworld:MetaWorldTaskEnv",
+        entry_point="evalsuite_suites.metaworld:MetaWorldTaskEnv",
         tasks=(_MW_TASK["drawer-open"], _MW_TASK["coffee-push"], _MW_TASK["pick-place"]),
         description="Meta-World v3, one easy, one medium and one hard task, for quick runs and CI",
         simulator="metaworld",
@@ -34,7 +34,7 @@ BUILTIN = [
     ),
     SuiteSpec(
         id="robomimic",
-        entry_point="suites.robosuite:RobosuiteTaskEnv",
+        entry_point="evalsuite_suites.robosuite:RobosuiteTaskEnv",
         tasks=_RM_TASKS,
         description="robomimic's tasks on robosuite 1.5 (Panda, OSC pose, 20 Hz), low-dim observations",
         simulator="robosuite",
@@ -45,7 +45,7 @@ BUILTIN = [
     ),
     SuiteSpec(
         id="robomimic-image",
-        entry_point="suites.robosuite:RobosuiteTaskEnv",
+        entry_point="evalsuite_suites.robosuite:RobosuiteTaskEnv",
         tasks=_RM_IMAGE_TASKS,
         description="robomimic's tasks with agentview and eye-in-hand cameras (84x84) besides low-dim",
         simulator="robosuite",
@@ -58,13 +58,13 @@ BUILTIN = [
     *[
         SuiteSpec(
             id=family.id,
-            entry_point="suites.families:FamilyTaskEnv",
+            entry_point="evalsuite_suites.families:FamilyTaskEnv",
             tasks=(TaskSpec(family.task, _BASE_TASKS[family.base_suite][family.task].max_steps, ("family",)),),
             description=family.description,
             simulator="robosuite" if family.base_suite == "robomimic" else "metaworld",
             base_suite=family.base_suite,
             family=family.describe(),
-            worst_case_search="suites.families:worst_case",
+            worst_case_search="evalsuite_suites.families:worst_case",
             kwargs={"family": family.id},
             default_episodes=17 * 4,  # the nominal MDP and 16 sampled ones, 4 episodes each
             episode_workers=family.base_suite == "robomimic",  # as the base suites

@@ -245,8 +245,8 @@ class FamilyTaskEnv:
 
 
 def _adapter_for(base, spec: FamilySpec):
-    from suites.metaworld import MetaWorldTaskEnv
-    from suites.robosuite import RobosuiteTaskEnv
+    from evalsuite_suites.metaworld import MetaWorldTaskEnv
+    from evalsuite_suites.robosuite import RobosuiteTaskEnv
 
     if isinstance(base, MetaWorldTaskEnv):
         return MetaWorldPhysics(base, spec)

@@ -81,7 +81,7 @@ class MetaWorldTaskEnv:
         shapes: dict[str, tuple[int, ...]] = {"state": (39,)}
         self._camera = None
         if obs == "pointcloud":
-            from suites.pointcloud import RayCastDepthCamera
+            from evalsuite_suites.pointcloud import RayCastDepthCamera
 
             cam_id = env.model.camera(POINTCLOUD_CAMERA).id
             env.model.cam_pos[cam_id] = POINTCLOUD_CAMERA_POS
@@ -101,7 +101,7 @@ class MetaWorldTaskEnv:
     def _observe(self, state: np.ndarray) -> dict[str, np.ndarray]:
         out = {"state": state}
         if self._camera is not None:
-            from suites.pointcloud import crop, farthest_point_sampling
+            from evalsuite_suites.pointcloud import crop, farthest_point_sampling
 
             env = self._env
             points = self._camera.back_project(self._camera.depth(env.data), env.data)

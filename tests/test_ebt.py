@@ -6,8 +6,8 @@ import json
 import numpy as np
 import torch
 
-from policies.chunked import load_checkpoint, save_checkpoint
-from policies.ebt import EBTConfig, EnergyModel
+from evalsuite_policies.chunked import load_checkpoint, save_checkpoint
+from evalsuite_policies.ebt import EBTConfig, EnergyModel
 
 
 def _model(seed=0, **kw):

@@ -10,7 +10,7 @@ from scipy.stats import qmc
 from evalsuite.cli import main
 from evalsuite.family import cem_minimize
 from evalsuite.stats import family as fstats
-from suites.families import FAMILIES, FamilyTaskEnv, design
+from evalsuite_suites.families import FAMILIES, FamilyTaskEnv, design
 
 FAMILY = "metaworld-family/pick-place"
 SPEC = FAMILIES[FAMILY]
@@ -95,7 +95,7 @@ def test_sensing_and_actuation_axes():
 
 
 def test_pointcloud_sensing_axes(monkeypatch):
-    import suites.pointcloud as pc
+    import evalsuite_suites.pointcloud as pc
 
     seen = []
     real = pc.farthest_point_sampling

@@ -148,7 +148,7 @@ class NaNSometimesExpert:
     episodes (chosen by the episode's seed) it emits NaN actions after 20 steps."""
 
     def __init__(self, task, suite, rate: float = 0.1):
-        from policies.metaworld_expert import MetaWorldExpert
+        from evalsuite_policies.metaworld_expert import MetaWorldExpert
 
         self.expert, self.rate = MetaWorldExpert(task, suite), float(rate)
         self.requirements = self.expert.requirements

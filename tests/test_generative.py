@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch.func import jvp
 
-from policies import generative as gen
-from policies.chunked import ChunkModel, ModelConfig, load_checkpoint, save_checkpoint
-from policies.nets import ConditionalUnet1D, PointCloudEncoder
+from evalsuite_policies import generative as gen
+from evalsuite_policies.chunked import ChunkModel, ModelConfig, load_checkpoint, save_checkpoint
+from evalsuite_policies.nets import ConditionalUnet1D, PointCloudEncoder
 
 
 def test_ddim_with_all_steps_reproduces_the_sample_and_is_deterministic():

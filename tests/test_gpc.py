@@ -7,8 +7,8 @@ import torch
 
 from evalsuite.errors import UsageError
 from evalsuite.specs import SuiteSpec, TaskSpec
-from policies.chunked import ChunkModel, ChunkPolicy, ModelConfig, save_checkpoint
-from policies.gpc import ComposedPolicy, ddim_times, ddpm_timestep
+from evalsuite_policies.chunked import ChunkModel, ChunkPolicy, ModelConfig, save_checkpoint
+from evalsuite_policies.gpc import ComposedPolicy, ddim_times, ddpm_timestep
 
 TASK = TaskSpec("toy", 10)
 SUITE = SuiteSpec("toy", "tests.conftest:CountdownEnv", (TASK,))
@@ -43,7 +43,7 @@ def test_weight_one_is_the_member_alone(tmp_path, family, steps):
 
 
 def test_snr_matching_and_ddim_times():
-    from policies.generative import cosine_alphas_cumprod
+    from evalsuite_policies.generative import cosine_alphas_cumprod
 
     ac = cosine_alphas_cumprod(100)
     for k in (0, 7, 50, 99):

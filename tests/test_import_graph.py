@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tests.conftest import REPO
 
-PLUGINS = ("suites", "policies")
+PLUGINS = ("suites", "policies", "evalsuite_suites", "evalsuite_policies")
 
 
 def _module(path: Path) -> str:

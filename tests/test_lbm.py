@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from evalsuite.cli import main
-from policies.lbm import LanguageDiffusionModel, LBMConfig, embed_instruction, instruction_for
+from evalsuite_policies.lbm import LanguageDiffusionModel, LBMConfig, embed_instruction, instruction_for
 
 
 def test_the_sentence_encoder_is_real_and_offline():

@@ -75,7 +75,7 @@ def test_builtin_policy_conformance(policy_id):
 
 def test_noise_changes_fingerprint():
     suite = registry.suites.get("metaworld-smoke")
-    from policies.metaworld_expert import MetaWorldExpert
+    from evalsuite_policies.metaworld_expert import MetaWorldExpert
 
     task = suite.task("pick-place")
     assert MetaWorldExpert(task, suite, 0.1).fingerprint() != MetaWorldExpert(task, suite, 0.2).fingerprint()

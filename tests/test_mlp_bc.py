@@ -10,7 +10,7 @@ from evalsuite.analysis import AnalysisOptions
 from evalsuite.demos import collect, demo_seed
 from evalsuite.harness import EvaluateRequest, evaluate
 from evalsuite.plan import PolicyEntry, ic_seeds
-from policies.mlp_bc import MLPBCPolicy, MLPConfig, save, train_bc
+from evalsuite_policies.mlp_bc import MLPBCPolicy, MLPConfig, save, train_bc
 from tests.test_metaworld import check_policy
 
 

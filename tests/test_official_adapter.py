@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from evalsuite.errors import UsageError
-from policies.chunked import ChunkModel, ModelConfig
-from policies.official import convert, load_official
-from policies.chunked import load_checkpoint
+from evalsuite_policies.chunked import ChunkModel, ModelConfig
+from evalsuite_policies.official import convert, load_official
+from evalsuite_policies.chunked import load_checkpoint
 
 # ours -> the official names (written independently of the adapter's own mapping)
 TO_OFFICIAL = [

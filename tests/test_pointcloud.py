@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from evalsuite.cli import main
-from suites.pointcloud import RayCastDepthCamera, crop, farthest_point_sampling
+from evalsuite_suites.pointcloud import RayCastDepthCamera, crop, farthest_point_sampling
 
 SCENE = """
 <mujoco>
@@ -88,7 +88,7 @@ def test_crop_and_farthest_point_sampling():
 
 
 def test_metaworld_pointcloud_observations_see_the_object():
-    from suites.metaworld import WORKSPACE_HIGH, WORKSPACE_LOW, MetaWorldTaskEnv
+    from evalsuite_suites.metaworld import WORKSPACE_HIGH, WORKSPACE_LOW, MetaWorldTaskEnv
 
     env = MetaWorldTaskEnv("pick-place", obs="pointcloud")
     assert env.info.obs_shapes == {"state": (39,), "point_cloud": (512, 3), "agent_pos": (9,)}

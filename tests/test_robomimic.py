@@ -60,7 +60,7 @@ def test_replaying_a_demo_from_its_stored_initial_state_succeeds_again(lift_demo
     """Restore model xml + state, replay the recorded actions: the same success at the same step.
     Re-syncing the OSC controllers to the restored joints is what keeps the replay on track: without
     it the cube ends several times farther from where the recording left it."""
-    import suites.robosuite as rs
+    import evalsuite_suites.robosuite as rs
 
     suite = registry.suites.get("robomimic")
     env = build_env(suite, "lift", 400)
@@ -127,7 +127,7 @@ def test_robomimic_reads_the_dataset_and_trains_bc(lift_demos):
 def tiny_checkpoint(lift_demos, tmp_path_factory):
     """A checkpoint from robomimic's own training script (2 epochs: for loading, not for skill)."""
     out = tmp_path_factory.mktemp("train")
-    code = ("import sys; from pathlib import Path; from policies.robomimic_policy import train_checkpoint; "
+    code = ("import sys; from pathlib import Path; from evalsuite_policies.robomimic_policy import train_checkpoint; "
             f"print(train_checkpoint(Path({str(lift_demos)!r}), Path({str(out)!r}), epochs=2))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=600)
@@ -136,7 +136,7 @@ def tiny_checkpoint(lift_demos, tmp_path_factory):
 
 
 def test_batched_inference_equals_robomimics_rollout_policy(tiny_checkpoint):
-    from policies.robomimic_policy import RobomimicPolicy
+    from evalsuite_policies.robomimic_policy import RobomimicPolicy
 
     policy = RobomimicPolicy(tiny_checkpoint)
     env = build_env(registry.suites.get("robomimic"), "lift", 400)
@@ -176,7 +176,7 @@ def _robomimic_own_rollouts(checkpoint: Path, dataset: Path, n: int) -> list[boo
     import robomimic.utils.file_utils as FileUtils
     from robomimic.scripts.run_trained_agent import rollout
 
-    from policies.robomimic_policy import load_trusted_checkpoint
+    from evalsuite_policies.robomimic_policy import load_trusted_checkpoint
 
     ckpt = load_trusted_checkpoint(checkpoint)
     policy, _ = FileUtils.policy_from_checkpoint(ckpt_dict=ckpt, device=torch.device("cpu"))
@@ -208,9 +208,9 @@ def test_agreement_with_robomimics_own_rollout(tmp_path, monkeypatch):
     """Same checkpoint, same stored initial states: evalsuite's outcomes equal robomimic's, or the
     difference is explained by robomimic's reset_to not re-syncing the controllers (then evalsuite
     without the re-sync reproduces robomimic), and the rates agree within the paired interval."""
-    import suites.robosuite as rs
+    import evalsuite_suites.robosuite as rs
     from evalsuite.stats import paired_comparison
-    from policies.robomimic_policy import SHIPPED
+    from evalsuite_policies.robomimic_policy import SHIPPED
 
     n = 12
     dataset = write_robomimic_hdf5(collect("robomimic", "lift", n, seed=11), tmp_path / "held_out.hdf5")

@@ -10,8 +10,8 @@ import torch
 from evalsuite.cli import main
 from evalsuite.harness import EvaluateRequest, evaluate
 from evalsuite.plan import PolicyEntry
-from policies import train as tr
-from policies.chunked import ModelConfig
+from evalsuite_policies import train as tr
+from evalsuite_policies.chunked import ModelConfig
 
 
 @pytest.fixture(scope="module")
