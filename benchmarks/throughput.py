@@ -6,12 +6,15 @@ Prints episodes/s for:
   * the runner with the scripted expert: lock-step in-process, lock-step with 2 environment
     workers, whole episodes in 2 worker processes, and Ray with 1 and 2 actors, each as a ratio to
     the machine's limit (goal: >= 0.7x);
+  * an inference-dominated policy (the shipped dp3, 10 network evaluations a chunk): lock-step
+    batches, whole-episode workers, and Ray environment actors with one policy server batching
+    their requests; then the configuration this machine should use for each kind of policy;
   * a torch MLP behavior-cloning policy, batched by the runner vs a sequential
     one-episode-at-a-time loop (the way robomimic and DP3 evaluate) on the same initial conditions
     (goal: batched >= 3x sequential), for MLPs from small (inference ~0.1 ms, the simulator
     dominates) to large (inference of several ms, as with real diffusion policies).
 
-    python benchmarks/throughput.py [--episodes 16] [--tasks drawer-open,pick-place]
+    python benchmarks/throughput.py [--episodes 16] [--tasks drawer-open,pick-place] [--dp3-episodes 6]
 """
 
 from __future__ import annotations
@@ -91,11 +94,39 @@ def sequential(suite, plan, policy: MLPBCPolicy):
     return time.perf_counter() - t0, successes
 
 
+def inference_dominated(suite, tasks, episodes, batch_size) -> str:
+    """dp3 (10 NFE) under each executor; returns the fastest configuration's name."""
+    from evalsuite.runner.parallel import ProcessExecutor
+
+    plan, key = make_plan(suite="metaworld", tasks=tasks, policies=[PolicyEntry("dp3", {})], episodes=episodes,
+                          seed=0, max_steps={t: 500 for t in tasks})
+    n = len(plan.trials)
+    timed = {}
+    recs, t = run_executor(suite, plan, key, batch_size, 0)
+    timed[f"lock-step batch_size={batch_size}"] = t
+    _, timed["workers=2 batch_size=4"] = run_parallel(suite, plan, key, ProcessExecutor(2, batch_size=4, threads=1))
+    try:
+        from evalsuite.runner.ray_executor import RayExecutor
+
+        for workers in (1, 2):
+            executor = RayExecutor(None, workers, batch_size=4, inference_actors=1)
+            _, timed[f"executor=ray workers={workers} inference_actors=1 batch_size=4"] = run_parallel(
+                suite, plan, key, executor)
+    except ImportError:
+        pass
+    steps = sum(r.steps for r in recs)
+    print(f"dp3 (10 NFE), {n} episodes ({steps} steps, {sum(r.success for r in recs)} successes):")
+    for name, t in timed.items():
+        print(f"  {name:<58} {n / t:>6.2f} episodes/s {steps / t:>7.0f} steps/s")
+    return min(timed, key=timed.get)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--episodes", type=int, default=16, help="initial conditions per task")
     parser.add_argument("--tasks", default="drawer-open,pick-place")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--dp3-episodes", type=int, default=6, help="initial conditions per task for dp3")
     args = parser.parse_args()
     tasks = args.tasks.split(",")
     suite = registry.suites.get("metaworld")
@@ -137,6 +168,12 @@ def main() -> None:
         print(f"  {name:<22} {t_sim / t / min(procs, cores):.2f}x of {min(procs, cores)} process(es), "
               f"{t_sim / t / cores:.2f}x of the machine  (goal >= 0.7x)")
     print()
+    as_keys = {"in-process": "env_workers=0", "2 env workers": "env_workers=2", "2 worker processes": "workers=2",
+               "Ray 1 actor(s)": "executor=ray workers=1", "Ray 2 actor(s)": "executor=ray workers=2"}
+    cheap = as_keys[min(timed, key=lambda name: timed[name][1])]
+    expensive = inference_dominated(suite, tasks, args.dp3_episodes, args.batch_size)
+    print(f"suggested on this machine: cheap policies (scripted, small MLPs): {cheap}; "
+          f"inference-dominated (dp3): {expensive}\n")
 
     obs, actions = [], []
     for task in tasks:

@@ -60,6 +60,8 @@ EVALUATE_KEYS = {
     "cpus": "cores evalsuite may use: inference threads x processes stay within (default: all)",
     "ray_address": "executor=ray: auto | HOST:PORT of a running cluster (default: start Ray on this machine)",
     "worker_cpus": "executor=ray: CPUs per actor", "worker_gpus": "executor=ray: GPUs per actor",
+    "inference_actors": "executor=ray: policy servers that batch the requests of all actors (0: policies in the actors)",
+    "inference_cpus": "executor=ray: CPUs per policy server", "inference_gpus": "executor=ray: GPUs per policy server",
     "timeout": "seconds of policy inference per episode before it counts as a policy error",
     "level": "confidence level",
     "interval": "wilson | clopper-pearson | jeffreys",
@@ -209,7 +211,8 @@ def parallel_options(kv: dict[str, str]) -> dict[str, Any]:
     if executor not in EXECUTORS:
         raise UsageError(f"executor={executor!r}; accepted: {choices(EXECUTORS)}")
     out["executor"] = executor
-    ray_keys = [k for k in ("ray_address", "worker_cpus", "worker_gpus") if k in kv]
+    ray_keys = [k for k in ("ray_address", "worker_cpus", "worker_gpus", "inference_actors", "inference_cpus",
+                            "inference_gpus") if k in kv]
     if ray_keys and executor != "ray":
         raise UsageError(f"{ray_keys[0]}= applies to executor=ray only")
     if "workers" in kv:
@@ -220,13 +223,17 @@ def parallel_options(kv: dict[str, str]) -> dict[str, Any]:
         out["cpus"] = parse_int("cpus", kv["cpus"], 1)
     if "ray_address" in kv:
         out["ray_address"] = kv["ray_address"]
-    if "worker_cpus" in kv:
-        out["worker_cpus"] = parse_float("worker_cpus", kv["worker_cpus"], 0.0)
-    if "worker_gpus" in kv:
-        gpus = float(kv["worker_gpus"]) if kv["worker_gpus"].replace(".", "", 1).isdigit() else -1.0
-        if gpus < 0:
-            raise UsageError(f"worker_gpus={kv['worker_gpus']!r} must be a number >= 0")
-        out["worker_gpus"] = gpus
+    for key in ("worker_cpus", "inference_cpus"):
+        if key in kv:
+            out[key] = parse_float(key, kv[key], 0.0)
+    if "inference_actors" in kv:
+        out["inference_actors"] = parse_int("inference_actors", kv["inference_actors"], 0)
+    for key in ("worker_gpus", "inference_gpus"):
+        if key in kv:
+            gpus = float(kv[key]) if kv[key].replace(".", "", 1).isdigit() else -1.0
+            if gpus < 0:
+                raise UsageError(f"{key}={kv[key]!r} must be a number >= 0")
+            out[key] = gpus
     return out
 
 

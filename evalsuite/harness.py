@@ -55,6 +55,9 @@ class EvaluateRequest:
     ray_address: str | None = None  # executor=ray: None starts Ray here; "auto" or HOST:PORT joins a cluster
     worker_cpus: float = 1.0  # executor=ray: CPUs per actor (its inference threads)
     worker_gpus: float = 0.0  # executor=ray: GPUs per actor
+    inference_actors: int = 0  # executor=ray: policy servers batching every actor's requests (0: in the actors)
+    inference_cpus: float = 1.0  # executor=ray: CPUs per policy server (its inference threads)
+    inference_gpus: float = 0.0  # executor=ray: GPUs per policy server
     episode_timeout_s: float = 600.0
     options: AnalysisOptions = field(default_factory=AnalysisOptions)
     stopping: dict[str, Any] = field(default_factory=lambda: {"rule": "fixed"})  # see evalsuite/sequential.py
@@ -242,6 +245,7 @@ def evaluate(req: EvaluateRequest, log=print) -> dict[str, Any]:
                                      episode_timeout_s=req.episode_timeout_s)
                     executor.run(todo, ctx, on_record)
                     ran += len(todo)
+                parallelism.update(executor.summary())
             records = journal.records
         elapsed = time.time() - started
 
@@ -261,6 +265,9 @@ def evaluate(req: EvaluateRequest, log=print) -> dict[str, Any]:
 
 
 EXECUTORS = ("local", "ray")
+# How a request runs, not what it measures: what a recursive evaluation (worst-case search) inherits.
+PARALLEL_FIELDS = ("executor", "workers", "cpus", "env_workers", "ray_address", "worker_cpus", "worker_gpus",
+                   "inference_actors", "inference_cpus", "inference_gpus", "episode_timeout_s")
 
 
 def available_cpus() -> int:
@@ -284,9 +291,15 @@ def make_executor(req: EvaluateRequest, suite: SuiteSpec):
         workers = req.workers or cpus
         plan = {"driver_threads": 1,  # the driver only writes the journal
                 "executor": "ray", "address": req.ray_address or "local", "workers": workers,
-                "worker_cpus": req.worker_cpus, "worker_gpus": req.worker_gpus, "batch_size": req.batch_size,
-                "inference_threads_per_worker": max(1, int(req.worker_cpus))}
-        return RayExecutor(req.ray_address, workers, req.batch_size, req.worker_cpus, req.worker_gpus), plan
+                "worker_cpus": req.worker_cpus, "worker_gpus": req.worker_gpus, "batch_size": req.batch_size}
+        if req.inference_actors:
+            plan.update(inference_actors=req.inference_actors, inference_cpus=req.inference_cpus,
+                        inference_gpus=req.inference_gpus, inference_threads_per_server=max(1, int(req.inference_cpus)))
+        else:
+            plan["inference_threads_per_worker"] = max(1, int(req.worker_cpus))
+        return RayExecutor(req.ray_address, workers, req.batch_size, req.worker_cpus, req.worker_gpus,
+                           inference_actors=req.inference_actors, inference_cpus=req.inference_cpus,
+                           inference_gpus=req.inference_gpus), plan
     workers = req.workers
     if workers is None and suite.episode_workers and req.env_workers is None:
         workers = cpus  # the suite's choice: one whole-episode worker per core
@@ -317,10 +330,8 @@ def _worst_cases(req: EvaluateRequest, suite: SuiteSpec, task: str, run_dir: Pat
         found[entry.label] = worst_case(
             suite.id, task, entry, run_dir / "worst_case" / f"policy{i}", suite_options=req.suite_options,
             seed=req.seed, max_steps=req.max_steps if isinstance(req.max_steps, int) else None,
-            batch_size=req.batch_size, log=log, parallel={  # the searches run as the family run did
-                "executor": req.executor, "workers": req.workers, "cpus": req.cpus, "ray_address": req.ray_address,
-                "worker_cpus": req.worker_cpus, "worker_gpus": req.worker_gpus, "env_workers": req.env_workers,
-                "episode_timeout_s": req.episode_timeout_s}, **req.worst_case)
+            batch_size=req.batch_size, log=log,  # the searches run as the family run did
+            parallel={name: getattr(req, name) for name in PARALLEL_FIELDS}, **req.worst_case)
     plan_mod.write_json(run_dir / WORST_CASE_FILE, found)
     return _write_results(run_dir, plan, key, records, req.options, log)
 

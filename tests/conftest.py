@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -68,8 +69,8 @@ class CountdownEnv:
 class OnesPolicy:
     """Pushes 1 per step (reaches target T in T steps); ``speed`` < 1 makes it slower (more failures)."""
 
-    def __init__(self, task, suite, speed: float = 1.0, chunk: int = 0, nan_after: int = -1) -> None:
-        self.speed, self.chunk, self.nan_after = float(speed), int(chunk), int(nan_after)
+    def __init__(self, task, suite, speed: float = 1.0, chunk: int = 0, nan_after: int = -1, compute_s: float = 0.0) -> None:
+        self.speed, self.chunk, self.nan_after, self.compute_s = float(speed), int(chunk), int(nan_after), float(compute_s)
         self.calls = 0
         self.batch_sizes: list[int] = []
         self.requirements = PolicyRequirements({"state": (2,)}, 2, chunked=self.chunk > 0)
@@ -79,6 +80,8 @@ class OnesPolicy:
 
     def act(self, observations, slots):
         self.calls += 1
+        if self.compute_s:  # an expensive network, e.g. a diffusion policy's denoising steps
+            time.sleep(self.compute_s)
         b = len(slots)
         self.batch_sizes.append(b)
         a = np.zeros((b, 2))
@@ -122,7 +125,7 @@ def fake_suite():
         tasks=(TaskSpec("t1", 30), TaskSpec("t2", 30)), default_episodes=6))
     registry.policies.all()
     registry.policies.register(PolicySpec(id="ones", entry_point="tests.conftest:OnesPolicy",
-                                          params={"speed": 1.0, "chunk": 0, "nan_after": -1}))
+                                          params={"speed": 1.0, "chunk": 0, "nan_after": -1, "compute_s": 0.0}))
     registry.policies.register(PolicySpec(id="coin", entry_point="tests.conftest:CoinPolicy",
                                           params={"p": 0.5, "salt": 0}))
     return suite

@@ -94,6 +94,27 @@ def test_ray_locally_gives_the_lock_step_results_and_survives_a_killed_actor(fak
     assert any("Ray worker lost" in r.reason for r in records)
 
 
+def test_ray_policy_servers_batch_every_actor_and_give_the_lock_step_results(fake_suite, tmp_path):
+    """Two environment actors, one policy server: per-episode policy state lives on the server,
+    requests of both actors meet in one call, and a killed server costs retries, nothing lost."""
+    policies = [PolicyEntry("coin", {"p": 0.6}), PolicyEntry("ones", {"compute_s": 0.02})]
+    reference, ref_records, _ = _evaluate(tmp_path, "lock", policies=policies)
+    results, records, info = _evaluate(tmp_path, "served", policies=policies, executor="ray", workers=2,
+                                       inference_actors=1)
+    assert json.dumps(results, sort_keys=True) == json.dumps(reference, sort_keys=True)
+    assert _outcomes(records) == _outcomes(ref_records)
+    (server,) = info["parallelism"]["inference_servers"]
+    assert server["max_requests"] == 2 and server["calls"] < server["rows"]  # both actors' rows in one call
+    assert info["parallelism"]["inference_actors"] == 1 and "inference_threads_per_worker" not in info["parallelism"]
+    _register_suicidal()
+    marker = tmp_path / "killed"
+    results, records, _ = _evaluate(tmp_path, "served-kill", policies=[PolicyEntry("suicidal", {"marker": str(marker)})],
+                                    executor="ray", workers=2, inference_actors=1)
+    assert marker.exists()
+    _nothing_lost_or_doubled(results, records)
+    assert any("inference server" in r.reason for r in records if r.status == "error")
+
+
 @pytest.fixture
 def two_node_cluster():
     """`ray start --head` plus a second node process joining it, on loopback only."""

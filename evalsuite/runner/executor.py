@@ -42,6 +42,10 @@ class RunContext:
 class Executor(Protocol):
     def run(self, trials: Sequence[Trial], ctx: RunContext, on_record: Callable[[EpisodeRecord], None]) -> None: ...
 
+    def summary(self) -> dict[str, Any]:
+        """What the run's ``run_info.json`` should add about how it ran (e.g. inference batching)."""
+        ...
+
 
 @dataclass
 class _Slot:
@@ -83,6 +87,9 @@ class LocalExecutor:
             self._envs = (SubprocessEnvs(ctx.suite, ctx.max_steps, self.env_workers) if self.env_workers > 0
                           else InProcessEnvs(ctx.suite, ctx.max_steps))
         return self._envs
+
+    def summary(self) -> dict[str, Any]:
+        return {}
 
     def close(self) -> None:
         if self._envs is not None:

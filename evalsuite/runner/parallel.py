@@ -178,6 +178,9 @@ class ProcessExecutor:
             else:  # someone among these broke it: each again, alone
                 suspects.extend([t] for c in stuck for t in c)
 
+    def summary(self) -> dict[str, Any]:
+        return {}
+
     def _broken(self) -> bool:
         return bool(self._pool is not None and getattr(self._pool, "_broken", False))
 

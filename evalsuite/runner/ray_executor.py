@@ -2,6 +2,7 @@
 writing the journal.
 
     evalsuite evaluate ... executor=ray [ray_address=auto|HOST:PORT] [workers=8] [worker_cpus=1] [worker_gpus=0]
+                           [inference_actors=1 inference_cpus=1 inference_gpus=1]
 
 Each actor is a ``Shard`` (``evalsuite.runner.parallel``): its own environments and policies, whole
 episodes in lock-step batches of ``batch_size``. The driver keeps two chunks of trials queued per
@@ -9,6 +10,10 @@ actor and writes every record as its chunk returns. An actor that dies (its node
 killed, out of memory) or whose chunk outlives the time limit is replaced; the trials it held are
 recorded as infrastructure errors and retried by the harness - none lost, none counted twice.
 Without an address Ray is started on this machine (loopback only) and stopped at the end.
+
+With ``inference_actors=N`` the policies run on N policy servers instead (``runner.inference``),
+each batching the requests of the environment actors it serves; environment actors then need no
+GPU and one CPU each.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from evalsuite.errors import UsageError
@@ -47,10 +52,15 @@ class RayExecutor:
     worker_cpus: float = 1.0
     worker_gpus: float = 0.0
     in_flight: int = 2
+    inference_actors: int = 0  # > 0: policies run on these servers, environment actors only simulate
+    inference_cpus: float = 1.0
+    inference_gpus: float = 0.0
     progress: Callable[[dict[str, Any]], None] | None = None  # called with counts as records arrive
     _actors: list[Any] = field(default_factory=list)
     _started_ray: bool = False
     _remote: Any = None
+    _servers: list[Any] = field(default_factory=list)
+    _next_shard: int = 0
 
     def _connect(self) -> None:
         ray = _ray()
@@ -60,7 +70,8 @@ class RayExecutor:
                             "RAY_DEDUP_LOGS": "0"}}
         try:
             if self.address is None:
-                ray.init(num_cpus=max(1, math.ceil(self.workers * self.worker_cpus)), include_dashboard=False,
+                cpus = self.workers * self.worker_cpus + self.inference_actors * self.inference_cpus
+                ray.init(num_cpus=max(1, math.ceil(cpus)), include_dashboard=False,
                          _node_ip_address="127.0.0.1", runtime_env=env, log_to_driver=False,
                          configure_logging=False)
                 self._started_ray = True
@@ -74,22 +85,42 @@ class RayExecutor:
     def _new_actor(self, ctx: RunContext):
         if self._remote is None:  # the actor class, declared to Ray once
             self._remote = _ray().remote(num_cpus=self.worker_cpus, num_gpus=self.worker_gpus, max_restarts=0)(Shard)
+        if self._servers:  # this actor's policies are proxies to one server
+            from evalsuite.runner.inference import RemotePolicies
+
+            ctx = replace(ctx, make_policy=RemotePolicies(self._servers[self._next_shard % len(self._servers)],
+                                                          self._next_shard))
+            self._next_shard += 1
         return self._remote.remote(ctx, self.batch_size, max(1, int(self.worker_cpus)))
+
+    def _start_servers(self, ctx: RunContext) -> None:
+        """Policy servers, restarted by Ray if they die (their policies rebuilt from the factory)."""
+        from evalsuite.runner.inference import InferenceServer
+
+        server = _ray().remote(num_cpus=self.inference_cpus, num_gpus=self.inference_gpus, max_restarts=-1,
+                               max_task_retries=0, max_concurrency=1000)(InferenceServer)
+        full_batch = math.ceil(self.workers / self.inference_actors) * self.batch_size
+        self._servers = [server.remote(ctx.make_policy, max(1, int(self.inference_cpus)), full_batch)
+                         for _ in range(self.inference_actors)]
 
     def _start(self, ctx: RunContext) -> None:
         self._connect()
         if getattr(self, "_ctx_id", None) != id(ctx.make_policy):
             self.close_actors()
             self._ctx_id = id(ctx.make_policy)
+            if self.inference_actors:
+                self._start_servers(ctx)
         while len(self._actors) < self.workers:
             self._actors.append(self._new_actor(ctx))
         ray = _ray()
-        pending = [a.ping.remote() for a in self._actors]
+        pending = [a.ping.remote() for a in self._actors] + [s.stats.remote() for s in self._servers]
         ready, _ = ray.wait(pending, num_returns=len(pending), timeout=PLACEMENT_TIMEOUT_S)
         if len(ready) < len(pending):  # chunks for an actor the cluster cannot place would wait forever
             self.close_actors()
             raise UsageError(f"workers={self.workers} with worker_cpus={self.worker_cpus:g} worker_gpus="
-                             f"{self.worker_gpus:g}: only {len(ready)} actors could be placed within "
+                             f"{self.worker_gpus:g}, inference_actors={self.inference_actors} with inference_cpus="
+                             f"{self.inference_cpus:g} inference_gpus={self.inference_gpus:g}: only {len(ready)} "
+                             f"of {len(pending)} actors could be placed within "
                              f"{PLACEMENT_TIMEOUT_S:g} s; the cluster has {ray.cluster_resources()}")
 
     def run(self, trials: Sequence[Trial], ctx: RunContext, on_record: Callable[[EpisodeRecord], None]) -> None:
@@ -142,15 +173,26 @@ class RayExecutor:
                     replace_actor(i, f"chunk still running after {WALL_CLOCK_FACTOR} x the episode time limit "
                                      "per trial")
 
+    def summary(self) -> dict[str, Any]:
+        """Per policy server (this incarnation): batched calls, rows served, the largest batch."""
+        if not self._servers:
+            return {}
+        from ray.exceptions import RayError
+
+        try:
+            return {"inference_servers": _ray().get([s.stats.remote() for s in self._servers], timeout=30)}
+        except RayError as exc:
+            return {"inference_servers": f"unavailable ({type(exc).__name__})"}
+
     def close_actors(self) -> None:
-        if self._actors:
+        if self._actors or self._servers:
             ray = _ray()
-            for a in self._actors:
+            for a in [*self._actors, *self._servers]:
                 try:
                     ray.kill(a, no_restart=True)
                 except Exception:
                     pass
-            self._actors = []
+            self._actors, self._servers = [], []
 
     def close(self) -> None:
         self.close_actors()
