@@ -48,12 +48,17 @@ def unit(session: nox.Session) -> None:
     session.run("pytest", "-m", "not slow", "-k", "not metaworld and not robomimic", *UNIT, *session.posargs)
 
 
+STRICT = ["evalsuite/stats", "evalsuite/interfaces.py", "evalsuite/specs.py"]
+
+
 @nox.session(default=False)
 def lint(session: nox.Session) -> None:
-    """ruff (pyflakes rules and syntax errors) over every Python file of the project."""
-    session.install("ruff==0.17.6")
+    """ruff (pyflakes rules and syntax errors) over every Python file of the project; mypy --strict
+    on the statistics, the plugin interfaces and the specs (numpy's own stubs, so numpy is installed)."""
+    session.install("ruff==0.17.6", "mypy==2.4.1", "-c", "constraints.txt", "numpy", "scipy")
     session.run("ruff", "check", "--select", "F,E9", "evalsuite", "policies", "suites", "tests", "benchmarks",
                 "noxfile.py")
+    session.run("mypy", *STRICT)
 
 
 @nox.session(default=False)

@@ -205,14 +205,9 @@ def analyze(plan: Plan, key: dict[str, dict], records: list[EpisodeRecord], opti
     groups = _groups(outcome, plan, key, codes, options)
     if groups:
         extra["groups"] = groups
-    energy = _energy(list(final.values()), label, options.level)
-    if energy:
-        extra["energy"] = energy
-    from evalsuite.family import analyze_family, family_of
+    from evalsuite.analyses import AnalysisInput, compute_all
 
-    family = family_of(plan)
-    if family is not None:
-        extra["family"] = analyze_family(family, plan.seed, list(final.values()), label, options.level)
+    extra.update(compute_all(AnalysisInput(plan, key, list(final.values()), label, options.level, plan.seed)))
     if plan.stopping.get("rule") == "sequential":
         from evalsuite import sequential
 
@@ -278,39 +273,6 @@ def _groups(outcome: dict, plan: Plan, key: dict, codes: list[str], options: Ana
         poi = gs.probability_of_improvement_groups(x, y, rng=rng(2, i, j), reps=reps, level=options.level)
         out["comparisons"].append({"x": names[i], "y": names[j], "mean_difference": diff.interval.to_dict(),
                                    "probability_of_improvement": poi.interval.to_dict()})
-    return out
-
-
-def _energy(records: list[EpisodeRecord], label: dict, level: float) -> dict[str, Any]:
-    """Energy-based policies: does a high energy (the policy's own uncertainty) predict failure?
-    AUROC of the episode's mean chunk energy for failure (Mann-Whitney), and success vs energy."""
-    from scipy.stats import mannwhitneyu
-
-    from evalsuite.stats.family import logistic_curve
-
-    out: dict[str, Any] = {}
-    for code in sorted({r.policy_code for r in records}):
-        rows = [r for r in records if r.policy_code == code and r.is_outcome and "energy_mean" in r.policy_info]
-        if not rows:
-            continue
-        e = np.array([r.policy_info["energy_mean"] for r in rows])
-        y = np.array([r.success for r in rows])
-        entry: dict[str, Any] = {"episodes": len(rows), "successes": int(y.sum()),
-                                 "descent_steps_mean": float(np.mean([r.policy_info["descent_steps_mean"] for r in rows])),
-                                 "energy_success": float(e[y].mean()) if y.any() else None,
-                                 "energy_failure": float(e[~y].mean()) if (~y).any() else None}
-        if y.any() and (~y).any():
-            test = mannwhitneyu(e[~y], e[y], alternative="two-sided")
-            entry["auroc_failure"] = float(test.statistic / ((~y).sum() * y.sum()))
-            entry["auroc_p_value"] = float(test.pvalue)
-        else:
-            entry["auroc_failure"] = None
-        if e.max() > e.min():
-            curve = logistic_curve(e, y, float(e.min()), float(e.max()), level=level, name="energy")
-            entry["curve"] = {"x": curve.x, "p": curve.p, "low": curve.low, "high": curve.high, "slope": curve.slope,
-                              "note": curve.note}
-        entry["points"] = [[float(a), bool(b)] for a, b in zip(e, y)]
-        out[label[code]] = entry
     return out
 
 

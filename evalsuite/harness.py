@@ -317,8 +317,8 @@ def make_executor(req: EvaluateRequest, suite: SuiteSpec):
 
 
 def _worst_cases(req: EvaluateRequest, suite: SuiteSpec, task: str, run_dir: Path, plan, key, records, log):
-    """The worst-case search of every policy (evalsuite/family.py), then the results again with it."""
-    from evalsuite.family import WORST_CASE_FILE
+    """The worst-case search of every policy (evalsuite/analyses/family.py), then the results again with it."""
+    from evalsuite.analyses.family import WORST_CASE_FILE
 
     if not suite.worst_case_search:
         raise UsageError(f"suite {suite.id!r} has no worst-case search; worst_case= applies to MDP families")
@@ -362,7 +362,7 @@ def rebuild_report(run_dir: Path, overrides: dict[str, Any] | None = None, log=p
 def _write_results(run_dir: Path, plan, key, records, options: AnalysisOptions, log) -> dict[str, Any]:
     """results.json, report.md and report.html from the journal's records."""
     results = analyze(plan, key, records, options)
-    from evalsuite.family import WORST_CASE_FILE
+    from evalsuite.analyses.family import WORST_CASE_FILE
 
     if "family" in results and (run_dir / WORST_CASE_FILE).exists():
         results["family"]["worst_case"] = plan_mod.read_json(run_dir / WORST_CASE_FILE)

@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-import numpy as np
+from numpy.typing import NDArray
 
 from evalsuite.errors import UsageError
 
-Observation = dict[str, np.ndarray]
+Observation = dict[str, NDArray[Any]]
 
 
 class InfrastructureError(Exception):
@@ -54,7 +54,7 @@ class TaskEnv(Protocol):
         Seeded suites use the seed; suites replaying a dataset's initial states use the index."""
         ...
 
-    def step(self, action: np.ndarray) -> StepResult: ...
+    def step(self, action: NDArray[Any]) -> StepResult: ...
 
     def close(self) -> None: ...
 
@@ -82,7 +82,7 @@ class Policy(Protocol):
         """A new episode starts in parallel slot ``slot``; ``seed`` seeds its randomness."""
         ...
 
-    def act(self, observations: Observation, slots: np.ndarray) -> np.ndarray:
+    def act(self, observations: Observation, slots: NDArray[Any]) -> NDArray[Any]:
         """Actions ``(B, action_dim)`` (or chunks ``(B, H, action_dim)``) for a batch of B rows."""
         ...
 

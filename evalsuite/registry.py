@@ -1,7 +1,7 @@
 """Registries of suites and policies, like Gymnasium's: specs registered by id, built lazily.
 
-Every suite and policy arrives through the ``evalsuite.suites`` and ``evalsuite.policies``
-entry-point groups, read on first use - the built-ins too (their flat ``BUILTIN`` lists, declared
+Every suite, policy and analysis section arrives through the ``evalsuite.suites``,
+``evalsuite.policies`` and ``evalsuite.analyses`` entry-point groups, read on first use - the built-ins too (their flat ``BUILTIN`` lists, declared
 in this project's pyproject.toml), so they use exactly the mechanism a third-party package has and
 the core imports none of them. An entry point may name a spec, a list of specs, or a function
 returning either.
@@ -13,9 +13,9 @@ from importlib.metadata import entry_points
 from typing import Generic, TypeVar
 
 from evalsuite.errors import UsageError, choices
-from evalsuite.specs import PolicySpec, SuiteSpec
+from evalsuite.specs import AnalysisSpec, PolicySpec, SuiteSpec
 
-SpecT = TypeVar("SpecT", SuiteSpec, PolicySpec)
+SpecT = TypeVar("SpecT", SuiteSpec, PolicySpec, AnalysisSpec)
 
 
 class Registry(Generic[SpecT]):
@@ -74,4 +74,5 @@ class Registry(Generic[SpecT]):
 
 suites: Registry[SuiteSpec] = Registry("suite", SuiteSpec, "evalsuite.suites")
 policies: Registry[PolicySpec] = Registry("policy", PolicySpec, "evalsuite.policies")
+analyses: Registry[AnalysisSpec] = Registry("analysis", AnalysisSpec, "evalsuite.analyses")
 

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
-import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -107,114 +106,6 @@ def profile_figure(results: dict[str, Any]):
     return fig
 
 
-def family_curves_figure(results: dict[str, Any]):
-    """Success against each varied axis, per policy: per-MDP rates (dots), logistic fit with its
-    band, the nominal value (dashed) and the worst case found (x, re-evaluated rate)."""
-    fam = results["family"]
-    axes = fam["axes"]
-    cols = min(3, max(1, len(axes)))
-    rows = max(1, -(-len(axes) // cols))
-    fig, grid = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for a_idx, axis in enumerate(axes):
-        ax = grid[a_idx // cols][a_idx % cols]
-        for p_idx, (pol, entry) in enumerate(fam["policies"].items()):
-            color = colors[p_idx % len(colors)]
-            pts = [(c["params"][axis["name"]], c["k"] / c["n"]) for c in entry["per_mdp"]]
-            ax.scatter([x for x, _ in pts], [y for _, y in pts], s=10, color=color, alpha=0.5)
-            curve = next((c for c in entry.get("curves", []) if c["axis"] == axis["name"]), None)
-            if curve and curve["p"]:
-                ax.plot(curve["x"], curve["p"], color=color, label=pol)
-                ax.fill_between(curve["x"], curve["low"], curve["high"], color=color, alpha=0.15)
-            worst = fam.get("worst_case", {}).get(pol, {}).get("cem")
-            if worst and axis["name"] in worst["params"]:
-                ax.scatter([worst["params"][axis["name"]]], [worst["fresh_rate"]], marker="x", s=60, color=color)
-        ax.axvline(axis["nominal"], ls="--", color="gray", lw=0.8)
-        if axis["log"]:
-            ax.set_xscale("log")
-        ax.set_xlabel(f"{axis['name']} ({axis['unit']})" if axis["unit"] else axis["name"], fontsize=8)
-        ax.set_ylim(-0.03, 1.03)
-    for extra in range(len(axes), rows * cols):
-        grid[extra // cols][extra % cols].axis("off")
-    grid[0][0].set_ylabel("success")
-    handles, labels = grid[0][0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, fontsize=8, loc="upper right")
-    fig.tight_layout()
-    return fig
-
-
-def family_heatmap_figure(results: dict[str, Any], pair: tuple[str, str] | None = None, bins: int = 4):
-    """Mean per-MDP success over a 2-D binning of two axes, per policy (default: the two axes with
-    the steepest fitted slopes of the first policy)."""
-    fam = results["family"]
-    axes = {a["name"]: a for a in fam["axes"]}
-    policies = list(fam["policies"])
-    if pair is None:
-        slopes = {c["axis"]: abs(c["slope"] or 0) for c in fam["policies"][policies[0]].get("curves", [])}
-        pair = tuple(sorted(axes, key=lambda n: -slopes.get(n, 0))[:2])
-    fig, grid = plt.subplots(1, len(policies), figsize=(3.8 * len(policies), 3.2), squeeze=False)
-    for i, pol in enumerate(policies):
-        ax = grid[0][i]
-        cells = fam["policies"][pol]["per_mdp"]
-        edges = []
-        for name in pair:
-            a = axes[name]
-            edges.append(np.geomspace(a["low"], a["high"], bins + 1) if a["log"] else np.linspace(a["low"], a["high"], bins + 1))
-        total, count = np.zeros((bins, bins)), np.zeros((bins, bins))
-        for c in cells:
-            ix = [min(bins - 1, max(0, int(np.searchsorted(e, c["params"][n], side="right") - 1))) for e, n in zip(edges, pair)]
-            total[ix[1], ix[0]] += c["k"] / c["n"]
-            count[ix[1], ix[0]] += 1
-        with np.errstate(invalid="ignore"):
-            mean = np.where(count > 0, total / np.maximum(count, 1), np.nan)
-        im = ax.imshow(mean, origin="lower", vmin=0, vmax=1, cmap="viridis", aspect="auto")
-        ax.set_xticks(range(bins), [f"{v:.2g}" for v in edges[0][:-1]], fontsize=7)
-        ax.set_yticks(range(bins), [f"{v:.2g}" for v in edges[1][:-1]], fontsize=7)
-        ax.set_xlabel(pair[0], fontsize=8)
-        ax.set_ylabel(pair[1], fontsize=8)
-        ax.set_title(pol, fontsize=8)
-    fig.colorbar(im, ax=grid[0].tolist(), label="success")
-    return fig
-
-
-def energy_figure(results: dict[str, Any]):
-    """Success against the episode's mean chunk energy, per energy-based policy."""
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    for i, (pol, e) in enumerate(results["energy"].items()):
-        color = f"C{i}"
-        pts = np.array(e["points"], dtype=float)
-        jitter = np.random.default_rng(0).uniform(-0.03, 0.03, len(pts))
-        ax.scatter(pts[:, 0], pts[:, 1] + jitter, s=8, alpha=0.4, color=color)
-        curve = e.get("curve")
-        if curve and curve["p"]:
-            ax.plot(curve["x"], curve["p"], color=color, label=pol)
-            ax.fill_between(curve["x"], curve["low"], curve["high"], color=color, alpha=0.15)
-    ax.set_xlabel("mean energy of the episode's action chunks")
-    ax.set_ylabel("success")
-    ax.set_ylim(-0.08, 1.08)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
-    return fig
-
-
-def energy_lines(results: dict[str, Any]) -> list[str]:
-    if not results.get("energy"):
-        return []
-    lines = ["", "## Energy as an uncertainty signal", "",
-             "Energy-based policies report the energy of every action chunk they choose. AUROC: the probability "
-             "that a failed episode had a higher mean energy than a successful one (0.5: no signal).", "",
-             "| policy | episodes | successes | mean energy (success) | mean energy (failure) | AUROC for failure | p | "
-             "descent steps |", "|---|---|---|---|---|---|---|---|"]
-    for pol, e in results["energy"].items():
-        fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
-        p = e.get("auroc_p_value")
-        lines.append(f"| {pol} | {e['episodes']} | {e['successes']} | {fmt(e['energy_success'])} | "
-                     f"{fmt(e['energy_failure'])} | {fmt(e['auroc_failure'])} | {'' if p is None else f'{p:.2g}'} | "
-                     f"{e['descent_steps_mean']:.1f} |")
-    return lines
-
-
 def group_lines(results: dict[str, Any]) -> list[str]:
     """Algorithms over their training seeds (policies sharing ``group=``)."""
     g = results.get("groups")
@@ -240,69 +131,6 @@ def group_lines(results: dict[str, Any]) -> list[str]:
             d, q = c["mean_difference"], c["probability_of_improvement"]
             lines.append(f"| {c['x']} | {c['y']} | {_pct(d['estimate'])} [{_pct(d['low'])}, {_pct(d['high'])}] | "
                          f"{q['estimate']:.2f} [{q['low']:.2f}, {q['high']:.2f}] |")
-    return lines
-
-
-def family_lines(results: dict[str, Any]) -> list[str]:
-    fam = results.get("family")
-    if not fam:
-        return []
-
-    def iv(e):
-        return f"{_pct(e['estimate'])} [{_pct(e['low'])}, {_pct(e['high'])}]" if e else "n/a"
-
-    lines = ["", f"## MDP family {fam['family']}", "",
-             "Varied axes: " + (", ".join(f"{a['name']} {a['low']:g}..{a['high']:g} (nominal {a['nominal']:g})"
-                                         for a in fam["axes"]) or "none") + ".", "",
-             "Family mean: mean over the sampled MDPs of their success rates, Korn-Graubard interval (Clopper-Pearson "
-             "at the effective number of episodes given the design effect of the MDP level, t on MDPs - 1 df: "
-             "both levels, MDPs and episodes). P10: the 10th-percentile MDP (two-stage bootstrap; noisy per-MDP rates bias it "
-             "low).", "",
-             "| policy | nominal % | family mean % | P10 % | MDPs | episodes |", "|---|---|---|---|---|---|"]
-    for pol, e in fam["policies"].items():
-        nom = e.get("nominal")
-        nom_s = f"{_pct(nom['rate'])} [{_pct(nom['low'])}, {_pct(nom['high'])}] ({nom['k']}/{nom['n']})" if nom else "n/a"
-        lines.append(f"| {pol} | {nom_s} | {iv(e.get('family_mean'))} | {iv(e.get('p10'))} | {e['mdps']} | {e['episodes']} |")
-    curves = [(pol, c) for pol, e in fam["policies"].items() for c in e.get("curves", [])]
-    if curves:
-        lines += ["", "Success against each axis (one logistic fit on all varied axes, the others at mid-range, "
-                  "MDP-clustered CR2 errors with t on MDPs - 1 df; slope = change in log-odds from the low to the "
-                  "high end of the range):", "",
-                  "| policy | axis | slope | interval | p |", "|---|---|---|---|---|"]
-        for pol, c in curves:
-            if c["slope"] is None:
-                lines.append(f"| {pol} | {c['axis']} | n/a | {c['note']} | |")
-            else:
-                lines.append(f"| {pol} | {c['axis']} | {c['slope']:.2f} | [{c['slope_low']:.2f}, {c['slope_high']:.2f}] "
-                             f"| {c['p_value']:.2g} |")
-    if fam["rank_reversals"]:
-        lines += ["", "Rank reversals: an MDP counts as reversed when the posterior probability that the nominal "
-                  "order flips there is at least 0.95 (Beta(1,1) priors per policy and MDP); the naive count of "
-                  "flipped per-MDP rates counts noise and is shown for comparison only.", "",
-                  "| A | B | nominal order | credibly reversed MDPs | mean P(reversed) | naive flip rate |",
-                  "|---|---|---|---|---|---|"]
-        for r in fam["rank_reversals"]:
-            if r.get("credible_reversals") is None:
-                lines.append(f"| {r['a']} | {r['b']} | {r['nominal_order']} | n/a | | |")
-                continue
-            lines.append(f"| {r['a']} | {r['b']} | {r['nominal_order']} | {r['credible_reversals']} of "
-                         f"{r['mdps_compared']} | {r['mean_reversal_probability']:.2f} | "
-                         f"{_pct(r['naive_reversal_rate'])}% |")
-    if fam.get("worst_case"):
-        lines += ["", "Worst case: the CEM search's lowest-scoring parameters and the worst point of a grid of the "
-                  "same episode budget, each re-run on fresh initial conditions (the search's own figure is "
-                  "optimistic: it won a noisy minimum).", "",
-                  "| policy | method | parameters | search % | fresh % [interval] | episodes |", "|---|---|---|---|---|---|"]
-        for pol, w in fam["worst_case"].items():
-            for method in ("cem", "grid"):
-                r = w[method]
-                if "skipped" in r:
-                    lines.append(f"| {pol} | {method} | skipped: {r['skipped']} | | | |")
-                    continue
-                params = ", ".join(f"{k}={v:.3g}" for k, v in r["params"].items())
-                lines.append(f"| {pol} | {method} | {params} | {_pct(r['search_rate'])} | {_pct(r['fresh_rate'])} "
-                             f"[{_pct(r['fresh_low'])}, {_pct(r['fresh_high'])}] | {r['episodes_spent']} + "
-                             f"{r['fresh_episodes']} |")
     return lines
 
 
@@ -451,8 +279,10 @@ def markdown(results: dict[str, Any], figures: dict[str, str] | None = None) -> 
             lines.append(f"| {p['task']} | {p['policy_a']} | {p['policy_b']} | {p['a_wins']} | {p['b_wins']} | "
                          f"{p['pairs']} | {p['log_e']:.2f} | {p['decision']} | "
                          f"{seq['tasks'][p['task']]['episodes']} of {seq['max_episodes']} |")
-    lines += family_lines(results)
-    lines += energy_lines(results)
+    from evalsuite import analyses
+
+    for spec, section_lines in analyses.present(results, "report"):
+        lines += section_lines(results[spec.id], results)
     if figures:
         lines += [""] + [f"![{name}]({path})" for name, path in figures.items()]
     return "\n".join(lines) + "\n"
@@ -468,12 +298,10 @@ def write(run_dir: Path, results: dict[str, Any]) -> tuple[Path, Path]:
         pngs["paired differences"] = _png(forest_figure(results))
     if results.get("aggregates"):
         pngs["performance profiles"] = _png(profile_figure(results))
-    if results.get("energy"):
-        pngs["success against energy"] = _png(energy_figure(results))
-    if results.get("family", {}).get("axes"):
-        pngs["family curves"] = _png(family_curves_figure(results))
-        if len(results["family"]["axes"]) >= 2:
-            pngs["family heatmap"] = _png(family_heatmap_figure(results))
+    from evalsuite import analyses
+
+    for spec, draw in analyses.present(results, "figures"):
+        pngs.update({name: _png(fig) for name, fig in draw(results[spec.id], results).items()})
     paths = {}
     for name, data in pngs.items():
         path = fig_dir / (name.replace(" ", "_") + ".png")

@@ -118,3 +118,23 @@ class PolicySpec:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class AnalysisSpec:
+    """A section that an analysis adds to ``results.json`` (under ``id``), the report and MLflow.
+
+    Each field is a ``module:function`` entry point, loaded only when used:
+    ``compute(AnalysisInput) -> dict | None`` (None: nothing to add for this run; the dict must be
+    JSON-serializable), ``report(section, results) -> list[str]`` (markdown lines),
+    ``figures(section, results) -> dict[str, matplotlib Figure]`` and
+    ``metrics(section) -> dict[str, float]`` (MLflow metric name -> value). ``order`` places the
+    section among the others in the report.
+    """
+
+    id: str
+    compute: str
+    report: str = ""
+    figures: str = ""
+    metrics: str = ""
+    order: int = 100

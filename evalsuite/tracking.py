@@ -114,27 +114,6 @@ class LiveProgress:
             pass
 
 
-def family_metrics(family: dict | None) -> dict[str, float]:
-    """An MDP family's figures per policy: nominal, family mean (+ interval), P10, worst cases."""
-    out: dict[str, float] = {}
-    for pol, e in (family or {}).get("policies", {}).items():
-        if e.get("nominal"):
-            out[_metric_key(f"{pol}/family_nominal")] = e["nominal"]["rate"]
-        for name in ("family_mean", "p10"):
-            if e.get(name):
-                out[_metric_key(f"{pol}/{name}")] = e[name]["estimate"]
-                out[_metric_key(f"{pol}/{name}_ci_low")] = e[name]["low"]
-                out[_metric_key(f"{pol}/{name}_ci_high")] = e[name]["high"]
-    for pol, w in (family or {}).get("worst_case", {}).items():
-        for method in ("cem", "grid"):
-            if "skipped" in w[method]:
-                continue
-            out[_metric_key(f"{pol}/worst_{method}_fresh")] = w[method]["fresh_rate"]
-            for axis, value in w[method]["params"].items():
-                out[_metric_key(f"{pol}/worst_{method}/{axis}")] = value
-    return out
-
-
 def _metric_key(text: str) -> str:
     """A name MLflow accepts for metrics, params and tags: its characters only, no path traversal
     ("..", as in checkpoint paths people type), no empty or leading path segments, bounded length."""
@@ -200,7 +179,10 @@ def log_run(run_dir: Path, uri: str, experiment: str = "evalsuite") -> str:
             metrics[_metric_key(f"{m['policy']}/{m['metric']}_ci_high")] = m["high"]
         for effect in results.get("mixed_model", {}).get("effects", []):
             metrics[_metric_key(f"mixed/{effect['policy']}/log_odds")] = effect["log_odds"]
-        metrics.update(family_metrics(results.get("family")))
+        from evalsuite import analyses
+
+        for spec, section_metrics in analyses.present(results, "metrics"):
+            metrics.update({_metric_key(name): value for name, value in section_metrics(results[spec.id]).items()})
         mlflow.log_metrics(metrics)
         tags = {_metric_key(f"letters.{task}"): " ".join(f"{p}={g}" for p, g in groups.items())
                 for task, groups in results.get("letters", {}).items()}

@@ -359,7 +359,7 @@ def worst_case(suite_id: str, task: str, policy, out: Path, *, suite_options: di
     from evalsuite.harness import EvaluateRequest, evaluate
 
     from evalsuite import registry
-    from evalsuite.family import cem_minimize
+    from evalsuite.analyses.family import cem_minimize
 
     spec = FAMILIES[registry.suites.get(suite_id).kwargs["family"]]
     vary = suite_options.get("vary")

@@ -19,10 +19,11 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 @pytest.fixture(autouse=True)
 def _fresh_registries():
-    saved = registry.suites.snapshot(), registry.policies.snapshot()
+    saved = registry.suites.snapshot(), registry.policies.snapshot(), registry.analyses.snapshot()
     yield
     registry.suites.restore(saved[0])
     registry.policies.restore(saved[1])
+    registry.analyses.restore(saved[2])
 
 
 class CountdownEnv:

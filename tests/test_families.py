@@ -8,7 +8,7 @@ import pytest
 from scipy.stats import qmc
 
 from evalsuite.cli import main
-from evalsuite.family import cem_minimize
+from evalsuite.analyses.family import cem_minimize
 from evalsuite.stats import family as fstats
 from evalsuite_suites.families import FAMILIES, FamilyTaskEnv, design
 

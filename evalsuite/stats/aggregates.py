@@ -19,38 +19,41 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any, cast
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
-Metric = Callable[[np.ndarray], np.ndarray]  # (..., num_runs, num_tasks) -> (...)
+FloatArray = NDArray[np.float64]
+Metric = Callable[[FloatArray], FloatArray]  # (..., num_runs, num_tasks) -> (...)
 
 
-def mean(scores: np.ndarray) -> np.ndarray:
-    return scores.mean(axis=(-2, -1))
+def mean(scores: FloatArray) -> FloatArray:
+    return cast(FloatArray, scores.mean(axis=(-2, -1)))
 
 
-def median(scores: np.ndarray) -> np.ndarray:
-    return np.median(scores.mean(axis=-2), axis=-1)
+def median(scores: FloatArray) -> FloatArray:
+    return cast(FloatArray, np.median(scores.mean(axis=-2), axis=-1))
 
 
-def iqm(scores: np.ndarray) -> np.ndarray:
+def iqm(scores: FloatArray) -> FloatArray:
     flat = scores.reshape(*scores.shape[:-2], -1)
-    return stats.trim_mean(flat, 0.25, axis=-1)
+    return cast(FloatArray, stats.trim_mean(flat, 0.25, axis=-1))
 
 
-def optimality_gap(scores: np.ndarray, gamma: float = 1.0) -> np.ndarray:
-    return gamma - np.minimum(scores, gamma).mean(axis=(-2, -1))
+def optimality_gap(scores: FloatArray, gamma: float = 1.0) -> FloatArray:
+    return cast(FloatArray, gamma - np.minimum(scores, gamma).mean(axis=(-2, -1)))
 
 
 METRICS: dict[str, Metric] = {"mean": mean, "median": median, "iqm": iqm, "optimality_gap": optimality_gap}
 
 
-def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+def probability_of_improvement(x: FloatArray, y: FloatArray) -> FloatArray:
     """P(X > Y) from x (..., n_x, num_tasks) and y (..., n_y, num_tasks)."""
     greater = (x[..., :, None, :] > y[..., None, :, :]).mean(axis=(-3, -2))
     ties = (x[..., :, None, :] == y[..., None, :, :]).mean(axis=(-3, -2))
-    return (greater + 0.5 * ties).mean(axis=-1)
+    return cast(FloatArray, (greater + 0.5 * ties).mean(axis=-1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,25 +65,25 @@ class AggregateInterval:
     level: float
     reps: int
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _check(scores: np.ndarray) -> np.ndarray:
+def _check(scores: ArrayLike) -> FloatArray:
     scores = np.asarray(scores, dtype=float)
     if scores.ndim != 2 or scores.shape[0] < 1 or scores.shape[1] < 1:
         raise ValueError(f"scores must be (num_runs x num_tasks), got shape {scores.shape}")
     return scores
 
 
-def stratified_resample(scores: np.ndarray, *, rng: np.random.Generator, reps: int) -> np.ndarray:
+def stratified_resample(scores: FloatArray, *, rng: np.random.Generator, reps: int) -> FloatArray:
     """(reps, num_runs, num_tasks): runs drawn with replacement independently within each task."""
     runs, tasks = scores.shape
     idx = rng.integers(0, runs, size=(reps, runs, tasks))
     return np.take_along_axis(scores[None], idx, axis=1)
 
 
-def interval(scores, metric: str, *, rng: np.random.Generator, reps: int = 50_000, level: float = 0.95,
+def interval(scores: ArrayLike, metric: str, *, rng: np.random.Generator, reps: int = 50_000, level: float = 0.95,
              chunk: int = 5_000) -> AggregateInterval:
     """Percentile stratified-bootstrap interval of one metric (chunked to bound memory)."""
     scores = _check(scores)
@@ -92,22 +95,22 @@ def interval(scores, metric: str, *, rng: np.random.Generator, reps: int = 50_00
     return AggregateInterval(metric, float(fn(scores)), float(low), float(high), level, reps)
 
 
-def performance_profile(scores, taus: np.ndarray) -> np.ndarray:
+def performance_profile(scores: ArrayLike, taus: ArrayLike) -> FloatArray:
     """Fraction of (run, task) scores above each threshold tau: (len(taus),)."""
     scores = _check(scores)
-    return (scores.reshape(-1)[None, :] > np.asarray(taus)[:, None]).mean(axis=1)
+    return cast(FloatArray, (scores.reshape(-1)[None, :] > np.asarray(taus)[:, None]).mean(axis=1))
 
 
-def episode_resample(successes, n, *, rng: np.random.Generator, reps: int) -> np.ndarray:
+def episode_resample(successes: ArrayLike, n: ArrayLike, *, rng: np.random.Generator, reps: int) -> FloatArray:
     """(reps, policies, tasks) success rates from resampling each cell's episodes with replacement
     (a binomial draw at the observed rate: the stratified bootstrap when each policy has one run
     and the strata are its tasks). ``successes`` and ``n`` are (policies, tasks), n > 0."""
     successes, n = np.asarray(successes), np.asarray(n)
-    return rng.binomial(n, successes / n, size=(reps, *n.shape)) / n
+    return cast(FloatArray, rng.binomial(n, successes / n, size=(reps, *n.shape)) / n)
 
 
-def run_aggregates(successes, n, *, rng: np.random.Generator, reps: int = 10_000,
-                   level: float = 0.95) -> tuple[dict[str, list[AggregateInterval]], np.ndarray]:
+def run_aggregates(successes: ArrayLike, n: ArrayLike, *, rng: np.random.Generator, reps: int = 10_000,
+                   level: float = 0.95) -> tuple[dict[str, list[AggregateInterval]], FloatArray]:
     """Per policy, every metric of its per-task rates with an episode-bootstrap interval; and the
     (policies x policies) matrix of P(row > column) with intervals as (3, P, P): estimate, low, high.
     One run per policy: IQM and friends are taken over tasks."""

@@ -8,8 +8,10 @@ arrays, so 50,000 resamples of a 50-task suite take milliseconds.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,12 +23,12 @@ class BootstrapInterval:
     reps: int
     method: str = "stratified bootstrap (percentile)"
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def stratified_bootstrap_mean(
-    successes, n, *, rng: np.random.Generator, reps: int = 10_000, level: float = 0.95
+    successes: ArrayLike, n: ArrayLike, *, rng: np.random.Generator, reps: int = 10_000, level: float = 0.95
 ) -> BootstrapInterval:
     """Mean over tasks of per-task success rates, episodes resampled within each task.
 

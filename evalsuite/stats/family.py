@@ -30,13 +30,16 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence, cast
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 from scipy import stats as sps
 from scipy.special import betaln, expit
 
 from evalsuite.stats.intervals import proportion_interval
+
+FloatArray = NDArray[np.float64]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +60,7 @@ class FamilyMean:
     effective_episodes: float | None  # N / design_effect, before the degrees-of-freedom factor
 
 
-def family_mean(k: np.ndarray, n: np.ndarray, level: float = 0.95) -> FamilyMean:
+def family_mean(k: NDArray[Any], n: NDArray[Any], level: float = 0.95) -> FamilyMean:
     """Mean over MDPs of per-MDP success rates k/n (shape (M,)), Korn-Graubard interval (module doc).
 
     Every MDP at 0% (or 100%) carries no estimate of the spread; the design effect is taken as 1
@@ -72,7 +75,7 @@ def family_mean(k: np.ndarray, n: np.ndarray, level: float = 0.95) -> FamilyMean
     return FamilyMean(est, low, high, f"Korn-Graubard over {m} MDPs (design effect {deff:.2f})", deff, n_eff)
 
 
-def korn_graubard(k: np.ndarray, n: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, ...]:
+def korn_graubard(k: NDArray[Any], n: NDArray[Any], level: float = 0.95) -> tuple[FloatArray, ...]:
     """The computation behind ``family_mean`` over the last axis of k, n (shape (..., M), M >= 2),
     so that simulations run it on many families at once. Returns estimate, low, high, design
     effect and effective number of episodes, each of shape (...)."""
@@ -96,7 +99,7 @@ def korn_graubard(k: np.ndarray, n: np.ndarray, level: float = 0.95) -> tuple[np
     return est, low, high, deff, n_eff
 
 
-def family_percentile(k: np.ndarray, n: np.ndarray, q: float = 0.10, level: float = 0.95, reps: int = 2000,
+def family_percentile(k: NDArray[Any], n: NDArray[Any], q: float = 0.10, level: float = 0.95, reps: int = 2000,
                       rng: np.random.Generator | None = None) -> Estimate:
     """The q-quantile of per-MDP success over the family; interval by a two-stage bootstrap (MDPs
     resampled, then each resampled MDP's episodes). With few episodes per MDP the per-MDP rates are
@@ -134,20 +137,20 @@ class AxisScale:
     high: float
     log: bool = False
 
-    def to_unit(self, values) -> np.ndarray:
+    def to_unit(self, values: ArrayLike) -> FloatArray:
         v = np.asarray(values, float)
         if self.log:
-            return (np.log(v) - math.log(self.low)) / (math.log(self.high) - math.log(self.low))
-        return (v - self.low) / (self.high - self.low)
+            return cast(FloatArray, (np.log(v) - math.log(self.low)) / (math.log(self.high) - math.log(self.low)))
+        return cast(FloatArray, (v - self.low) / (self.high - self.low))
 
-    def grid(self, points: int) -> np.ndarray:
+    def grid(self, points: int) -> FloatArray:
         if self.log:
-            return np.exp(np.linspace(math.log(self.low), math.log(self.high), points))
+            return cast(FloatArray, np.exp(np.linspace(math.log(self.low), math.log(self.high), points)))
         return np.linspace(self.low, self.high, points)
 
 
-def family_curves(params: np.ndarray, k: np.ndarray, n: np.ndarray, axes: Sequence[AxisScale], level: float = 0.95,
-                  points: int = 25) -> list[Curve]:
+def family_curves(params: NDArray[Any], k: NDArray[Any], n: NDArray[Any], axes: Sequence[AxisScale],
+                  level: float = 0.95, points: int = 25) -> list[Curve]:
     """P(success | axes) from one logistic regression on all ``axes`` jointly, with MDP-clustered
     (CR2) errors and t on M - 1 degrees of freedom (module doc). ``params`` (M, A): each MDP's value
     of every axis, in the axes' own units; ``k``, ``n`` (M,): its successes and episodes.
@@ -205,7 +208,7 @@ def family_curves(params: np.ndarray, k: np.ndarray, n: np.ndarray, axes: Sequen
     return curves
 
 
-def _clustered_cov(design: np.ndarray, k: np.ndarray, n: np.ndarray, coef: np.ndarray) -> np.ndarray:
+def _clustered_cov(design: FloatArray, k: FloatArray, n: FloatArray, coef: FloatArray) -> FloatArray:
     """CR2 cluster sandwich for a logistic fit whose rows are whole MDPs (covariates constant within
     each): the episode-level leverage block of an MDP has rank one, so the (I - H)^(-1/2) correction
     reduces to dividing the MDP's score by sqrt(1 - h) with h its row leverage."""
@@ -214,10 +217,10 @@ def _clustered_cov(design: np.ndarray, k: np.ndarray, n: np.ndarray, coef: np.nd
     bread = np.linalg.inv(design.T @ (design * w[:, None]))
     leverage = np.einsum("ij,jk,ik->i", design, bread, design) * w
     score = design * ((k - n * mu) / np.sqrt(np.clip(1 - leverage, 1e-12, None)))[:, None]
-    return bread @ (score.T @ score) @ bread
+    return cast(FloatArray, bread @ (score.T @ score) @ bread)
 
 
-def logistic_curve(values: np.ndarray, success: np.ndarray, low: float, high: float, log_scale: bool = False,
+def logistic_curve(values: NDArray[Any], success: NDArray[Any], low: float, high: float, log_scale: bool = False,
                    level: float = 0.95, points: int = 25, name: str = "") -> Curve:
     """P(success | one covariate) by a logistic regression on independent episodes (statsmodels GLM,
     binomial), with a pointwise delta-method band. For covariates that vary per episode (an
@@ -255,7 +258,7 @@ def logistic_curve(values: np.ndarray, success: np.ndarray, low: float, high: fl
                  float(fit.pvalues[1]), "logistic regression on episodes")
 
 
-def prob_beta_greater(a_x, b_x, a_y, b_y) -> np.ndarray:
+def prob_beta_greater(a_x: ArrayLike, b_x: ArrayLike, a_y: ArrayLike, b_y: ArrayLike) -> FloatArray:
     """P(Y > X) for independent X ~ Beta(a_x, b_x), Y ~ Beta(a_y, b_y), ``a_y`` a positive integer
     (elementwise over arrays). Exact: a finite sum over the integer shape (J. D. Cook 2005, "Exact
     calculation of beta inequalities"), in logs."""
@@ -265,11 +268,11 @@ def prob_beta_greater(a_x, b_x, a_y, b_y) -> np.ndarray:
     i = np.arange(int(a_y.max()))[(None,) * a_y.ndim]  # broadcast over a trailing summation axis
     ax, bx, ay, by = (v[..., None] for v in (a_x, b_x, a_y, b_y))
     terms = np.exp(betaln(ax + i, bx + by) - np.log(by + i) - betaln(1 + i, by) - betaln(ax, bx))
-    return np.clip(np.where(i < ay, terms, 0.0).sum(-1), 0.0, 1.0)
+    return cast(FloatArray, np.clip(np.where(i < ay, terms, 0.0).sum(-1), 0.0, 1.0))
 
 
-def rank_reversal(k_a: np.ndarray, n_a: np.ndarray, k_b: np.ndarray, n_b: np.ndarray, nominal_a: float,
-                  nominal_b: float, threshold: float = 0.95) -> dict:
+def rank_reversal(k_a: NDArray[Any], n_a: NDArray[Any], k_b: NDArray[Any], n_b: NDArray[Any], nominal_a: float,
+                  nominal_b: float, threshold: float = 0.95) -> dict[str, Any]:
     """How the nominal order of two policies holds across the family's MDPs (arrays of shape (M,):
     successes and episodes of each policy on the MDPs both ran).
 

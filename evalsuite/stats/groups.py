@@ -24,12 +24,17 @@ ones. When seeds hardly differ, the double counting makes the interval conservat
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from evalsuite.stats import aggregates
 from evalsuite.stats.intervals import Interval
+
+FloatArray = NDArray[np.float64]
 
 METHOD = "hierarchical bootstrap: runs, then initial conditions (percentile)"
 _CHUNK_ELEMENTS = 4_000_000  # bound on the largest per-chunk array
@@ -45,7 +50,7 @@ class GroupSummary:
     reps: int
     metrics: dict[str, Interval]
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"runs": self.runs, "tasks": self.tasks, "episodes": self.episodes, "reps": self.reps,
                 "metrics": {name: iv.to_dict() for name, iv in self.metrics.items()}}
 
@@ -63,11 +68,11 @@ class GroupComparison:
     paired: bool
     interval: Interval
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _check_group(outcomes, name: str = "outcomes") -> np.ndarray:
+def _check_group(outcomes: ArrayLike, name: str = "outcomes") -> FloatArray:
     arr = np.asarray(outcomes)
     if arr.ndim != 3 or min(arr.shape) < 1:
         raise ValueError(f"{name} must be (runs, tasks, episodes) with every size >= 1, got shape {arr.shape}")
@@ -76,7 +81,7 @@ def _check_group(outcomes, name: str = "outcomes") -> np.ndarray:
     return arr.astype(float)
 
 
-def _check_pair(x, y, paired: bool) -> tuple[np.ndarray, np.ndarray]:
+def _check_pair(x: ArrayLike, y: ArrayLike, paired: bool) -> tuple[FloatArray, FloatArray]:
     x, y = _check_group(x, "x"), _check_group(y, "y")
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"x and y must cover the same tasks, got {x.shape[1]} and {y.shape[1]}")
@@ -86,7 +91,7 @@ def _check_pair(x, y, paired: bool) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def _ic_weights(rng: np.random.Generator, reps: int, tasks: int, episodes: int) -> np.ndarray:
+def _ic_weights(rng: np.random.Generator, reps: int, tasks: int, episodes: int) -> FloatArray:
     """(reps, tasks, episodes): how often each IC is drawn when a task's episodes are resampled
     with replacement, divided by the episode count (each task's weights sum to 1)."""
     picks = rng.integers(0, episodes, size=(reps, tasks, episodes))
@@ -95,7 +100,7 @@ def _ic_weights(rng: np.random.Generator, reps: int, tasks: int, episodes: int) 
     return counts.reshape(reps, tasks, episodes) / episodes
 
 
-def _resampled_rates(outcomes: np.ndarray, weights: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _resampled_rates(outcomes: FloatArray, weights: FloatArray, rng: np.random.Generator) -> FloatArray:
     """(reps, runs, tasks) success rates: every run's rates under the resampled ICs, then runs
     drawn with replacement (whole runs, all tasks together)."""
     runs = outcomes.shape[0]
@@ -105,13 +110,13 @@ def _resampled_rates(outcomes: np.ndarray, weights: np.ndarray, rng: np.random.G
     return np.take_along_axis(per_run, picked[:, :, None], axis=1)
 
 
-def _chunks(reps: int, per_rep: int):
+def _chunks(reps: int, per_rep: int) -> Iterator[int]:
     size = max(1, min(reps, _CHUNK_ELEMENTS // max(1, per_rep)))
     for start in range(0, reps, size):
         yield min(size, reps - start)
 
 
-def _percentile(values: np.ndarray, level: float) -> tuple[float, float]:
+def _percentile(values: FloatArray, level: float) -> tuple[float, float]:
     q = (1 - level) / 2
     low, high = np.quantile(values, [q, 1 - q])
     return float(low), float(high)
@@ -124,8 +129,8 @@ def _check_options(reps: int, level: float) -> None:
         raise ValueError(f"level must be in (0, 1), got {level}")
 
 
-def group_aggregates(outcomes, *, metrics=("iqm", "mean", "median", "optimality_gap"), rng: np.random.Generator,
-                     reps: int = 2000, level: float = 0.95) -> GroupSummary:
+def group_aggregates(outcomes: ArrayLike, *, metrics: Sequence[str] = ("iqm", "mean", "median", "optimality_gap"),
+                     rng: np.random.Generator, reps: int = 2000, level: float = 0.95) -> GroupSummary:
     """rliable's aggregate metrics of one group, each with a hierarchical-bootstrap interval.
 
     ``outcomes``: (runs, tasks, episodes) 0/1. Every metric is computed on the same resamples.
@@ -137,7 +142,7 @@ def group_aggregates(outcomes, *, metrics=("iqm", "mean", "median", "optimality_
         raise ValueError(f"unknown metrics {unknown}; accepted: {', '.join(aggregates.METRICS)}")
     runs, tasks, episodes = data.shape
     rates = data.mean(axis=2)
-    draws: dict[str, list[np.ndarray]] = {m: [] for m in metrics}
+    draws: dict[str, list[FloatArray]] = {m: [] for m in metrics}
     for size in _chunks(reps, tasks * max(episodes, runs)):
         resampled = _resampled_rates(data, _ic_weights(rng, size, tasks, episodes), rng)
         for m in metrics:
@@ -147,13 +152,14 @@ def group_aggregates(outcomes, *, metrics=("iqm", "mean", "median", "optimality_
     return GroupSummary(runs, tasks, episodes, reps, intervals)
 
 
-def _compare(x, y, statistic, name: str, *, rng, reps, level, paired) -> GroupComparison:
+def _compare(x: ArrayLike, y: ArrayLike, statistic: Callable[[FloatArray, FloatArray], FloatArray], name: str, *,
+             rng: np.random.Generator, reps: int, level: float, paired: bool) -> GroupComparison:
     """Bootstrap ``statistic(rates_x, rates_y)`` (both (..., runs, tasks)) with runs drawn per
     group and ICs drawn once for both groups when ``paired``, per group otherwise."""
     x, y = _check_pair(x, y, paired)
     _check_options(reps, level)
     tasks = x.shape[1]
-    values = []
+    values: list[FloatArray] = []
     per_rep = tasks * max(x.shape[2], y.shape[2], x.shape[0] * y.shape[0])
     for size in _chunks(reps, per_rep):
         weights_x = _ic_weights(rng, size, tasks, x.shape[2])
@@ -164,8 +170,8 @@ def _compare(x, y, statistic, name: str, *, rng, reps, level, paired) -> GroupCo
     return GroupComparison(name, x.shape[0], y.shape[0], tasks, x.shape[2], reps, paired, interval)
 
 
-def probability_of_improvement_groups(x, y, *, rng: np.random.Generator, reps: int = 2000, level: float = 0.95,
-                                      paired: bool = True) -> GroupComparison:
+def probability_of_improvement_groups(x: ArrayLike, y: ArrayLike, *, rng: np.random.Generator, reps: int = 2000,
+                                      level: float = 0.95, paired: bool = True) -> GroupComparison:
     """rliable's P(X > Y) between two groups' (runs x tasks) rate matrices, hierarchical interval.
 
     ``x``, ``y``: (runs, tasks, episodes) 0/1 on the same ICs (``paired=False`` if they were not).
@@ -174,7 +180,7 @@ def probability_of_improvement_groups(x, y, *, rng: np.random.Generator, reps: i
                     rng=rng, reps=reps, level=level, paired=paired)
 
 
-def group_difference(x, y, *, metric: str = "mean", rng: np.random.Generator, reps: int = 2000,
+def group_difference(x: ArrayLike, y: ArrayLike, *, metric: str = "mean", rng: np.random.Generator, reps: int = 2000,
                      level: float = 0.95, paired: bool = True) -> GroupComparison:
     """metric(X) - metric(Y) between two groups, with an interval that carries training-seed
     variance (runs resampled per group) and the pairing on shared ICs (ICs resampled jointly)."""

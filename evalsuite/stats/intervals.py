@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
 INTERVAL_METHODS = ("wilson", "clopper-pearson", "jeffreys")
@@ -23,7 +25,7 @@ class Interval:
     level: float
     method: str
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -59,7 +61,8 @@ def proportion_interval(successes: int, n: int, *, level: float = 0.95, method: 
     return Interval(p, max(0.0, min(float(low), p)), min(1.0, max(float(high), p)), level, method)
 
 
-def wilson_bounds(successes, n, *, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+def wilson_bounds(successes: ArrayLike, n: ArrayLike, *, level: float = 0.95
+                  ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Wilson score bounds, vectorized over any shape (n > 0), each held on its side of k/n."""
     k, n = np.asarray(successes, dtype=float), np.asarray(n, dtype=float)
     z = float(stats.norm.ppf(1 - (1 - level) / 2))
@@ -86,7 +89,7 @@ class BetaPosterior:
         q = (1 - level) / 2
         return float(stats.beta.ppf(q, self.alpha, self.beta)), float(stats.beta.ppf(1 - q, self.alpha, self.beta))
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"alpha": self.alpha, "beta": self.beta, "mean": self.mean}
 
 

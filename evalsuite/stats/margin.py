@@ -48,16 +48,21 @@ Sequentially, the same three hypotheses are tested with the betting e-processes 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
+from typing import Any, cast
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 from scipy import optimize, stats
 from scipy.special import betainc, gammaln, xlog1py, xlogy
 
 from evalsuite.stats.intervals import proportion_interval
 from evalsuite.stats.paired import newcombe_paired_interval
 from evalsuite.stats.sequential import log_wealth_mean
+
+FloatArray = NDArray[np.float64]
 
 REGRESSED, IMPROVED, NON_INFERIOR, INCONCLUSIVE = "REGRESSED", "IMPROVED", "NON-INFERIOR", "INCONCLUSIVE"
 VERDICTS = (REGRESSED, INCONCLUSIVE, NON_INFERIOR, IMPROVED)  # worst first
@@ -92,7 +97,7 @@ class MarginDecision:
     p_improved: float  # H0: d <= 0
     method: str
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -109,13 +114,13 @@ def newcombe_independent_interval(k1: int, n1: int, k2: int, n2: int, *, level: 
 
 # --- score statistics -------------------------------------------------------------------------
 
-def _ratio(num: np.ndarray, var: np.ndarray) -> np.ndarray:
+def _ratio(num: FloatArray, var: FloatArray) -> FloatArray:
     """num / sqrt(var), 0 where the restricted variance vanishes (then num is 0 too)."""
     positive = var > 0
     return np.where(positive, num / np.sqrt(np.where(positive, var, 1.0)), 0.0)
 
 
-def tango_statistic(n10, n01, n: int, d0: float) -> np.ndarray:
+def tango_statistic(n10: ArrayLike, n01: ArrayLike, n: int, d0: float) -> FloatArray:
     """Tango's score statistic for H0 p10 - p01 = d0 from paired counts (any matching shapes).
 
     Setting the derivative of the trinomial log-likelihood in p01 (with p10 = p01 + d0) to zero
@@ -132,7 +137,7 @@ def tango_statistic(n10, n01, n: int, d0: float) -> np.ndarray:
     return _ratio(b - c - n * d0, n * (2 * p01 + d0 - d0 * d0))
 
 
-def farrington_manning_statistic(k1, n1: int, k2, n2: int, d0: float) -> np.ndarray:
+def farrington_manning_statistic(k1: ArrayLike, n1: int, k2: ArrayLike, n2: int, d0: float) -> FloatArray:
     """Farrington-Manning score statistic for H0 p1 - p2 = d0 from independent counts.
 
     With x = p2 and p1 = x + d0 the score equation, cleared of denominators, is the cubic
@@ -167,36 +172,36 @@ class _SampleSpace:
     non-decreasing along each row, +inf off the sample space.
     """
 
-    stat: np.ndarray
-    trials: np.ndarray
+    stat: FloatArray
+    trials: NDArray[np.int_]
     rows_n: int
     lo: float
     hi: float
     d0: float
     paired: bool
     candidate_n: int = 0  # independent design: candidate episodes (the within-row trials)
-    _nodes: tuple | None = field(default=None, repr=False)
-    _levels: np.ndarray | None = field(default=None, repr=False)
-    _critical: dict = field(default_factory=dict, repr=False)
+    _nodes: tuple[FloatArray, FloatArray, FloatArray, FloatArray] | None = field(default=None, repr=False)
+    _levels: FloatArray | None = field(default=None, repr=False)
+    _critical: dict[tuple[str, float], float] = field(default_factory=dict, repr=False)
 
-    def within(self, theta: np.ndarray) -> np.ndarray:
+    def within(self, theta: FloatArray) -> FloatArray:
         if self.paired:  # P(candidate-only | discordant) = p10 / psi
             safe = np.where(theta > 0, theta, 1.0)
             return np.clip(np.where(theta > 0, (theta + self.d0) / (2 * safe), 0.5), 0.0, 1.0)
         return np.clip(theta + self.d0, 0.0, 1.0)
 
-    def _information(self, theta: np.ndarray) -> np.ndarray:
+    def _information(self, theta: FloatArray) -> FloatArray:
         """Fisher information about theta (interior points only)."""
         if self.paired:
             p10, p01 = (theta + self.d0) / 2, (theta - self.d0) / 2
-            return self.rows_n * (0.25 / p10 + 0.25 / p01 + 1 / (1 - theta))
+            return cast(FloatArray, self.rows_n * (0.25 / p10 + 0.25 / p01 + 1 / (1 - theta)))
         p1 = theta + self.d0
-        return self.candidate_n / (p1 * (1 - p1)) + self.rows_n / (theta * (1 - theta))
+        return cast(FloatArray, self.candidate_n / (p1 * (1 - p1)) + self.rows_n / (theta * (1 - theta)))
 
-    def _theta(self, u):
+    def _theta(self, u: FloatArray) -> FloatArray:
         return self.lo + (self.hi - self.lo) * np.sin(u) ** 2
 
-    def nodes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def nodes(self) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
         """Nuisance nodes evenly spaced in arc length (angle u, theta, row weights, within rates)."""
         if self._nodes is None:
             fine = 4096
@@ -211,18 +216,18 @@ class _SampleSpace:
             self._nodes = (u, theta, self.row_weights(theta), self.within(theta))
         return self._nodes
 
-    def row_weights(self, rate: np.ndarray) -> np.ndarray:
+    def row_weights(self, rate: FloatArray) -> FloatArray:
         """(len(rate), rows) binomial probabilities of the rows."""
         rows = np.arange(self.rows_n + 1)
         log_comb = gammaln(self.rows_n + 1) - gammaln(rows + 1) - gammaln(self.rows_n - rows + 1)
         rate = np.asarray(rate, dtype=float)[:, None]
-        return np.exp(log_comb + xlogy(rows, rate) + xlog1py(self.rows_n - rows, -rate))
+        return cast(FloatArray, np.exp(log_comb + xlogy(rows, rate) + xlog1py(self.rows_n - rows, -rate)))
 
-    def counts(self, t: float, tail: str) -> np.ndarray:
+    def counts(self, t: float, tail: str) -> NDArray[np.int_]:
         """Per row, the cells strictly below t (upper tail) or at most t (lower tail)."""
-        return (self.stat < t).sum(axis=1) if tail == _UPPER else (self.stat <= t).sum(axis=1)
+        return cast(NDArray[np.int_], (self.stat < t).sum(axis=1) if tail == _UPPER else (self.stat <= t).sum(axis=1))
 
-    def tail_prob(self, counts: np.ndarray, tail: str, weights: np.ndarray, within: np.ndarray) -> np.ndarray:
+    def tail_prob(self, counts: NDArray[np.int_], tail: str, weights: FloatArray, within: FloatArray) -> FloatArray:
         """P(stat >= t) (upper) or P(stat <= t) (lower) for each (row weights, within rate) given."""
         shape = weights.shape
         trials = np.broadcast_to(self.trials, shape)
@@ -237,9 +242,9 @@ class _SampleSpace:
             mid = (k >= 0) & (k < trials) & (weights > _NEGLIGIBLE_ROW)
             a, b, x = trials[mid] - k[mid], k[mid] + 1, 1 - np.broadcast_to(within[:, None], shape)[mid]
         cond[mid] = betainc(a, b, x)
-        return (weights * cond).sum(axis=1)
+        return cast(FloatArray, (weights * cond).sum(axis=1))
 
-    def null_prob(self, counts: np.ndarray, tail: str, u: float) -> float:
+    def null_prob(self, counts: NDArray[np.int_], tail: str, u: float) -> float:
         theta = self._theta(np.array([u]))
         return float(self.tail_prob(counts, tail, self.row_weights(theta), self.within(theta))[0])
 
@@ -261,7 +266,7 @@ class _SampleSpace:
             best = max(best, -float(found.fun))
         return min(1.0, best)
 
-    def levels(self) -> np.ndarray:
+    def levels(self) -> FloatArray:
         if self._levels is None:
             self._levels = np.unique(self.stat[np.isfinite(self.stat)])
         return self._levels
@@ -357,7 +362,7 @@ def paired_p_values(n10: int, n01: int, n: int, *, margin: float) -> tuple[float
             at_zero.p_value(at_zero.stat[row, col], _UPPER), PAIRED_EXACT)
 
 
-def paired_decision(candidate: np.ndarray, baseline: np.ndarray, *, margin: float, alpha: float,
+def paired_decision(candidate: NDArray[Any], baseline: NDArray[Any], *, margin: float, alpha: float,
                     alpha_claims: float | None = None) -> MarginDecision:
     """Verdict from outcomes (n,) in {0, 1} on the same initial conditions, aligned by position."""
     alpha_claims = _check_levels(margin, alpha, alpha_claims)
@@ -405,7 +410,8 @@ def independent_decision(k_candidate: int, n_candidate: int, k_baseline: int, n_
                           margin, "independent", n_candidate, n_baseline, p_ni, p_reg, p_imp, method)
 
 
-def _verdict_grid(at_margin: _SampleSpace, at_zero: _SampleSpace, alpha: float, alpha_claims: float) -> np.ndarray:
+def _verdict_grid(at_margin: _SampleSpace, at_zero: _SampleSpace, alpha: float, alpha_claims: float
+                  ) -> NDArray[np.str_]:
     """Verdict of every cell of a sample space, from the critical values of the three tests."""
     regressed = at_margin.stat <= at_margin.critical(_LOWER, alpha_claims)
     passes = at_margin.stat >= at_margin.critical(_UPPER, alpha)
@@ -414,7 +420,7 @@ def _verdict_grid(at_margin: _SampleSpace, at_zero: _SampleSpace, alpha: float, 
     return np.where(np.isfinite(at_margin.stat), grid, "")
 
 
-def paired_verdict_table(n: int, *, margin: float, alpha: float, alpha_claims: float | None = None) -> np.ndarray:
+def paired_verdict_table(n: int, *, margin: float, alpha: float, alpha_claims: float | None = None) -> NDArray[np.str_]:
     """(n + 1, n + 1) verdicts indexed [n10, n01]; '' where n10 + n01 > n. What ``paired_decision``
     returns for every possible outcome, for enumerating error rates and power."""
     alpha_claims = _check_levels(margin, alpha, alpha_claims)
@@ -426,7 +432,7 @@ def paired_verdict_table(n: int, *, margin: float, alpha: float, alpha_claims: f
 
 
 def independent_verdict_table(n_c: int, n_b: int, *, margin: float, alpha: float,
-                              alpha_claims: float | None = None) -> np.ndarray:
+                              alpha_claims: float | None = None) -> NDArray[np.str_]:
     """(n_c + 1, n_b + 1) verdicts indexed [k_c, k_b], as ``independent_decision`` returns them."""
     alpha_claims = _check_levels(margin, alpha, alpha_claims)
     _check_exact_n(n_c)
@@ -466,7 +472,7 @@ def gate_power(n: int, p10: float, p01: float, *, margin: float, alpha: float, c
     return float(min(1.0, space.tail_prob(space.counts(threshold, tail), tail, space.row_weights(psi), within)[0]))
 
 
-def _smallest_n(power_at, target: float, start: float, *, look_below: int = 8) -> int:
+def _smallest_n(power_at: Callable[[int], float], target: float, start: float, *, look_below: int = 8) -> int:
     """Smallest n with power_at(n) >= target whose ``look_below`` predecessors all fall short,
     searched from a normal-approximation ``start``: gallop to a bracket, bisect, then scan down."""
     cache: dict[int, float] = {}
@@ -514,7 +520,7 @@ def _z_start(alpha: float, power: float, var_null: float, var_true: float, dista
     """Normal-approximation n for a one-sided score test: where the exact search starts."""
     z_null = stats.norm.ppf(1 - alpha) * math.sqrt(max(var_null, 1e-4))
     z_power = stats.norm.ppf(power) * math.sqrt(max(var_true, 0.0))
-    return ((z_null + z_power) / distance) ** 2
+    return float(((z_null + z_power) / distance) ** 2)
 
 
 def n_gate(p_baseline: float, drop: float, margin: float, *, alpha: float, power: float = 0.8,
@@ -565,7 +571,7 @@ def n_gate_pass(p_baseline: float, margin: float, *, alpha: float, power: float 
 
 # --- sequential and overall -------------------------------------------------------------------
 
-def sequential_verdict(diffs: np.ndarray, *, margin: float, alpha: float) -> tuple[str, dict[str, float]]:
+def sequential_verdict(diffs: NDArray[Any], *, margin: float, alpha: float) -> tuple[str, dict[str, float]]:
     """Anytime-valid verdict after the paired differences ``diffs`` (n,) in {-1, 0, 1} seen so far
     (candidate - baseline, in a fixed order). Each hypothesis is tested at ``alpha``; the verdict is
     the first one whose running maximum wealth crossed 1/alpha (REGRESSED before NON-INFERIOR).

@@ -18,8 +18,10 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from scipy import stats
 
 
@@ -32,7 +34,7 @@ class PolicyEffect:
     high: float
     level: float
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -46,13 +48,13 @@ class MixedModelResult:
     message: str  # the optimizer's message
     fit_warnings: tuple[str, ...] = ()  # every warning the fit raised, as text
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"intercept": self.intercept, "task_sd_median": self.task_sd_median, "task_sd_mean": self.task_sd_mean,
                 "converged": self.converged, "message": self.message, "fit_warnings": list(self.fit_warnings),
                 "effects": [e.to_dict() for e in self.effects]}
 
 
-def fit_policy_effects(task: np.ndarray, policy: np.ndarray, success: np.ndarray, *, rng: np.random.Generator,
+def fit_policy_effects(task: NDArray[Any], policy: NDArray[Any], success: NDArray[Any], *, rng: np.random.Generator,
                        level: float = 0.95, n_policies: int | None = None,
                        max_iterations: int | None = None) -> MixedModelResult:
     """Episode-level inputs, each of shape (N,): task index, policy index (0 = reference), outcome.

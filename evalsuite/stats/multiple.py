@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 CORRECTIONS = ("holm", "bh", "none")
 
 
-def adjust_pvalues(pvalues, method: str = "holm") -> np.ndarray:
+def adjust_pvalues(pvalues: ArrayLike, method: str = "holm") -> NDArray[np.float64]:
     """Adjusted p-values, shape (m,) -> (m,): Holm (FWER) or Benjamini-Hochberg (FDR)."""
     p = np.asarray(pvalues, dtype=float)
     if p.ndim != 1:

@@ -17,10 +17,13 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
 from evalsuite.stats.intervals import Interval, wilson_bounds  # noqa: F401  (re-exported for simulations)
 from evalsuite.stats.paired import newcombe_paired_bounds
+
+FloatArray = NDArray[np.float64]
 
 CORRECTION_LEVELS = ("holm", "bonferroni", "bh", "none")
 
@@ -31,7 +34,8 @@ def _z(level: float) -> float:
     return float(stats.norm.ppf(1 - (1 - level) / 2))
 
 
-def _mover_sum(estimates, lows, highs, weights) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _mover_sum(estimates: FloatArray, lows: FloatArray, highs: FloatArray, weights: float | FloatArray
+               ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """MOVER for sum_t w_t theta_t (w_t >= 0) over the last axis."""
     theta = np.sum(weights * estimates, axis=-1)
     down = np.sqrt(np.sum((weights * (estimates - lows)) ** 2, axis=-1))
@@ -39,7 +43,7 @@ def _mover_sum(estimates, lows, highs, weights) -> tuple[np.ndarray, np.ndarray,
     return theta, theta - down, theta + up
 
 
-def _constrained_rates(multiplier, k, n) -> np.ndarray:
+def _constrained_rates(multiplier: FloatArray, k: FloatArray, n: FloatArray) -> FloatArray:
     """Per-task rates maximizing the likelihood subject to a mean over tasks, from the Lagrange
     multiplier a (per task): the root in [0, 1] of a p^2 - (a + n) p + k = 0, the stationarity
     k/p - (n - k)/(1 - p) = a. a = 0 gives k/n; a > 0 pulls rates down, a < 0 up."""
@@ -51,8 +55,8 @@ def _constrained_rates(multiplier, k, n) -> np.ndarray:
     return np.clip(p, 0.0, 1.0)
 
 
-def mean_over_tasks_bounds(successes, n, *, level: float = 0.95, iterations: int = 48
-                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def mean_over_tasks_bounds(successes: ArrayLike, n: ArrayLike, *, level: float = 0.95, iterations: int = 48
+                           ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """(estimate, low, high) of the equally weighted mean over the last axis (tasks), for any
     leading batch shape; ``mean_over_tasks`` is the scalar face, this one serves simulations.
 
@@ -64,7 +68,7 @@ def mean_over_tasks_bounds(successes, n, *, level: float = 0.95, iterations: int
     tasks = k.shape[-1]
     theta_hat = (k / n).mean(axis=-1)
 
-    def constrained(log_multiplier, sign):
+    def constrained(log_multiplier: FloatArray, sign: int) -> tuple[FloatArray, FloatArray]:
         lam = sign * np.exp(log_multiplier)[..., None]  # multiplier of sum_t p_t / T; per task lam / T
         p = _constrained_rates(lam / tasks, k, n)
         # Score statistic sum_t (k_t - n_t p_t)^2 / (n_t p_t (1 - p_t)) = lam^2 Var(mean) at p.
@@ -87,7 +91,7 @@ def mean_over_tasks_bounds(successes, n, *, level: float = 0.95, iterations: int
     return theta_hat, np.minimum(low, theta_hat), np.maximum(high, theta_hat)
 
 
-def mean_over_tasks(successes, n, *, level: float = 0.95) -> Interval:
+def mean_over_tasks(successes: ArrayLike, n: ArrayLike, *, level: float = 0.95) -> Interval:
     """Interval for the mean over tasks of the per-task success rates, tasks independent.
 
     ``successes`` and ``n``: shape (num_tasks,) (``n`` may be a scalar), 0 <= successes <= n, n > 0.
@@ -113,7 +117,8 @@ def mean_over_tasks(successes, n, *, level: float = 0.95) -> Interval:
     return Interval(float(theta), float(low), float(high), level, "score")
 
 
-def paired_difference_over_tasks_bounds(tables, *, level: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def paired_difference_over_tasks_bounds(tables: ArrayLike, *, level: float = 0.95
+                                        ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """(difference, low, high) for ``tables`` of shape (..., num_tasks, 4), cells (both, a_only,
     b_only, neither): MOVER over the tasks' Newcombe intervals, equal weights."""
     t = np.asarray(tables)

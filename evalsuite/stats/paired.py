@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
 from evalsuite.stats.intervals import wilson_bounds
+
+FloatArray = NDArray[np.float64]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +36,7 @@ class PairedComparison:
     level: float
     p_value: float  # exact McNemar, two-sided
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -44,8 +48,8 @@ def mcnemar_exact(a_only: int, b_only: int) -> float:
     return float(stats.binomtest(a_only, discordant, 0.5, alternative="two-sided").pvalue)
 
 
-def newcombe_paired_bounds(both, a_only, b_only, neither, *, level: float = 0.95
-                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def newcombe_paired_bounds(both: ArrayLike, a_only: ArrayLike, b_only: ArrayLike, neither: ArrayLike, *,
+                           level: float = 0.95) -> tuple[FloatArray, FloatArray, FloatArray]:
     """(difference, low, high) of Newcombe's (1998) method 10 for p_a - p_b, vectorized over the
     cells' common shape (every table at least one pair)."""
     both, a_only, b_only, neither = (np.asarray(c, dtype=float) for c in (both, a_only, b_only, neither))
@@ -75,7 +79,7 @@ def newcombe_paired_interval(both: int, a_only: int, b_only: int, neither: int, 
     return float(low), float(high)
 
 
-def paired_comparison(a: np.ndarray, b: np.ndarray, *, level: float = 0.95) -> PairedComparison:
+def paired_comparison(a: NDArray[Any], b: NDArray[Any], *, level: float = 0.95) -> PairedComparison:
     """Compare outcomes ``a`` and ``b``, each of shape (n,) in {0, 1}, paired by position."""
     a = np.asarray(a, dtype=bool)
     b = np.asarray(b, dtype=bool)

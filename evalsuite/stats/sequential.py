@@ -14,15 +14,18 @@ test applied repeatedly. Concordant pairs cost episodes but carry no evidence ab
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 from scipy.special import betaln
 
 
-def log_e_value(a_wins, b_wins, *, prior: float = 1.0) -> np.ndarray:
+def log_e_value(a_wins: ArrayLike, b_wins: ArrayLike, *, prior: float = 1.0) -> NDArray[np.float64]:
     """log E for discordant counts (any matching shapes)."""
     b = np.asarray(a_wins, dtype=float)
     c = np.asarray(b_wins, dtype=float)
-    return betaln(prior + b, prior + c) - betaln(prior, prior) + (b + c) * np.log(2.0)
+    return cast(NDArray[np.float64], betaln(prior + b, prior + c) - betaln(prior, prior) + (b + c) * np.log(2.0))
 
 
 def decide(a_wins: int, b_wins: int, *, alpha: float, prior: float = 1.0) -> str:
@@ -32,7 +35,8 @@ def decide(a_wins: int, b_wins: int, *, alpha: float, prior: float = 1.0) -> str
     return "undecided"
 
 
-def first_rejection(a_outcomes: np.ndarray, b_outcomes: np.ndarray, *, alpha: float, prior: float = 1.0) -> np.ndarray:
+def first_rejection(a_outcomes: NDArray[Any], b_outcomes: NDArray[Any], *, alpha: float,
+                    prior: float = 1.0) -> NDArray[np.intp]:
     """Index (pairs used) of the first look with E >= 1/alpha, or -1; outcomes are (sims, n) in {0, 1}."""
     a = np.asarray(a_outcomes, dtype=bool)
     b = np.asarray(b_outcomes, dtype=bool)
@@ -43,7 +47,7 @@ def first_rejection(a_outcomes: np.ndarray, b_outcomes: np.ndarray, *, alpha: fl
     return np.where(reject.any(axis=-1), first, -1)
 
 
-def log_wealth_mean(diffs: np.ndarray, null: float, *, alternative: str) -> np.ndarray:
+def log_wealth_mean(diffs: NDArray[Any], null: float, *, alternative: str) -> NDArray[np.float64]:
     """Running log wealth of a betting e-process for the mean of paired differences in [-1, 1].
 
     ``diffs`` is (..., n), D_i = outcome_A - outcome_B. Against H0: E[D] <= null

@@ -162,10 +162,10 @@ def test_noise_is_not_a_reversal_but_a_real_flip_is():
 
 
 def test_analyze_family_end_to_end_on_synthetic_records():
-    """evalsuite/family.py wiring, without a simulator: keys of the result and the joint fit per policy."""
+    """evalsuite/analyses/family.py wiring, without a simulator: keys of the result and the joint fit per policy."""
     from types import SimpleNamespace as NS
 
-    from evalsuite.family import analyze_family
+    from evalsuite.analyses.family import analyze_family
 
     axes = (NS(name="mass", kind="physics", low=0.25, high=4.0, nominal=1.0, log=True, unit="x nominal"),
             NS(name="noise", kind="sensing", low=0.0, high=0.02, nominal=0.0, log=False, unit="m"),
