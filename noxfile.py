@@ -1,64 +1,89 @@
-"""Sessions: `evaluate` (the main job), `tests` (default), `unit` (the edit-test loop), `lint`,
-`gate`, `tests_slow`, `benchmark`.
+"""Sessions: `evaluate` (the main job), `tests` (default: lint, tests, the project's own gate),
+`unit` (the edit-test loop), `lint`, `gate`, `tests_slow`, `benchmark`, `wheel`.
 
-All sessions share one environment spec; torch is pinned in the same pip command as the rest so
-pip takes the CPU wheel instead of a multi-GB CUDA build.
+Every session but `wheel` runs in one shared environment, `.nox/shared`, built once and rebuilt
+only when pyproject.toml, constraints.txt or the install line change (`wheel` tests a built wheel
+in its own). torch is pinned in the same pip command as the rest so pip takes the CPU wheel
+instead of a multi-GB CUDA build.
 """
+
+import hashlib
+import os
+import sys
+from pathlib import Path
 
 import nox
 
 nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = True
 
-INSTALL = ["-e", ".[metaworld,robomimic,torch,lbm,ray,test]", "torch==2.13.0", "-c", "constraints.txt"]
+INSTALL = ["-e", ".[metaworld,robomimic,torch,lbm,ray,test]", "torch==2.13.0", "ruff==0.17.6", "mypy==2.4.1",
+           "-c", "constraints.txt"]
+SHARED = Path(".nox/shared")
 # The project's own regression gate: today's scripted expert on the shipped baseline's initial conditions.
 SHIPPED_BASELINE = "reports/baselines/metaworld-smoke-scripted"
+# mypy --strict on the statistics, the plugin interfaces and the specs.
+STRICT = ["evalsuite/stats", "evalsuite/interfaces.py", "evalsuite/specs.py"]
 
 
-def _install(session: nox.Session) -> None:
-    session.install(*INSTALL)
+def _shared(session: nox.Session) -> dict[str, str]:
+    """The shared environment, (re)installed when what defines it changed; returns the variables
+    that make a command run inside it."""
+    python = SHARED / "bin" / "python"
+    if not python.exists():
+        session.run(sys.executable, "-m", "venv", str(SHARED), external=True)
+    spec = hashlib.sha256(" ".join(INSTALL).encode() + Path("pyproject.toml").read_bytes()
+                          + Path("constraints.txt").read_bytes()).hexdigest()
+    stamp = SHARED / "installed.sha256"
+    if not stamp.exists() or stamp.read_text() != spec:
+        session.run(str(python), "-m", "pip", "install", "-q", *INSTALL, external=True)
+        stamp.write_text(spec)
+    return {"PATH": f"{(SHARED / 'bin').resolve()}{os.pathsep}{os.environ.get('PATH', '')}",
+            "VIRTUAL_ENV": str(SHARED.resolve())}
 
 
-@nox.session
+def _run(session: nox.Session, program: str, *args: str) -> None:
+    """``program`` from the shared environment's bin/ (nox would look it up on the outer PATH)."""
+    env = _shared(session)
+    session.run(str((SHARED / "bin" / program).resolve()), *args, env=env, external=True)
+
+
+def _lint(session: nox.Session) -> None:
+    _run(session, "ruff", "check", "--select", "F,E9", "evalsuite", "policies", "suites", "tests", "benchmarks",
+         "noxfile.py")
+    _run(session, "mypy", *STRICT)
+
+
+@nox.session(venv_backend="none")
 def evaluate(session: nox.Session) -> None:
     """`nox -s evaluate -- suite=metaworld-smoke [policies=[...] episodes=N ...]`."""
-    _install(session)
-    args = list(session.posargs) or ["suite=metaworld-smoke"]
-    session.run("evalsuite", "evaluate", *args)
+    _run(session, "evalsuite", "evaluate", *(list(session.posargs) or ["suite=metaworld-smoke"]))
 
 
-@nox.session
+@nox.session(venv_backend="none")
 def tests(session: nox.Session) -> None:
-    """The default test run (slow simulations excluded)."""
-    _install(session)
-    session.run("pytest", "-m", "not slow", *session.posargs)
-    session.run("evalsuite", "gate", f"baseline={SHIPPED_BASELINE}", "candidate_policy=scripted",
-                "tracking_uri=none", "progress=false", f"out={session.create_tmp()}/gate")
+    """What CI runs: lint, the default tests (slow simulations excluded), the project's own gate."""
+    _lint(session)
+    _run(session, "pytest", "-m", "not slow", *session.posargs)
+    _run(session, "evalsuite", "gate", f"baseline={SHIPPED_BASELINE}", "candidate_policy=scripted",
+         "tracking_uri=none", "progress=false", f"out={session.create_tmp()}/gate")
 
 
 # Statistics, plan, journal, the fake-suite runner and executors, the gate's logic: no simulator.
 UNIT = ["tests/stats", "tests/test_plan_and_journal.py", "tests/test_runner.py", "tests/test_groups_and_combine.py",
-        "tests/test_bad_inputs.py", "tests/test_runlock.py", "tests/test_import_graph.py"]
+        "tests/test_bad_inputs.py", "tests/test_runlock.py", "tests/test_import_graph.py", "tests/test_analyses.py"]
 
 
-@nox.session(default=False)
+@nox.session(venv_backend="none", default=False)
 def unit(session: nox.Session) -> None:
     """Under two minutes: the parts with no simulator in them."""
-    _install(session)
-    session.run("pytest", "-m", "not slow", "-k", "not metaworld and not robomimic", *UNIT, *session.posargs)
+    _run(session, "pytest", "-m", "not slow", "-k", "not metaworld and not robomimic", *UNIT, *session.posargs)
 
 
-STRICT = ["evalsuite/stats", "evalsuite/interfaces.py", "evalsuite/specs.py"]
-
-
-@nox.session(default=False)
+@nox.session(venv_backend="none", default=False)
 def lint(session: nox.Session) -> None:
-    """ruff (pyflakes rules and syntax errors) over every Python file of the project; mypy --strict
-    on the statistics, the plugin interfaces and the specs (numpy's own stubs, so numpy is installed)."""
-    session.install("ruff==0.17.6", "mypy==2.4.1", "-c", "constraints.txt", "numpy", "scipy")
-    session.run("ruff", "check", "--select", "F,E9", "evalsuite", "policies", "suites", "tests", "benchmarks",
-                "noxfile.py")
-    session.run("mypy", *STRICT)
+    """ruff (pyflakes rules and syntax errors) over every Python file; mypy --strict on STRICT."""
+    _lint(session)
 
 
 @nox.session(default=False)
@@ -78,28 +103,21 @@ def wheel(session: nox.Session) -> None:
                 "tracking_uri=none", "progress=false", "out=wheel-run")
 
 
-@nox.session(default=False)
+@nox.session(venv_backend="none", default=False)
 def gate(session: nox.Session) -> None:
     """`nox -s gate -- baseline=RUN candidate_policy=ID [margin=0.05 ...]` (default: the shipped baseline)."""
-    _install(session)
-    args = list(session.posargs) or [f"baseline={SHIPPED_BASELINE}", "candidate_policy=scripted"]
-    session.run("evalsuite", "gate", *args)
+    _run(session, "evalsuite", "gate", *(list(session.posargs) or [f"baseline={SHIPPED_BASELINE}",
+                                                                      "candidate_policy=scripted"]))
 
 
-@nox.session(default=False)
+@nox.session(venv_backend="none", default=False)
 def tests_slow(session: nox.Session) -> None:
     """Long simulations and end-to-end runs."""
-    _install(session)
-    session.run("pytest", "-m", "slow", *session.posargs)
+    _run(session, "pytest", "-m", "slow", *session.posargs)
 
 
-@nox.session(default=False)
+@nox.session(venv_backend="none", default=False)
 def benchmark(session: nox.Session) -> None:
     """Runner throughput (Meta-World, robomimic workers), sequential savings, aggregates vs rliable."""
-    _install(session)
-    session.run("python", "benchmarks/throughput.py", *session.posargs)
-    session.run("python", "benchmarks/robomimic_workers.py")
-    session.run("python", "benchmarks/sequential.py")
-    session.run("python", "benchmarks/aggregates.py")
-    session.run("python", "benchmarks/gate.py")
-    session.run("python", "benchmarks/latency.py")
+    for script in ("throughput.py", "robomimic_workers.py", "sequential.py", "aggregates.py", "gate.py", "latency.py"):
+        _run(session, "python", f"benchmarks/{script}", *(session.posargs if script == "throughput.py" else []))

@@ -5,7 +5,8 @@ import sys
 
 import pytest
 
-from evalsuite.cli import main, parse_list
+from evalsuite.cli import main
+from evalsuite.commands.options import parse_list
 from tests.conftest import REPO
 
 BASE = ["evaluate", "suite=metaworld-smoke", "tracking_uri=none", "progress=false"]
@@ -128,3 +129,35 @@ def test_every_command_has_help_from_its_key_table(command, key, capsys):
     assert main([command, "--help"]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"evalsuite {command}") and (key is None or f"  {key} " in out)
+
+
+@pytest.mark.parametrize("command", ["evaluate", "gate"])
+def test_readme_key_tables_are_the_declarations(command):
+    """The README's key table of a command is generated from the same ``OPTIONS`` its parser uses
+    (`EVALSUITE_WRITE_README_KEYS=1 pytest tests/test_cli.py` rewrites it)."""
+    import os
+    import re
+
+    from evalsuite.commands import module
+    from evalsuite.commands.options import markdown_table
+    from tests.conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    begin, end = f"<!-- keys:{command} -->", f"<!-- /keys:{command} -->"
+    table = f"{begin}\n{markdown_table(module(command).OPTIONS)}\n{end}"
+    found = re.search(re.escape(begin) + ".*?" + re.escape(end), readme, re.S)
+    assert found, f"README.md lacks {begin}"
+    if os.environ.get("EVALSUITE_WRITE_README_KEYS"):
+        (REPO / "README.md").write_text(readme.replace(found.group(0), table))
+    else:
+        assert found.group(0) == table, "README key table out of date: EVALSUITE_WRITE_README_KEYS=1 pytest tests/test_cli.py"
+
+
+def test_help_lists_every_declared_option_with_its_default(capsys):
+    from evalsuite.commands import evaluate
+
+    assert main(["evaluate", "--help"]) == 0
+    out = capsys.readouterr().out
+    for option in evaluate.OPTIONS:
+        assert f"  {option.name} " in out
+    assert "batch_size" in out and "(default: 8)" in out

@@ -1,0 +1,190 @@
+"""`evalsuite evaluate`: policies on a suite's tasks, paired and blinded, into a run folder."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from evalsuite.commands.options import (Option, Values, boolean, default_out, integer, listing, non_negative, number,
+                                        one_of, parse, parse_policy, parse_tags, tracking_uri)
+from evalsuite.errors import UsageError
+
+SUITE = (
+    Option("suite", "suite id (see `evalsuite list`)"),
+    Option("policies", "[id, id:key=value, ...] (default: the suite's default policies)", parse=listing),
+    Option("tasks", "[task, ...], all, or Meta-World's difficulty groups (default: the suite's default tasks)",
+           parse=listing),
+    Option("init_states", "robomimic HDF5 dataset whose stored initial states the episodes start from"),
+    Option("obs", "observation mode of the suite: metaworld state | pointcloud; robomimic low_dim | image"),
+)
+FAMILY = (
+    Option("sampler", "MDP families: sobol | lhs | grid (grids include the range ends)"),
+    Option("mdps", "MDP families: MDPs drawn from the family besides the nominal one (grid: about this many)"),
+    Option("vary", "MDP families: [axis, ...] that vary (default: all); the others stay nominal"),
+    Option("design_seed", "MDP families: seed of the Sobol / Latin-hypercube design"),
+    Option("points", "MDP families: a JSON list of {axis: value} MDPs to run instead of a sampled design"),
+)
+WORST_CASE = (
+    Option("worst_case", "MDP families: cem (CEM search + same-budget grid per policy) | none", "cem",
+           one_of("cem", "none")),
+    Option("generations", "worst-case search: CEM generations", "4", integer(1)),
+    Option("population", "worst-case search: candidates a generation", "8", integer(1)),
+    Option("episodes_per_point", "worst-case search: episodes per candidate", "4", integer(1)),
+    Option("fresh_episodes", "worst-case search: episodes re-running each winner on fresh initial conditions", "40",
+           integer(1)),
+)
+STOPPING = (
+    Option("stopping", "fixed | sequential (stop a task once every pair of policies is decided)", "fixed",
+           one_of("fixed", "sequential")),
+    Option("alpha", "stopping=sequential: error rate of the decisions, over all pairs and looks", "0.05",
+           number(0.0, 1.0)),
+    Option("margin", "stopping=sequential: also stop a pair once |difference| < margin (equivalent)",
+           parse=number(0.0, 1.0)),
+    Option("max_episodes", "stopping=sequential: cap on initial conditions per task", "200", integer(1)),
+    Option("round_size", "stopping=sequential: initial conditions per round", "10", integer(1)),
+)
+DESIGN = (
+    Option("episodes", "initial conditions per task (default: the suite's)", parse=integer(1)),
+    Option("seed", "root seed", "0", integer(0)),
+    Option("out", "run folder (default: reports/<suite>-<hash of the request>)"),
+    Option("max_steps", "cap on every task's step limit", parse=integer(1)),
+)
+PARALLEL = (
+    Option("batch_size", "parallel episodes", "8", integer(1)),
+    Option("env_workers", "environment subprocesses stepped in lock-step (0: in-process; default: the suite's)",
+           parse=integer(0)),
+    Option("workers", "whole-episode workers: processes here, or Ray actors with executor=ray (0: lock-step)",
+           parse=integer(0)),
+    Option("executor", "local | ray", "local", one_of("local", "ray")),
+    Option("cpus", "cores evalsuite may use: inference threads x processes stay within (default: all)",
+           parse=integer(1)),
+    Option("ray_address", "executor=ray: auto | HOST:PORT of a running cluster (default: start Ray on this machine)"),
+    Option("worker_cpus", "executor=ray: CPUs per actor", "1", number(0.0)),
+    Option("worker_gpus", "executor=ray: GPUs per actor", "0", non_negative),
+    Option("inference_actors", "executor=ray: policy servers that batch the requests of all actors (0: policies in "
+           "the actors)", "0", integer(0)),
+    Option("inference_cpus", "executor=ray: CPUs per policy server", "1", number(0.0)),
+    Option("inference_gpus", "executor=ray: GPUs per policy server", "0", non_negative),
+    Option("timeout", "seconds of policy inference per episode before it counts as a policy error", "600",
+           number(0.0)),
+)
+RAY_ONLY = ("ray_address", "worker_cpus", "worker_gpus", "inference_actors", "inference_cpus", "inference_gpus")
+
+
+def _statistics() -> tuple[Option, ...]:
+    from evalsuite.stats.intervals import INTERVAL_METHODS
+    from evalsuite.stats.multiple import CORRECTIONS
+
+    return (
+        Option("level", "confidence level (default: 0.95)", parse=number(0.0, 1.0)),
+        Option("interval", " | ".join(INTERVAL_METHODS) + " (default: wilson)", parse=one_of(*INTERVAL_METHODS)),
+        Option("correction", " | ".join(CORRECTIONS) + " (default: holm)", parse=one_of(*CORRECTIONS)),
+        Option("bootstrap_reps", "bootstrap resamples (default: 10000)", parse=integer(100)),
+    )
+
+
+STATISTICS = _statistics()
+ATTEMPTS = Option("max_attempts", "attempts per trial when episodes error (default: 3)", parse=integer(1))
+TRACKING = (
+    Option("tracking_uri", "default (sqlite in the working directory) | none | sqlite:///PATH | http://HOST:PORT",
+           "default", tracking_uri),
+    Option("experiment", "MLflow experiment name", "evalsuite"),
+    Option("tags", "[key=value,...] MLflow tags of the run (a gate finds it by baseline=mlflow-tag:key=value)",
+           parse=parse_tags),
+    Option("progress", "true | false (default: whether stderr is a terminal)", parse=boolean),
+)
+OPTIONS = (*SUITE, *FAMILY, *WORST_CASE, *STOPPING, *DESIGN, *PARALLEL, *STATISTICS, ATTEMPTS, *TRACKING)
+SUITE_OPTIONS = ("init_states", "obs", *(o.name for o in FAMILY))
+SEARCH = tuple(o.name for o in WORST_CASE[1:])
+
+
+def analysis_options(v: Values) -> dict[str, Any]:
+    """The statistics keys given (a report re-analysed keeps its saved options for the others)."""
+    return {o.name: v[o.name] for o in (*STATISTICS, ATTEMPTS) if o.name in v.given}
+
+
+def request(v: Values):
+    """An EvaluateRequest from parsed ``evaluate`` options (shared with ``select`` and ``compose``)."""
+    from evalsuite import registry
+    from evalsuite.analysis import AnalysisOptions
+    from evalsuite.harness import EvaluateRequest
+
+    if "suite" not in v:
+        raise UsageError("missing suite=...; see `evalsuite list` for the suites")
+    suite = registry.suites.get(v["suite"])
+    if "policies" in v:
+        policies = [parse_policy(p) for p in v["policies"]]
+    elif suite.default_policies:
+        policies = [parse_policy(p) for p in suite.default_policies]
+    else:
+        raise UsageError(f"missing policies=[...]; suite {suite.id!r} has no default policies")
+    sequential = v.get("stopping") == "sequential"
+    sequential_given = [o.name for o in STOPPING[1:] if o.name in v.given]
+    if not sequential and sequential_given:
+        raise UsageError(f"{sequential_given[0]}= applies to stopping=sequential only")
+    episodes = v.get("episodes")
+    stopping: dict[str, Any] = {"rule": "fixed"}
+    if sequential:
+        if "episodes" in v.given:
+            raise UsageError("with stopping=sequential give max_episodes=, not episodes=")
+        stopping = {"rule": "sequential", "alpha": v["alpha"], "round_size": v["round_size"]}
+        if "margin" in v:
+            stopping["margin"] = v["margin"]
+        episodes = v["max_episodes"]
+    ray_given = [k for k in RAY_ONLY if k in v.given]
+    if ray_given and v["executor"] != "ray":
+        raise UsageError(f"{ray_given[0]}= applies to executor=ray only")
+    if v.get("workers") and v.get("env_workers"):
+        raise UsageError("give workers= (whole episodes per process) or env_workers= (lock-step), not both")
+    fields = {"suite": v["suite"], "tasks": v.get("tasks"), "policies": [p.label for p in policies],
+              "episodes": episodes, "seed": v["seed"], "max_steps": v.get("max_steps"),
+              "suite_options": {k: v[k] for k in SUITE_OPTIONS if k in v}, "stopping": stopping}
+    return EvaluateRequest(
+        suite=fields["suite"], policies=policies, out=Path(v["out"]) if "out" in v else default_out(fields),
+        tasks=fields["tasks"], episodes=episodes, seed=v["seed"], max_steps=fields["max_steps"],
+        suite_options=fields["suite_options"], stopping=stopping, batch_size=v["batch_size"],
+        env_workers=v.get("env_workers"), executor=v["executor"], workers=v.get("workers"), cpus=v.get("cpus"),
+        ray_address=v.get("ray_address"), worker_cpus=v["worker_cpus"], worker_gpus=v["worker_gpus"],
+        inference_actors=v["inference_actors"], inference_cpus=v["inference_cpus"],
+        inference_gpus=v["inference_gpus"], episode_timeout_s=v["timeout"],
+        options=AnalysisOptions(**analysis_options(v)), tracking_uri=v["tracking_uri"], experiment=v["experiment"],
+        tags=v.get("tags", {}), progress=v.get("progress", sys.stderr.isatty()),
+        worst_case=worst_case(v, suite))
+
+
+def worst_case(v: Values, suite) -> dict[str, int] | None:
+    """The worst-case search settings of an evaluation: on for MDP families unless worst_case=none."""
+    is_family = bool(suite.kwargs.get("family"))
+    given = [k for k in ("worst_case", "points", *SEARCH) if k in v.given]
+    if not is_family and given:
+        raise UsageError(f"{given[0]}= applies to MDP family suites only (e.g. suite=metaworld-family/pick-place)")
+    if not is_family or v.get("worst_case", "none") == "none":
+        return None
+    return {k: v[k] for k in SEARCH}
+
+
+def summary(results: dict[str, Any]) -> str:
+    """The console table at the end of a run: per task and policy, then the means over tasks."""
+    lines = [f"{'task':<24} {'policy':<28} {'rate':>6}  CI ({results['options']['interval']})"]
+    for r in results["per_task"]:
+        rate = "n/a" if r["rate"] is None else f"{r['rate']:.2f}"
+        errors = f", {r['policy_errors']} policy errors counted as failures" if r["policy_errors"] else ""
+        if r["missing"]:
+            w = r["worst_case"]
+            errors += (f", {r['missing']} missing (infrastructure); counted as failures: {w['rate']:.2f} "
+                       f"[{w['ci_low']:.2f}, {w['ci_high']:.2f}]")
+        lines.append(f"{r['task']:<24} {r['policy']:<28} {rate:>6}  [{r['ci_low']:.2f}, {r['ci_high']:.2f}]  "
+                     f"({r['successes']}/{r['n']}{errors})")
+    for a in results["aggregate"]:
+        lines.append(f"{'mean over tasks':<24} {a['policy']:<28} {a['mean']:>6.2f}  [{a['ci_low']:.2f}, {a['ci_high']:.2f}]")
+    return "\n".join(lines)
+
+
+def run(args: list[str]) -> int:
+    """Evaluate policies on a suite: blind, paired, resumable; results, report and MLflow."""
+    from evalsuite.harness import evaluate
+
+    results = evaluate(request(parse(args, OPTIONS)))
+    print(summary(results))
+    return 0

@@ -1,0 +1,86 @@
+"""`evalsuite plan`: episodes needed before running them - to detect a difference, or for a gate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from evalsuite.commands.options import Option, integer, number, parse
+from evalsuite.errors import UsageError
+
+
+def _options() -> tuple[Option, ...]:
+    from evalsuite.stats import power as pw
+
+    return (Option("p_baseline", "success rate of the baseline", parse=number(0.0, 1.0)),
+            Option("delta", "difference to detect (negative: a drop)", parse=number(-1.0, 1.0)),
+            Option("alpha", "two-sided error rate", "0.05", number(0.0, 1.0)),
+            Option("power", "probability of detecting delta", "0.8", number(0.0, 1.0)),
+            Option("design", " | ".join(pw.DESIGNS), "paired", _design),
+            Option("discordance", "paired: share of initial conditions where the two policies differ "
+                   "(default: independent outcomes)", parse=number(0.0, 1.0)),
+            Option("pilot", "a finished run folder whose paired episodes estimate the discordance"),
+            Option("margin", "size a regression gate with this margin instead", parse=number(0.0, 1.0)),
+            Option("tasks", "with margin=: tasks the gate decides over", "1", integer(1)))
+
+
+def _design(key: str, value: str) -> str:
+    from evalsuite.commands.options import choice
+    from evalsuite.stats import power as pw
+
+    return choice(key, value, pw.DESIGNS)
+
+
+OPTIONS = _options()
+
+
+def run(args: list[str]) -> int:
+    """Episodes needed to detect ``delta`` from ``p_baseline`` (paired: pairs; independent: per policy)."""
+    from evalsuite.stats import power as pw
+
+    v = parse(args, OPTIONS)
+    for key in ("p_baseline", "delta"):
+        if key not in v:
+            raise UsageError(f"missing {key}=...; usage: evalsuite plan p_baseline=0.7 delta=0.1 [design=paired]")
+    p0, delta, alpha, power = v["p_baseline"], v["delta"], v["alpha"], v["power"]
+    discordance, source = v.get("discordance"), "given" if "discordance" in v else \
+        "assumed independent outcomes per initial condition"
+    if "pilot" in v:
+        results_path = Path(v["pilot"]) / "results.json"
+        if not results_path.exists():
+            raise UsageError(f"pilot={v['pilot']!r} has no results.json; give a finished run folder")
+        pairs = json.loads(results_path.read_text())["pairwise"]
+        n_pairs = sum(p["n_pairs"] for p in pairs)
+        if n_pairs == 0:
+            raise UsageError(f"pilot={v['pilot']!r} has no paired episodes (it needs at least two policies)")
+        discordance = pw.discordance_from_pairs(sum(p["a_only"] + p["b_only"] for p in pairs), n_pairs)
+        source = f"estimated from {n_pairs} pilot pairs"
+    try:
+        paired = pw.n_paired(p0, delta, alpha=alpha, power=power, discordance=discordance)
+        independent = pw.n_independent(p0, delta, alpha=alpha, power=power)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if "margin" in v:  # a gate: both sides of its error, sized per task
+        from evalsuite.stats.margin import n_gate, n_gate_pass
+
+        margin, n_tasks = v["margin"], v["tasks"]
+        pass_each = power ** (1 / n_tasks)  # every task must pass (intersection-union test)
+        try:
+            n_catch = n_gate(p0, abs(delta), margin, alpha=alpha / n_tasks, power=power, discordance=discordance)
+            n_pass = n_gate_pass(p0, margin, alpha=alpha, power=pass_each, discordance=discordance)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        print(f"`evalsuite gate margin={margin:g} alpha={alpha:g}` over {n_tasks} task(s), exact tests "
+              f"({'discordance ' + format(discordance, '.3f') + ', ' + source if discordance is not None else source}):")
+        print(f"  {n_catch} pairs per task to call a drop {p0:g} -> {p0 - abs(delta):g} REGRESSED with power {power:g} "
+              f"(alpha/{n_tasks} per task)")
+        print(f"  {n_pass} pairs per task for an equivalent candidate (also {p0:g}) to PASS with probability "
+              f"{power:g} overall ({pass_each:.3f} per task, alpha {alpha:g} per task)")
+        print(f"  a baseline of {max(n_catch, n_pass)} initial conditions per task does both")
+        return 0
+    chosen = paired if v["design"] == "paired" else independent
+    unit = "pairs (every policy on each initial condition)" if v["design"] == "paired" else "episodes per policy"
+    print(f"{chosen.n} {unit} to detect {p0:g} -> {p0 + delta:g} with alpha={alpha:g} (two-sided), power={power:g}")
+    print(f"  paired: {paired.n} pairs at discordance {paired.discordance:.3f} ({source}); "
+          f"independent: {independent.n} per policy")
+    return 0

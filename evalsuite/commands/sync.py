@@ -1,0 +1,20 @@
+"""`evalsuite sync RUN`: log a finished run folder to MLflow (e.g. after the server was down)."""
+
+from __future__ import annotations
+
+from evalsuite.commands.options import Option, parse, run_dir
+from evalsuite.errors import UsageError
+
+OPTIONS = (Option("tracking_uri", "default | sqlite:///PATH | http://HOST:PORT", "default"),
+           Option("experiment", "MLflow experiment name", "evalsuite"))
+
+
+def run(args: list[str]) -> int:
+    """Log a run folder's results to MLflow."""
+    from evalsuite import tracking
+
+    folder, rest = run_dir(args, "sync")
+    v = parse(rest, OPTIONS)
+    if not (folder / "results.json").exists():
+        raise UsageError(f"{folder} has no results.json yet; run `evalsuite report {folder}` first")
+    return 0 if tracking.log_or_explain(folder, v["tracking_uri"], v["experiment"]) else 1
