@@ -44,12 +44,23 @@ class ModelConfig:
     train_steps: int = 100  # dp3: DDPM timesteps
     dispersive_variant: str = "infonce-l2"
     dispersive_weight: float = 0.5
-    time_scale: float = 1.0  # times x this before the sinusoidal embedding (e.g. 1000 for flow times in [0, 1])
+    # Conventions, defaults as the official code has them (LEGACY_CONVENTIONS: checkpoints trained here before).
+    time_scale: float | None = None  # times x this before the sinusoidal embedding; None: flowpolicy 99, else 1
+    time_merge: str = "sum"  # mp1/dm1: t and r embeddings summed (MP1) or "concat"
+    flow_eps: float = 1e-2  # flowpolicy: training t ~ U[eps, 1]; inference starts at t = eps
+    ema_target: bool = False  # flowpolicy option: the consistency target from the EMA net, without gradient
+    clip_sample: bool = True  # dp3: DDIM clips x0 to [-1, 1] at every step
+    ddim_update: str = "diffusers-0.11.1"  # dp3: the DDIM update of DP3's pinned diffusers, or "diffusers-0.15"
+    output_clamp: float | None = None  # clamp the sampled normalized chunk to +-this (the official samplers do not)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.family not in gen.FAMILIES:
             raise ValueError(f"unknown family {self.family!r}; accepted: {', '.join(gen.FAMILIES)}")
+        if self.time_scale is None:
+            self.time_scale = 99.0 if self.family == "flowpolicy" else 1.0
+        if self.ddim_update not in gen.DDIM_UPDATES:
+            raise ValueError(f"unknown ddim_update {self.ddim_update!r}; accepted: {', '.join(gen.DDIM_UPDATES)}")
         self.down_dims = tuple(self.down_dims)
         if self.horizon % 2 ** (len(self.down_dims) - 1):
             raise ValueError(f"horizon {self.horizon} must be divisible by 2^{len(self.down_dims) - 1}")
@@ -57,6 +68,11 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+# What a config.json written before these fields existed meant: the shipped checkpoints keep acting as trained.
+LEGACY_CONVENTIONS = {"time_scale": 1.0, "time_merge": "concat", "flow_eps": 0.0, "ema_target": True,
+                      "clip_sample": False, "ddim_update": "diffusers-0.15", "output_clamp": 1.5}
 
 
 class Normalizer(nn.Module):
@@ -109,7 +125,7 @@ class ChunkModel(nn.Module):
         self.encoder = ObservationEncoder(c.obs, c.n_obs_steps, c.feature_dim)
         n_times = 2 if c.family in ("mp1", "dm1") else 1
         self.net = ConditionalUnet1D(c.action_dim, self.encoder.out_dim, c.down_dims, n_times=n_times,
-                                     time_scale=c.time_scale)
+                                     time_scale=c.time_scale, time_merge=c.time_merge)
         self.normalizer = Normalizer(["action", *[k for k, (kind, _) in c.obs.items() if kind != "image"]])
         self.register_buffer("alphas_cumprod", gen.cosine_alphas_cumprod(c.train_steps))
 
@@ -126,35 +142,37 @@ class ChunkModel(nn.Module):
         if c.family == "dp3":
             return gen.ddpm_sample_loss(self.net, x, cond, self.alphas_cumprod, generator)
         if c.family == "flowpolicy":
-            return gen.consistency_fm_loss(self.net, x, cond, target_net=target.net if target else None,
-                                           segments=c.extra.get("segments", 2), generator=generator)
+            target_net = target.net if (c.ema_target and target is not None) else None
+            return gen.consistency_fm_loss(self.net, x, cond, segments=c.extra.get("segments", 2), eps=c.flow_eps,
+                                           target_net=target_net, generator=generator)
         if c.family == "mp1":
-            loss = gen.meanflow_loss(self.net, x, cond, cfg_w=2.0, adaptive=True, generator=generator)
-            feats = self._features(x, cond, generator)[:2]  # the first two down blocks
-            return loss + c.dispersive_weight * sum(gen.dispersive_loss(f) for f in feats)
+            loss, feats = gen.meanflow_loss(self.net, x, cond, cfg_w=2.0, adaptive=True, generator=generator,
+                                            return_features=True)
+            # MP1: every down block's output but the last, flattened, each its own dispersive term
+            return loss + c.dispersive_weight * sum(gen.mp1_dispersive_loss(f) for f in feats[:-1])
         loss = gen.meanflow_loss(self.net, x, cond, generator=generator)  # dm1
-        feats = [cond, *self._features(x, cond, generator)]  # observation embedding and UNet embeddings
-        return loss + c.dispersive_weight * sum(gen.dispersive_loss(f, c.dispersive_variant) for f in feats) / len(feats)
-
-    def _features(self, x: torch.Tensor, cond: torch.Tensor, generator) -> list[torch.Tensor]:
+        # DM1: the time, r and observation embeddings at uniform (t, r) - none depends on the action input
         b = x.shape[0]
-        t, r = (v.to(x.device) for v in gen.sample_t_r(b, generator))
-        e = torch.randn(x.shape, generator=generator).to(x.device)
-        z = (1 - t).view(b, 1, 1) * x + t.view(b, 1, 1) * e
-        return self.net(z, [t, r], cond, return_features=True)[1]
+        t, r = torch.rand(b, generator=generator).to(x.device), torch.rand(b, generator=generator).to(x.device)
+        embeddings = [*self.net.time_embeddings([t, r]), cond]
+        return loss + c.dispersive_weight * sum(gen.dispersive_loss(e, c.dispersive_variant) for e in embeddings)
 
     @torch.no_grad()
     def sample(self, obs: dict[str, torch.Tensor], noise: torch.Tensor, steps: int) -> torch.Tensor:
         """An action chunk (B, horizon, A) in environment units from ``noise`` (B, horizon, A)."""
         cond = self.encode(obs)
         family = self.config.family
+        c = self.config
         if family == "dp3":
-            x = gen.ddim_sample(self.net, noise, cond, self.alphas_cumprod, steps)
+            x = gen.ddim_sample(self.net, noise, cond, self.alphas_cumprod, steps, clip_sample=c.clip_sample,
+                                update=c.ddim_update)
         elif family == "flowpolicy":
-            x = gen.flow_sample(self.net, noise, cond, steps)
+            x = gen.flow_sample(self.net, noise, cond, steps, eps=c.flow_eps)
         else:
             x = gen.meanflow_sample(self.net, noise, cond, steps)
-        return self.normalizer.unnormalize("action", x.clamp(-1.5, 1.5))
+        if c.output_clamp is not None:
+            x = x.clamp(-c.output_clamp, c.output_clamp)
+        return self.normalizer.unnormalize("action", x)
 
 
 def save_checkpoint(model: ChunkModel, folder: Path, extra: dict[str, Any] | None = None, half: bool = False) -> Path:
@@ -180,7 +198,7 @@ def config_from_dict(data: dict[str, Any]):
         from evalsuite_policies.lbm import LBMConfig
 
         return LBMConfig(**data)
-    return ModelConfig(**data)
+    return ModelConfig(**{**LEGACY_CONVENTIONS, **data})
 
 
 def build_model(config) -> nn.Module:
@@ -214,14 +232,16 @@ def load_checkpoint(folder: Path) -> tuple[ChunkModel, dict[str, Any]]:
 class ChunkPolicy:
     """The evalsuite policy around a trained ChunkModel (any family)."""
 
-    def __init__(self, task, suite, checkpoint: str = "", steps: int = 0, trust: bool = False) -> None:
+    def __init__(self, task, suite, checkpoint: str = "", steps: int = 0, trust: bool = False,
+                 family: str | None = None, ddim_update: str = "diffusers-0.11.1") -> None:
         if not checkpoint:
             raise ValueError("a checkpoint folder is required, e.g. dp3:checkpoint=policies/checkpoints/dp3/drawer-open")
         if checkpoint.endswith(".ckpt"):  # an official DP3/FlowPolicy/MP1 file: pickled, needs trust
             from evalsuite_policies.official import load_official
 
             weights = Path(checkpoint)
-            self.model, self.meta = load_official(weights, trust=trust), {"official": str(weights)}
+            model = load_official(weights, trust=trust, family=family, ddim_update=ddim_update)
+            self.model, self.meta = model, {"official": str(weights)}
         else:
             folder = _resolve(checkpoint, task)
             self.model, self.meta = load_checkpoint(folder)
@@ -231,7 +251,9 @@ class ChunkPolicy:
         self.requirements = PolicyRequirements(
             {k: shape for k, (_, shape) in c.obs.items()}, c.action_dim, chunked=True, n_obs_steps=c.n_obs_steps,
             notes={"family": c.family, "nfe": self.nfe, "horizon": c.horizon, "n_action_steps": c.n_action_steps})
-        digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+        # the weights and the conventions they are sampled with: the same weights sampled otherwise act otherwise
+        conventions = json.dumps({k: getattr(c, k, None) for k in LEGACY_CONVENTIONS}, sort_keys=True)
+        digest = hashlib.sha256(weights.read_bytes() + conventions.encode()).hexdigest()[:16]
         self._fingerprint = f"{c.family}-{digest}-steps{self.steps}"
         self._generators: dict[int, torch.Generator] = {}
         self._stats: dict[int, list[tuple[int, float]]] = {}  # per slot: (descent steps, energy) per chunk
@@ -300,20 +322,25 @@ def _resolve(checkpoint: str, task) -> Path:
     return path
 
 
-# Chunking per family, from the official Meta-World / robomimic configs: (horizon, n_obs_steps, n_action_steps).
-FAMILY_CHUNKING = {"dp3": (16, 2, 8), "flowpolicy": (4, 2, 3), "mp1": (4, 2, 3), "dm1": (16, 2, 8), "ebt": (16, 2, 8),
+# Chunking per family: (horizon, n_obs_steps, n_action_steps). dp3, flowpolicy, mp1: the papers' Meta-World
+# configs (horizon 4, 2 observations; their n_action_steps 4 executes 3 actions, the rest of the chunk); DP3's
+# repository has defaulted to 16/2/8 since 2025-03, after the paper. dm1, ebt, lbm: Diffusion Policy's 16/2/8.
+FAMILY_CHUNKING = {"dp3": (4, 2, 3), "flowpolicy": (4, 2, 3), "mp1": (4, 2, 3), "dm1": (16, 2, 8), "ebt": (16, 2, 8),
                    "lbm": (16, 2, 8)}
 
 
 def _family_policy(family: str):
-    def make(task, suite, checkpoint: str = "", steps: int = 0, trust: bool = False) -> ChunkPolicy:
+    def make(task, suite, checkpoint: str = "", steps: int = 0, trust: bool = False,
+             ddim_update: str = "diffusers-0.11.1") -> ChunkPolicy:
+        """``ddim_update``: for an official dp3 ``.ckpt``, the DDIM update of diffusers 0.11.1 (DP3's pin) or 0.15."""
         from evalsuite.errors import UsageError
 
         if not checkpoint:
             kind = "robomimic" if suite.simulator == "robosuite" else "metaworld"
             checkpoint = f"policies/checkpoints/{family}/{kind}"
         try:
-            policy = ChunkPolicy(task, suite, checkpoint=checkpoint, steps=steps, trust=trust)
+            policy = ChunkPolicy(task, suite, checkpoint=checkpoint, steps=steps, trust=trust, family=family,
+                                 ddim_update=ddim_update)
         except ValueError as exc:
             raise UsageError(f"policy {family!r}: {exc}") from None
         if policy.model.config.family != family:

@@ -1,22 +1,33 @@
 """GPC: test-time composition of generative policies (no training).
 
 At every step of one shared sampling schedule the members' predictions are mixed with convex
-weights and one update is taken. Members of different kinds meet in the *velocity view*: every
-member gives the average velocity of the MeanFlow convention (z_t = (1 - t) x + t e, noise at t = 1)
-over the step [r, t]:
+weights and one update is taken, each member keeping the conventions of its own sampler (as its
+config records them; shipped checkpoints read with ``LEGACY_CONVENTIONS``), so that weight 1 on a
+member is that member alone. Members of different kinds meet in the *velocity view*: every member
+gives the average velocity of the MeanFlow convention (z_t = (1 - t) x + t e, noise at t = 1) over
+the step [r, t]:
 
 - mp1 / dm1: their own u(z, t, r);
-- flowpolicy (noise at tau = 0): -v(z, tau = 1 - t), its Euler step;
-- dp3 (DDPM, sample prediction): the clean-sample estimate x0 at the DDPM timestep of equal
-  signal-to-noise ratio ((1 - t) / t = sqrt(abar / (1 - abar)), state rescaled to
-  x_k = sqrt(1 - abar) / t * z), turned into (z - x0) / t. On DDIM's own times this update is
-  exactly DDIM (eta = 0), so a composition with weight 1 on a dp3 member is that member.
+- flowpolicy (noise at tau = 0): -v(z, tau), its Euler step, at its sampler's time
+  tau = eps + (1 - t)(1 - eps) (``flow_eps``; its steps are 1 / N long while tau advances
+  (1 - eps) / N, as FlowPolicy samples);
+- dp3 / lbm (DDPM, sample prediction): the state z stands for the DDPM state of equal
+  signal-to-noise ratio, x = z / sqrt((1 - t)^2 + t^2) at alpha-bar (1 - t)^2 / ((1 - t)^2 + t^2),
+  evaluated at the (fractional) DDPM timestep of that ratio. DDPM members that share one sampler
+  (noise schedule, ``clip_sample``, ``ddim_update``) mix their x0 predictions - at one state and
+  with weights summing to 1 this is the same as mixing their noise predictions, i.e. their scores,
+  which is what the official GPC mixes (the raw epsilon outputs of its DP and DP3, then one step
+  of the scheduler) - and take one DDIM step with their conventions (``generative.ddim_step``: x0
+  clipped after the mix, the DDIM update rule); that step, as an average velocity, enters the mix
+  with their total weight. On DDIM's own times this is exactly their DDIM.
 
 The schedule: ``ddim`` (the DDIM times of the DDPM members - dp3, lbm - whose noise schedules must
-agree) or ``uniform`` (t = 1, 1 - 1/N, ..., 0); ``auto`` takes ``ddim`` when a DDPM member is present. ``mix=native``
-is the paper's GPC, mixing the members' raw predictions (noise, sample or velocity): it requires
-one prediction type and one schedule, and is refused otherwise; mixing x0 at equal x_t is the same
-arithmetic as mixing eps, so it runs through the same update.
+agree) or ``uniform`` (t = 1, 1 - 1/N, ..., 0); ``auto`` takes ``ddim`` when a DDPM member is present.
+``mix=native`` is the paper's GPC, mixing the members' raw predictions (noise, sample or velocity):
+it requires one prediction type and one sampler, and is refused otherwise; mixing x0 at equal x_t
+is the same arithmetic as mixing eps, so it runs through the same update. The sampled chunk is
+clamped as the weighted members' samplers clamp theirs (``output_clamp``; the loosest of them, none
+when one of them does not clamp).
 """
 
 from __future__ import annotations
@@ -34,18 +45,53 @@ PREDICTION = {"dp3": "sample (x0) under DDPM noise", "lbm": "sample (x0) under D
               "mp1": "average velocity", "dm1": "average velocity"}
 
 
+def sampler(model) -> tuple[bool, str, float | None]:
+    """A member's sampler conventions: (clip_sample, ddim_update, output_clamp); LBM's are its
+    module's (``LanguageDiffusionModel.sample``)."""
+    c = model.config
+    if c.family == "lbm":
+        from evalsuite_policies import lbm
+
+        return lbm.SAMPLER_CLIP, lbm.SAMPLER_UPDATE, lbm.OUTPUT_CLAMP
+    return c.clip_sample, c.ddim_update, c.output_clamp
+
+
 def member_velocity(model, z: torch.Tensor, t: float, r: float, cond: torch.Tensor) -> torch.Tensor:
-    """The member's average velocity over [r, t] at state z (MeanFlow convention, see module doc)."""
+    """A flow member's average velocity over [r, t] at state z (MeanFlow convention, see module doc)."""
     b = z.shape[0]
-    family = model.config.family
-    if family in ("mp1", "dm1"):
+    c = model.config
+    if c.family in ("mp1", "dm1"):
         return model.net(z, [torch.full((b,), t), torch.full((b,), r)], cond)
-    if family == "flowpolicy":
-        return -model.net(z, [torch.full((b,), 1.0 - t)], cond)
-    k, abar = ddpm_timestep(model.alphas_cumprod, t)
-    x_k = (1 - abar) ** 0.5 / t * z
-    x0 = model.net(x_k, [torch.full((b,), k)], cond)
-    return (z - x0) / t
+    if c.family == "flowpolicy":
+        return -model.net(z, [torch.full((b,), c.flow_eps + (1.0 - t) * (1.0 - c.flow_eps))], cond)
+    raise ValueError(f"{c.family} is a DDPM member: see ddpm_velocity")
+
+
+def flow_abar(t: float) -> float:
+    """The alpha-bar of flow time t: equal signal-to-noise ratio ((1 - t) / t)^2 (1 at t = 0, 0 at t = 1)."""
+    return (1 - t) ** 2 / ((1 - t) ** 2 + t ** 2)
+
+
+def flow_scale(t: float) -> float:
+    """z = flow_scale(t) x for the DDPM state x of equal signal-to-noise ratio: 1 / (sqrt(abar) + sqrt(1 - abar))."""
+    return ((1 - t) ** 2 + t ** 2) ** 0.5
+
+
+def ddpm_velocity(members, z: torch.Tensor, t: float, r: float) -> torch.Tensor:
+    """DDPM members (model, weight, cond) sharing one sampler: their weighted mean x0 prediction
+    (= the mean noise prediction, i.e. score, at this one state), one DDIM step from t to r with
+    their conventions, as the average velocity over [r, t]."""
+    from evalsuite_policies.generative import ddim_step
+
+    first = members[0][0]
+    clip_sample, update, _ = sampler(first)
+    k, _ = ddpm_timestep(first.alphas_cumprod, t)
+    x = z / flow_scale(t)
+    ks = torch.full((z.shape[0],), k)
+    x0 = sum(w * m.net(x, [ks], c) for m, w, c in members) / sum(w for _, w, _ in members)
+    x_prev = ddim_step(x, x0, torch.tensor(flow_abar(t)), torch.tensor(flow_abar(r)), clip_sample=clip_sample,
+                       update=update)
+    return (z - flow_scale(r) * x_prev) / (t - r)
 
 
 def ddpm_timestep(alphas_cumprod: torch.Tensor, t: float) -> tuple[float, float]:
@@ -79,17 +125,25 @@ def compose_sample(models, weights, conds: list[torch.Tensor], noise: torch.Tens
     """Sample one normalized action chunk by the weighted velocity of the members (conditions
     ``conds``, each member's encoded observations) on ``times``. ``noise`` is the chunk at the
     first time in DDPM scale (as DDIM starts), rescaled to flow scale."""
-    t0 = times[0]
-    if t0 < 1.0:  # DDIM starts from x_k = noise at its first timestep: z = t / s * x_k
-        dp3 = next(m for m in models if m.config.family in DDPM)
-        _, abar = ddpm_timestep(dp3.alphas_cumprod, t0)
-        z = t0 / (1 - abar) ** 0.5 * noise
-    else:
-        z = noise
+    flows, ddpm = [], {}  # DDPM members grouped by their sampler: each group mixes before its step
+    for m, w, c in zip(models, weights, conds):
+        if w != 0:
+            if m.config.family in DDPM:
+                ddpm.setdefault((len(m.alphas_cumprod), *sampler(m)[:2]), []).append((m, w, c))
+            else:
+                flows.append((m, w, c))
+    z = flow_scale(times[0]) * noise
     for t, r in zip(times[:-1], times[1:]):
-        v = sum(w * member_velocity(m, z, t, r, c) for m, w, c in zip(models, weights, conds) if w != 0)
+        v = sum(w * member_velocity(m, z, t, r, c) for m, w, c in flows)
+        v = v + sum(sum(w for _, w, _ in group) * ddpm_velocity(group, z, t, r) for group in ddpm.values())
         z = z - (t - r) * v
     return z
+
+
+def output_clamp(models, weights) -> float | None:
+    """The clamp of the weighted members' samplers: the loosest, none when one of them has none."""
+    clamps = [sampler(m)[2] for m, w in zip(models, weights) if w != 0]
+    return None if None in clamps else max(clamps)
 
 
 class ComposedPolicy:
@@ -130,6 +184,7 @@ class ComposedPolicy:
                              "use schedule=uniform")
         self.times = (ddim_times(ddpm_members[0].alphas_cumprod, steps) if use_ddim
                       else list(np.linspace(1, 0, steps + 1)))
+        self.clamp = output_clamp(self.models, self.weights)
         obs_shapes = {}
         for m in self.models:
             obs_shapes.update({k: shape for k, (_, shape) in m.config.obs.items()})
@@ -179,6 +234,12 @@ class ComposedPolicy:
                 if a.family in DDPM and a.train_steps != b.train_steps:
                     raise UsageError(f"gpc:mix=native: {name0} and {name} have different noise schedules "
                                      f"({a.train_steps} vs {b.train_steps} DDPM steps)")
+                if a.family in DDPM and sampler(first)[:2] != sampler(model)[:2]:
+                    raise UsageError(f"gpc:mix=native: {name0} and {name} sample differently (clip_sample, "
+                                     f"ddim_update: {sampler(first)[:2]} vs {sampler(model)[:2]}); use mix=velocity")
+                if a.family == "flowpolicy" and a.flow_eps != b.flow_eps:
+                    raise UsageError(f"gpc:mix=native: {name0} and {name} start their flows at other times "
+                                     f"(flow_eps {a.flow_eps} vs {b.flow_eps}); use mix=velocity")
                 if schedule == "uniform" and a.family in DDPM:
                     raise UsageError("gpc:mix=native with dp3 members runs on their DDIM schedule; "
                                      "schedule=uniform needs mix=velocity")
@@ -197,7 +258,9 @@ class ComposedPolicy:
         noise = torch.stack([torch.randn((c.horizon, c.action_dim), generator=self._generators[int(s)])
                              for s in slots])
         z = compose_sample(self.models, self.weights, conds, noise, self.times)
-        chunk = self.models[0].normalizer.unnormalize("action", z.clamp(-1.5, 1.5)).numpy()
+        if self.clamp is not None:
+            z = z.clamp(-self.clamp, self.clamp)
+        chunk = self.models[0].normalizer.unnormalize("action", z).numpy()
         start = c.n_obs_steps - 1
         return chunk[:, start:start + c.n_action_steps]
 

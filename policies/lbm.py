@@ -40,6 +40,11 @@ INSTRUCTIONS = {
     "peg-insert-side": "insert the peg into the hole from the side",
 }
 
+# The sampler the shipped lbm checkpoints were trained and evaluated with (lbm is evalsuite's own
+# compact model, not a re-implementation of an official one): DDIM without clipping x0 between
+# steps, the update of diffusers >= 0.15, the chunk clamped to +-1.5.
+SAMPLER_CLIP, SAMPLER_UPDATE, OUTPUT_CLAMP = False, "diffusers-0.15", 1.5
+
 
 def instruction_for(task_id: str) -> str:
     return INSTRUCTIONS.get(task_id, task_id.replace("-", " "))
@@ -142,5 +147,6 @@ class LanguageDiffusionModel(nn.Module):
 
     @torch.no_grad()
     def sample(self, obs: dict[str, torch.Tensor], noise: torch.Tensor, steps: int) -> torch.Tensor:
-        x = gen.ddim_sample(self.net, noise, self.encode(obs), self.alphas_cumprod, steps)
-        return self.normalizer.unnormalize("action", x.clamp(-1.5, 1.5))
+        x = gen.ddim_sample(self.net, noise, self.encode(obs), self.alphas_cumprod, steps,
+                            clip_sample=SAMPLER_CLIP, update=SAMPLER_UPDATE)
+        return self.normalizer.unnormalize("action", x.clamp(-OUTPUT_CLAMP, OUTPUT_CLAMP))

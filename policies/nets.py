@@ -4,11 +4,13 @@
   max-pool, projection, LayerNorm) and a small residual CNN for images (written here: the CPU
   torch on these machines has no compiled torchvision ops).
 - The 1-D temporal UNet over action chunks with FiLM conditioning (Janner et al.; Chi et al.):
-  every residual block maps the global condition [time embeddings ; observation features] to a
+  every residual block maps the global condition [time embedding ; observation features] to a
   per-channel scale and bias. ``down_dims`` sets the widths: the papers use (512, 1024, 2048),
   the CPU-sized default here is (64, 128, 256). ``n_times`` = 2 embeds a second time (MeanFlow's
-  r). The forward pass can return the features after each down block (the dispersive losses use
-  them).
+  r); ``time_merge`` = "sum" adds the two embeddings (MP1's UNet, so its FiLM layers take
+  time_dim + cond_dim inputs), "concat" concatenates them (the layout of checkpoints trained here
+  before the MP1 fix). The forward pass can return the features after each down block (the
+  dispersive losses use them).
 """
 
 from __future__ import annotations
@@ -153,13 +155,15 @@ class ConditionalUnet1D(nn.Module):
     not used and every up block upsamples."""
 
     def __init__(self, action_dim: int, cond_dim: int, down_dims=CPU_DOWN_DIMS, kernel: int = 5, groups: int = 8,
-                 time_dim: int = 128, n_times: int = 1, time_scale: float = 1.0) -> None:
+                 time_dim: int = 128, n_times: int = 1, time_scale: float = 1.0, time_merge: str = "sum") -> None:
         super().__init__()
-        self.n_times, self.time_scale = n_times, time_scale
+        if time_merge not in ("sum", "concat"):
+            raise ValueError(f"unknown time_merge {time_merge!r}; accepted: concat, sum")
+        self.n_times, self.time_scale, self.time_merge = n_times, time_scale, time_merge
         self.time_encoders = nn.ModuleList(
             nn.Sequential(SinusoidalEmbedding(time_dim), nn.Linear(time_dim, 4 * time_dim), nn.Mish(),
                           nn.Linear(4 * time_dim, time_dim)) for _ in range(n_times))
-        c = time_dim * n_times + cond_dim
+        c = time_dim * (n_times if time_merge == "concat" else 1) + cond_dim
         dims = [action_dim, *down_dims]
         self.down = nn.ModuleList()
         for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
@@ -175,17 +179,24 @@ class ConditionalUnet1D(nn.Module):
         self.final = nn.Sequential(_Conv1dBlock(down_dims[0], down_dims[0], kernel, groups),
                                    nn.Conv1d(down_dims[0], action_dim, 1))
 
+    def time_embeddings(self, times: list[torch.Tensor]) -> list[torch.Tensor]:
+        """One (B, time_dim) embedding per time. Times are multiplied by ``time_scale`` first (flow
+        codes differ: MP1 embeds t in [0, 1], FlowPolicy 99 t, some 1000 t)."""
+        return [enc(t * self.time_scale) for enc, t in zip(self.time_encoders, times)]
+
     def forward(self, x: torch.Tensor, times: list[torch.Tensor], cond: torch.Tensor, return_features: bool = False):
         """x (B, H, A); times: n_times tensors (B,); cond (B, cond_dim). Returns (B, H, A)
-        [and the pooled features after each down block]. Times are multiplied by ``time_scale``
-        before the sinusoidal embedding (flow codes differ: some embed t in [0, 1], some 1000 t)."""
-        emb = torch.cat([enc(t * self.time_scale) for enc, t in zip(self.time_encoders, times)] + [cond], dim=-1)
+        [and the features (B, C, H_level) after each down block]."""
+        times_emb = self.time_embeddings(times)
+        if self.time_merge == "sum":
+            times_emb = [torch.stack(times_emb).sum(0)]
+        emb = torch.cat([*times_emb, cond], dim=-1)
         h = x.transpose(1, 2)
         skips, features = [], []
         for res1, res2, downsample in self.down:
             h = res2(res1(h, emb), emb)
             skips.append(h)
-            features.append(h.mean(dim=-1))
+            features.append(h)
             h = downsample(h)
         for block in self.mid:
             h = block(h, emb)

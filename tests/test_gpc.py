@@ -1,5 +1,8 @@
-"""GPC composition: weight 1 is the member alone (each family), mixing changes the actions, and
-incompatible members are refused with the reason."""
+"""GPC composition: weight 1 is the member alone (each family, new and legacy conventions), mixing
+two DDPM members is native epsilon (score) mixing, mixing changes the actions, and incompatible
+members are refused with the reason."""
+
+import json
 
 import numpy as np
 import pytest
@@ -7,22 +10,34 @@ import torch
 
 from evalsuite.errors import UsageError
 from evalsuite.specs import SuiteSpec, TaskSpec
-from evalsuite_policies.chunked import ChunkModel, ChunkPolicy, ModelConfig, save_checkpoint
-from evalsuite_policies.gpc import ComposedPolicy, ddim_times, ddpm_timestep
+from evalsuite_policies.chunked import LEGACY_CONVENTIONS, ChunkModel, ChunkPolicy, ModelConfig, save_checkpoint
+from evalsuite_policies.gpc import ComposedPolicy, compose_sample, ddim_times, ddpm_timestep
 
 TASK = TaskSpec("toy", 10)
 SUITE = SuiteSpec("toy", "tests.conftest:CountdownEnv", (TASK,))
 
 
-def _checkpoint(tmp_path, family, seed=0, horizon=4, action_high=1.0, name=None):
+def _checkpoint(tmp_path, family, seed=0, horizon=4, action_high=1.0, name=None, legacy=False, gain=1.0, **conventions):
+    """A random-weight checkpoint. ``legacy``: trained under LEGACY_CONVENTIONS and saved with a
+    config.json that does not name them, as the shipped checkpoints are. ``gain`` scales the network's
+    output (so that x0 clipping and output clamps take effect)."""
     torch.manual_seed(seed)
     cfg = ModelConfig(family=family, obs={"state": ("lowdim", (3,))}, action_dim=2, horizon=horizon, n_obs_steps=2,
-                      n_action_steps=2, down_dims=(16, 32), feature_dim=16, train_steps=20)
+                      n_action_steps=2, down_dims=(16, 32), feature_dim=16, train_steps=20,
+                      **(LEGACY_CONVENTIONS if legacy else {}), **conventions)
     model = ChunkModel(cfg)
     model.normalizer.fit("state", np.array([[0, 0, 0], [1, 1, 1.0]]))
     model.normalizer.fit("action", np.array([[-1, -1], [action_high, 1.0]]))
-    model.eval()
-    return save_checkpoint(model, tmp_path / (name or f"{family}-{seed}"))
+    with torch.no_grad():
+        model.net.final[-1].weight.mul_(gain)
+        model.net.final[-1].bias.mul_(gain)
+    folder = save_checkpoint(model.eval(), tmp_path / (name or f"{family}-{seed}{'-legacy' if legacy else ''}"))
+    if legacy:
+        path = folder / "config.json"
+        data = json.loads(path.read_text())
+        data["config"] = {k: v for k, v in data["config"].items() if k not in LEGACY_CONVENTIONS}
+        path.write_text(json.dumps(data))
+    return folder
 
 
 def _actions(policy, seed=3):
@@ -32,14 +47,68 @@ def _actions(policy, seed=3):
     return policy.act(obs, np.arange(4))
 
 
+@pytest.mark.parametrize("legacy", [False, True], ids=["new", "legacy"])
 @pytest.mark.parametrize("family,steps", [("dp3", 10), ("mp1", 3), ("dm1", 2), ("flowpolicy", 4)])
-def test_weight_one_is_the_member_alone(tmp_path, family, steps):
-    a = _checkpoint(tmp_path, family, 0)
-    b = _checkpoint(tmp_path, "dp3" if family != "dp3" else "mp1", 1)
+def test_weight_one_is_the_member_alone(tmp_path, family, steps, legacy):
+    """Each member keeps its own conventions (x0 clipping and DDIM update, flow start, clamp); the
+    other member, of the other conventions, must not leak into the result at weight 0."""
+    other = "dp3" if family != "dp3" else "mp1"
+    a = _checkpoint(tmp_path, family, 0, legacy=legacy, gain=3.0)
+    b = _checkpoint(tmp_path, other, 1, legacy=not legacy, gain=3.0)
     alone = ChunkPolicy(TASK, SUITE, checkpoint=str(a), steps=steps)
-    first = ComposedPolicy(TASK, SUITE, members=f"{family}@{a}+{'dp3' if family != 'dp3' else 'mp1'}@{b}", w=1.0,
-                           steps=steps, schedule="ddim" if family == "dp3" else "uniform")
-    np.testing.assert_allclose(_actions(first), _actions(alone), atol=2e-5)
+    conventions = alone.model.config
+    assert (conventions.clip_sample, conventions.output_clamp) == ((False, 1.5) if legacy else (True, None))
+    first = ComposedPolicy(TASK, SUITE, members=f"{family}@{a}+{other}@{b}", w=1.0, steps=steps,
+                           schedule="ddim" if family == "dp3" else "uniform")
+    expected = _actions(alone)
+    np.testing.assert_allclose(_actions(first), expected, atol=2e-5)
+    # the conventions take effect here: the legacy clamp bounds the chunk by 1.5, dp3's x0 clipping by 1, and
+    # the new flows are not clamped
+    bound, top = (1.5 if legacy else 1.0 if family == "dp3" else None), np.abs(expected).max()
+    assert top > 1.5 if bound is None else top == pytest.approx(bound)
+
+
+@pytest.mark.parametrize("update", ["diffusers-0.11.1", "diffusers-0.15"])
+def test_mixing_two_ddpm_members_is_native_epsilon_mixing(tmp_path, update):
+    """Two dp3 members at w = 0.3: GPC's output is the members' sampler (DDIM, x0 clipped, this
+    update rule) run on the mixed noise prediction eps = w eps_a + (1 - w) eps_b - the official GPC
+    mixes the raw epsilon outputs (scores) before one scheduler step. With convex weights at one
+    x_t, mixing eps, scores or x0 is the same arithmetic; what differs is mixing after the sampler's
+    non-linear part: each member's own (clipped) DDIM step mixed, which this test tells apart."""
+    from evalsuite_policies.generative import ddim_step, ddim_timesteps
+
+    w, steps = 0.3, 5
+    folders = [_checkpoint(tmp_path, "dp3", seed, gain=4.0, ddim_update=update) for seed in (0, 1)]
+    policy = ComposedPolicy(TASK, SUITE, members="+".join(f"dp3@{f}" for f in folders), w=w, steps=steps, mix="native")
+    models = policy.models
+    obs = {"state": torch.as_tensor(np.random.default_rng(0).random((4, 2, 3)), dtype=torch.float32)}
+    with torch.no_grad():
+        conds = [m.encode(obs) for m in models]
+    noise = torch.randn((4, 4, 2), generator=torch.Generator().manual_seed(5))
+
+    def native(mix_steps: bool) -> torch.Tensor:
+        """DDIM in float64 on the members' predictions: their eps mixed, or (``mix_steps``) their steps."""
+        ac = models[0].alphas_cumprod.double()
+        ts = ddim_timesteps(len(ac), steps)
+        x = noise.double()
+        for i, k in enumerate(ts):
+            ab, ab_prev = ac[k], (ac[ts[i + 1]] if i + 1 < len(ts) else torch.tensor(1.0, dtype=torch.float64))
+            x0s = [m.net(x.float(), [torch.full((4,), float(k))], c).double() for m, c in zip(models, conds)]
+            if mix_steps:
+                x = sum(wi * ddim_step(x, x0, ab, ab_prev, update=update) for wi, x0 in zip((w, 1 - w), x0s))
+                continue
+            eps = [(x - ab.sqrt() * x0) / (1 - ab).sqrt() for x0 in x0s]
+            eps_mix = w * eps[0] + (1 - w) * eps[1]
+            x0_mix = (x - (1 - ab).sqrt() * eps_mix) / ab.sqrt()  # what the sample-predicting sampler is given
+            x = ddim_step(x, x0_mix, ab, ab_prev, update=update)
+        return x
+
+    with torch.no_grad():
+        composed = compose_sample(models, policy.weights, conds, noise, policy.times).double()
+        expected, steps_mixed = native(False), native(True)
+    # 1e-5: a member's own float32 DDIM differs from this float64 one by ~2e-6 here
+    np.testing.assert_allclose(composed.numpy(), expected.numpy(), atol=1e-5)
+    assert (steps_mixed - expected).abs().max() > 1e-2  # clipping is active: the wrong order would be caught
 
 
 def test_snr_matching_and_ddim_times():
@@ -68,10 +137,12 @@ def test_incompatible_members_are_refused_with_the_reason(tmp_path):
     long = _checkpoint(tmp_path, "dp3", 1, horizon=8)
     other_data = _checkpoint(tmp_path, "mp1", 2, action_high=2.0)
     flow = _checkpoint(tmp_path, "mp1", 3)
+    legacy = _checkpoint(tmp_path, "dp3", 4, legacy=True)
     cases = [
         (dict(members=f"dp3@{a}+dp3@{long}"), "differ in horizon (4 vs 8)"),
         (dict(members=f"dp3@{a}+mp1@{other_data}"), "normalize actions differently"),
         (dict(members=f"dp3@{a}+mp1@{flow}", mix="native"), "predicts sample (x0) under DDPM noise and"),
+        (dict(members=f"dp3@{a}+dp3@{legacy}", mix="native"), "sample differently (clip_sample, ddim_update"),
         (dict(members=f"dp3@{a}+scripted"), "'scripted' exposes no denoiser or velocity field"),
         (dict(members=f"dp3@{a}+mp1@{flow}", w=1.5), "non-negative weights summing to 1"),
         (dict(members=f"dp3@{a}"), "give two or more"),
@@ -80,7 +151,8 @@ def test_incompatible_members_are_refused_with_the_reason(tmp_path):
     for params, message in cases:
         with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
             ComposedPolicy(TASK, SUITE, **params)
-    ComposedPolicy(TASK, SUITE, members=f"dp3@{a}+dp3@{a}", mix="native")  # one type, one schedule: fine
+    ComposedPolicy(TASK, SUITE, members=f"dp3@{a}+dp3@{a}", mix="native")  # one type, one sampler: fine
+    ComposedPolicy(TASK, SUITE, members=f"dp3@{a}+dp3@{legacy}")  # two samplers: mixed as velocities
 
 
 def test_compose_chooses_the_weight_on_other_episodes_than_it_reports(tmp_path, fake_suite, capsys):
