@@ -72,6 +72,9 @@ class PolicyRequirements:
     chunked: bool = False
     notes: dict[str, Any] = field(default_factory=dict)
     n_obs_steps: int = 1  # > 1: act() gets the last n observations, each key shaped (B, n, *shape)
+    # True: the policy has ``episode_info(slot) -> dict`` (JSON-serializable diagnostics of the
+    # episode that just ended in ``slot``, e.g. energies), kept with the episode's record.
+    episode_info: bool = False
 
 
 @runtime_checkable

@@ -250,6 +250,7 @@ class ChunkPolicy:
         self.steps = steps or DEFAULT_STEPS[c.family]
         self.requirements = PolicyRequirements(
             {k: shape for k, (_, shape) in c.obs.items()}, c.action_dim, chunked=True, n_obs_steps=c.n_obs_steps,
+            episode_info=True,
             notes={"family": c.family, "nfe": self.nfe, "horizon": c.horizon, "n_action_steps": c.n_action_steps})
         # the weights and the conventions they are sampled with: the same weights sampled otherwise act otherwise
         conventions = json.dumps({k: getattr(c, k, None) for k in LEGACY_CONVENTIONS}, sort_keys=True)

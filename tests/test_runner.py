@@ -1,5 +1,6 @@
 """The runner on a fake task (tests/conftest.py): batching, chunks, per-episode ends, errors, retries."""
 
+import dataclasses
 import json
 
 import pytest
@@ -48,6 +49,35 @@ def test_action_chunks_execute_step_by_step(fake_suite):
     assert all(r.status == "success" and r.steps == r.init_state["target"] for r in records)
     # about one call per 4 steps per episode instead of one per step
     assert sum(chunked.batch_sizes) <= sum(-(-r.steps // 4) for r in records) + 8
+
+
+class _Diagnosing(OnesPolicy):
+    """Reports the number of calls its episode's slot received - only if it declares so."""
+
+    def __init__(self, declared: bool) -> None:
+        super().__init__(None, None)
+        self.requirements = dataclasses.replace(self.requirements, episode_info=declared)
+        self.per_slot: dict[int, int] = {}
+
+    def reset(self, seed, slot):
+        self.per_slot[slot] = 0
+
+    def act(self, observations, slots):
+        for s in slots:
+            self.per_slot[int(s)] += 1
+        return super().act(observations, slots)
+
+    def episode_info(self, slot):
+        return {"calls": self.per_slot[slot]}
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_episode_info_is_asked_for_only_when_the_policy_declares_it(fake_suite, declared):
+    policy = _Diagnosing(declared)
+    trials, ctx = _trials_and_ctx(fake_suite, lambda code, task: policy, episodes=6)
+    records = []
+    LocalExecutor(batch_size=3).run(trials, ctx, records.append)
+    assert [r.policy_info for r in records] == [{"calls": r.steps} if declared else {} for r in records]
 
 
 def test_step_limit_gives_failure(fake_suite):

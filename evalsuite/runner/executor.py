@@ -110,7 +110,7 @@ class LocalExecutor:
         def finish(slot: int, status: str, reason: str = "") -> None:
             s = slots.pop(slot)
             try:
-                info = s.policy.episode_info(slot) if hasattr(s.policy, "episode_info") else {}
+                info = s.policy.episode_info(slot) if s.policy.requirements.episode_info else {}
             except Exception as exc:  # diagnostics never cost an outcome
                 info = {"error": _reason(exc)}
             on_record(EpisodeRecord(

@@ -55,7 +55,7 @@ class InferenceServer:
 
     async def episode_info(self, code: str, task: str, slot: int) -> tuple[str, Any]:
         policy = self.make_policy(code, task)
-        return _guarded(lambda: policy.episode_info(slot) if hasattr(policy, "episode_info") else {})
+        return _guarded(lambda: policy.episode_info(slot) if policy.requirements.episode_info else {})
 
     async def act(self, code: str, task: str, observations: Observation, slots: np.ndarray) -> tuple[str, Any]:
         if any((code, task, int(s)) not in self._episodes for s in slots):
