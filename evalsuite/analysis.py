@@ -208,7 +208,7 @@ def analyze(plan: Plan, key: dict[str, dict], records: list[EpisodeRecord], opti
     from evalsuite.analyses import AnalysisInput, compute_all
 
     extra.update(compute_all(AnalysisInput(plan, key, list(final.values()), label, options.level, plan.seed)))
-    if plan.stopping.get("rule") == "sequential":
+    if plan.stopping.sequential:
         from evalsuite import sequential
 
         stops = sequential.stop_rounds(plan, records, options.max_attempts)

@@ -33,7 +33,7 @@ def combine_runs(run_dirs: list[Path], out: Path) -> tuple[Plan, dict, list[Epis
     if not tasks:
         raise UsageError("the run folders share no task")
     for d, plan, _ in loaded:
-        if plan.stopping.get("rule") != "fixed":
+        if plan.stopping.sequential:
             raise UsageError(f"{d} stopped sequentially; combine runs of the fixed design only")
         if plan.suite_digest and first.suite_digest and plan.tasks == first.tasks \
                 and plan.suite_digest != first.suite_digest:  # (the digest covers the run's own tasks)

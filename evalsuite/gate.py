@@ -34,7 +34,7 @@ from evalsuite import plan as plan_mod
 from evalsuite.errors import UsageError, choices
 from evalsuite import journal
 from evalsuite.journal import ERROR, JOURNAL_FILE, POLICY_ERROR, finished_trials, read
-from evalsuite.plan import Plan, PolicyEntry
+from evalsuite.plan import Plan, PolicyEntry, Stopping
 from evalsuite.stats import margin as mg
 
 EXIT_PASS, EXIT_REGRESSED, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
@@ -341,7 +341,7 @@ def _reuse_fixed_candidate(fixed: Path, sequential: Path, plan: Plan, key: dict,
     if not (fixed / JOURNAL_FILE).exists() or (sequential / JOURNAL_FILE).exists():
         return
     saved, saved_key = plan_mod.load(fixed)
-    same = (saved.stopping.get("rule") == "fixed" and saved_key == key
+    same = (not saved.stopping.sequential and saved_key == key
             and all(getattr(saved, f) == getattr(plan, f) for f in ("suite", "seed", "tasks", "max_steps",
                                                                       "suite_options")))
     if not same:
@@ -362,11 +362,11 @@ def _evaluate_candidate(req: GateRequest, baseline: Side, log) -> Path:
                              f"gate pairs with recorded baseline episodes, so use budget<={plan.episodes}")
         recorded = {task: [baseline.outcomes[task][i][1] if i in baseline.outcomes[task] else None
                            for i in range(budget)] for task in plan.tasks}
-        stopping = {"rule": "sequential", "decision": "gate", "alpha": req.options.alpha, "margin": req.options.margin,
-                    "round_size": req.round_size, "baseline": recorded}
+        stopping = Stopping("sequential", alpha=req.options.alpha, round_size=req.round_size,
+                            margin=req.options.margin, decision="gate", baseline=recorded)
         episodes = budget
     else:
-        stopping, episodes = {"rule": "fixed"}, plan.episodes
+        stopping, episodes = Stopping(), plan.episodes
     out = req.out / ("candidate-sequential" if req.sequential else "candidate")
     if req.sequential:
         _, key = plan_mod.make_plan(suite=plan.suite, tasks=list(plan.tasks), policies=[req.candidate_policy],

@@ -25,7 +25,7 @@ from evalsuite.analysis import AnalysisOptions, analyze
 from evalsuite.errors import UsageError, choices
 from evalsuite.interfaces import Policy, check_compatible
 from evalsuite.journal import ERROR, JOURNAL_FILE, POLICY_ERROR, Journal, attempts_so_far, finished_trials, read
-from evalsuite.plan import PolicyEntry
+from evalsuite.plan import PolicyEntry, Stopping
 from evalsuite.runner import LocalExecutor, RunContext
 from evalsuite.runner.envs import env_info
 from evalsuite.runner.parallel import threads_limited
@@ -60,7 +60,7 @@ class EvaluateRequest:
     inference_gpus: float = 0.0  # executor=ray: GPUs per policy server
     episode_timeout_s: float = 600.0
     options: AnalysisOptions = field(default_factory=AnalysisOptions)
-    stopping: dict[str, Any] = field(default_factory=lambda: {"rule": "fixed"})  # see evalsuite/sequential.py
+    stopping: Stopping = Stopping()  # see evalsuite/sequential.py
     tags: dict[str, str] = field(default_factory=dict)  # MLflow tags, e.g. {"role": "baseline"}
     # MDP families: the worst-case search per policy after the family evaluation (None: no search),
     # e.g. {"generations": 4, "population": 8, "episodes_per_point": 4, "fresh_episodes": 40}
@@ -182,7 +182,7 @@ def evaluate(req: EvaluateRequest, log=print) -> dict[str, Any]:
         raise UsageError(f"no policies given and suite {suite.id!r} has no default ones; e.g. policies=[scripted]")
     for entry in req.policies:
         resolve_policy(entry)
-    if req.stopping.get("rule") == "sequential" and req.stopping.get("decision") != "gate" and len(req.policies) < 2:
+    if req.stopping.sequential and req.stopping.decision != "gate" and len(req.policies) < 2:
         raise UsageError("stopping=sequential compares policies: give at least two in policies=[...]")
     episodes = req.episodes or suite.default_episodes
     caps = req.max_steps if isinstance(req.max_steps, dict) else {t: req.max_steps for t in tasks}
@@ -234,7 +234,7 @@ def evaluate(req: EvaluateRequest, log=print) -> dict[str, Any]:
                     elif record.status == POLICY_ERROR:
                         log(f"trial {record.trial_id}: policy error, counted as a failure: {record.reason}")
 
-                rounds = sequential.n_rounds(plan) if plan.stopping["rule"] == "sequential" else 1
+                rounds = sequential.n_rounds(plan) if plan.stopping.sequential else 1
                 for _ in range(rounds * req.options.max_attempts):  # bounded: rounds x retries of errors
                     todo = _next_trials(plan, journal.records, req.options.max_attempts)
                     if not todo:
@@ -338,7 +338,7 @@ def _worst_cases(req: EvaluateRequest, suite: SuiteSpec, task: str, run_dir: Pat
 
 def _next_trials(plan, records, max_attempts: int):
     """Fixed design: every unfinished trial. Sequential: the current round of undecided tasks."""
-    if plan.stopping["rule"] == "sequential":
+    if plan.stopping.sequential:
         return sequential.remaining_trials(plan, records, max_attempts)
     done = finished_trials(records, max_attempts)
     return [t for t in plan.trials if t.trial_id not in done]

@@ -72,6 +72,45 @@ class Trial:
 
 
 @dataclass(frozen=True, slots=True)
+class Stopping:
+    """When a run stops taking episodes (evalsuite/sequential.py). ``fixed``: every planned trial.
+    ``sequential``: rounds of ``round_size`` initial conditions until every pair of policies is
+    decided at ``alpha`` (``decision="compare"``), or - for the gate - until the candidate is
+    decided against the ``baseline`` outcomes recorded per task and initial condition."""
+
+    rule: str = "fixed"  # fixed | sequential
+    alpha: float = 0.05
+    round_size: int = 10
+    margin: float | None = None  # compare: also stop once |difference| < margin; gate: the margin
+    decision: str = "compare"  # compare | gate
+    baseline: dict[str, list[bool | None]] | None = None  # gate: the baseline's outcome per initial condition
+
+    @property
+    def sequential(self) -> bool:
+        return self.rule == "sequential"
+
+    def to_dict(self) -> dict[str, Any]:
+        """As plan.json has always held it: only what the rule uses."""
+        if not self.sequential:
+            return {"rule": self.rule}
+        out: dict[str, Any] = {"rule": self.rule, "alpha": self.alpha, "round_size": self.round_size}
+        if self.margin is not None:
+            out["margin"] = self.margin
+        if self.decision != "compare":
+            out.update(decision=self.decision, baseline=self.baseline)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> Stopping:
+        d = d or {}
+        return cls(rule=d.get("rule", "fixed"), alpha=d.get("alpha", 0.05), round_size=d.get("round_size", 10),
+                   margin=d.get("margin"), decision=d.get("decision", "compare"), baseline=d.get("baseline"))
+
+    def __str__(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.to_dict().items() if k != "baseline")
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     suite: str
     tasks: tuple[str, ...]
@@ -82,8 +121,7 @@ class Plan:
     trials: tuple[Trial, ...]  # in execution order
     key_digest: str  # sha256 of the blinding key: a changed policy set is caught without unblinding
     suite_options: dict[str, Any] = dataclasses.field(default_factory=dict)  # e.g. init_states
-    # {"rule": "fixed"} or {"rule": "sequential", "alpha": a, "round_size": r} (see evalsuite/sequential.py)
-    stopping: dict[str, Any] = dataclasses.field(default_factory=lambda: {"rule": "fixed"})
+    stopping: Stopping = Stopping()
     # sha256 of what the suite is (tasks, step limits, options, entry point, simulator versions):
     # a run resumed under another specification would mix two benchmarks in one journal
     suite_digest: str = ""
@@ -102,7 +140,7 @@ class Plan:
             "codes": list(self.codes),
             "key_digest": self.key_digest,
             "suite_options": self.suite_options,
-            "stopping": self.stopping,
+            "stopping": self.stopping.to_dict(),
             "trials": [t.to_dict() for t in self.trials],
         }
 
@@ -112,7 +150,7 @@ class Plan:
             suite=d["suite"], tasks=tuple(d["tasks"]), episodes=d["episodes"], seed=d["seed"],
             max_steps=dict(d["max_steps"]), codes=tuple(d["codes"]),
             trials=tuple(Trial(**t) for t in d["trials"]), key_digest=d["key_digest"],
-            suite_options=d.get("suite_options", {}), stopping=d.get("stopping", {"rule": "fixed"}),
+            suite_options=d.get("suite_options", {}), stopping=Stopping.from_dict(d.get("stopping")),
             suite_digest=d.get("suite_digest", ""), family=d.get("family"),
         )
 
@@ -124,7 +162,7 @@ def key_digest(key: dict[str, dict[str, Any]]) -> str:
 def make_plan(
     *, suite: str, tasks: list[str], policies: list[PolicyEntry], episodes: int, seed: int,
     max_steps: dict[str, int], suite_options: dict[str, Any] | None = None,
-    stopping: dict[str, Any] | None = None, suite_digest: str = "", family: dict[str, Any] | None = None,
+    stopping: Stopping = Stopping(), suite_digest: str = "", family: dict[str, Any] | None = None,
 ) -> tuple[Plan, dict[str, dict[str, Any]]]:
     """Build the plan and its blinding key (code -> {"id", "params", "label"})."""
     if episodes < 1:
@@ -146,7 +184,7 @@ def make_plan(
     plan = Plan(
         suite=suite, tasks=tuple(tasks), episodes=episodes, seed=seed, max_steps=dict(max_steps),
         codes=tuple(codes), trials=tuple(trials[int(j)] for j in order), key_digest=key_digest(key),
-        suite_options=dict(suite_options or {}), stopping=dict(stopping or {"rule": "fixed"}),
+        suite_options=dict(suite_options or {}), stopping=stopping,
         suite_digest=suite_digest, family=family,
     )
     return plan, dict(sorted(key.items()))

@@ -2,7 +2,7 @@
 
 With ``stopping=sequential``, the plan's initial conditions (up to ``max_episodes`` per task) are
 run in rounds of ``round_size``. After each round every task is checked; a decided task runs no
-further rounds. Two kinds of decision (``stopping["decision"]``):
+further rounds. Two kinds of decision (``Stopping.decision``):
 
 - ``compare`` (default): every pair of policies on a task is tested with the anytime-valid
   discordant-pair e-process of ``evalsuite.stats.sequential`` at level alpha / m, m = all pairs
@@ -11,7 +11,7 @@ further rounds. Two kinds of decision (``stopping["decision"]``):
   e-processes show |difference| < margin (equivalent; an intersection-union test, each side at
   alpha / m). A task stops when all its pairs are decided.
 - ``gate``: one candidate policy against a baseline's recorded outcomes on the same initial
-  conditions (``stopping["baseline"]``: task -> outcome per initial condition, stored in the plan
+  conditions (``Stopping.baseline``: task -> outcome per initial condition, stored in the plan
   so a resumed gate decides the same way); a task stops once its margin verdict
   (``evalsuite.stats.margin.sequential_verdict`` at alpha / tasks) is no longer INCONCLUSIVE.
 
@@ -34,15 +34,15 @@ from evalsuite.stats.sequential import log_e_value, log_wealth_mean
 
 
 def round_of(trial: Trial, plan: Plan) -> int:
-    return trial.ic_index // plan.stopping["round_size"]
+    return trial.ic_index // plan.stopping.round_size
 
 
 def n_rounds(plan: Plan) -> int:
-    return math.ceil(plan.episodes / plan.stopping["round_size"])
+    return math.ceil(plan.episodes / plan.stopping.round_size)
 
 
 def _outcomes(plan: Plan, records: list[EpisodeRecord], max_attempts: int, through_round: int) -> dict:
-    rs = plan.stopping["round_size"]
+    rs = plan.stopping.round_size
     return {(r.task, r.policy_code, r.ic_index): r.success
             for r in finished_trials(records, max_attempts).values()
             if r.is_outcome and r.ic_index // rs <= through_round}
@@ -53,8 +53,8 @@ def pair_states(plan: Plan, records: list[EpisodeRecord], max_attempts: int, thr
     rounds <= through_round; winner is a code, or None while undecided."""
     outcome = _outcomes(plan, records, max_attempts, through_round)
     pairs = list(itertools.combinations(sorted(plan.codes), 2))
-    threshold = math.log(len(plan.tasks) * len(pairs) / plan.stopping["alpha"])
-    margin = plan.stopping.get("margin")
+    threshold = math.log(len(plan.tasks) * len(pairs) / plan.stopping.alpha)
+    margin = plan.stopping.margin
     states = {}
     for task in plan.tasks:
         for a, b in pairs:
@@ -81,19 +81,19 @@ def gate_states(plan: Plan, records: list[EpisodeRecord], max_attempts: int, thr
     """task -> {"verdict", "pairs", "log_e"} of the single candidate against the stored baseline."""
     outcome = _outcomes(plan, records, max_attempts, through_round)
     (code,) = plan.codes
-    alpha = plan.stopping["alpha"] / len(plan.tasks)
+    alpha = plan.stopping.alpha / len(plan.tasks)
     states = {}
     for task in plan.tasks:
-        baseline = plan.stopping["baseline"][task]
+        baseline = plan.stopping.baseline[task]
         shared = sorted(i for (t, c, i) in outcome if t == task and i < len(baseline) and baseline[i] is not None)
         diffs = np.array([int(outcome[task, code, i]) - int(baseline[i]) for i in shared], dtype=float)
-        verdict, log_e = sequential_verdict(diffs, margin=plan.stopping["margin"], alpha=alpha)
+        verdict, log_e = sequential_verdict(diffs, margin=plan.stopping.margin, alpha=alpha)
         states[task] = {"verdict": verdict, "pairs": len(shared), "log_e": log_e}
     return states
 
 
 def _decided(plan: Plan, records: list[EpisodeRecord], max_attempts: int, through_round: int) -> set[str]:
-    if plan.stopping.get("decision") == "gate":
+    if plan.stopping.decision == "gate":
         states = gate_states(plan, records, max_attempts, through_round)
         return {task for task, s in states.items() if s["verdict"] != INCONCLUSIVE}
     states = pair_states(plan, records, max_attempts, through_round)
@@ -131,10 +131,10 @@ def summary(plan: Plan, key: dict[str, dict], records: list[EpisodeRecord], max_
     """What results.json reports about the sequential design (names unblinded here, in analysis)."""
     stops = stop_rounds(plan, records, max_attempts)
     label = {c: v["label"] for c, v in key.items()}
-    rs = plan.stopping["round_size"]
+    rs = plan.stopping.round_size
     out: dict[str, Any] = {
-        "decision": plan.stopping.get("decision", "compare"), "alpha": plan.stopping["alpha"],
-        "margin": plan.stopping.get("margin"), "round_size": rs, "max_episodes": plan.episodes,
+        "decision": plan.stopping.decision, "alpha": plan.stopping.alpha,
+        "margin": plan.stopping.margin, "round_size": rs, "max_episodes": plan.episodes,
         "tasks": {task: {"stopped_after_round": stops[task],
                          "episodes": min(plan.episodes, (stops[task] + 1) * rs) if stops[task] is not None
                          else plan.episodes}

@@ -1,12 +1,13 @@
 """stopping=sequential on the fake task: tasks stop once decided, resume makes the same decisions."""
 
+import dataclasses
 import json
 
 from evalsuite.harness import EvaluateRequest, evaluate
 from evalsuite.journal import read
-from evalsuite.plan import PolicyEntry
+from evalsuite.plan import PolicyEntry, Stopping
 
-SEQ = {"rule": "sequential", "alpha": 0.05, "round_size": 5}
+SEQ = Stopping("sequential", alpha=0.05, round_size=5)
 
 
 def _request(tmp_path, name, policies, episodes=60):
@@ -68,7 +69,7 @@ def test_sequential_decisions_reach_mlflow(fake_suite, tmp_path, monkeypatch):
 
 
 def test_with_a_margin_identical_policies_stop_as_equivalent(fake_suite, tmp_path):
-    stopping = {**SEQ, "round_size": 10, "margin": 0.1}
+    stopping = dataclasses.replace(SEQ, round_size=10, margin=0.1)
     results = evaluate(EvaluateRequest(
         suite="fake", policies=[PolicyEntry("ones", {}), PolicyEntry("ones", {"chunk": 2})], out=tmp_path / "eq",
         episodes=200, max_steps=14, stopping=stopping, tracking_uri=None, progress=False, batch_size=8),

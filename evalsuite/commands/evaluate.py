@@ -109,6 +109,7 @@ def request(v: Values):
     from evalsuite import registry
     from evalsuite.analysis import AnalysisOptions
     from evalsuite.harness import EvaluateRequest
+    from evalsuite.plan import Stopping
 
     if "suite" not in v:
         raise UsageError("missing suite=...; see `evalsuite list` for the suites")
@@ -124,13 +125,11 @@ def request(v: Values):
     if not sequential and sequential_given:
         raise UsageError(f"{sequential_given[0]}= applies to stopping=sequential only")
     episodes = v.get("episodes")
-    stopping: dict[str, Any] = {"rule": "fixed"}
+    stopping = Stopping()
     if sequential:
         if "episodes" in v.given:
             raise UsageError("with stopping=sequential give max_episodes=, not episodes=")
-        stopping = {"rule": "sequential", "alpha": v["alpha"], "round_size": v["round_size"]}
-        if "margin" in v:
-            stopping["margin"] = v["margin"]
+        stopping = Stopping("sequential", alpha=v["alpha"], round_size=v["round_size"], margin=v.get("margin"))
         episodes = v["max_episodes"]
     ray_given = [k for k in RAY_ONLY if k in v.given]
     if ray_given and v["executor"] != "ray":
@@ -139,7 +138,7 @@ def request(v: Values):
         raise UsageError("give workers= (whole episodes per process) or env_workers= (lock-step), not both")
     fields = {"suite": v["suite"], "tasks": v.get("tasks"), "policies": [p.label for p in policies],
               "episodes": episodes, "seed": v["seed"], "max_steps": v.get("max_steps"),
-              "suite_options": {k: v[k] for k in SUITE_OPTIONS if k in v}, "stopping": stopping}
+              "suite_options": {k: v[k] for k in SUITE_OPTIONS if k in v}, "stopping": stopping.to_dict()}
     return EvaluateRequest(
         suite=fields["suite"], policies=policies, out=Path(v["out"]) if "out" in v else default_out(fields),
         tasks=fields["tasks"], episodes=episodes, seed=v["seed"], max_steps=fields["max_steps"],
