@@ -142,7 +142,7 @@ def analyze_family(spec, plan_seed: int, records, label: dict[str, str], level: 
 
 
 def vars_of(obj) -> dict[str, Any]:
-    return {name: getattr(obj, name) for name in obj.__slots__}
+    return obj.to_dict() if hasattr(obj, "to_dict") else {name: getattr(obj, name) for name in obj.__slots__}
 
 
 # ------------------------------------------------------------------------------------ worst case

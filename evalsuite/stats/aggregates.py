@@ -18,12 +18,13 @@ at once as one index array - unlike rliable, whose ``random_state`` argument is 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import Any, cast
+from typing import cast
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
+
+from evalsuite.stats.intervals import Interval
 
 FloatArray = NDArray[np.float64]
 Metric = Callable[[FloatArray], FloatArray]  # (..., num_runs, num_tasks) -> (...)
@@ -47,6 +48,8 @@ def optimality_gap(scores: FloatArray, gamma: float = 1.0) -> FloatArray:
 
 
 METRICS: dict[str, Metric] = {"mean": mean, "median": median, "iqm": iqm, "optimality_gap": optimality_gap}
+METHOD = "stratified bootstrap over runs within tasks (percentile)"
+EPISODE_METHOD = "bootstrap over each task's episodes (percentile)"
 
 
 def probability_of_improvement(x: FloatArray, y: FloatArray) -> FloatArray:
@@ -54,19 +57,6 @@ def probability_of_improvement(x: FloatArray, y: FloatArray) -> FloatArray:
     greater = (x[..., :, None, :] > y[..., None, :, :]).mean(axis=(-3, -2))
     ties = (x[..., :, None, :] == y[..., None, :, :]).mean(axis=(-3, -2))
     return cast(FloatArray, (greater + 0.5 * ties).mean(axis=-1))
-
-
-@dataclass(frozen=True, slots=True)
-class AggregateInterval:
-    metric: str
-    estimate: float
-    low: float
-    high: float
-    level: float
-    reps: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _check(scores: ArrayLike) -> FloatArray:
@@ -84,7 +74,7 @@ def stratified_resample(scores: FloatArray, *, rng: np.random.Generator, reps: i
 
 
 def interval(scores: ArrayLike, metric: str, *, rng: np.random.Generator, reps: int = 50_000, level: float = 0.95,
-             chunk: int = 5_000) -> AggregateInterval:
+             chunk: int = 5_000) -> Interval:
     """Percentile stratified-bootstrap interval of one metric (chunked to bound memory)."""
     scores = _check(scores)
     fn = METRICS[metric]
@@ -92,7 +82,7 @@ def interval(scores: ArrayLike, metric: str, *, rng: np.random.Generator, reps: 
                              for start in range(0, reps, chunk)])
     q = (1 - level) / 2
     low, high = np.quantile(values, [q, 1 - q])
-    return AggregateInterval(metric, float(fn(scores)), float(low), float(high), level, reps)
+    return Interval(float(fn(scores)), float(low), float(high), level, f"{metric}: {METHOD}", reps)
 
 
 def performance_profile(scores: ArrayLike, taus: ArrayLike) -> FloatArray:
@@ -110,19 +100,20 @@ def episode_resample(successes: ArrayLike, n: ArrayLike, *, rng: np.random.Gener
 
 
 def run_aggregates(successes: ArrayLike, n: ArrayLike, *, rng: np.random.Generator, reps: int = 10_000,
-                   level: float = 0.95) -> tuple[dict[str, list[AggregateInterval]], FloatArray]:
+                   level: float = 0.95) -> tuple[dict[str, list[Interval]], FloatArray]:
     """Per policy, every metric of its per-task rates with an episode-bootstrap interval; and the
     (policies x policies) matrix of P(row > column) with intervals as (3, P, P): estimate, low, high.
     One run per policy: IQM and friends are taken over tasks."""
     rates = np.asarray(successes) / np.asarray(n)
     draws = episode_resample(successes, n, rng=rng, reps=reps)  # (reps, P, T)
     q = (1 - level) / 2
-    out: dict[str, list[AggregateInterval]] = {}
+    out: dict[str, list[Interval]] = {}
     for metric, fn in METRICS.items():
         values = fn(draws[:, :, None, :])  # (reps, P): one "run" per policy
         lows, highs = np.quantile(values, [q, 1 - q], axis=0)
         points = fn(rates[:, None, :])
-        out[metric] = [AggregateInterval(metric, float(points[p]), float(lows[p]), float(highs[p]), level, reps)
+        out[metric] = [Interval(float(points[p]), float(lows[p]), float(highs[p]), level, f"{metric}: {EPISODE_METHOD}",
+                                reps)
                        for p in range(rates.shape[0])]
     P = rates.shape[0]
     poi = np.full((3, P, P), np.nan)

@@ -9,25 +9,16 @@ variance is never taken below Hanley & McNeil's (1982) at the estimate moved hal
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy.stats import norm
 
-
-@dataclass(frozen=True)
-class AurocInterval:
-    estimate: float  # P(score of a positive > score of a negative) + 0.5 P(tie)
-    low: float
-    high: float
-    level: float
-    positives: int
-    negatives: int
+from evalsuite.stats.intervals import Interval
 
 
-def auroc_interval(positive: ArrayLike, negative: ArrayLike, level: float = 0.95) -> AurocInterval:
-    """AUROC of ``positive`` scores over ``negative`` ones (each side needs >= 2 values)."""
+def auroc_interval(positive: ArrayLike, negative: ArrayLike, level: float = 0.95) -> Interval:
+    """AUROC of ``positive`` scores over ``negative`` ones - P(a positive scores higher) + half
+    P(a tie) - with its interval (each side needs >= 2 values)."""
     x, y = np.asarray(positive, dtype=float), np.asarray(negative, dtype=float)
     m, n = len(x), len(y)
     if m < 2 or n < 2:
@@ -44,4 +35,4 @@ def auroc_interval(positive: ArrayLike, negative: ArrayLike, level: float = 0.95
     half = z * np.sqrt(variance) / (clipped * (1 - clipped))
     centre = np.log(clipped / (1 - clipped))
     low, high = (float(1 / (1 + np.exp(-v))) for v in (centre - half, centre + half))
-    return AurocInterval(auc, low, high, level, m, n)
+    return Interval(auc, low, high, level, "DeLong, logit scale")

@@ -7,29 +7,15 @@ arrays, so 50,000 resamples of a 50-task suite take milliseconds.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
-
 import numpy as np
 from numpy.typing import ArrayLike
 
-
-@dataclass(frozen=True, slots=True)
-class BootstrapInterval:
-    estimate: float
-    low: float
-    high: float
-    level: float
-    reps: int
-    method: str = "stratified bootstrap (percentile)"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+from evalsuite.stats.intervals import Interval
 
 
 def stratified_bootstrap_mean(
     successes: ArrayLike, n: ArrayLike, *, rng: np.random.Generator, reps: int = 10_000, level: float = 0.95
-) -> BootstrapInterval:
+) -> Interval:
     """Mean over tasks of per-task success rates, episodes resampled within each task.
 
     ``successes`` and ``n``: shape (num_tasks,), with n > 0.
@@ -45,4 +31,4 @@ def stratified_bootstrap_mean(
     means = draws.mean(axis=1)
     q = (1 - level) / 2
     low, high = np.quantile(means, [q, 1 - q])
-    return BootstrapInterval(float(rates.mean()), float(low), float(high), level, reps)
+    return Interval(float(rates.mean()), float(low), float(high), level, "stratified bootstrap (percentile)", reps)

@@ -37,17 +37,9 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import stats as sps
 from scipy.special import betaln, expit
 
-from evalsuite.stats.intervals import proportion_interval
+from evalsuite.stats.intervals import Interval, proportion_interval
 
 FloatArray = NDArray[np.float64]
-
-
-@dataclass(frozen=True, slots=True)
-class Estimate:
-    estimate: float
-    low: float
-    high: float
-    method: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +92,7 @@ def korn_graubard(k: NDArray[Any], n: NDArray[Any], level: float = 0.95) -> tupl
 
 
 def family_percentile(k: NDArray[Any], n: NDArray[Any], q: float = 0.10, level: float = 0.95, reps: int = 2000,
-                      rng: np.random.Generator | None = None) -> Estimate:
+                      rng: np.random.Generator | None = None) -> Interval:
     """The q-quantile of per-MDP success over the family; interval by a two-stage bootstrap (MDPs
     resampled, then each resampled MDP's episodes). With few episodes per MDP the per-MDP rates are
     noisy and their low quantile is biased downwards: read it as a conservative figure."""
@@ -112,7 +104,7 @@ def family_percentile(k: NDArray[Any], n: NDArray[Any], q: float = 0.10, level: 
     boot_rates = rng.binomial(n[idx], rates[idx]) / n[idx]
     qs = np.quantile(boot_rates, q, axis=1)
     lo, hi = np.quantile(qs, [0.5 - level / 2, 0.5 + level / 2])
-    return Estimate(est, float(lo), float(hi), f"two-stage bootstrap ({reps})")
+    return Interval(est, float(lo), float(hi), level, "two-stage bootstrap", reps)
 
 
 @dataclass(frozen=True, slots=True)

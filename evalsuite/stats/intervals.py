@@ -19,14 +19,18 @@ INTERVAL_METHODS = ("wilson", "clopper-pearson", "jeffreys")
 
 @dataclass(frozen=True, slots=True)
 class Interval:
+    """Every interval evalsuite computes: an estimate, its bounds at ``level``, how they were found
+    (``method``) and, for resampling methods, the number of resamples."""
+
     estimate: float
     low: float
     high: float
     level: float
     method: str
+    reps: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k != "reps" or v is not None}
 
 
 def _check(successes: int, n: int, level: float) -> None:
