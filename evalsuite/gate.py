@@ -21,7 +21,6 @@ the verdict with them counted against the candidate is shown beside. Exit codes:
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -310,10 +309,10 @@ def run_gate(req: GateRequest, log=print) -> dict[str, Any]:
                              "must meet the baseline's suite (leave suite= out)")
         sequential_verdicts = None
         if req.candidate_policy is not None:
-            cand_dir = _evaluate_candidate(req, baseline, log)
+            cand_dir, cand_results = _evaluate_candidate(req, baseline, log)
             candidate = load_side(cand_dir, None, "candidate")
             if req.sequential:
-                sequential_verdicts = json.loads((cand_dir / "results.json").read_text())["sequential"]["gate"]
+                sequential_verdicts = cand_results["sequential"]["gate"]
         else:
             candidate = load_side(resolve_ref(req.candidate, "candidate", uri, req.experiment, Path(scratch)),
                                   req.candidate_label, "candidate")
@@ -350,8 +349,9 @@ def _reuse_fixed_candidate(fixed: Path, sequential: Path, plan: Plan, key: dict,
     journal.write(sequential / JOURNAL_FILE, [r for r in read(fixed / JOURNAL_FILE) if r.ic_index < budget])
 
 
-def _evaluate_candidate(req: GateRequest, baseline: Side, log) -> Path:
-    """The candidate on the baseline's initial conditions (same suite, tasks, seed, step limits)."""
+def _evaluate_candidate(req: GateRequest, baseline: Side, log) -> tuple[Path, dict[str, Any]]:
+    """The candidate on the baseline's initial conditions (same suite, tasks, seed, step limits): its run
+    folder and its results."""
     from evalsuite.harness import EvaluateRequest, evaluate
 
     plan = baseline.plan
@@ -372,9 +372,9 @@ def _evaluate_candidate(req: GateRequest, baseline: Side, log) -> Path:
         _, key = plan_mod.make_plan(suite=plan.suite, tasks=list(plan.tasks), policies=[req.candidate_policy],
                                     episodes=budget, seed=plan.seed, max_steps=dict(plan.max_steps))
         _reuse_fixed_candidate(req.out / "candidate", out, plan, key, budget)
-    evaluate(EvaluateRequest(suite=plan.suite, policies=[req.candidate_policy], out=out, tasks=list(plan.tasks),
+    results = evaluate(EvaluateRequest(suite=plan.suite, policies=[req.candidate_policy], out=out, tasks=list(plan.tasks),
                              suite_options=dict(plan.suite_options), episodes=episodes, seed=plan.seed,
                              max_steps=dict(plan.max_steps), batch_size=req.batch_size, env_workers=req.env_workers,
                              stopping=stopping, tracking_uri=req.tracking_uri, experiment=req.experiment,
                              tags={"evalsuite.gate_candidate": "true"}, progress=req.progress), log=log)
-    return out
+    return out, results

@@ -375,8 +375,7 @@ def worst_case(suite_id: str, task: str, policy, out: Path, *, suite_options: di
                               suite_options={**base_options, "points": json.dumps(points)},
                               episodes=len(points) * per_point, seed=run_seed, max_steps=max_steps,
                               batch_size=batch_size, tracking_uri=None, progress=False, **(parallel or {}))
-        evaluate(req, log=lambda *_: None)
-        res = json.loads((out / folder / "results.json").read_text())
+        res = evaluate(req, log=lambda *_: None)
         cells = {c["mdp"]: c for c in res["family"]["policies"][policy.label]["per_mdp"]}
         return [(cells[i]["k"], cells[i]["n"]) for i in range(len(points))]
 
