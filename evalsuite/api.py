@@ -50,10 +50,11 @@ class Run:
             row["policy"] = self.key[r.policy_code]["label"]
             row["init_state"] = json.dumps(row["init_state"], sort_keys=True)
             row["policy_info"] = json.dumps(row["policy_info"], sort_keys=True)
+            row["milestones"] = json.dumps(row["milestones"], sort_keys=True)
             rows.append(row)
         columns = ["trial_id", "task", "policy", "policy_code", "ic_index", "ic_seed", "policy_seed", "attempt",
                    "status", "success", "steps", "episode_return", "reason", "wall_time_s", "policy_fingerprint",
-                   "init_state", "policy_info"]
+                   "progress", "milestones", "init_state", "policy_info"]
         return pd.DataFrame(rows, columns=columns)
 
     def results(self) -> dict[str, Any]:

@@ -40,6 +40,11 @@ class StepResult:
     obs: Observation
     reward: float
     success: bool
+    # Task progress, from the simulator's own state (optional): each declared milestone and whether
+    # its condition holds now (e.g. {"reached": True, "grasped": False}), and a progress score in
+    # [0, 1] now. The runner keeps the first step each milestone held and the episode's best score.
+    milestones: dict[str, bool] = field(default_factory=dict)
+    progress: float | None = None
 
 
 @runtime_checkable

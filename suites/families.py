@@ -25,6 +25,7 @@ trial is reproducible and every policy meets the same noise (paired).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -238,7 +239,7 @@ class FamilyTaskEnv:
             self._queue.append(action)
             self.executed = self._queue.popleft()
         result = self.base.step(self.executed)
-        return StepResult(self._sense(result.obs), result.reward, result.success)
+        return dataclasses.replace(result, obs=self._sense(result.obs))
 
     def close(self) -> None:
         self.base.close()

@@ -17,6 +17,7 @@ import numpy as np
 
 from evalsuite.errors import UsageError
 from evalsuite.interfaces import EnvInfo, StepResult
+from evalsuite_suites.progress import stage_progress
 
 # Difficulty split of Seo et al. (used by DP3), see shared/docs/landscape.md section 3.
 DIFFICULTY: dict[str, tuple[str, ...]] = {
@@ -46,6 +47,9 @@ POINTCLOUD_PIXELS = 128
 POINTCLOUD_POINTS = 512
 # Workspace crop (world frame, metres): the table top (z = 0) and everything off the table go.
 WORKSPACE_LOW, WORKSPACE_HIGH = (-0.6, 0.2, 0.001), (0.6, 1.0, 0.6)
+
+
+MILESTONES = ("reached", "moved", "halfway")  # in order; success is the last stage
 
 
 class MetaWorldTaskEnv:
@@ -80,6 +84,7 @@ class MetaWorldTaskEnv:
         env._get_state_rand_vec = recorded_draw
         shapes: dict[str, tuple[int, ...]] = {"state": (39,)}
         self._camera = None
+        self._start: np.ndarray | None = None  # the object's position after the episode's first step
         if obs == "pointcloud":
             from evalsuite_suites.pointcloud import RayCastDepthCamera
 
@@ -117,7 +122,24 @@ class MetaWorldTaskEnv:
         self._env.np_random = np.random.default_rng(ic_seed)
         self._draws, self._replay = [], None
         obs, _ = self._env.reset()
+        self._start = None
         return self._observe(obs), {"rand_vecs": [[float(v) for v in vec] for vec in self._draws]}
+
+    def _object_and_target(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.array(self._env._get_pos_objects()[:3], dtype=float), np.array(self._env._target_pos[:3], dtype=float)
+
+    def milestones(self) -> dict[str, bool]:
+        """Task progress from the simulator's state, the same for every task (MILESTONES, in order):
+        the gripper within 5 cm of the object, the object moved 2 cm from where it stood after the
+        first step (some objects settle when the episode starts), the object halfway from there to
+        the goal."""
+        obj, target = self._object_and_target()
+        if self._start is None:
+            self._start = obj
+        start = self._start
+        return {"reached": bool(np.linalg.norm(self._env.tcp_center - obj) < 0.05),
+                "moved": bool(np.linalg.norm(obj - start) > 0.02),
+                "halfway": bool(np.linalg.norm(obj - target) <= 0.5 * np.linalg.norm(start - target))}
 
     def reset_to_rand_vecs(self, rand_vecs: list[list[float]]) -> dict[str, np.ndarray]:
         """Restore a recorded initial state exactly (an episode record's ``init_state["rand_vecs"]``)."""
@@ -126,11 +148,14 @@ class MetaWorldTaskEnv:
             obs, _ = self._env.reset()
         finally:
             self._replay = None
+        self._start = None
         return self._observe(obs)
 
     def step(self, action: np.ndarray) -> StepResult:
         obs, reward, _, _, info = self._env.step(np.asarray(action, dtype=np.float32))
-        return StepResult(obs=self._observe(obs), reward=float(reward), success=bool(info["success"]))
+        milestones = self.milestones()
+        return StepResult(obs=self._observe(obs), reward=float(reward), success=bool(info["success"]),
+                          milestones=milestones, progress=stage_progress(milestones, MILESTONES))
 
     def close(self) -> None:
         self._env.close()

@@ -24,6 +24,7 @@ import numpy as np
 
 from evalsuite.errors import UsageError
 from evalsuite.interfaces import EnvInfo, StepResult
+from evalsuite_suites.progress import stage_progress
 
 # task id -> (robosuite env name, robomimic horizon, extra make() kwargs)
 TASKS: dict[str, tuple[str, int, dict[str, Any]]] = {
@@ -126,6 +127,11 @@ def resync_controllers(env) -> None:
             part.reset_goal()
 
 
+# Staged progress (robosuite's staged rewards: reach, grasp, lift, hover), in order; success last.
+# For lift, lifting is the success itself.
+MILESTONES = {"lift": ("reached", "grasped"), "can": ("reached", "grasped", "lifted", "over_bin")}
+
+
 class RobosuiteTaskEnv:
     """One robomimic task. ``obs``: ``low_dim`` (default) or ``image`` (adds the two cameras)."""
 
@@ -137,6 +143,7 @@ class RobosuiteTaskEnv:
         self.cameras = obs == "image"
         self.env, self.make_kwargs = make_robosuite_env(task_id, cameras=self.cameras)
         self.n_robots = len(self.env.robots)
+        self._rest_z = 0.0  # the object's height where it rests at the start of the episode
         self._dataset = _InitStates(init_states) if init_states else None
         horizon = TASKS[task_id][1]
         raw = self.env.reset()
@@ -165,6 +172,7 @@ class RobosuiteTaskEnv:
         raw = self.env.reset()
         xml = model_xml(self.env)
         states = self.env.sim.get_state().flatten()
+        self._rest_z = self._object_z()
         return self._observe(raw), {"model_sha256": hashlib.sha256(xml.encode()).hexdigest()[:16],
                                     "states": [float(x) for x in states]}
 
@@ -175,7 +183,12 @@ class RobosuiteTaskEnv:
         self.env.sim.set_state_from_flattened(np.asarray(states))
         self.env.sim.forward()
         resync_controllers(self.env)
+        self._rest_z = self._object_z()
         return self._observe(self.env._get_observations(force_update=True))
+
+    def _object_z(self) -> float:
+        obj = self.env.cube if self.task_id == "lift" else self.env.objects[self.env.object_to_id["can"]]
+        return float(self.env.sim.data.body_xpos[self.env.sim.model.body_name2id(obj.root_body)][2])
 
     def model_xml(self) -> str:
         return model_xml(self.env)
@@ -191,9 +204,29 @@ class RobosuiteTaskEnv:
     def sim_state(self) -> np.ndarray:
         return np.array(self.env.sim.get_state().flatten())
 
+    def milestones(self) -> dict[str, bool]:
+        """robosuite's staged progress from the simulator's state (MILESTONES[task], in order): the
+        gripper within 3 cm of the object, the object grasped (robosuite's own contact check); for
+        can, the can 5 cm above where it rested and over its target bin (within a quarter bin)."""
+        env = self.env
+        obj = env.cube if self.task_id == "lift" else env.objects[env.object_to_id["can"]]
+        distance = env._gripper_to_target(gripper=env.robots[0].gripper, target=obj.root_body, target_type="body",
+                                          return_distance=True)
+        z = float(env.sim.data.body_xpos[env.sim.model.body_name2id(obj.root_body)][2])
+        held = {"reached": bool(distance < 0.03),
+                "grasped": bool(env._check_grasp(gripper=env.robots[0].gripper, object_geoms=obj.contact_geoms))}
+        if self.task_id == "can":
+            held["lifted"] = bool(z > self._rest_z + 0.05)
+            xy = env.sim.data.body_xpos[env.obj_body_id[obj.name]][:2]
+            target = env.target_bin_placements[env.object_to_id["can"], :2]
+            held["over_bin"] = bool(np.all(np.abs(xy - target) < np.asarray(env.bin_size[:2]) / 4.0))
+        return held
+
     def step(self, action: np.ndarray) -> StepResult:
         raw, reward, _, _ = self.env.step(np.asarray(action, dtype=np.float64))
-        return StepResult(obs=self._observe(raw), reward=float(reward), success=bool(self.env._check_success()))
+        milestones = self.milestones()
+        return StepResult(obs=self._observe(raw), reward=float(reward), success=bool(self.env._check_success()),
+                          milestones=milestones, progress=stage_progress(milestones, MILESTONES[self.task_id]))
 
     def close(self) -> None:
         self.env.close()

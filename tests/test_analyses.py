@@ -35,7 +35,7 @@ def metrics(section):
 
 
 def test_the_built_in_sections_use_the_public_registry():
-    assert {"family", "energy"} <= set(registry.analyses.all())
+    assert {"family", "energy", "progress"} <= set(registry.analyses.all())
 
 
 def test_a_registered_section_reaches_results_report_and_mlflow(fake_suite, tmp_path, monkeypatch):

@@ -21,6 +21,8 @@ BUILTIN = [
                  figures="evalsuite.analyses.family:figures", metrics="evalsuite.analyses.family:metrics", order=10),
     AnalysisSpec(id="energy", compute="evalsuite.analyses.energy:compute", report="evalsuite.analyses.energy:report",
                  figures="evalsuite.analyses.energy:figures", metrics="evalsuite.analyses.energy:metrics", order=20),
+    AnalysisSpec(id="progress", compute="evalsuite.analyses.progress:compute",
+                 report="evalsuite.analyses.progress:report", metrics="evalsuite.analyses.progress:metrics", order=5),
 ]
 
 

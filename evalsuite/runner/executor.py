@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from evalsuite.interfaces import InfrastructureError, Policy
+from evalsuite.interfaces import InfrastructureError, Policy, StepResult
 from evalsuite.journal import ERROR, FAILURE, POLICY_ERROR, SUCCESS, EpisodeRecord
 from evalsuite.plan import Trial
 from evalsuite.runner.envs import EpisodeError, InProcessEnvs, SubprocessEnvs, _reason
@@ -61,6 +61,8 @@ class _Slot:
     queue: deque = field(default_factory=deque)
     history: deque = field(default_factory=deque)  # the last n_obs_steps observations
     policy_time: float = 0.0  # seconds spent in the policy's calls for this episode
+    milestones: dict[str, int | None] = field(default_factory=dict)  # first step each held
+    progress: float | None = None  # best so far
 
 
 class LocalExecutor:
@@ -120,6 +122,8 @@ class LocalExecutor:
                 episode_return=round(s.ret, 6), reason=reason,
                 wall_time_s=round(time.perf_counter() - s.started, 4),
                 policy_fingerprint=s.fingerprint, init_state=s.init_state, policy_info=info,
+                milestones=s.milestones,
+                progress=1.0 if status == SUCCESS and s.progress is not None else s.progress,
             ))
 
         try:
@@ -134,6 +138,7 @@ class LocalExecutor:
                     s.steps += 1
                     s.ret += result.reward
                     s.obs = result.obs
+                    _track_progress(s, result)
                     s.history.append(result.obs)
                     if result.success:
                         finish(slot, SUCCESS)
@@ -219,6 +224,16 @@ class LocalExecutor:
                 finish(k, POLICY_ERROR, "non-finite action")
             else:
                 slots[k].queue.extend(out[row] if req.chunked else out[row][None])
+
+
+def _track_progress(s: _Slot, result: StepResult) -> None:
+    """The first step at which each milestone held, and the best progress score so far."""
+    for name, held in result.milestones.items():
+        if held and s.milestones.get(name) is None:
+            s.milestones[name] = s.steps
+        s.milestones.setdefault(name, None)
+    if result.progress is not None:
+        s.progress = max(s.progress or 0.0, float(result.progress))
 
 
 def _fault(exc: Exception, what: str) -> tuple[str, str]:

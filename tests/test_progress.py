@@ -1,0 +1,108 @@
+"""Task progress: milestones recorded by the runner from the simulator's state, and the progress
+section's statistics - exact sign-flip p-values, milestone rates, the failure taxonomy."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from evalsuite.analyses import AnalysisInput
+from evalsuite.analyses.progress import compute, failure_category, sign_flip_p_value
+from evalsuite.journal import EpisodeRecord
+from evalsuite.plan import PolicyEntry, make_plan
+
+
+def test_sign_flip_p_value_is_exact_by_enumeration():
+    rng = np.random.default_rng(0)
+    assert sign_flip_p_value(np.array([0.5, 0.25, 0.75, 1.0, 0.5]), rng)[0] == pytest.approx(2 / 32)
+    assert sign_flip_p_value(np.zeros(6), rng)[0] == 1.0
+    d = np.array([0.3, -0.1, 0.2, 0.0, 0.4, -0.2, 0.1])
+    nonzero = d[d != 0]
+    sums = [abs(np.dot(s, nonzero)) for s in itertools.product((1, -1), repeat=nonzero.size)]
+    assert sign_flip_p_value(d, rng) == (pytest.approx(np.mean(np.array(sums) >= abs(nonzero.sum()) - 1e-12)),
+                                         "exact sign-flip")
+
+
+def test_sign_flip_level_by_simulation_with_many_ties():
+    """Under exchangeable signs (equal policies) the test rejects at most alpha of the time, here with
+    skewed, tied progress scores (most episodes at 1 or 0), exact and random-pattern regimes."""
+    rng = np.random.default_rng(1)
+    for n in (12, 40):
+        rejections = 0
+        reps = 400
+        for _ in range(reps):
+            a = rng.choice([0.0, 0.25, 0.5, 1.0], p=[0.2, 0.1, 0.1, 0.6], size=n)
+            b = rng.choice([0.0, 0.25, 0.5, 1.0], p=[0.2, 0.1, 0.1, 0.6], size=n)
+            rejections += sign_flip_p_value(a - b, rng)[0] <= 0.05
+        assert rejections / reps <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / reps)
+
+
+def _record(trial, task, code, ic, status, progress, milestones):
+    return EpisodeRecord(trial_id=trial, task=task, policy_code=code, ic_index=ic, ic_seed=ic, policy_seed=ic,
+                         attempt=1, status=status, success=status == "success", steps=10, episode_return=0.0,
+                         reason="", wall_time_s=0.0, policy_fingerprint="", milestones=milestones, progress=progress)
+
+
+def test_milestone_rates_taxonomy_and_paired_progress():
+    plan, key = make_plan(suite="fake", tasks=["t1"], policies=[PolicyEntry("a", {}), PolicyEntry("b", {})],
+                          episodes=4, seed=0, max_steps={"t1": 10})
+    label = {code: entry["label"] for code, entry in key.items()}
+    a, b = sorted(label)
+    none = {"reached": None, "moved": None}
+    records = [
+        _record("1a", "t1", a, 0, "success", 1.0, {"reached": 2, "moved": 5}),
+        _record("2a", "t1", a, 1, "failure", 0.33, {"reached": 3, "moved": None}),
+        _record("3a", "t1", a, 2, "failure", 0.67, {"reached": 3, "moved": 6}),
+        _record("4a", "t1", a, 3, "policy_error", 0.0, none),
+        _record("1b", "t1", b, 0, "failure", 0.0, none),
+        _record("2b", "t1", b, 1, "failure", 0.0, none),
+        _record("3b", "t1", b, 2, "failure", 0.33, {"reached": 4, "moved": None}),
+        _record("4b", "t1", b, 3, "failure", 0.0, none),
+    ]
+    section = compute(AnalysisInput(plan, key, records, label, 0.95, 0))
+    cell_a = next(c for c in section["per_task"] if c["policy"] == label[a])
+    assert cell_a["milestones"]["reached"]["k"] == 3 and cell_a["milestones"]["moved"]["k"] == 2
+    assert cell_a["progress"]["mean"] == pytest.approx((1 + 0.33 + 0.67 + 0) / 4)
+    assert cell_a["failures"] == {"policy error": {"count": 1, "examples": ["4a"]},
+                                  "stopped after 'moved'": {"count": 1, "examples": ["3a"]},
+                                  "stopped after 'reached'": {"count": 1, "examples": ["2a"]}}
+    cell_b = next(c for c in section["per_task"] if c["policy"] == label[b])
+    assert cell_b["failures"]["reached no milestone"]["count"] == 3
+    (pair,) = section["paired"]
+    assert pair["pairs"] == 4 and pair["difference"] == pytest.approx((1 + 0.33 + 0.34 + 0) / 4)
+    assert pair["p_value"] == pytest.approx(2 / 8)  # 3 positive non-zero differences, exact
+    assert failure_category(records[4]) == "reached no milestone"
+
+
+def test_the_runner_records_milestones_from_the_simulator(tmp_path):
+    """Meta-World's expert on pick-place: each milestone held at a first step, in order, before success."""
+    from evalsuite import registry
+    from evalsuite.harness import PolicyBuilder
+    from evalsuite.runner import LocalExecutor, RunContext
+
+    suite = registry.suites.get("metaworld-smoke")
+    plan, key = make_plan(suite="metaworld-smoke", tasks=["pick-place"], policies=[PolicyEntry("scripted", {})],
+                          episodes=2, seed=0, max_steps={"pick-place": 200})
+    records = []
+    with LocalExecutor(batch_size=2) as executor:
+        executor.run(plan.trials, RunContext(suite=suite, max_steps=plan.max_steps,
+                                             make_policy=PolicyBuilder(suite, key)), records.append)
+    for r in records:
+        assert r.success and r.progress == 1.0
+        steps = [r.milestones[m] for m in ("reached", "moved", "halfway")]
+        assert all(s is not None for s in steps) and steps == sorted(steps) and steps[-1] < r.steps
+
+
+@pytest.mark.parametrize("values,probs", [([0.0, 0.5, 1.0], [0.1, 0.1, 0.8]), ([0.0, 0.25, 1.0], [0.7, 0.25, 0.05]),
+                                          ([0.2, 0.4, 0.6, 0.8], [0.25, 0.25, 0.25, 0.25])])
+def test_mean_progress_interval_covers_and_never_collapses(values, probs):
+    from evalsuite.analyses.progress import progress_interval
+
+    rng = np.random.default_rng(3)
+    truth = float(np.dot(values, probs))
+    for n in (10, 40):
+        hits = sum(lo <= truth <= hi for lo, hi in (progress_interval(rng.choice(values, p=probs, size=n), 0.95)
+                                                     for _ in range(2000)))
+        assert hits / 2000 >= 0.94
+    low, high = progress_interval(np.full(8, 0.5), 0.95)
+    assert low < 0.5 < high  # every episode alike: still an interval
