@@ -17,7 +17,7 @@ import nox
 nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = True
 
-INSTALL = ["-e", ".[metaworld,robomimic,torch,lbm,ray,test]", "torch==2.13.0", "ruff==0.17.6", "mypy==2.4.1",
+INSTALL = ["-e", ".[metaworld,robomimic,torch,lbm,ray,video,test]", "torch==2.13.0", "ruff==0.17.6", "mypy==2.4.1",
            "-c", "constraints.txt"]
 SHARED = Path(".nox/shared")
 # The project's own regression gate: today's scripted expert on the shipped baseline's initial conditions.
@@ -118,6 +118,8 @@ def tests_slow(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none", default=False)
 def benchmark(session: nox.Session) -> None:
-    """Runner throughput (Meta-World, robomimic workers), sequential savings, aggregates vs rliable."""
-    for script in ("throughput.py", "robomimic_workers.py", "sequential.py", "aggregates.py", "gate.py", "latency.py"):
+    """Runner throughput (Meta-World, robomimic workers), sequential savings (binary and progress),
+    aggregates vs rliable, gate sizes, inference latency."""
+    for script in ("throughput.py", "robomimic_workers.py", "sequential.py", "progress_sequential.py", "aggregates.py",
+                   "gate.py", "latency.py"):
         _run(session, "python", f"benchmarks/{script}", *(session.posargs if script == "throughput.py" else []))

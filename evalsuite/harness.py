@@ -58,6 +58,8 @@ class EvaluateRequest:
     inference_actors: int = 0  # executor=ray: policy servers batching every actor's requests (0: in the actors)
     inference_cpus: float = 1.0  # executor=ray: CPUs per policy server (its inference threads)
     inference_gpus: float = 0.0  # executor=ray: GPUs per policy server
+    video: str = "none"  # none | sample | failures | all: episodes replayed into videos after the run
+    camera: str = ""  # the videos' camera (default: the suite's first)
     episode_timeout_s: float = 600.0
     options: AnalysisOptions = field(default_factory=AnalysisOptions)
     stopping: Stopping = Stopping()  # see evalsuite/sequential.py
@@ -257,6 +259,8 @@ def evaluate(req: EvaluateRequest, log=print) -> dict[str, Any]:
         results = _write_results(run_dir, plan, key, records, req.options, log)
         if req.worst_case and "family" in results:
             results = _worst_cases(req, suite, tasks[0], run_dir, plan, key, records, log)
+        if req.video != "none":
+            _render_videos(req, run_dir, results, info, log)
     if req.tracking_uri:  # after the lock is gone, so its file is not uploaded
         from evalsuite import tracking
 
@@ -314,6 +318,26 @@ def make_executor(req: EvaluateRequest, suite: SuiteSpec):
     plan = {"driver_threads": threads, "executor": "local", "cpus": cpus, "env_workers": env_workers,
             "batch_size": req.batch_size, "inference_threads": threads}
     return LocalExecutor(batch_size=req.batch_size, env_workers=env_workers), plan
+
+
+def _render_videos(req: EvaluateRequest, run_dir: Path, results: dict[str, Any], info: dict[str, Any], log) -> None:
+    """Replay the chosen episodes into RUN/videos/ after the run (evaluation never waits for a
+    renderer), then the report again with its gallery. A suite that cannot render is skipped."""
+    from evalsuite import video
+
+    started = time.time()
+    try:
+        index = video.render_run(run_dir, req.video, camera=req.camera, log=log)
+    except (UsageError, OSError):
+        raise
+    except Exception as exc:  # a renderer failing costs the videos, never the results
+        log(f"videos skipped: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}")
+        return
+    if index:
+        info["video_time_s"] = round(time.time() - started, 2)
+        plan_mod.write_json(run_dir / RUN_INFO_FILE, info)
+        report.write(run_dir, results)
+        log(f"videos: {len(index)} episodes replayed and rendered in {info['video_time_s']:.0f} s, in {run_dir / 'videos'}")
 
 
 def _worst_cases(req: EvaluateRequest, suite: SuiteSpec, task: str, run_dir: Path, plan, key, records, log):

@@ -33,6 +33,9 @@ class EnvInfo:
     action_dim: int
     max_steps: int
     n_initial_conditions: int | None = None  # a finite set (a dataset's stored states), else None
+    # Cameras the environment renders from with ``render(camera, width, height) -> (H, W, 3) uint8``
+    # (offscreen OpenGL); none: its episodes get no videos.
+    cameras: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

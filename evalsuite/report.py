@@ -288,6 +288,41 @@ def markdown(results: dict[str, Any], figures: dict[str, str] | None = None) -> 
     return "\n".join(lines) + "\n"
 
 
+def _videos(run_dir: Path, results: dict[str, Any]) -> dict[tuple[str, str], list[tuple[str, str, str, str]]]:
+    """(task, policy) -> [(trial id, outcome, video, poster)] of the episodes rendered into RUN/videos/."""
+    index_path = run_dir / "videos" / "index.json"
+    if not index_path.exists():
+        return {}
+    import json
+
+    from evalsuite.journal import JOURNAL_FILE, finished_trials, read
+
+    index = json.loads(index_path.read_text())
+    final = finished_trials(read(run_dir / JOURNAL_FILE), results["options"]["max_attempts"])
+    labels = {entry["code"]: label for label, entry in results["policies"].items()}
+    out: dict[tuple[str, str], list[tuple[str, str, str, str]]] = {}
+    for trial, name in sorted(index.items()):
+        r = final.get(trial)
+        if r is None or r.policy_code not in labels:
+            continue
+        out.setdefault((r.task, labels[r.policy_code]), []).append(
+            (trial, r.status.replace("_", " "), f"videos/{name}", f"videos/{name.removesuffix('.mp4')}.png"))
+    return out
+
+
+def _gallery(videos: dict[tuple[str, str], list[tuple[str, str, str, str]]]) -> str:
+    """Rollout videos per task and policy: the last frame as poster, playing inline."""
+    if not videos:
+        return ""
+    cells = []
+    for (task, policy), rows in videos.items():
+        clips = "".join(f'<figure><video controls preload="none" width="256" poster="{html.escape(poster)}" '
+                        f'src="{html.escape(path)}"></video><figcaption>{html.escape(trial)}: {html.escape(outcome)}'
+                        f"</figcaption></figure>" for trial, outcome, path, poster in rows)
+        cells.append(f"<h3>{html.escape(task)} - {html.escape(policy)}</h3><div class='gallery'>{clips}</div>")
+    return "<h2>Videos</h2>" + "".join(cells)
+
+
 def write(run_dir: Path, results: dict[str, Any]) -> tuple[Path, Path]:
     """Write the figures, ``report.md`` and ``report.html`` into ``run_dir``."""
     fig_dir = run_dir / "figures"
@@ -307,21 +342,25 @@ def write(run_dir: Path, results: dict[str, Any]) -> tuple[Path, Path]:
         path = fig_dir / (name.replace(" ", "_") + ".png")
         path.write_bytes(data)
         paths[name] = f"figures/{path.name}"
-    md = markdown(results, paths)
-    (run_dir / "report.md").write_text(md)
+    videos = _videos(run_dir, results)
+    links = "".join(f"- {task}, {policy}: " + ", ".join(f"[{trial} ({outcome})]({path})" for trial, outcome, path, _ in rows)
+                    + "\n" for (task, policy), rows in videos.items())
+    (run_dir / "report.md").write_text(markdown(results, paths) + (f"\n## Videos\n\n{links}" if links else ""))
     body = _markdown_to_html(markdown(results))
     imgs = "".join(
         f'<figure><img alt="{html.escape(n)}" src="data:image/png;base64,{base64.b64encode(d).decode()}">'
         f"<figcaption>{html.escape(n)}</figcaption></figure>" for n, d in pngs.items())
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>evalsuite report: "
-            f"{html.escape(results['suite'])}</title><style>{_CSS}</style></head><body>{body}{imgs}</body></html>\n")
+            f"{html.escape(results['suite'])}</title><style>{_CSS}</style></head><body>{body}{imgs}"
+            f"{_gallery(videos)}</body></html>\n")
     (run_dir / "report.html").write_text(page)
     return run_dir / "report.md", run_dir / "report.html"
 
 
 _CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
         "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:14px}"
-        "th{background:#f3f3f3}img{max-width:100%}figcaption{color:#555;font-size:13px}")
+        "th{background:#f3f3f3}img{max-width:100%}figcaption{color:#555;font-size:13px}"
+        ".gallery{display:flex;flex-wrap:wrap;gap:8px}.gallery figure{margin:0}")
 
 
 def _markdown_to_html(md: str) -> str:

@@ -39,7 +39,7 @@ import numpy as np
 
 from evalsuite.errors import UsageError, choices
 from evalsuite.stats.intervals import proportion_interval
-from evalsuite.interfaces import EnvInfo, StepResult
+from evalsuite.interfaces import StepResult
 
 KINDS = ("physics", "layout", "sensing", "actuation")
 SAMPLERS = ("sobol", "lhs", "grid")
@@ -206,7 +206,7 @@ class FamilyTaskEnv:
             base_suite = dataclasses.replace(base_suite, kwargs={**base_suite.kwargs, "obs": obs})
         self.base = build_env(base_suite, task_id, max_steps or base_suite.task(task_id).max_steps)
         self.adapter = _adapter_for(self.base, spec)
-        self.info = EnvInfo(self.base.info.obs_shapes, self.base.info.action_dim, self.base.info.max_steps)
+        self.info = dataclasses.replace(self.base.info)
         self.params: dict[str, float] = dict(spec.nominal)
         self._rng = np.random.default_rng(0)
         self._queue: deque = deque()
@@ -240,6 +240,9 @@ class FamilyTaskEnv:
             self.executed = self._queue.popleft()
         result = self.base.step(self.executed)
         return dataclasses.replace(result, obs=self._sense(result.obs))
+
+    def render(self, camera: str, width: int, height: int) -> np.ndarray:
+        return self.base.render(camera, width, height)
 
     def close(self) -> None:
         self.base.close()

@@ -196,7 +196,7 @@ def test_cem_finds_the_low_region_of_a_noisy_objective():
 def test_family_run_recovers_a_real_dependence_and_the_search_finds_the_bad_region(tmp_path):
     """The scripted expert on pick-place under observation noise: success falls with the noise."""
     out = tmp_path / "run"
-    assert main(["evaluate", f"suite={FAMILY}", "policies=[scripted]", "vary=[obs_noise]", "sampler=grid", "mdps=6",
+    assert main(["evaluate", "video=none", f"suite={FAMILY}", "policies=[scripted]", "vary=[obs_noise]", "sampler=grid", "mdps=6",
                  "episodes=28", "generations=3", "population=4", "episodes_per_point=2", "fresh_episodes=8",
                  f"out={out}", "tracking_uri=none", "progress=false", "max_steps=300"]) == 0
     fam = json.loads((out / "results.json").read_text())["family"]

@@ -182,7 +182,7 @@ def test_a_candidate_emitting_nan_on_some_episodes_fails_them_and_does_not_pass_
     registry.policies.register(PolicySpec(id="nan-expert", entry_point="tests.test_gate:NaNSometimesExpert",
                                           params={"rate": 0.1}))
     run = tmp_path / "run"
-    assert main(["evaluate", "suite=metaworld-smoke", "tasks=[pick-place]", "policies=[nan-expert]", "episodes=30",
+    assert main(["evaluate", "video=none", "suite=metaworld-smoke", "tasks=[pick-place]", "policies=[nan-expert]", "episodes=30",
                  f"out={run}", "tracking_uri=none", "progress=false"]) == 0
     results = json.loads((run / "results.json").read_text())
     row = results["per_task"][0]

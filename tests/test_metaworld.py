@@ -82,7 +82,7 @@ def test_noise_changes_fingerprint():
 
 
 def _evaluate(cwd, *args, check=True, timeout=600):
-    cmd = [sys.executable, "-m", "evalsuite", "evaluate", "progress=false", *args]
+    cmd = [sys.executable, "-m", "evalsuite", "evaluate", "progress=false", "video=none", *args]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
     if check:
@@ -117,7 +117,7 @@ def test_same_seed_gives_identical_journal(reference_run, tmp_path):
 
 def test_sigkill_at_random_moments_then_resume_equals_uninterrupted(reference_run, tmp_path):
     rng = np.random.default_rng(2024)
-    cmd = [sys.executable, "-m", "evalsuite", "evaluate", "progress=false", *RESUME_ARGS, "out=run"]
+    cmd = [sys.executable, "-m", "evalsuite", "evaluate", "progress=false", "video=none", *RESUME_ARGS, "out=run"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     kills = 0
     log = tmp_path / "stderr.txt"

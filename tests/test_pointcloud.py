@@ -125,7 +125,7 @@ def test_dp3_trains_on_point_clouds_and_evaluates_with_them(tmp_path, capsys):
     config = json.loads((ckpt / "config.json").read_text())["config"]
     assert config["obs"] == {"point_cloud": ["pointcloud", [512, 3]], "agent_pos": ["lowdim", [9]]}
     run = tmp_path / "run"
-    assert main(["evaluate", "suite=metaworld-smoke", "tasks=[drawer-open]", f"policies=[dp3:checkpoint={ckpt}]",
+    assert main(["evaluate", "video=none", "suite=metaworld-smoke", "tasks=[drawer-open]", f"policies=[dp3:checkpoint={ckpt}]",
                  "obs=pointcloud", "episodes=1", "max_steps=12", f"out={run}", "tracking_uri=none",
                  "progress=false"]) == 0
     results = json.loads((run / "results.json").read_text())
@@ -136,13 +136,13 @@ def test_dp3_trains_on_point_clouds_and_evaluates_with_them(tmp_path, capsys):
                  "obs=state", "iters=3", "batch_size=4", "down_dims=[16,32]", "horizon=8", "n_action_steps=4",
                  "progress=false"]) == 0
     assert list(json.loads((lowdim / "config.json").read_text())["config"]["obs"]) == ["state"]
-    assert main(["evaluate", "suite=metaworld-smoke", "tasks=[drawer-open]", "obs=pointcloud", "episodes=1",
+    assert main(["evaluate", "video=none", "suite=metaworld-smoke", "tasks=[drawer-open]", "obs=pointcloud", "episodes=1",
                  f"policies=[gpc:members=dp3@{ckpt}+dp3@{lowdim}:w=0.5]", "max_steps=12", f"out={tmp_path / 'gpc'}",
                  "tracking_uri=none", "progress=false"]) == 0
     gpc_results = json.loads((tmp_path / "gpc" / "results.json").read_text())
     assert gpc_results["trials"]["policy_errors"] == 0
     assert next(iter(gpc_results["policies"].values()))["notes"]["family"] == "gpc"
     # the state-only suite cannot serve this policy: refused before any episode, naming the missing key
-    assert main(["evaluate", "suite=metaworld-smoke", "tasks=[drawer-open]", f"policies=[dp3:checkpoint={ckpt}]",
+    assert main(["evaluate", "video=none", "suite=metaworld-smoke", "tasks=[drawer-open]", f"policies=[dp3:checkpoint={ckpt}]",
                  "episodes=1", f"out={tmp_path / 'run2'}", "tracking_uri=none", "progress=false"]) == 2
     assert "needs observation 'point_cloud'" in capsys.readouterr().err

@@ -31,7 +31,7 @@ def _blocked(*argv):
 @pytest.fixture(scope="module")
 def family_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("fam") / "run"
-    assert main(["evaluate", "suite=metaworld-family/pick-place", "policies=[scripted,noisy-scripted]", "mdps=2",
+    assert main(["evaluate", "video=none", "suite=metaworld-family/pick-place", "policies=[scripted,noisy-scripted]", "mdps=2",
                  "episodes=6", "max_steps=60", "worst_case=none", "tracking_uri=none", "progress=false",
                  f"out={out}"]) == 0
     return out

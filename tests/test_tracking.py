@@ -90,11 +90,16 @@ def test_down_server_keeps_results_and_sync_logs_them_later(small_run, tmp_path,
     assert json.loads((run / "tracking.json").read_text())["run_id"] == parents[0].info.run_id
     names = [a.path for a in client.list_artifacts(parents[0].info.run_id, "run")]
     assert "run/report.html" in names
+    from evalsuite.video import unavailable
+
+    if unavailable() is None:  # the run's default video=sample rendered its episodes: MLflow has them
+        videos = [a.path for a in client.list_artifacts(parents[0].info.run_id, "run/videos")]
+        assert "run/videos/index.json" in videos and any(v.endswith(".mp4") for v in videos)
 
 
 def test_evaluate_with_server_down_exits_zero_with_sync_hint(tmp_path):
     dead = f"http://127.0.0.1:{_free_port()}"
-    out = _cli(tmp_path, "evaluate", "suite=metaworld-smoke", "tasks=[drawer-open]", "policies=[scripted]",
+    out = _cli(tmp_path, "evaluate", "video=none", "suite=metaworld-smoke", "tasks=[drawer-open]", "policies=[scripted]",
                "episodes=1", "max_steps=120", "out=run", f"tracking_uri={dead}", "progress=false")
     assert out.returncode == 0, out.stderr
     assert "evalsuite sync run" in out.stdout

@@ -9,7 +9,8 @@ import importlib
 from types import ModuleType
 
 BUILTIN = {"evaluate": "evaluate", "report": "report", "sync": "sync", "list": "catalog", "demos": "demos",
-           "plan": "plan", "gate": "gate", "select": "select", "compose": "compose", "export": "export"}
+           "plan": "plan", "gate": "gate", "select": "select", "compose": "compose", "export": "export",
+           "video": "video"}
 
 
 def module(command: str) -> ModuleType:

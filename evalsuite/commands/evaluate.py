@@ -94,7 +94,13 @@ TRACKING = (
            parse=parse_tags),
     Option("progress", "true | false (default: whether stderr is a terminal)", parse=boolean),
 )
-OPTIONS = (*SUITE, *FAMILY, *WORST_CASE, *STOPPING, *DESIGN, *PARALLEL, *STATISTICS, ATTEMPTS, *TRACKING)
+VIDEO = (
+    Option("video", "none | sample (one success and one failure per task and policy) | failures | all: episodes "
+           "replayed into mp4 after the run (skipped, with a note, where nothing can render)", "sample",
+           one_of("none", "sample", "failures", "all")),
+    Option("camera", "the videos' camera (default: the suite's first)"),
+)
+OPTIONS = (*SUITE, *FAMILY, *WORST_CASE, *STOPPING, *DESIGN, *PARALLEL, *STATISTICS, ATTEMPTS, *TRACKING, *VIDEO)
 SUITE_OPTIONS = ("init_states", "obs", *(o.name for o in FAMILY))
 SEARCH = tuple(o.name for o in WORST_CASE[1:])
 
@@ -149,6 +155,7 @@ def request(v: Values):
         inference_gpus=v["inference_gpus"], episode_timeout_s=v["timeout"],
         options=AnalysisOptions(**analysis_options(v)), tracking_uri=v["tracking_uri"], experiment=v["experiment"],
         tags=v.get("tags", {}), progress=v.get("progress", sys.stderr.isatty()),
+        video=v.get("video", "none"), camera=v.get("camera", ""),
         worst_case=worst_case(v, suite))
 
 

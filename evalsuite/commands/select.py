@@ -8,7 +8,7 @@ from dataclasses import replace
 from evalsuite.commands import evaluate
 from evalsuite.commands.options import Option, integer, parse
 
-_NOT_HERE = {o.name for o in (*evaluate.STOPPING, *evaluate.WORST_CASE)}
+_NOT_HERE = {o.name for o in (*evaluate.STOPPING, *evaluate.WORST_CASE, *evaluate.VIDEO)}
 _HELP = {"policies": "[candidate, candidate, ...] (e.g. checkpoints: [mlp-bc:ckpt/10,mlp-bc:ckpt/20])",
          "seed": "root seed of the selection initial conditions"}
 OPTIONS = (*(replace(o, help=_HELP.get(o.name, o.help)) for o in evaluate.OPTIONS if o.name not in _NOT_HERE),
