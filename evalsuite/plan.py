@@ -83,6 +83,7 @@ class Stopping:
     round_size: int = 10
     margin: float | None = None  # compare: also stop once |difference| < margin; gate: the margin
     decision: str = "compare"  # compare | gate
+    metric: str = "success"  # compare: success | progress (paired progress scores, betting e-processes)
     baseline: dict[str, list[bool | None]] | None = None  # gate: the baseline's outcome per initial condition
 
     @property
@@ -96,6 +97,8 @@ class Stopping:
         out: dict[str, Any] = {"rule": self.rule, "alpha": self.alpha, "round_size": self.round_size}
         if self.margin is not None:
             out["margin"] = self.margin
+        if self.metric != "success":
+            out["metric"] = self.metric
         if self.decision != "compare":
             out.update(decision=self.decision, baseline=self.baseline)
         return out
@@ -104,7 +107,8 @@ class Stopping:
     def from_dict(cls, d: dict[str, Any] | None) -> Stopping:
         d = d or {}
         return cls(rule=d.get("rule", "fixed"), alpha=d.get("alpha", 0.05), round_size=d.get("round_size", 10),
-                   margin=d.get("margin"), decision=d.get("decision", "compare"), baseline=d.get("baseline"))
+                   margin=d.get("margin"), decision=d.get("decision", "compare"), baseline=d.get("baseline"),
+                   metric=d.get("metric", "success"))
 
     def __str__(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.to_dict().items() if k != "baseline")

@@ -6,7 +6,11 @@ further rounds. Two kinds of decision (``Stopping.decision``):
 
 - ``compare`` (default): every pair of policies on a task is tested with the anytime-valid
   discordant-pair e-process of ``evalsuite.stats.sequential`` at level alpha / m, m = all pairs
-  of the run (Bonferroni: the error is controlled over every pair and every look). A pair is
+  of the run (Bonferroni: the error is controlled over every pair and every look). With
+  ``metric=progress`` the pair is tested on its paired progress scores instead (differences in
+  [-1, 1]; the two-sided plug-in betting e-process of ``evalsuite.stats.betting``, decided once
+  its running maximum reaches m / alpha - Ville's inequality makes that valid at any look);
+  episodes of a suite without progress scores count their success (1 or 0). A pair is
   decided when one policy is better or - with a ``margin`` - when both one-sided betting
   e-processes show |difference| < margin (equivalent; an intersection-union test, each side at
   alpha / m). A task stops when all its pairs are decided.
@@ -29,6 +33,7 @@ import numpy as np
 
 from evalsuite.journal import EpisodeRecord, finished_trials
 from evalsuite.plan import Plan, Trial
+from evalsuite.stats.betting import first_decision, log_e_process
 from evalsuite.stats.margin import INCONCLUSIVE, sequential_verdict
 from evalsuite.stats.sequential import log_e_value, log_wealth_mean
 
@@ -42,8 +47,12 @@ def n_rounds(plan: Plan) -> int:
 
 
 def _outcomes(plan: Plan, records: list[EpisodeRecord], max_attempts: int, through_round: int) -> dict:
+    """(task, code, initial condition) -> the score the stopping rule compares: success, or the
+    progress score with ``metric=progress``."""
     rs = plan.stopping.round_size
-    return {(r.task, r.policy_code, r.ic_index): r.success
+    progress = plan.stopping.metric == "progress"
+    return {(r.task, r.policy_code, r.ic_index): (float(r.success) if r.progress is None else r.progress)
+            if progress else r.success
             for r in finished_trials(records, max_attempts).values()
             if r.is_outcome and r.ic_index // rs <= through_round}
 
@@ -59,10 +68,15 @@ def pair_states(plan: Plan, records: list[EpisodeRecord], max_attempts: int, thr
     for task in plan.tasks:
         for a, b in pairs:
             shared = sorted(i for (t, c, i) in outcome if t == task and c == a and (task, b, i) in outcome)
-            diffs = np.array([int(outcome[task, a, i]) - int(outcome[task, b, i]) for i in shared], dtype=float)
+            diffs = np.array([float(outcome[task, a, i]) - float(outcome[task, b, i]) for i in shared])
             a_wins, b_wins = int(np.sum(diffs > 0)), int(np.sum(diffs < 0))
-            log_e = float(log_e_value(a_wins, b_wins))
-            winner = None if log_e < threshold else (a if a_wins > b_wins else b)
+            if plan.stopping.metric == "progress":
+                log_e = float(log_e_process(diffs).max()) if diffs.size else 0.0
+                _, direction = first_decision(diffs, alpha=math.exp(-threshold))
+                winner = None if direction == 0 else (a if direction > 0 else b)
+            else:
+                log_e = float(log_e_value(a_wins, b_wins))
+                winner = None if log_e < threshold else (a if a_wins > b_wins else b)
             state = {"a_wins": a_wins, "b_wins": b_wins, "pairs": len(shared), "log_e": log_e, "winner": winner}
             if margin:
                 lower = _max_log_wealth(diffs, -margin, "greater")  # evidence that d > -margin
@@ -133,7 +147,7 @@ def summary(plan: Plan, key: dict[str, dict], records: list[EpisodeRecord], max_
     label = {c: v["label"] for c, v in key.items()}
     rs = plan.stopping.round_size
     out: dict[str, Any] = {
-        "decision": plan.stopping.decision, "alpha": plan.stopping.alpha,
+        "decision": plan.stopping.decision, "metric": plan.stopping.metric, "alpha": plan.stopping.alpha,
         "margin": plan.stopping.margin, "round_size": rs, "max_episodes": plan.episodes,
         "tasks": {task: {"stopped_after_round": stops[task],
                          "episodes": min(plan.episodes, (stops[task] + 1) * rs) if stops[task] is not None

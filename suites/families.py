@@ -201,8 +201,6 @@ class FamilyTaskEnv:
         self.design = design(spec, sampler, mdps, design_seed, vary_list, parse_points(points))
         base_suite = registry.suites.get(spec.base_suite)
         if obs != "state":
-            import dataclasses
-
             base_suite = dataclasses.replace(base_suite, kwargs={**base_suite.kwargs, "obs": obs})
         self.base = build_env(base_suite, task_id, max_steps or base_suite.task(task_id).max_steps)
         self.adapter = _adapter_for(self.base, spec)

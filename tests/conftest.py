@@ -61,7 +61,9 @@ class CountdownEnv:
         self.total += float(action[0])
         if self.unstable_above is not None and float(action[0]) > self.unstable_above:
             self.total = float("nan")
-        return StepResult({"state": np.array([self.target, self.total])}, 1.0, self.total >= self.target)
+        return StepResult({"state": np.array([self.target, self.total])}, 1.0, self.total >= self.target,
+                          milestones={"halfway": self.total >= self.target / 2},
+                          progress=float(np.clip(self.total / self.target, 0.0, 1.0)))
 
     def close(self):
         pass

@@ -78,3 +78,20 @@ def test_with_a_margin_identical_policies_stop_as_equivalent(fake_suite, tmp_pat
     assert all(p["decision"] == "equivalent" for p in seq["pairs"])
     assert all(t["episodes"] < 200 for t in seq["tasks"].values())
     assert "margin 0.1 for equivalence" in (tmp_path / "eq" / "report.md").read_text()
+
+
+def test_progress_decides_where_success_cannot(fake_suite, tmp_path):
+    """Within 5 steps neither speed 0.5 nor 0.1 ever reaches a target (3..11): success cannot tell
+    them apart, but the faster always gets further - deciding on paired progress picks it early."""
+    policies = [PolicyEntry("ones", {"speed": 0.5}), PolicyEntry("ones", {"speed": 0.1})]
+    runs = {}
+    for metric in ("success", "progress"):
+        stopping = dataclasses.replace(SEQ, metric=metric)
+        runs[metric] = evaluate(EvaluateRequest(suite="fake", policies=policies, out=tmp_path / metric, episodes=30,
+                                                max_steps=5, stopping=stopping, tracking_uri=None, progress=False,
+                                                batch_size=8), log=lambda *_: None)["sequential"]
+    assert all(p["decision"] == "undecided" for p in runs["success"]["pairs"])
+    assert all(t["episodes"] == 30 for t in runs["success"]["tasks"].values())
+    assert runs["progress"]["metric"] == "progress"
+    assert all(p["decision"] == "ones:speed=0.5 better" for p in runs["progress"]["pairs"])
+    assert all(t["episodes"] < 30 for t in runs["progress"]["tasks"].values())

@@ -41,6 +41,8 @@ STOPPING = (
            number(0.0, 1.0)),
     Option("margin", "stopping=sequential: also stop a pair once |difference| < margin (equivalent)",
            parse=number(0.0, 1.0)),
+    Option("metric", "stopping=sequential: success | progress (decide on paired progress scores; betting "
+           "e-processes)", "success", one_of("success", "progress")),
     Option("max_episodes", "stopping=sequential: cap on initial conditions per task", "200", integer(1)),
     Option("round_size", "stopping=sequential: initial conditions per round", "10", integer(1)),
 )
@@ -135,7 +137,8 @@ def request(v: Values):
     if sequential:
         if "episodes" in v.given:
             raise UsageError("with stopping=sequential give max_episodes=, not episodes=")
-        stopping = Stopping("sequential", alpha=v["alpha"], round_size=v["round_size"], margin=v.get("margin"))
+        stopping = Stopping("sequential", alpha=v["alpha"], round_size=v["round_size"], margin=v.get("margin"),
+                            metric=v["metric"])
         episodes = v["max_episodes"]
     ray_given = [k for k in RAY_ONLY if k in v.given]
     if ray_given and v["executor"] != "ray":
