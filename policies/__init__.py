@@ -50,7 +50,8 @@ BUILTIN = [
         ("flowpolicy", "FlowPolicy: consistency flow matching, one-step inference"),
         ("mp1", "MP1: MeanFlow with CFG target, adaptive loss and dispersive loss; one-step inference"),
         ("dm1", "DM1: MeanFlow with dispersive regularization (4 variants); 1-5 step inference"),
-        ("ebt", "EBT-Policy: energy transformer, acting by Nesterov descent on the chunk (steps = cap)"),
+        ("ebt", "EBT-Policy: energy transformer, acting by the gradient descent on the chunk it was trained "
+                "with until the gradient vanishes (steps = cap)"),
     )],
     PolicySpec(
         id="lbm",

@@ -257,7 +257,8 @@ class ChunkPolicy:
         digest = hashlib.sha256(weights.read_bytes() + conventions.encode()).hexdigest()[:16]
         self._fingerprint = f"{c.family}-{digest}-steps{self.steps}"
         self._generators: dict[int, torch.Generator] = {}
-        self._stats: dict[int, list[tuple[int, float]]] = {}  # per slot: (descent steps, energy) per chunk
+        # per slot, per chunk: (descent steps, energy, whether the gradient criterion stopped the descent)
+        self._stats: dict[int, list[tuple[int, float, bool]]] = {}
         flush_denormals()
 
     @property
@@ -278,8 +279,10 @@ class ChunkPolicy:
         stats = getattr(self.model, "last_stats", None)
         if stats is not None:  # energy-based: descent steps and final energy of every chunk
             for row, slot in enumerate(slots):
+                stopped = stats.get("stopped_by_gradient")
                 self._stats.setdefault(int(slot), []).append(
-                    (int(stats["descent_steps"][row]), float(stats["energy"][row])))
+                    (int(stats["descent_steps"][row]), float(stats["energy"][row]),
+                     bool(stopped[row]) if stopped is not None else False))
         start = c.n_obs_steps - 1
         return chunk[:, start:start + c.n_action_steps]
 
@@ -292,8 +295,9 @@ class ChunkPolicy:
         stats = self._stats.get(slot) or []
         if not stats:
             return {}
-        energies = [e for _, e in stats]
-        return {"chunks": len(stats), "descent_steps_mean": float(np.mean([n for n, _ in stats])),
+        energies = [e for _, e, _ in stats]
+        return {"chunks": len(stats), "descent_steps_mean": float(np.mean([n for n, _, _ in stats])),
+                "stopped_by_gradient": float(np.mean([s for _, _, s in stats])),
                 "energy_mean": float(np.mean(energies)), "energy_max": float(np.max(energies)),
                 "energy_first": energies[0], "energy_last": energies[-1]}
 

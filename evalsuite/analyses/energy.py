@@ -26,8 +26,11 @@ def compute(inp: AnalysisInput) -> dict[str, Any]:
     AUROC of the episode's mean chunk energy for failure (Mann-Whitney), and success vs energy."""
     records, label, level = inp.records, inp.label, inp.level
     out: dict[str, Any] = {}
-    for code in sorted({r.policy_code for r in records}):
-        rows = [r for r in records if r.policy_code == code and r.is_outcome and "energy_mean" in r.policy_info]
+    tasks = sorted({r.task for r in records})
+    for code, task in sorted({(r.policy_code, r.task) for r in records}):
+        # per task: energy scales differ between tasks (and training seeds), so they are not pooled
+        rows = [r for r in records if r.policy_code == code and r.task == task and r.is_outcome
+                and "energy_mean" in r.policy_info]
         if not rows:
             continue
         e = np.array([r.policy_info["energy_mean"] for r in rows])
@@ -35,6 +38,8 @@ def compute(inp: AnalysisInput) -> dict[str, Any]:
         entry: dict[str, Any] = {"episodes": len(rows), "successes": int(y.sum()),
                                  "descent_steps_mean": float(np.mean([r.policy_info.get("descent_steps_mean", np.nan)
                                                                       for r in rows])),
+                                 "stopped_by_gradient": float(np.mean([r.policy_info.get("stopped_by_gradient", np.nan)
+                                                                       for r in rows])),
                                  "energy_success": float(e[y].mean()) if y.any() else None,
                                  "energy_failure": float(e[~y].mean()) if (~y).any() else None}
         if y.any() and (~y).any():
@@ -44,6 +49,11 @@ def compute(inp: AnalysisInput) -> dict[str, Any]:
             if (~y).sum() >= 2 and y.sum() >= 2:
                 ci = auroc_interval(e[~y], e[y], level)
                 entry["auroc_low"], entry["auroc_high"] = ci.low, ci.high
+                steps = np.array([r.policy_info.get("descent_steps_mean", np.nan) for r in rows])
+                if np.isfinite(steps).all():  # do episodes that needed longer descents fail more?
+                    s_ci = auroc_interval(steps[~y], steps[y], level)
+                    entry["steps_auroc_failure"] = s_ci.estimate
+                    entry["steps_auroc_low"], entry["steps_auroc_high"] = s_ci.low, s_ci.high
         else:
             entry["auroc_failure"] = None
         if e.max() > e.min():
@@ -51,24 +61,30 @@ def compute(inp: AnalysisInput) -> dict[str, Any]:
             entry["curve"] = {"x": curve.x, "p": curve.p, "low": curve.low, "high": curve.high, "slope": curve.slope,
                               "note": curve.note}
         entry["points"] = [[float(a), bool(b)] for a, b in zip(e, y)]
-        out[label[code]] = entry
+        out[label[code] if len(tasks) == 1 else f"{label[code]} ({task})"] = entry
     return out
 
 
 def report(section: dict[str, Any], results: dict[str, Any]) -> list[str]:
     lines = ["", "## Energy as an uncertainty signal", "",
-             "Energy-based policies report the energy of every action chunk they choose. AUROC: the probability "
-             "that a failed episode had a higher mean energy than a successful one (0.5: no signal), with DeLong's "
+             "Energy-based policies report the energy of every action chunk they choose, per task (energy scales "
+             "differ between tasks and training seeds). AUROC: the probability that a failed episode had a higher "
+             "mean energy (or needed more descent steps) than a successful one (0.5: no signal), with DeLong's "
              f"{100 * results['options']['level']:g}% interval on the logit scale (episodes only).", "",
-             "| policy | episodes | successes | mean energy (success) | mean energy (failure) | AUROC for failure | p | "
-             "descent steps |", "|---|---|---|---|---|---|---|---|"]
+             "| policy | episodes | successes | mean energy (success) | mean energy (failure) | energy AUROC for "
+             "failure | p | descent steps | stopped by gradient | steps AUROC for failure |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for pol, e in section.items():
         fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
         p = e.get("auroc_p_value")
         auroc = fmt(e["auroc_failure"]) + (f" [{e['auroc_low']:.3f}, {e['auroc_high']:.3f}]" if "auroc_low" in e else "")
+        steps = (f"{e['steps_auroc_failure']:.3f} [{e['steps_auroc_low']:.3f}, {e['steps_auroc_high']:.3f}]"
+                 if "steps_auroc_failure" in e else "n/a")
+        stopped = e.get("stopped_by_gradient")
+        stopped_text = "n/a" if stopped is None or stopped != stopped else f"{100 * stopped:.0f}%"
         lines.append(f"| {pol} | {e['episodes']} | {e['successes']} | {fmt(e['energy_success'])} | "
                      f"{fmt(e['energy_failure'])} | {auroc} | {'' if p is None else f'{p:.2g}'} | "
-                     f"{e['descent_steps_mean']:.1f} |")
+                     f"{e['descent_steps_mean']:.1f} | {stopped_text} | {steps} |")
     return lines
 
 

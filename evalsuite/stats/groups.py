@@ -32,7 +32,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from evalsuite.stats import aggregates
-from evalsuite.stats.intervals import Interval
+from evalsuite.stats.intervals import Interval, wilson_bounds
 
 FloatArray = NDArray[np.float64]
 
@@ -107,7 +107,8 @@ def _resampled_rates(outcomes: FloatArray, weights: FloatArray, rng: np.random.G
     # (tasks, runs, episodes) @ (tasks, episodes, reps) -> (tasks, runs, reps)
     per_run = np.matmul(outcomes.transpose(1, 0, 2), weights.transpose(1, 2, 0)).transpose(2, 1, 0)
     picked = rng.integers(0, runs, size=(weights.shape[0], runs))
-    return np.take_along_axis(per_run, picked[:, :, None], axis=1)
+    # rounded: rates are counts / episodes, and exact ties (e.g. 1.0 against 1.0) must stay ties
+    return np.round(np.take_along_axis(per_run, picked[:, :, None], axis=1), 12)
 
 
 def _chunks(reps: int, per_rep: int) -> Iterator[int]:
@@ -147,9 +148,25 @@ def group_aggregates(outcomes: ArrayLike, *, metrics: Sequence[str] = ("iqm", "m
         resampled = _resampled_rates(data, _ic_weights(rng, size, tasks, episodes), rng)
         for m in metrics:
             draws[m].append(aggregates.METRICS[m](resampled))
-    intervals = {m: Interval(float(aggregates.METRICS[m](rates)), *_percentile(np.concatenate(draws[m]), level),
-                             level, METHOD) for m in metrics}
+    intervals = {m: _not_collapsed(Interval(float(aggregates.METRICS[m](rates)),
+                                            *_percentile(np.concatenate(draws[m]), level), level, METHOD), data,
+                                   gap=m == "optimality_gap")
+                 for m in metrics}
     return GroupSummary(runs, tasks, episodes, reps, intervals)
+
+
+def _not_collapsed(interval: Interval, data: FloatArray, gap: bool = False) -> Interval:
+    """Every run at 0% or 100% on every task makes every resample the same: a percentile interval
+    of one point, which no true rate below 100% would be inside. There the interval is the Wilson
+    interval of all the group's episodes pooled (it covers initial conditions; runs that agree
+    completely leave nothing to estimate their spread from)."""
+    if interval.low < interval.high or not (np.all(data == 0) or np.all(data == 1)):
+        return interval
+    low, high = wilson_bounds(data.sum(), data.size, level=interval.level)
+    if gap:  # the optimality gap is 1 - the rate here
+        low, high = 1 - high, 1 - low
+    return Interval(interval.estimate, float(low), float(high), interval.level,
+                    "Wilson on pooled episodes (every run at the boundary: the bootstrap has one value)")
 
 
 def _compare(x: ArrayLike, y: ArrayLike, statistic: Callable[[FloatArray, FloatArray], FloatArray], name: str, *,

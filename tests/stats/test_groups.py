@@ -171,3 +171,19 @@ def test_inputs_are_checked(two_groups):
         g.group_difference(x, y[:, :, :20], rng=rng)
     unpaired = g.group_difference(x, y[:, :, :20], rng=rng, reps=200, paired=False)
     assert unpaired.paired is False
+
+
+def test_groups_at_100_percent_keep_ties_and_do_not_collapse():
+    """Every run of both groups succeeds everywhere: P(X > Y) is 0.5 with 0.5 inside its interval
+    (resampled rates used to lose exact ties to rounding), and the group's interval is no point."""
+    import numpy as np
+
+    from evalsuite.stats.groups import group_aggregates, probability_of_improvement_groups
+
+    ones = np.ones((3, 2, 50))
+    poi = probability_of_improvement_groups(ones, ones, rng=np.random.default_rng(0), reps=500).interval
+    assert poi.estimate == 0.5 and poi.low <= 0.5 <= poi.high
+    summary = group_aggregates(ones, rng=np.random.default_rng(0), reps=500)
+    mean, gap = summary.metrics["mean"], summary.metrics["optimality_gap"]
+    assert mean.estimate == 1.0 and 0.97 < mean.low < 1.0 == mean.high
+    assert gap.estimate == 0.0 and gap.low == 0.0 < gap.high < 0.03
