@@ -9,6 +9,7 @@ instead of a multi-GB CUDA build.
 
 import hashlib
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -98,6 +99,7 @@ def wheel(session: nox.Session) -> None:
     session.install("--force-reinstall", "--no-deps", built)  # the same version number: never a stale wheel
     session.install(f"{built}[metaworld,torch]", "torch==2.13.0", "-c", "constraints.txt")
     session.chdir(tmp)
+    shutil.rmtree("wheel-run", ignore_errors=True)  # a fresh run each time, never a resume of an old one
     session.run("python", "-c", "import evalsuite_policies as p, evalsuite_suites; assert 'site-packages' in p.__file__, p.__file__")
     session.run("evalsuite", "evaluate", "suite=metaworld-smoke", "policies=[scripted,dp3]", "episodes=2",
                 "tracking_uri=none", "progress=false", "out=wheel-run")

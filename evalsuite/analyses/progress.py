@@ -68,7 +68,7 @@ def compute(inp: AnalysisInput) -> dict[str, Any] | None:
     for r in records:
         cells.setdefault((r.task, r.policy_code), []).append(r)
     per_cell = []
-    for (task, code), rows in sorted(cells.items()):
+    for (task, code), rows in sorted(cells.items(), key=lambda kv: (kv[0][0], inp.label[kv[0][1]])):
         progress = np.array([r.progress for r in rows], dtype=float)
         low, high = progress_interval(progress, level)
         names = list(dict.fromkeys(name for r in rows for name in r.milestones))
