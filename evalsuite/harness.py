@@ -14,6 +14,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -260,7 +261,7 @@ def evaluate(req: EvaluateRequest, log=print) -> dict[str, Any]:
         if req.worst_case and "family" in results:
             results = _worst_cases(req, suite, tasks[0], run_dir, plan, key, records, log)
         if req.video != "none":
-            _render_videos(req, run_dir, results, info, log)
+            _render_videos(req, run_dir, suite, builder, results, info, log)
     if req.tracking_uri:  # after the lock is gone, so its file is not uploaded
         from evalsuite import tracking
 
@@ -320,14 +321,15 @@ def make_executor(req: EvaluateRequest, suite: SuiteSpec):
     return LocalExecutor(batch_size=req.batch_size, env_workers=env_workers), plan
 
 
-def _render_videos(req: EvaluateRequest, run_dir: Path, results: dict[str, Any], info: dict[str, Any], log) -> None:
+def _render_videos(req: EvaluateRequest, run_dir: Path, suite: SuiteSpec, builder: PolicyBuilder,
+                   results: dict[str, Any], info: dict[str, Any], log) -> None:
     """Replay the chosen episodes into RUN/videos/ after the run (evaluation never waits for a
     renderer), then the report again with its gallery. A suite that cannot render is skipped."""
     from evalsuite import video
 
     started = time.time()
     try:
-        index = video.render_run(run_dir, req.video, camera=req.camera, log=log)
+        index = video.render_run(run_dir, suite, builder, req.video, camera=req.camera, log=log)
     except (UsageError, OSError):
         raise
     except Exception as exc:  # a renderer failing costs the videos, never the results
@@ -338,6 +340,16 @@ def _render_videos(req: EvaluateRequest, run_dir: Path, results: dict[str, Any],
         plan_mod.write_json(run_dir / RUN_INFO_FILE, info)
         report.write(run_dir, results)
         log(f"videos: {len(index)} episodes replayed and rendered in {info['video_time_s']:.0f} s, in {run_dir / 'videos'}")
+
+
+def render_saved_run(run_dir: Path, mode: str, trials: Sequence[str], camera: str, size: tuple[int, int],
+                     log=print) -> dict[str, str]:
+    """``evalsuite video RUN``: the run's suite (with its options) and policies, then its videos."""
+    from evalsuite import video
+
+    plan, key = plan_mod.load(run_dir)
+    suite = with_options(registry.suites.get(plan.suite), plan.suite_options)
+    return video.render_run(run_dir, suite, PolicyBuilder(suite, key), mode, trials, camera, size, log)
 
 
 def _worst_cases(req: EvaluateRequest, suite: SuiteSpec, task: str, run_dir: Path, plan, key, records, log):

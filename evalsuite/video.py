@@ -172,40 +172,45 @@ def replay(suite: SuiteSpec, make_policy: Callable[[str, str], Any], max_steps: 
     return index
 
 
-def render_run(run_dir: Path, mode: str = "sample", trials: Sequence[str] = (), camera: str = "",
-               size: tuple[int, int] = (256, 192), log: Callable[[str], None] = print) -> dict[str, str]:
+def render_run(run_dir: Path, suite: SuiteSpec, make_policy: Callable[[str, str], Any], mode: str = "sample",
+               trials: Sequence[str] = (), camera: str = "", size: tuple[int, int] = (256, 192),
+               log: Callable[[str], None] = print) -> dict[str, str]:
     """Render the chosen episodes of a run folder (or the named trials) into RUN/videos/, in a child
-    process with the offscreen backend; returns trial id -> file, also written to the index."""
+    process with the offscreen backend; returns trial id -> file, also written to the index.
+    ``suite`` is the run's suite with its options and ``make_policy`` its policy factory (picklable)."""
     import multiprocessing as mp
 
     from evalsuite import plan as plan_mod
-    from evalsuite import registry
-    from evalsuite.harness import with_options
     from evalsuite.runner.envs import env_info
 
     plan, _ = plan_mod.load(run_dir)
-    suite = with_options(registry.suites.get(plan.suite), plan.suite_options)
     task = plan.tasks[0]
     reason = unavailable() or ("" if env_info(suite, task, plan.max_steps[task]).cameras else
                                f"videos skipped: the environments of suite {plan.suite!r} declare no cameras")
     if reason:
         log(reason)
         return {}
-    os.environ.setdefault("MUJOCO_GL", "osmesa")  # inherited by the child, which imports MuJoCo fresh
-    os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
-    with mp.get_context("spawn").Pool(1) as pool:
-        return pool.apply(_render_in_child, (str(run_dir), mode, list(trials), camera, size))
+    backend = os.environ.get("MUJOCO_GL", "osmesa")
+    saved = {k: os.environ.get(k) for k in ("MUJOCO_GL", "PYOPENGL_PLATFORM")}
+    os.environ.update(MUJOCO_GL=backend, PYOPENGL_PLATFORM=os.environ.get("PYOPENGL_PLATFORM", backend))
+    try:  # the child inherits the backend and imports MuJoCo fresh; this process is left as it was
+        with mp.get_context("spawn").Pool(1) as pool:
+            return pool.apply(_render_in_child, (str(run_dir), suite, make_policy, mode, list(trials), camera, size))
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
-def _render_in_child(run_dir: str, mode: str, trials: list[str], camera: str,
-                     size: tuple[int, int]) -> dict[str, str]:
+def _render_in_child(run_dir: str, suite: SuiteSpec, make_policy: Callable[[str, str], Any], mode: str,
+                     trials: list[str], camera: str, size: tuple[int, int]) -> dict[str, str]:
     from evalsuite import plan as plan_mod
-    from evalsuite import registry
-    from evalsuite.harness import JOURNAL_FILE, PolicyBuilder, with_options
-    from evalsuite.journal import finished_trials, read
+    from evalsuite.journal import JOURNAL_FILE, finished_trials, read
 
     folder = Path(run_dir)
-    plan, key = plan_mod.load(folder)
+    plan, _ = plan_mod.load(folder)
     final = finished_trials(read(folder / JOURNAL_FILE), plan_mod.saved_max_attempts(folder))
     if trials:
         unknown = [t for t in trials if t not in final]
@@ -214,8 +219,6 @@ def _render_in_child(run_dir: str, mode: str, trials: list[str], camera: str,
         chosen = [final[t] for t in trials]
     else:
         chosen = choose(list(final.values()), mode)
-    suite = with_options(registry.suites.get(plan.suite), plan.suite_options)
-    make_policy = PolicyBuilder(suite, key)
     out_dir = folder / VIDEO_DIR
     out_dir.mkdir(exist_ok=True)
     index_path = out_dir / INDEX_FILE

@@ -17,14 +17,14 @@ OPTIONS = (Option("trial", "[trial id, ...] to render (e.g. pick-place/00003/B);
 def run(args: list[str]) -> int:
     """Replay and render episodes of a run folder into RUN/videos/ (named by trial id)."""
     from evalsuite import video
-    from evalsuite.harness import rebuild_report
+    from evalsuite.harness import rebuild_report, render_saved_run
 
     folder, rest = run_dir(args, "video")
     v = parse(rest, OPTIONS)
     reason = video.unavailable()
     if reason:
         raise UsageError(reason)
-    index = video.render_run(folder, v["video"], v.get("trial", ()), v.get("camera", ""), (v["width"], v["height"]))
+    index = render_saved_run(folder, v["video"], v.get("trial", ()), v.get("camera", ""), (v["width"], v["height"]))
     if not index:
         raise UsageError(f"no episode of {folder} was rendered (see above)")
     rebuild_report(folder, {}, log=lambda *_: None)  # the report's gallery
