@@ -8,17 +8,20 @@ one (steps and status), or the video is not kept. Files are named by trial id - 
 condition and blinding code, never the policy - in ``RUN/videos/`` with an index for the report.
 
 Rendering is offscreen OpenGL through MuJoCo: OSMesa (Mesa's software rasterizer, the Debian
-package ``libosmesa6``) unless ``MUJOCO_GL`` names another backend. It runs in a child process
-that starts with ``MUJOCO_GL`` set, since MuJoCo picks its backend when first imported.
+package ``libosmesa6``) unless ``EVALSUITE_GL`` names another MuJoCo backend (``egl`` on a GPU).
+It runs in a child process started with ``MUJOCO_GL`` set to it, since MuJoCo picks its backend
+when first imported (and robosuite rewrites ``MUJOCO_GL`` to ``egl`` in any process importing it,
+so the parent's value is not used).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes.util
 import dataclasses
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +37,30 @@ FPS = 25
 SAMPLE_PER_OUTCOME = 1  # with video=sample: this many successes and failures per task and policy
 
 
+def backend() -> str:
+    return os.environ.get("EVALSUITE_GL", "osmesa")
+
+
+@contextlib.contextmanager
+def gl_environment() -> Iterator[None]:
+    """MUJOCO_GL and PYOPENGL_PLATFORM for child processes started inside, then as they were."""
+    saved = {k: os.environ.get(k) for k in ("MUJOCO_GL", "PYOPENGL_PLATFORM")}
+    os.environ.update(MUJOCO_GL=backend(), PYOPENGL_PLATFORM=backend())
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def unavailable() -> str | None:
     """Why videos cannot be rendered here (one line naming what to install), or None."""
-    backend = os.environ.get("MUJOCO_GL", "osmesa")
-    if backend == "osmesa" and not ctypes.util.find_library("OSMesa"):
+    if backend() == "osmesa" and not ctypes.util.find_library("OSMesa"):
         return ("videos skipped: offscreen rendering needs OSMesa (Debian: apt-get install libosmesa6), "
-                "or set MUJOCO_GL to a working backend")
+                "or set EVALSUITE_GL to a working MuJoCo backend (e.g. egl)")
     try:
         import imageio_ffmpeg  # noqa: F401
     except ImportError:
@@ -190,18 +211,8 @@ def render_run(run_dir: Path, suite: SuiteSpec, make_policy: Callable[[str, str]
     if reason:
         log(reason)
         return {}
-    backend = os.environ.get("MUJOCO_GL", "osmesa")
-    saved = {k: os.environ.get(k) for k in ("MUJOCO_GL", "PYOPENGL_PLATFORM")}
-    os.environ.update(MUJOCO_GL=backend, PYOPENGL_PLATFORM=os.environ.get("PYOPENGL_PLATFORM", backend))
-    try:  # the child inherits the backend and imports MuJoCo fresh; this process is left as it was
-        with mp.get_context("spawn").Pool(1) as pool:
-            return pool.apply(_render_in_child, (str(run_dir), suite, make_policy, mode, list(trials), camera, size))
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    with gl_environment(), mp.get_context("spawn").Pool(1) as pool:  # the child imports MuJoCo fresh
+        return pool.apply(_render_in_child, (str(run_dir), suite, make_policy, mode, list(trials), camera, size))
 
 
 def _render_in_child(run_dir: str, suite: SuiteSpec, make_policy: Callable[[str, str], Any], mode: str,

@@ -47,11 +47,8 @@ def test_replayed_episodes_match_the_journal_and_the_videos_show_them(tmp_path, 
 def test_the_frame_shows_the_object(tmp_path):
     """Moving the object 10 cm changes the rendered frame: the camera sees it."""
     import multiprocessing as mp
-    import os
 
-    os.environ.setdefault("MUJOCO_GL", "osmesa")
-    os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
-    with mp.get_context("spawn").Pool(1) as pool:
+    with video.gl_environment(), mp.get_context("spawn").Pool(1) as pool:
         changed, std = pool.apply(_object_moves_in_frame)
     assert std > 10 and changed > 20  # pixels that changed when only the object moved
 
