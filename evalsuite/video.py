@@ -21,7 +21,7 @@ import ctypes.util
 import dataclasses
 import json
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,19 +41,11 @@ def backend() -> str:
     return os.environ.get("EVALSUITE_GL", "osmesa")
 
 
-@contextlib.contextmanager
-def gl_environment() -> Iterator[None]:
+def gl_environment() -> contextlib.AbstractContextManager[None]:
     """MUJOCO_GL and PYOPENGL_PLATFORM for child processes started inside, then as they were."""
-    saved = {k: os.environ.get(k) for k in ("MUJOCO_GL", "PYOPENGL_PLATFORM")}
-    os.environ.update(MUJOCO_GL=backend(), PYOPENGL_PLATFORM=backend())
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    from evalsuite.runner.envs import environ
+
+    return environ({"MUJOCO_GL": backend(), "PYOPENGL_PLATFORM": backend()})
 
 
 def unavailable() -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from evalsuite.commands.options import Option, integer, number, parse
+from evalsuite.commands.options import Option, integer, number, one_of, parse
 from evalsuite.errors import UsageError
 
 
@@ -16,19 +16,12 @@ def _options() -> tuple[Option, ...]:
             Option("delta", "difference to detect (negative: a drop)", parse=number(-1.0, 1.0)),
             Option("alpha", "two-sided error rate", "0.05", number(0.0, 1.0)),
             Option("power", "probability of detecting delta", "0.8", number(0.0, 1.0)),
-            Option("design", " | ".join(pw.DESIGNS), "paired", _design),
+            Option("design", " | ".join(pw.DESIGNS), "paired", one_of(*pw.DESIGNS)),
             Option("discordance", "paired: share of initial conditions where the two policies differ "
                    "(default: independent outcomes)", parse=number(0.0, 1.0)),
             Option("pilot", "a finished run folder whose paired episodes estimate the discordance"),
             Option("margin", "size a regression gate with this margin instead", parse=number(0.0, 1.0)),
             Option("tasks", "with margin=: tasks the gate decides over", "1", integer(1)))
-
-
-def _design(key: str, value: str) -> str:
-    from evalsuite.commands.options import choice
-    from evalsuite.stats import power as pw
-
-    return choice(key, value, pw.DESIGNS)
 
 
 OPTIONS = _options()

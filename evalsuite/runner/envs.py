@@ -123,11 +123,10 @@ THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 @contextlib.contextmanager
-def thread_env(n: int):
-    """The BLAS/OpenMP thread variables at ``n`` for what starts inside (child processes, torch
-    loaded later), then as they were."""
-    saved = {k: os.environ.get(k) for k in THREAD_VARS}
-    os.environ.update({k: str(n) for k in THREAD_VARS})
+def environ(values: dict[str, str]):
+    """Environment variables set for what starts inside (child processes), then as they were."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
     try:
         yield
     finally:
@@ -136,6 +135,12 @@ def thread_env(n: int):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def thread_env(n: int):
+    """The BLAS/OpenMP thread variables at ``n`` for what starts inside (child processes, torch
+    loaded later), then as they were."""
+    return environ({k: str(n) for k in THREAD_VARS})
 
 
 class SubprocessEnvs:
