@@ -23,8 +23,8 @@ INSTALL = ["-e", ".[metaworld,robomimic,torch,lbm,ray,video,test]", "torch==2.13
 SHARED = Path(".nox/shared")
 # The project's own regression gate: today's scripted expert on the shipped baseline's initial conditions.
 SHIPPED_BASELINE = "reports/baselines/metaworld-smoke-scripted"
-# mypy --strict on the statistics, the plugin interfaces and the specs.
-STRICT = ["evalsuite/stats", "evalsuite/interfaces.py", "evalsuite/specs.py"]
+# mypy --strict on the statistics, the typed results, the plugin interfaces and the specs.
+STRICT = ["evalsuite/stats", "evalsuite/interfaces.py", "evalsuite/specs.py", "evalsuite/results.py"]
 
 
 def _shared(session: nox.Session) -> dict[str, str]:
@@ -72,7 +72,8 @@ def tests(session: nox.Session) -> None:
 
 # Statistics, plan, journal, the fake-suite runner and executors, the gate's logic: no simulator.
 UNIT = ["tests/stats", "tests/test_plan_and_journal.py", "tests/test_runner.py", "tests/test_groups_and_combine.py",
-        "tests/test_bad_inputs.py", "tests/test_runlock.py", "tests/test_import_graph.py", "tests/test_analyses.py"]
+        "tests/test_bad_inputs.py", "tests/test_runlock.py", "tests/test_import_graph.py", "tests/test_analyses.py",
+        "tests/test_results.py", "tests/test_figures.py"]
 
 
 @nox.session(venv_backend="none", default=False)

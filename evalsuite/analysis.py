@@ -8,7 +8,6 @@ outcomes (no wall times), so an interrupted-and-resumed run gives the same file 
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -16,82 +15,28 @@ import numpy as np
 from evalsuite import stats
 from evalsuite.journal import ERROR, POLICY_ERROR, EpisodeRecord, finished_trials
 from evalsuite.plan import Plan
+from evalsuite.results import (
+    AggregateResult,
+    AnalysisOptions,
+    MeanDifference,
+    PairResult,
+    Results,
+    TaskResult,
+    TrialCounts,
+    WorstMean,
+    WorstPair,
+    WorstRate,
+)
 from evalsuite.stats.letters import compact_letters
 from evalsuite.stats.over_tasks import adjusted_level, mean_over_tasks, paired_difference_over_tasks
 from evalsuite.stats.paired import newcombe_paired_interval
 
 
-@dataclass(frozen=True, slots=True)
-class AnalysisOptions:
-    level: float = 0.95
-    interval: str = "wilson"
-    correction: str = "holm"
-    bootstrap_reps: int = 10_000
-    max_attempts: int = 3
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+__all__ = ["AnalysisOptions", "analyze"]
 
 
-@dataclass(frozen=True, slots=True)
-class TaskResult:
-    task: str
-    policy: str
-    code: str
-    n: int  # outcomes, policy errors included (as failures)
-    successes: int
-    policy_errors: int  # episodes the policy itself broke: counted as failures
-    missing: int  # infrastructure errors left after every retry: not in n
-    rate: float
-    ci_low: float
-    ci_high: float
-    method: str
-    level: float
-    posterior_alpha: float
-    posterior_beta: float
-    mean_steps: float
-    fingerprint: str
-    worst_case: dict[str, Any] | None = None  # with the missing episodes counted as failures
-
-
-@dataclass(frozen=True, slots=True)
-class PairResult:
-    task: str
-    policy_a: str
-    policy_b: str
-    n_pairs: int
-    both: int
-    a_only: int
-    b_only: int
-    neither: int
-    difference: float
-    ci_low: float
-    ci_high: float
-    level: float
-    p_value: float
-    p_adjusted: float
-    correction: str
-    significant: bool  # adjusted p below alpha and the simultaneous interval excludes 0
-    simultaneous_level: float  # of the interval below, adjusted for the comparisons (see correction)
-    simultaneous_low: float
-    simultaneous_high: float
-    worst_case: dict[str, Any] | None = None  # with the missing episodes counted as failures
-
-
-@dataclass(frozen=True, slots=True)
-class AggregateResult:
-    policy: str
-    tasks: int
-    mean: float
-    ci_low: float
-    ci_high: float
-    level: float
-    method: str
-    worst_case: dict[str, Any] | None = None  # with the missing episodes counted as failures
-
-
-def analyze(plan: Plan, key: dict[str, dict], records: list[EpisodeRecord], options: AnalysisOptions) -> dict[str, Any]:
-    """All statistics of a run as a JSON-ready dict (see module docstring)."""
+def analyze(plan: Plan, key: dict[str, dict], records: list[EpisodeRecord], options: AnalysisOptions) -> Results:
+    """All statistics of a run (see module docstring); ``Results.to_dict`` is results.json."""
     final = finished_trials(records, options.max_attempts)
     label = {code: entry["label"] for code, entry in key.items()}
     codes = sorted(plan.codes, key=lambda c: label[c])  # report order: by name, not by code
@@ -121,13 +66,15 @@ def analyze(plan: Plan, key: dict[str, dict], records: list[EpisodeRecord], opti
             worst = None
             if lost:
                 wci = stats.proportion_interval(k, n + lost, level=options.level, method=options.interval)
-                worst = {"successes": k, "n": n + lost, "rate": _num(wci.estimate), "ci_low": wci.low,
-                         "ci_high": wci.high}
+                worst = WorstRate(successes=k, n=n + lost, rate=_num(wci.estimate), ci_low=wci.low,
+                                  ci_high=wci.high)
             per_task.append(TaskResult(
-                task, label[code], code, n, k, policy_errors.get((task, code), 0), lost, _num(ci.estimate), ci.low,
-                ci.high, options.interval, options.level, post.alpha, post.beta,
-                _num(float(np.mean(steps[task, code]))) if steps.get((task, code)) else None,
-                fingerprints.get((task, code), ""), worst,
+                task=task, policy=label[code], code=code, n=n, successes=k,
+                policy_errors=policy_errors.get((task, code), 0), missing=lost, rate=_num(ci.estimate),
+                ci_low=ci.low, ci_high=ci.high, method=options.interval, level=options.level,
+                posterior_alpha=post.alpha, posterior_beta=post.beta,
+                mean_steps=_num(float(np.mean(steps[task, code]))) if steps.get((task, code)) else None,
+                fingerprint=fingerprints.get((task, code), ""), worst_case=worst,
             ))
 
     def table(task: str, code: str, fill: bool) -> dict[int, bool]:
@@ -148,8 +95,8 @@ def analyze(plan: Plan, key: dict[str, dict], records: list[EpisodeRecord], opti
                 both_ics = sorted(set(wa) & set(wb))
                 wc = stats.paired_comparison(np.array([wa[i] for i in both_ics], dtype=bool),
                                              np.array([wb[i] for i in both_ics], dtype=bool), level=options.level)
-                worst = {"n_pairs": wc.n, "difference": _num(wc.difference), "ci_low": wc.ci_low,
-                         "ci_high": wc.ci_high, "p_value": wc.p_value}
+                worst = WorstPair(n_pairs=wc.n, difference=_num(wc.difference), ci_low=wc.ci_low,
+                                  ci_high=wc.ci_high, p_value=wc.p_value)
             raw_pairs.append((task, a, b, cmp, worst))
     adjusted = stats.adjust_pvalues([c.p_value for _, _, _, c, _ in raw_pairs], options.correction)
     alpha = 1 - options.level
@@ -159,9 +106,11 @@ def analyze(plan: Plan, key: dict[str, dict], records: list[EpisodeRecord], opti
     for (task, a, b, c, worst), p_adj in zip(raw_pairs, adjusted):
         low, high = newcombe_paired_interval(c.both, c.a_only, c.b_only, c.neither, level=sim_level)
         pairs.append(PairResult(
-            task, label[a], label[b], c.n, c.both, c.a_only, c.b_only, c.neither, _num(c.difference), c.ci_low,
-            c.ci_high, c.level, c.p_value, float(p_adj), options.correction,
-            bool(p_adj < alpha and (low > 0 or high < 0)), sim_level, low, high, worst))
+            task=task, policy_a=label[a], policy_b=label[b], n_pairs=c.n, both=c.both, a_only=c.a_only,
+            b_only=c.b_only, neither=c.neither, difference=_num(c.difference), ci_low=c.ci_low, ci_high=c.ci_high,
+            level=c.level, p_value=c.p_value, p_adjusted=float(p_adj), correction=options.correction,
+            significant=bool(p_adj < alpha and (low > 0 or high < 0)), simultaneous_level=sim_level,
+            simultaneous_low=low, simultaneous_high=high, worst_case=worst))
 
     letters = {}  # per task: policies sharing a letter cannot be told apart (after the correction)
     for task in plan.tasks:
@@ -177,14 +126,14 @@ def analyze(plan: Plan, key: dict[str, dict], records: list[EpisodeRecord], opti
         if any(r.missing for r in attempted):  # a task with every trial missing counts too, at 0
             w = mean_over_tasks([r.successes for r in attempted], [r.n + r.missing for r in attempted],
                                 level=options.level)
-            worst = {"mean": w.estimate, "ci_low": w.low, "ci_high": w.high, "tasks": len(attempted)}
+            worst = WorstMean(mean=w.estimate, ci_low=w.low, ci_high=w.high, tasks=len(attempted))
         if not rows:
             continue
         ci = mean_over_tasks([r.successes for r in rows], [r.n for r in rows], level=options.level)
         aggregate.append(AggregateResult(label[code], len(rows), ci.estimate, ci.low, ci.high, ci.level, ci.method,
                                          worst))
 
-    mean_differences = []  # paired difference of the mean over tasks, for every pair of policies
+    mean_differences: list[MeanDifference] = []  # paired difference of the mean over tasks, for every pair of policies
     if len(plan.tasks) >= 2:
         for a, b in itertools.combinations(codes, 2):
             rows = [p for p in pairs if p.policy_a == label[a] and p.policy_b == label[b] and p.n_pairs > 0]
@@ -192,8 +141,8 @@ def analyze(plan: Plan, key: dict[str, dict], records: list[EpisodeRecord], opti
                 continue
             ci = paired_difference_over_tasks([(p.both, p.a_only, p.b_only, p.neither) for p in rows],
                                               level=options.level)
-            mean_differences.append({"policy_a": label[a], "policy_b": label[b], "difference": ci.estimate,
-                                     "ci_low": ci.low, "ci_high": ci.high, "level": ci.level, "method": ci.method})
+            mean_differences.append(MeanDifference(policy_a=label[a], policy_b=label[b], difference=ci.estimate,
+                                                   ci_low=ci.low, ci_high=ci.high, level=ci.level, method=ci.method))
 
     planned = len(plan.trials)
     extra: dict[str, Any] = {}
@@ -215,22 +164,14 @@ def analyze(plan: Plan, key: dict[str, dict], records: list[EpisodeRecord], opti
         planned = sum(1 for t in plan.trials
                       if stops[t.task] is None or sequential.round_of(t, plan) <= stops[t.task])
         extra["sequential"] = sequential.summary(plan, key, records, options.max_attempts)
-    return {
-        "suite": plan.suite,
-        "tasks": list(plan.tasks),
-        "seed": plan.seed,
-        "episodes_per_task": plan.episodes,
-        "options": options.to_dict(),
-        "policies": {label[c]: {"code": c, **key[c]} for c in codes},
-        "trials": {"planned": planned, "finished": len(final), "policy_errors": sum(policy_errors.values()),
-                   "missing": sum(len(v) for v in missing.values()), "complete": len(final) == planned},
-        "per_task": [asdict(r) for r in per_task],
-        "pairwise": [asdict(p) for p in pairs],
-        "aggregate": [asdict(a) for a in aggregate],
-        "mean_differences": mean_differences,
-        "letters": letters,
-        **extra,
-    }
+    return Results(
+        suite=plan.suite, tasks=list(plan.tasks), seed=plan.seed, episodes_per_task=plan.episodes, options=options,
+        policies={label[c]: {"code": c, **key[c]} for c in codes},
+        trials=TrialCounts(planned=planned, finished=len(final), policy_errors=sum(policy_errors.values()),
+                           missing=sum(len(v) for v in missing.values()), complete=len(final) == planned),
+        per_task=per_task, pairwise=pairs, aggregate=aggregate, mean_differences=mean_differences, letters=letters,
+        sections=extra,
+    )
 
 
 def _groups(outcome: dict, plan: Plan, key: dict, codes: list[str], options: AnalysisOptions) -> dict[str, Any]:

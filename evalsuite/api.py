@@ -3,7 +3,8 @@
     import evalsuite
     run = evalsuite.open_run("reports/policies-metaworld")
     df = run.episodes()          # one row per final episode, policy names unblinded
-    run.results()["aggregate"]   # what results.json holds (rebuilt from the journal if absent)
+    run.results().aggregate      # typed results (evalsuite.results.Results): results.json, or
+                                 # rebuilt from the journal if absent; .to_dict() for JSON
 
 ``evalsuite export RUN format=csv|parquet [out=FILE]`` writes the same table to a file.
 """
@@ -13,11 +14,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from evalsuite import plan as plan_mod
 from evalsuite.errors import UsageError
 from evalsuite.journal import JOURNAL_FILE, finished_trials, read
+from evalsuite.results import RESULTS_FILE, Results
+from evalsuite.results import load as load_results
 
 EXPORT_FORMATS = ("csv", "parquet")
 
@@ -57,10 +59,9 @@ class Run:
                    "progress", "milestones", "init_state", "policy_info"]
         return pd.DataFrame(rows, columns=columns)
 
-    def results(self) -> dict[str, Any]:
-        path = self.path / "results.json"
-        if path.exists():
-            return plan_mod.read_json(path)
+    def results(self) -> Results:
+        if (self.path / RESULTS_FILE).exists():
+            return load_results(self.path)
         from evalsuite.analysis import AnalysisOptions, analyze
 
         return analyze(self.plan, self.key, read(self.path / JOURNAL_FILE), AnalysisOptions())

@@ -41,32 +41,29 @@ def run_compose(base: EvaluateRequest, members: list[str], weights: list[float],
     out = base.out
     selection = evaluate(dataclasses.replace(base, policies=list(candidates.values()), out=out / "selection",
                                              tags={**base.tags, "evalsuite.compose": "selection"}), log=log)
-    agg = {r["policy"]: r for r in selection["aggregate"]}
-    curve = [{"w": w, "label": e.label, "mean": agg[e.label]["mean"], "low": agg[e.label]["ci_low"],
-              "high": agg[e.label]["ci_high"]} for w, e in sorted(candidates.items())]
-    best_w = max(weights, key=lambda w: (agg[composed[w].label]["mean"], -abs(w - 0.5)))
+    agg = {r.policy: r for r in selection.aggregate}
+    curve = [{"w": w, "label": e.label, "mean": agg[e.label].mean, "low": agg[e.label].ci_low,
+              "high": agg[e.label].ci_high} for w, e in sorted(candidates.items())]
+    best_w = max(weights, key=lambda w: (agg[composed[w].label].mean, -abs(w - 0.5)))
     chosen = composed[best_w]
     log(f"compose: chose w={best_w} on the selection episodes; confirming with both members on fresh initial "
         f"conditions (seed {fresh})")
     confirm = evaluate(dataclasses.replace(base, policies=[chosen, a, b], seed=fresh, episodes=fresh_episodes,
                                            out=out / "confirmation",
                                            tags={**base.tags, "evalsuite.compose": "confirmation"}), log=log)
-    fresh_agg = {r["policy"]: r for r in confirm["aggregate"]}
     tests = []
     for member in (a, b):
-        for p in confirm["pairwise"]:
-            if {p["policy_a"], p["policy_b"]} == {chosen.label, member.label} and p["difference"] is not None:
-                sign = 1 if p["policy_a"] == chosen.label else -1
-                tests.append({"task": p["task"], "member": member.label, "difference": sign * p["difference"],
-                              "low": p["ci_low"] if sign > 0 else -p["ci_high"],
-                              "high": p["ci_high"] if sign > 0 else -p["ci_low"],
-                              "p_adjusted": p["p_adjusted"], "significant": p["significant"]})
+        for p, sign in confirm.pairs_of(chosen.label, member.label):
+            if p.difference is not None:
+                tests.append({"task": p.task, "member": member.label, "difference": sign * p.difference,
+                              "low": p.ci_low if sign > 0 else -p.ci_high,
+                              "high": p.ci_high if sign > 0 else -p.ci_low,
+                              "p_adjusted": p.p_adjusted, "significant": p.significant})
     beats = all(t["significant"] and t["difference"] > 0 for t in tests)
-    result = {"kind": "compose", "suite": selection["suite"], "tasks": selection["tasks"], "members": members,
+    result = {"kind": "compose", "suite": selection.suite, "tasks": selection.tasks, "members": members,
               "selection_seed": base.seed, "fresh_seed": fresh, "curve": curve, "chosen_w": best_w,
               "chosen": chosen.label,
-              "fresh": {label: {"mean": r["mean"], "low": r["ci_low"], "high": r["ci_high"]}
-                        for label, r in fresh_agg.items()},
+              "fresh": {r.policy: {"mean": r.mean, "low": r.ci_low, "high": r.ci_high} for r in confirm.aggregate},
               "paired_tests": tests, "beats_both_members": beats}
     plan_mod.write_json(out / COMPOSE_FILE, result)
     _figure(result, out / "compose.png")

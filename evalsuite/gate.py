@@ -34,6 +34,7 @@ from evalsuite.errors import UsageError, choices
 from evalsuite import journal
 from evalsuite.journal import ERROR, JOURNAL_FILE, POLICY_ERROR, finished_trials, read
 from evalsuite.plan import Plan, PolicyEntry, Stopping
+from evalsuite.results import Results
 from evalsuite.stats import margin as mg
 
 EXIT_PASS, EXIT_REGRESSED, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
@@ -312,7 +313,7 @@ def run_gate(req: GateRequest, log=print) -> dict[str, Any]:
             cand_dir, cand_results = _evaluate_candidate(req, baseline, log)
             candidate = load_side(cand_dir, None, "candidate")
             if req.sequential:
-                sequential_verdicts = cand_results["sequential"]["gate"]
+                sequential_verdicts = cand_results.section("sequential")["gate"]
         else:
             candidate = load_side(resolve_ref(req.candidate, "candidate", uri, req.experiment, Path(scratch)),
                                   req.candidate_label, "candidate")
@@ -349,7 +350,7 @@ def _reuse_fixed_candidate(fixed: Path, sequential: Path, plan: Plan, key: dict,
     journal.write(sequential / JOURNAL_FILE, [r for r in read(fixed / JOURNAL_FILE) if r.ic_index < budget])
 
 
-def _evaluate_candidate(req: GateRequest, baseline: Side, log) -> tuple[Path, dict[str, Any]]:
+def _evaluate_candidate(req: GateRequest, baseline: Side, log) -> tuple[Path, Results]:
     """The candidate on the baseline's initial conditions (same suite, tasks, seed, step limits): its run
     folder and its results."""
     from evalsuite.harness import EvaluateRequest, evaluate

@@ -23,6 +23,7 @@ from typing import Any
 from evalsuite import plan as plan_mod
 from evalsuite import registry, report, sequential
 from evalsuite.analysis import AnalysisOptions, analyze
+from evalsuite.results import Results
 from evalsuite.errors import UsageError, choices
 from evalsuite.interfaces import Policy, check_compatible
 from evalsuite.journal import ERROR, JOURNAL_FILE, POLICY_ERROR, Journal, attempts_so_far, finished_trials, read
@@ -175,7 +176,7 @@ def with_options(suite: SuiteSpec, options: dict[str, Any]) -> SuiteSpec:
     return dataclasses.replace(suite, kwargs={**suite.kwargs, **options})
 
 
-def evaluate(req: EvaluateRequest, log=print) -> dict[str, Any]:
+def evaluate(req: EvaluateRequest, log=print) -> Results:
     suite = with_options(registry.suites.get(req.suite), req.suite_options)
     tasks = suite.select_tasks(list(req.tasks)) if req.tasks else list(suite.default_tasks or suite.task_ids)
     if not req.tasks and suite.default_tasks and len(suite.default_tasks) < len(suite.tasks):
@@ -258,7 +259,7 @@ def evaluate(req: EvaluateRequest, log=print) -> dict[str, Any]:
                 "episodes_per_s": round(ran / elapsed, 3) if elapsed > 0 and ran else None, "tags": req.tags}
         plan_mod.write_json(run_dir / RUN_INFO_FILE, info)
         results = _write_results(run_dir, plan, key, records, req.options, log)
-        if req.worst_case and "family" in results:
+        if req.worst_case and results.section("family"):
             results = _worst_cases(req, suite, tasks[0], run_dir, plan, key, records, log)
         if req.video != "none":
             _render_videos(req, run_dir, suite, builder, results, info, log)
@@ -322,7 +323,7 @@ def make_executor(req: EvaluateRequest, suite: SuiteSpec):
 
 
 def _render_videos(req: EvaluateRequest, run_dir: Path, suite: SuiteSpec, builder: PolicyBuilder,
-                   results: dict[str, Any], info: dict[str, Any], log) -> None:
+                   results: Results, info: dict[str, Any], log) -> None:
     """Replay the chosen episodes into RUN/videos/ after the run (evaluation never waits for a
     renderer), then the report again with its gallery. A suite that cannot render is skipped."""
     from evalsuite import video
@@ -380,7 +381,7 @@ def _next_trials(plan, records, max_attempts: int):
     return [t for t in plan.trials if t.trial_id not in done]
 
 
-def rebuild_report(run_dir: Path, overrides: dict[str, Any] | None = None, log=print) -> dict[str, Any]:
+def rebuild_report(run_dir: Path, overrides: dict[str, Any] | None = None, log=print) -> Results:
     """``evalsuite report RUN_DIR``: results and report again from the journal alone."""
     plan, key = plan_mod.load(run_dir)
     opts = {}
@@ -395,18 +396,18 @@ def rebuild_report(run_dir: Path, overrides: dict[str, Any] | None = None, log=p
     return _write_results(run_dir, plan, key, records, AnalysisOptions(**opts), log)
 
 
-def _write_results(run_dir: Path, plan, key, records, options: AnalysisOptions, log) -> dict[str, Any]:
+def _write_results(run_dir: Path, plan, key, records, options: AnalysisOptions, log) -> Results:
     """results.json, report.md and report.html from the journal's records."""
     results = analyze(plan, key, records, options)
     from evalsuite.analyses.family import WORST_CASE_FILE
 
-    if "family" in results and (run_dir / WORST_CASE_FILE).exists():
-        results["family"]["worst_case"] = plan_mod.read_json(run_dir / WORST_CASE_FILE)
+    if results.section("family") and (run_dir / WORST_CASE_FILE).exists():
+        results.sections["family"]["worst_case"] = plan_mod.read_json(run_dir / WORST_CASE_FILE)
     if (run_dir / POLICY_NOTES_FILE).exists():
         for label, notes in plan_mod.read_json(run_dir / POLICY_NOTES_FILE).items():
-            if label in results["policies"] and notes:
-                results["policies"][label]["notes"] = notes
-    plan_mod.write_json(run_dir / RESULTS_FILE, results)
+            if label in results.policies and notes:
+                results.policies[label]["notes"] = notes
+    plan_mod.write_json(run_dir / RESULTS_FILE, results.to_dict())
     _, html_path = report.write(run_dir, results)
     log(f"results: {run_dir / RESULTS_FILE}\nreport: {html_path}")
     return results

@@ -43,6 +43,7 @@ class EpisodeRecord:
     policy_info: dict[str, Any] = field(default_factory=dict)  # what the policy reported (e.g. its energy)
     milestones: dict[str, int | None] = field(default_factory=dict)  # first step each milestone held (None: never)
     progress: float | None = None  # the episode's best progress score in [0, 1] (1 on success); None: not defined
+    held_at_end: list[str] | None = None  # the milestones still holding at the last step (None: not recorded)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

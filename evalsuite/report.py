@@ -1,8 +1,14 @@
-"""Comparison reports from ``results.json``: ``report.md`` and a self-contained ``report.html``.
+"""Comparison reports from a run's typed results: ``report.md`` and a self-contained ``report.html``.
 
-Figures: per-task success with interval bars per policy; Beta posterior violins (the LBM paper's
-presentation, here with the correct two-sided tests beside them); a forest plot of the pairwise
-paired differences; and performance profiles over tasks. The HTML embeds them as base64 PNG so it can be mailed or attached to a CI run.
+Both read in the order a person asks their questions: the comparison that was asked for (a
+headline, then tasks x policies), the rollout videos, the analysis sections (task progress,
+milestones and failure modes, MDP families, energy), and last the statistical detail. Figures:
+per-task success with interval bars; Beta posterior violins (the LBM paper's presentation, with
+the correct two-sided tests beside them); a forest plot of the paired differences; performance
+profiles over tasks. The HTML embeds the figures as base64 PNG (it can be mailed or attached to a
+CI run) and links the videos in ``videos/``. Markdown becomes HTML through markdown-it-py
+(CommonMark with tables) with raw HTML off, so a user-supplied string (an instruction, a label)
+renders as text, never as markup.
 """
 
 from __future__ import annotations
@@ -11,7 +17,8 @@ import base64
 import html
 import io
 from pathlib import Path
-from typing import Any
+
+from evalsuite.results import Results
 
 import matplotlib
 
@@ -23,64 +30,63 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}"
 
 
-def success_figure(results: dict[str, Any]):
-    rows = results["per_task"]
-    tasks = results["tasks"]
-    policies = list(results["policies"])
+def success_figure(results: Results):
+    tasks = results.tasks
+    policies = list(results.policies)
     width = 0.8 / max(1, len(policies))
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(tasks) * max(1, len(policies)) / 2), 3.8))
     for j, pol in enumerate(policies):
         xs, ys, lo, hi = [], [], [], []
         for i, task in enumerate(tasks):
-            r = next(r for r in rows if r["task"] == task and r["policy"] == pol)
-            if r["rate"] is None:
+            r = results.task(task, pol)
+            if r.rate is None:
                 continue
             xs.append(i + (j - (len(policies) - 1) / 2) * width)
-            ys.append(r["rate"])
-            lo.append(r["rate"] - r["ci_low"])
-            hi.append(r["ci_high"] - r["rate"])
+            ys.append(r.rate)
+            lo.append(r.rate - r.ci_low)
+            hi.append(r.ci_high - r.rate)
         ax.bar(xs, ys, width=width * 0.9, label=pol, yerr=[lo, hi], capsize=3)
-    level = results["options"]["level"]
+    level = results.options.level
     ax.set_xticks(range(len(tasks)), tasks, rotation=20, ha="right")
     ax.set_ylim(0, 1.05)
-    ax.set_ylabel(f"success rate ({100 * level:g}% {results['options']['interval']} CI)")
+    ax.set_ylabel(f"success rate ({100 * level:g}% {results.options.interval} CI)")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return fig
 
 
-def forest_figure(results: dict[str, Any]):
-    pairs = results["pairwise"]
+def forest_figure(results: Results):
+    pairs = results.pairwise
     fig, ax = plt.subplots(figsize=(7, 0.45 * max(2, len(pairs)) + 1))
     labels = []
     for i, p in enumerate(pairs):
         y = len(pairs) - 1 - i
-        color = "tab:red" if p["significant"] else "tab:gray"
-        if p["difference"] is not None:
-            ax.errorbar(p["difference"], y, xerr=[[p["difference"] - p["ci_low"]], [p["ci_high"] - p["difference"]]],
+        color = "tab:red" if p.significant else "tab:gray"
+        if p.difference is not None:
+            ax.errorbar(p.difference, y, xerr=[[p.difference - p.ci_low], [p.ci_high - p.difference]],
                         fmt="o", color=color, capsize=3)
-        labels.append(f"{p['task']}: {p['policy_a']} - {p['policy_b']}")
+        labels.append(f"{p.task}: {p.policy_a} - {p.policy_b}")
     ax.axvline(0, color="black", lw=0.8)
     ax.set_yticks(range(len(pairs)), labels[::-1], fontsize=8)
     ax.set_xlim(-1.05, 1.05)
-    ax.set_xlabel(f"paired difference A - B (red: significant, {results['options']['correction']})")
+    ax.set_xlabel(f"paired difference A - B (red: significant, {results.options.correction})")
     return fig
 
 
-def violin_figure(results: dict[str, Any]):
+def violin_figure(results: Results):
     """Per task, each policy's Beta(successes + 1, failures + 1) posterior density drawn as a violin
     (exact densities, no sampling), with the 95% equal-tailed credible interval marked."""
     import numpy as np
     from scipy import stats
 
-    tasks, policies = results["tasks"], list(results["policies"])
+    tasks, policies = results.tasks, list(results.policies)
     fig, axes = plt.subplots(1, len(tasks), figsize=(max(4, 0.9 * len(policies)) * len(tasks) / 1.5 + 1, 3.6),
                              sharey=True, squeeze=False)
     grid = np.linspace(0, 1, 401)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, task in zip(axes[0], tasks):
         for j, pol in enumerate(policies):
-            r = next(r for r in results["per_task"] if r["task"] == task and r["policy"] == pol)
-            dist = stats.beta(r["posterior_alpha"], r["posterior_beta"])
+            r = results.task(task, pol)
+            dist = stats.beta(r.posterior_alpha, r.posterior_beta)
             dens = dist.pdf(grid)
             dens = 0.42 * dens / dens.max()
             ax.fill_betweenx(grid, j - dens, j + dens, color=colors[j % len(colors)], alpha=0.6, lw=0)
@@ -93,8 +99,8 @@ def violin_figure(results: dict[str, Any]):
     return fig
 
 
-def profile_figure(results: dict[str, Any]):
-    prof = results["aggregates"]["profile"]
+def profile_figure(results: Results):
+    prof = results.sections["aggregates"]["profile"]
     fig, ax = plt.subplots(figsize=(5, 3.4))
     for pol, values in prof.items():
         if pol != "taus":
@@ -106,15 +112,15 @@ def profile_figure(results: dict[str, Any]):
     return fig
 
 
-def group_lines(results: dict[str, Any]) -> list[str]:
+def group_lines(results: Results) -> list[str]:
     """Algorithms over their training seeds (policies sharing ``group=``)."""
-    g = results.get("groups")
+    g = results.section("groups")
     if not g:
         return []
     if "groups" not in g:
-        return ["", "## Algorithms (groups of checkpoints)", "", g.get("note", "")]
+        return ["", "### Algorithms (groups of checkpoints)", "", g.get("note", "")]
     level = f"{100 * g['level']:g}%"
-    lines = ["", "## Algorithms (groups of checkpoints)", "",
+    lines = ["", "### Algorithms (groups of checkpoints)", "",
              f"Each group's runs are its checkpoints (training seeds); the {level} intervals cover {g['covers']} "
              f"({g['method']}, {g['reps']} resamples, {g['episodes_per_task']} shared initial conditions per task). "
              "A group of one run covers initial conditions only; with 3 runs read the intervals as roughly 85% "
@@ -134,6 +140,7 @@ def group_lines(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+
 def _png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")  # room for long policy labels
@@ -141,102 +148,182 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def _policy_notes(results: dict[str, Any]) -> list[str]:
+def _policy_notes(results: Results) -> list[str]:
     """One line per policy that describes itself, e.g. its inference cost in network evaluations."""
     lines = [f"- {label}: " + ", ".join(f"{k} {v}" for k, v in pol["notes"].items())
-             for label, pol in results["policies"].items() if pol.get("notes")]
+             for label, pol in results.policies.items() if pol.get("notes")]
     return ["Policies:", "", *lines, ""] if lines else []
 
 
-def summary_matrix(results: dict[str, Any]) -> list[str]:
-    """Tasks x policies: success % [interval] and the task's group letter; the first thing to read."""
-    policies = list(results["policies"])
-    cell = {(r["task"], r["policy"]): r for r in results["per_task"]}
-    letters = results.get("letters", {})
-    lines = ["## Summary", "", "Success % [" + f"{100 * results['options']['level']:g}% "
-             + results["options"]["interval"] + " interval] and group letter (same letter: cannot be told apart).", "",
+def _points(x: float | None) -> str:
+    """A difference of rates in percentage points, with its sign."""
+    return "n/a" if x is None else f"{100 * x:+.1f}"
+
+
+def _verdict(low: float | None, high: float | None, a: str, b: str) -> str:
+    if low is not None and low > 0:
+        return f"**{a} is better**"
+    if high is not None and high < 0:
+        return f"**{b} is better**"
+    return "no difference shown at this level (the interval includes 0)"
+
+
+def headline(results: Results) -> list[str]:
+    """The comparison that was asked for, in words: a gate's verdicts, algorithms against each
+    other, two policies against each other, or a ranking of several."""
+    level = f"{100 * results.options.level:g}%"
+    policies = list(results.policies)
+    seq, groups = results.section("sequential"), results.section("groups")
+    lines: list[str] = []
+    if seq and seq.get("decision") == "gate":
+        verdicts = "; ".join(f"{task}: **{g['verdict']}**" for task, g in seq["gate"].items())
+        lines.append(f"Sequential regression gate of {', '.join(policies)} (alpha {seq['alpha']:g}, margin "
+                     f"{seq['margin']:g}): {verdicts}.")
+    elif groups and groups.get("comparisons"):
+        for c in groups["comparisons"]:
+            d = c["mean_difference"]
+            lines.append(f"- **{c['x']} vs {c['y']}** (algorithms over their training seeds): mean {c['x']} - "
+                         f"{c['y']} = {_points(d['estimate'])} points [{_points(d['low'])}, {_points(d['high'])}] "
+                         f"({level}; covers training seeds and initial conditions): "
+                         f"{_verdict(d['low'], d['high'], c['x'], c['y'])}.")
+    elif len(policies) == 2:
+        a, b = policies
+        if results.mean_differences:
+            d = results.mean_differences[0]
+            lines.append(f"**{d.policy_a} vs {d.policy_b}** over {len(results.tasks)} tasks: mean {d.policy_a} - "
+                         f"{d.policy_b} = {_points(d.difference)} points [{_points(d.ci_low)}, {_points(d.ci_high)}] "
+                         f"({level} {d.method}; initial conditions only): "
+                         f"{_verdict(d.ci_low, d.ci_high, d.policy_a, d.policy_b)}.")
+            lines.append("")
+        for p in results.pairwise:
+            ra, rb = results.task(p.task, p.policy_a), results.task(p.task, p.policy_b)
+            lines.append(f"- {p.task}: {p.policy_a} {_pct(ra.rate)}% vs {p.policy_b} {_pct(rb.rate)}%, difference "
+                         f"{_points(p.difference)} points [{_points(p.ci_low)}, {_points(p.ci_high)}] ({level} "
+                         f"paired, {p.n_pairs} pairs), exact McNemar p = {p.p_value:.3g}"
+                         + (f" ({p.correction}: {p.p_adjusted:.3g})" if len(results.pairwise) > 1 else "")
+                         + (": " + _verdict(p.simultaneous_low, p.simultaneous_high, p.policy_a, p.policy_b)
+                            if p.significant else ": no difference shown"))
+    elif len(policies) > 2:
+        if len(results.tasks) > 1:
+            ranked = sorted(results.aggregate, key=lambda x: -x.mean)
+            lines.append("Ranked by mean success over tasks: " + "; ".join(
+                f"{x.policy} {_pct(x.mean)}% [{_pct(x.ci_low)}, {_pct(x.ci_high)}]" for x in ranked) + ".")
+        else:
+            task = results.tasks[0]
+            ranked_rows = sorted((results.task(task, p) for p in policies), key=lambda r: -(r.rate or 0))
+            lines.append(f"Ranked on {task}: " + "; ".join(
+                f"{r.policy} {_pct(r.rate)}% [{_pct(r.ci_low)}, {_pct(r.ci_high)}]" for r in ranked_rows) + ".")
+        significant = [p for p in results.pairwise if p.significant]
+        lines.append("")
+        lines.append(f"{len(significant)} of {len(results.pairwise)} paired comparisons significant "
+                     f"({results.options.correction} correction); the letters below group the policies that "
+                     "cannot be told apart.")
+    elif policies:
+        means = results.aggregate
+        if means and len(results.tasks) > 1:
+            m = means[0]
+            lines.append(f"{m.policy}: mean success {_pct(m.mean)}% [{_pct(m.ci_low)}, {_pct(m.ci_high)}] over "
+                         f"{m.tasks} tasks ({level}).")
+    if seq and seq.get("decision") != "gate" and seq.get("pairs"):
+        lines += ["", "Sequential decisions (anytime-valid; these, not the p-values, are the valid tests): "
+                  + "; ".join(f"{q['task']} {q['policy_a']} vs {q['policy_b']}: {q['decision']}" for q in seq["pairs"])
+                  + "."]
+    return lines + [""] if lines else []
+
+
+def summary_matrix(results: Results) -> list[str]:
+    """Tasks x policies: success % [interval] and the task's group letter."""
+    policies = list(results.policies)
+    letters = results.letters
+    lines = ["Success % [" + f"{100 * results.options.level:g}% " + results.options.interval
+             + " interval] and group letter (same letter: cannot be told apart).", "",
              "| task | " + " | ".join(policies) + " |", "|---" * (len(policies) + 1) + "|"]
-    for task in results["tasks"]:
+    for task in results.tasks:
         row = []
         for pol in policies:
-            r = cell[task, pol]
-            row.append(f"{_pct(r['rate'])} [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}] {letters.get(task, {}).get(pol, '')}")
+            r = results.task(task, pol)
+            row.append(f"{_pct(r.rate)} [{_pct(r.ci_low)}, {_pct(r.ci_high)}] {letters.get(task, {}).get(pol, '')}")
         lines.append(f"| {task} | " + " | ".join(row) + " |")
-    means = {a["policy"]: a for a in results["aggregate"]}
-    if len(results["tasks"]) > 1 and means:
+    if len(results.tasks) > 1 and results.aggregate:
+        means = {a.policy: a for a in results.aggregate}
         lines.append("| **mean** | " + " | ".join(
-            f"{_pct(means[p]['mean'])} [{_pct(means[p]['ci_low'])}, {_pct(means[p]['ci_high'])}]" if p in means else ""
+            f"{_pct(means[p].mean)} [{_pct(means[p].ci_low)}, {_pct(means[p].ci_high)}]" if p in means else ""
             for p in policies) + " |")
     return lines + [""]
 
 
-def markdown(results: dict[str, Any], figures: dict[str, str] | None = None) -> str:
-    opts = results["options"]
-    level = f"{100 * opts['level']:g}%"
-    t = results["trials"]
-    lines = [
-        f"# evalsuite report: {results['suite']}",
-        "",
-        f"Seed {results['seed']}, {results['episodes_per_task']} initial conditions per task, every policy on every "
-        f"initial condition (paired), blind randomized order. Trials: {t['finished']}/{t['planned']} finished; "
-        f"{t.get('policy_errors', 0)} policy errors (exceptions, non-finite or wrong-shaped actions, time-outs, "
-        f"simulator instability: counted as failures of that policy); {t.get('missing', 0)} missing after every "
-        "retry of an infrastructure error (shown with the worst case: counted as failures).",
-        "",
-        *_policy_notes(results),
-        *summary_matrix(results),
-        f"## Success per task ({level} {opts['interval']} intervals)",
-        "",
-        "Policies of a task that share a group letter cannot be told apart (paired tests, "
-        f"{opts['correction']} correction).",
-        "",
-        "| task | policy | successes / n | rate % | CI % | group | policy errors | missing | if missing failed % |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    letters = results.get("letters", {})
-    for r in results["per_task"]:
-        group = letters.get(r["task"], {}).get(r["policy"], "")
-        w = r.get("worst_case")
-        worst = f"{_pct(w['rate'])} [{_pct(w['ci_low'])}, {_pct(w['ci_high'])}]" if w else ""
-        lines.append(f"| {r['task']} | {r['policy']} | {r['successes']} / {r['n']} | {_pct(r['rate'])} | "
-                     f"[{_pct(r['ci_low'])}, {_pct(r['ci_high'])}] | {group} | {r.get('policy_errors', 0)} | "
-                     f"{r.get('missing', 0)} | {worst} |")
-    pairs = results["pairwise"]
-    sim = f"{100 * pairs[0]['simultaneous_level']:.4g}%" if pairs and "simultaneous_level" in pairs[0] else ""
-    lines += ["", f"## Paired comparisons (exact McNemar, {opts['correction']} across all {len(pairs)})", "",
+def introduction(results: Results) -> list[str]:
+    t = results.trials
+    return [f"# evalsuite report: {results.suite}", "",
+            f"Seed {results.seed}, {results.episodes_per_task} initial conditions per task, every policy on every "
+            f"initial condition (paired), blind randomized order. Trials: {t.finished}/{t.planned} finished; "
+            f"{t.policy_errors} policy errors (exceptions, non-finite or wrong-shaped actions, time-outs, "
+            f"simulator instability: counted as failures of that policy); {t.missing} missing after every "
+            "retry of an infrastructure error (shown with the worst case: counted as failures).", ""]
+
+
+def summary_lines(results: Results) -> list[str]:
+    return ["## Summary", "", *headline(results), *_policy_notes(results), *summary_matrix(results)]
+
+
+def section_lines(results: Results) -> list[tuple[str, list[str]]]:
+    """(section id, markdown lines) of every analysis section present in this run."""
+    from evalsuite import analyses
+
+    return [(spec.id, render(results.section(spec.id), results)) for spec, render in analyses.present(results, "report")]
+
+
+def detail_lines(results: Results) -> list[str]:
+    """The statistical detail: every table behind the summary."""
+    opts = results.options
+    level = f"{100 * opts.level:g}%"
+    lines = ["", "## Statistical detail", "",
+             f"### Success per task ({level} {opts.interval} intervals)", "",
+             "Policies of a task that share a group letter cannot be told apart (paired tests, "
+             f"{opts.correction} correction).", "",
+             "| task | policy | successes / n | rate % | CI % | group | policy errors | missing | if missing failed % |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in results.per_task:
+        group = results.letters.get(r.task, {}).get(r.policy, "")
+        w = r.worst_case
+        worst = f"{_pct(w.rate)} [{_pct(w.ci_low)}, {_pct(w.ci_high)}]" if w else ""
+        lines.append(f"| {r.task} | {r.policy} | {r.successes} / {r.n} | {_pct(r.rate)} | "
+                     f"[{_pct(r.ci_low)}, {_pct(r.ci_high)}] | {group} | {r.policy_errors} | {r.missing} | {worst} |")
+    pairs = results.pairwise
+    sim_level = pairs[0].simultaneous_level if pairs else None
+    sim = f"{100 * sim_level:.4g}%" if sim_level is not None else ""
+    lines += ["", f"### Paired comparisons (exact McNemar, {opts.correction} across all {len(pairs)})", "",
               f"CI: Newcombe's paired interval at {level} for one comparison alone. Simultaneous CI: at {sim}, "
-              f"adjusted for the {len(pairs)} comparisons to go with the {opts['correction']} correction "
+              f"adjusted for the {len(pairs)} comparisons to go with the {opts.correction} correction "
               "(Bonferroni for holm; Benjamini-Yekutieli false-coverage-rate for bh). *significant*: adjusted p "
               "below alpha and the simultaneous interval excludes 0, which is what the letters use.", "",
               "| task | A | B | A only | B only | diff A-B % | CI % | simultaneous CI % | p | p adj. | |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
     for p in pairs:
-        simult = (f"[{_pct(p['simultaneous_low'])}, {_pct(p['simultaneous_high'])}]"
-                  if "simultaneous_low" in p else "")
-        worst = p.get("worst_case")
-        note = (f" (missing as failures: {_pct(worst['difference'])} [{_pct(worst['ci_low'])}, "
-                f"{_pct(worst['ci_high'])}])" if worst else "")
-        lines.append(f"| {p['task']} | {p['policy_a']} | {p['policy_b']} | {p['a_only']} | {p['b_only']} | "
-                     f"{_pct(p['difference'])}{note} | [{_pct(p['ci_low'])}, {_pct(p['ci_high'])}] | {simult} | "
-                     f"{p['p_value']:.3g} | {p['p_adjusted']:.3g} | {'**significant**' if p['significant'] else ''} |")
-    method = results["aggregate"][0]["method"] if results["aggregate"] else ""
-    lines += ["", f"## Mean success over tasks ({level} {method})", "",
+        simult = (f"[{_pct(p.simultaneous_low)}, {_pct(p.simultaneous_high)}]"
+                  if p.simultaneous_low is not None else "")
+        wp = p.worst_case
+        note = (f" (missing as failures: {_pct(wp.difference)} [{_pct(wp.ci_low)}, {_pct(wp.ci_high)}])"
+                if wp else "")
+        lines.append(f"| {p.task} | {p.policy_a} | {p.policy_b} | {p.a_only} | {p.b_only} | "
+                     f"{_pct(p.difference)}{note} | [{_pct(p.ci_low)}, {_pct(p.ci_high)}] | {simult} | "
+                     f"{p.p_value:.3g} | {p.p_adjusted:.3g} | {'**significant**' if p.significant else ''} |")
+    method = results.aggregate[0].method if results.aggregate else ""
+    lines += ["", f"### Mean success over tasks ({level} {method})", "",
               "| policy | tasks | mean % | CI % | if missing failed % |", "|---|---|---|---|---|"]
-    for a in results["aggregate"]:
-        w = a.get("worst_case")
-        worst = f"{_pct(w['mean'])} [{_pct(w['ci_low'])}, {_pct(w['ci_high'])}]" if w else ""
-        lines.append(f"| {a['policy']} | {a['tasks']} | {_pct(a['mean'])} | [{_pct(a['ci_low'])}, "
-                     f"{_pct(a['ci_high'])}] | {worst} |")
-    if results.get("mean_differences"):
-        lines += ["", f"## Paired differences of the mean over tasks ({level}, "
-                  f"{results['mean_differences'][0]['method']})", "",
+    for a in results.aggregate:
+        wm = a.worst_case
+        worst = f"{_pct(wm.mean)} [{_pct(wm.ci_low)}, {_pct(wm.ci_high)}]" if wm else ""
+        lines.append(f"| {a.policy} | {a.tasks} | {_pct(a.mean)} | [{_pct(a.ci_low)}, {_pct(a.ci_high)}] | {worst} |")
+    if results.mean_differences:
+        lines += ["", f"### Paired differences of the mean over tasks ({level}, "
+                  f"{results.mean_differences[0].method})", "",
                   "| A | B | mean A - mean B % | CI % |", "|---|---|---|---|"]
-        for d in results["mean_differences"]:
-            lines.append(f"| {d['policy_a']} | {d['policy_b']} | {_pct(d['difference'])} | "
-                         f"[{_pct(d['ci_low'])}, {_pct(d['ci_high'])}] |")
-    agg = results.get("aggregates")
+        for d in results.mean_differences:
+            lines.append(f"| {d.policy_a} | {d.policy_b} | {_pct(d.difference)} | [{_pct(d.ci_low)}, {_pct(d.ci_high)}] |")
+    agg = results.section("aggregates")
     if agg:
-        lines += ["", f"## Aggregates over tasks (rliable's definitions, {100 * agg['level']:g}% intervals)", "",
+        lines += ["", f"### Aggregates over tasks (rliable's definitions, {100 * agg['level']:g}% intervals)", "",
                   f"{agg['method']}, {agg['reps']} resamples.", "",
                   "| policy | mean % | median % | IQM % | optimality gap % |", "|---|---|---|---|---|"]
         by = {(m["policy"], m["metric"]): m for m in agg["metrics"]}
@@ -249,11 +336,11 @@ def markdown(results: dict[str, Any], figures: dict[str, str] | None = None) -> 
             for q in agg["probability_of_improvement"]:
                 lines.append(f"| {q['x']} | {q['y']} | {q['estimate']:.2f} | [{q['low']:.2f}, {q['high']:.2f}] |")
     lines += group_lines(results)
-    mixed = results.get("mixed_model")
+    mixed = results.section("mixed_model")
     if mixed:
         sd = mixed.get("task_sd_median", mixed.get("task_sd"))
         converged = mixed.get("converged", True)
-        lines += ["", f"## Mixed-effects logistic model ({mixed['model']})", "",
+        lines += ["", f"### Mixed-effects logistic model ({mixed['model']})", "",
                   f"Log-odds of success against {mixed['reference']}; task random-intercept sd {sd:.2f} (posterior "
                   "median). Separated data (a policy at 0% or 100%) makes these unstable."
                   + ("" if converged else f" **The fit did not converge ({mixed.get('message', '')}): do not "
@@ -261,135 +348,142 @@ def markdown(results: dict[str, Any], figures: dict[str, str] | None = None) -> 
                   "| policy | log-odds vs reference | interval |", "|---|---|---|"]
         for e in mixed["effects"]:
             lines.append(f"| {e['policy']} | {e['log_odds']:.2f} | [{e['low']:.2f}, {e['high']:.2f}] |")
-    seq = results.get("sequential")
+    seq = results.section("sequential")
     if seq and seq.get("decision") == "gate":
-        lines += ["", f"## Sequential gate (anytime-valid, alpha {seq['alpha']:g} over tasks and looks, "
+        lines += ["", f"### Sequential gate (anytime-valid, alpha {seq['alpha']:g} over tasks and looks, "
                   f"margin {seq['margin']:g})", "", "| task | pairs | verdict | episodes |", "|---|---|---|---|"]
         for task, g in seq["gate"].items():
             lines.append(f"| {task} | {g['pairs']} | {g['verdict']} | {seq['tasks'][task]['episodes']} of "
                          f"{seq['max_episodes']} |")
     elif seq:
         margin = f", margin {seq['margin']:g} for equivalence" if seq.get("margin") else ""
-        lines += ["", f"## Sequential decisions (anytime-valid, alpha {seq['alpha']:g} over all pairs and looks{margin})",
+        lines += ["", f"### Sequential decisions (anytime-valid, alpha {seq['alpha']:g} over all pairs and looks{margin})",
                   "", "With early stopping, the McNemar p-values above are descriptive; these decisions are the "
                   "valid ones.", "",
                   "| task | A | B | A wins | B wins | pairs | log e-value | decision | episodes |",
                   "|---|---|---|---|---|---|---|---|---|"]
-        for p in seq["pairs"]:
-            lines.append(f"| {p['task']} | {p['policy_a']} | {p['policy_b']} | {p['a_wins']} | {p['b_wins']} | "
-                         f"{p['pairs']} | {p['log_e']:.2f} | {p['decision']} | "
-                         f"{seq['tasks'][p['task']]['episodes']} of {seq['max_episodes']} |")
-    from evalsuite import analyses
-
-    for spec, section_lines in analyses.present(results, "report"):
-        lines += section_lines(results[spec.id], results)
-    if figures:
-        lines += [""] + [f"![{name}]({path})" for name, path in figures.items()]
-    return "\n".join(lines) + "\n"
+        for q in seq["pairs"]:
+            lines.append(f"| {q['task']} | {q['policy_a']} | {q['policy_b']} | {q['a_wins']} | {q['b_wins']} | "
+                         f"{q['pairs']} | {q['log_e']:.2f} | {q['decision']} | "
+                         f"{seq['tasks'][q['task']]['episodes']} of {seq['max_episodes']} |")
+    return lines
 
 
-def _videos(run_dir: Path, results: dict[str, Any]) -> dict[tuple[str, str], list[tuple[str, str, str, str]]]:
-    """(task, policy) -> [(trial id, outcome, video, poster)] of the episodes rendered into RUN/videos/."""
+# One clip: (trial id, outcome in words, video path, poster path), relative to the run folder.
+Clip = tuple[str, str, str, str]
+
+
+def _videos(run_dir: Path, results: Results) -> dict[tuple[str, str], list[Clip]]:
+    """(task, policy) -> the clips rendered into RUN/videos/, each captioned with its outcome (and,
+    for a failure with task progress, its failure mode)."""
     index_path = run_dir / "videos" / "index.json"
     if not index_path.exists():
         return {}
     import json
 
+    from evalsuite.analyses.progress import failure_category
     from evalsuite.journal import JOURNAL_FILE, finished_trials, read
+    from evalsuite.plan import load as load_plan
 
     index = json.loads(index_path.read_text())
-    final = finished_trials(read(run_dir / JOURNAL_FILE), results["options"]["max_attempts"])
-    labels = {entry["code"]: label for label, entry in results["policies"].items()}
-    out: dict[tuple[str, str], list[tuple[str, str, str, str]]] = {}
+    final = finished_trials(read(run_dir / JOURNAL_FILE), results.options.max_attempts)
+    max_steps = load_plan(run_dir)[0].max_steps
+    labels = {entry["code"]: label for label, entry in results.policies.items()}
+    out: dict[tuple[str, str], list[Clip]] = {}
     for trial, name in sorted(index.items()):
         r = final.get(trial)
         if r is None or r.policy_code not in labels:
             continue
+        outcome = r.status.replace("_", " ")
+        if not r.success and (r.milestones or r.status == "policy_error"):
+            outcome = f"failure: {failure_category(r, max_steps.get(r.task))}"
         out.setdefault((r.task, labels[r.policy_code]), []).append(
-            (trial, r.status.replace("_", " "), f"videos/{name}", f"videos/{name.removesuffix('.mp4')}.png"))
+            (trial, outcome, f"videos/{name}", f"videos/{name.removesuffix('.mp4')}.png"))
     return out
 
 
-def _gallery(videos: dict[tuple[str, str], list[tuple[str, str, str, str]]]) -> str:
+def _gallery(videos: dict[tuple[str, str], list[Clip]]) -> str:
     """Rollout videos per task and policy: the last frame as poster, playing inline."""
     if not videos:
         return ""
     cells = []
     for (task, policy), rows in videos.items():
-        clips = "".join(f'<figure><video controls preload="none" width="256" poster="{html.escape(poster)}" '
+        clips = "".join(f'<figure><video controls preload="metadata" width="256" poster="{html.escape(poster)}" '
                         f'src="{html.escape(path)}"></video><figcaption>{html.escape(trial)}: {html.escape(outcome)}'
                         f"</figcaption></figure>" for trial, outcome, path, poster in rows)
         cells.append(f"<h3>{html.escape(task)} - {html.escape(policy)}</h3><div class='gallery'>{clips}</div>")
-    return "<h2>Videos</h2>" + "".join(cells)
+    return "<h2>Rollout videos</h2>" + "".join(cells)
 
 
-def write(run_dir: Path, results: dict[str, Any]) -> tuple[Path, Path]:
-    """Write the figures, ``report.md`` and ``report.html`` into ``run_dir``."""
-    fig_dir = run_dir / "figures"
-    fig_dir.mkdir(exist_ok=True)
-    pngs = {"success per task": _png(success_figure(results)),
-            "posterior violins": _png(violin_figure(results))}
-    if results["pairwise"]:
-        pngs["paired differences"] = _png(forest_figure(results))
-    if results.get("aggregates"):
-        pngs["performance profiles"] = _png(profile_figure(results))
+def _figures(results: Results) -> dict[str, dict[str, bytes]]:
+    """PNG figures by the part of the report they belong to: summary, detail, or a section id."""
+    parts: dict[str, dict[str, bytes]] = {
+        "summary": {"success per task": _png(success_figure(results)),
+                    "posterior violins": _png(violin_figure(results))},
+        "detail": {}}
+    if results.pairwise:
+        parts["detail"]["paired differences"] = _png(forest_figure(results))
+    if results.section("aggregates"):
+        parts["detail"]["performance profiles"] = _png(profile_figure(results))
     from evalsuite import analyses
 
     for spec, draw in analyses.present(results, "figures"):
-        pngs.update({name: _png(fig) for name, fig in draw(results[spec.id], results).items()})
-    paths = {}
-    for name, data in pngs.items():
-        path = fig_dir / (name.replace(" ", "_") + ".png")
-        path.write_bytes(data)
-        paths[name] = f"figures/{path.name}"
+        parts[spec.id] = {name: _png(fig) for name, fig in draw(results.section(spec.id), results).items()}
+    return parts
+
+
+def write(run_dir: Path, results: Results) -> tuple[Path, Path]:
+    """Write the figures, ``report.md`` and ``report.html`` into ``run_dir``."""
+    fig_dir = run_dir / "figures"
+    fig_dir.mkdir(exist_ok=True)
+    parts = _figures(results)
+    for figures in parts.values():
+        for name, data in figures.items():
+            (fig_dir / _figure_file(name)).write_bytes(data)
     videos = _videos(run_dir, results)
-    links = "".join(f"- {task}, {policy}: " + ", ".join(f"[{trial} ({outcome})]({path})" for trial, outcome, path, _ in rows)
-                    + "\n" for (task, policy), rows in videos.items())
-    (run_dir / "report.md").write_text(markdown(results, paths) + (f"\n## Videos\n\n{links}" if links else ""))
-    body = _markdown_to_html(markdown(results))
-    imgs = "".join(
-        f'<figure><img alt="{html.escape(n)}" src="data:image/png;base64,{base64.b64encode(d).decode()}">'
-        f"<figcaption>{html.escape(n)}</figcaption></figure>" for n, d in pngs.items())
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>evalsuite report: "
-            f"{html.escape(results['suite'])}</title><style>{_CSS}</style></head><body>{body}{imgs}"
-            f"{_gallery(videos)}</body></html>\n")
+    sections = section_lines(results)
+
+    def md_figures(part: str) -> list[str]:
+        return [""] + [f"![{name}](figures/{_figure_file(name)})" for name in parts.get(part, {})] + [""]
+
+    links = ["", "## Rollout videos", ""] + [
+        f"- {task}, {policy}: " + ", ".join(f"[{trial} ({outcome})]({path})" for trial, outcome, path, _ in rows)
+        for (task, policy), rows in videos.items()] if videos else []
+    md = [*introduction(results), *summary_lines(results), *md_figures("summary"), *links]
+    for section_id, lines in sections:
+        md += lines + md_figures(section_id)
+    md += detail_lines(results) + md_figures("detail")
+    (run_dir / "report.md").write_text("\n".join(md) + "\n")
+
+    body = [_to_html(introduction(results) + summary_lines(results)), _html_figures(parts["summary"]),
+            _gallery(videos)]
+    for section_id, lines in sections:
+        body += [_to_html(lines), _html_figures(parts.get(section_id, {}))]
+    body += [_to_html(detail_lines(results)), _html_figures(parts["detail"])]
+    page = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><link rel='icon' href='data:,'>"
+            f"<title>evalsuite report: "
+            f"{html.escape(results.suite)}</title><style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n")
     (run_dir / "report.html").write_text(page)
     return run_dir / "report.md", run_dir / "report.html"
 
 
-_CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+def _figure_file(name: str) -> str:
+    return name.replace(" ", "_") + ".png"
+
+
+def _html_figures(figures: dict[str, bytes]) -> str:
+    return "".join(f'<figure><img alt="{html.escape(n)}" src="data:image/png;base64,{base64.b64encode(d).decode()}">'
+                   f"<figcaption>{html.escape(n)}</figcaption></figure>" for n, d in figures.items())
+
+
+_CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.4}"
         "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:14px}"
         "th{background:#f3f3f3}img{max-width:100%}figcaption{color:#555;font-size:13px}"
         ".gallery{display:flex;flex-wrap:wrap;gap:8px}.gallery figure{margin:0}")
 
 
-def _markdown_to_html(md: str) -> str:
-    """Just enough Markdown (headings, paragraphs, tables, bold) for our own reports."""
-    out, table = [], []
+def _to_html(lines: list[str]) -> str:
+    """Markdown lines as HTML (CommonMark and tables; raw HTML in the text is escaped, not obeyed)."""
+    from markdown_it import MarkdownIt
 
-    def inline(text: str) -> str:
-        text = html.escape(text)
-        parts = text.split("**")
-        return "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(parts))
-
-    def flush():
-        if table:
-            head, *body = [row for row in table if not set(row.replace("|", "").strip()) <= {"-"}]
-            cells = lambda row: [c.strip() for c in row.strip().strip("|").split("|")]  # noqa: E731
-            out.append("<table><tr>" + "".join(f"<th>{inline(c)}</th>" for c in cells(head)) + "</tr>"
-                       + "".join("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in cells(r)) + "</tr>" for r in body)
-                       + "</table>")
-            table.clear()
-
-    for line in md.splitlines():
-        if line.startswith("|"):
-            table.append(line)
-            continue
-        flush()
-        if line.startswith("#"):
-            level = len(line) - len(line.lstrip("#"))
-            out.append(f"<h{level}>{inline(line[level:].strip())}</h{level}>")
-        elif line.strip():
-            out.append(f"<p>{inline(line)}</p>")
-    flush()
-    return "\n".join(out)
+    return MarkdownIt("commonmark", {"html": False}).enable("table").render("\n".join(lines) + "\n")

@@ -40,7 +40,7 @@ def run_select(base: EvaluateRequest, fresh_seed: int | None = None, log=print) 
     out = base.out
     selection = evaluate(dataclasses.replace(base, out=out / "selection",
                                              tags={**base.tags, "evalsuite.select": "selection"}), log=log)
-    means = {a["policy"]: a["mean"] for a in selection["aggregate"]}
+    means = {a.policy: a.mean for a in selection.aggregate}
     order = [p.label for p in base.policies]
     chosen_label = max(order, key=lambda label: (means.get(label, -1.0), -order.index(label)))
     chosen = next(p for p in base.policies if p.label == chosen_label)
@@ -48,21 +48,21 @@ def run_select(base: EvaluateRequest, fresh_seed: int | None = None, log=print) 
         f"confirming on fresh initial conditions (seed {fresh})")
     confirm = evaluate(dataclasses.replace(base, policies=[chosen], seed=fresh, out=out / "confirmation",
                                            tags={**base.tags, "evalsuite.select": "confirmation"}), log=log)
-    honest = confirm["aggregate"][0]
-    naive = next(a for a in selection["aggregate"] if a["policy"] == chosen_label)
+    honest = confirm.aggregate[0]
+    naive = selection.mean(chosen_label)
+    assert naive is not None  # it was chosen for its mean
     per_task = []
-    for task in confirm["tasks"]:
-        s = next(r for r in selection["per_task"] if r["task"] == task and r["policy"] == chosen_label)
-        c = next(r for r in confirm["per_task"] if r["task"] == task)
-        per_task.append({"task": task, "naive": s["rate"], "honest": c["rate"], "honest_low": c["ci_low"],
-                         "honest_high": c["ci_high"], "n_selection": s["n"], "n_fresh": c["n"]})
+    for task in confirm.tasks:
+        s, c = selection.task(task, chosen_label), confirm.task(task, chosen_label)
+        per_task.append({"task": task, "naive": s.rate, "honest": c.rate, "honest_low": c.ci_low,
+                         "honest_high": c.ci_high, "n_selection": s.n, "n_fresh": c.n})
     result = {
-        "kind": "select", "suite": selection["suite"], "tasks": selection["tasks"], "candidates": order,
+        "kind": "select", "suite": selection.suite, "tasks": selection.tasks, "candidates": order,
         "selection_seed": base.seed, "fresh_seed": fresh, "chosen": chosen_label,
         "selection_means": means,
-        "naive": {"mean": naive["mean"], "low": naive["ci_low"], "high": naive["ci_high"]},
-        "honest": {"mean": honest["mean"], "low": honest["ci_low"], "high": honest["ci_high"], "level": honest["level"]},
-        "optimism": naive["mean"] - honest["mean"],
+        "naive": {"mean": naive.mean, "low": naive.ci_low, "high": naive.ci_high},
+        "honest": {"mean": honest.mean, "low": honest.ci_low, "high": honest.ci_high, "level": honest.level},
+        "optimism": naive.mean - honest.mean,
         "per_task": per_task,
     }
     plan_mod.write_json(out / SELECT_FILE, result)

@@ -126,7 +126,8 @@ class AnalysisSpec:
 
     Each field is a ``module:function`` entry point, loaded only when used:
     ``compute(AnalysisInput) -> dict | None`` (None: nothing to add for this run; the dict must be
-    JSON-serializable), ``report(section, results) -> list[str]`` (markdown lines),
+    JSON-serializable), ``report(section, results) -> list[str]`` (markdown lines; ``results`` is the run's typed
+    ``evalsuite.results.Results``),
     ``figures(section, results) -> dict[str, matplotlib Figure]`` and
     ``metrics(section) -> dict[str, float]`` (MLflow metric name -> value). ``order`` places the
     section among the others in the report.

@@ -141,9 +141,10 @@ def log_run(run_dir: Path, uri: str, experiment: str = "evalsuite") -> str:
     import mlflow
     from mlflow.tracking import MlflowClient
 
+    from evalsuite import results as results_mod
     from evalsuite.plan import read_json
 
-    results = read_json(run_dir / "results.json")
+    results = results_mod.load(run_dir)
     info = read_json(run_dir / "run_info.json") if (run_dir / "run_info.json").exists() else {}
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri)
@@ -154,57 +155,57 @@ def log_run(run_dir: Path, uri: str, experiment: str = "evalsuite") -> str:
         for child in client.search_runs([exp_id], filter_string=f"tags.mlflow.parentRunId = '{old.info.run_id}'"):
             client.delete_run(child.info.run_id)
 
-    per_task = results["per_task"]
-    with mlflow.start_run(experiment_id=exp_id, run_name=f"{results['suite']} seed={results['seed']}") as parent:
-        mlflow.set_tags({UID_TAG: uid, "evalsuite.suite": results["suite"], "evalsuite.run_dir": str(run_dir.resolve()),
-                         "evalsuite.complete": str(results["trials"]["complete"]), **info.get("tags", {})})
+    with mlflow.start_run(experiment_id=exp_id, run_name=f"{results.suite} seed={results.seed}") as parent:
+        mlflow.set_tags({UID_TAG: uid, "evalsuite.suite": results.suite, "evalsuite.run_dir": str(run_dir.resolve()),
+                         "evalsuite.complete": str(results.trials.complete), **info.get("tags", {})})
         params: dict[str, Any] = {
-            "suite": results["suite"], "tasks": ",".join(results["tasks"]), "seed": results["seed"],
-            "episodes_per_task": results["episodes_per_task"], "policies": ",".join(results["policies"]),
-            "interval": results["options"]["interval"], "level": results["options"]["level"],
-            "correction": results["options"]["correction"], "git_commit": info.get("git_commit", "unknown"),
+            "suite": results.suite, "tasks": ",".join(results.tasks), "seed": results.seed,
+            "episodes_per_task": results.episodes_per_task, "policies": ",".join(results.policies),
+            "interval": results.options.interval, "level": results.options.level,
+            "correction": results.options.correction, "git_commit": info.get("git_commit", "unknown"),
         }
         params.update({f"version.{k}": v for k, v in info.get("versions", {}).items()})
         mlflow.log_params(params)
         metrics = {}
-        for agg in results["aggregate"]:
-            metrics[_metric_key(f"{agg['policy']}/mean")] = agg["mean"]
-            metrics[_metric_key(f"{agg['policy']}/mean_ci_low")] = agg["ci_low"]
-            metrics[_metric_key(f"{agg['policy']}/mean_ci_high")] = agg["ci_high"]
+        for agg in results.aggregate:
+            metrics[_metric_key(f"{agg.policy}/mean")] = agg.mean
+            metrics[_metric_key(f"{agg.policy}/mean_ci_low")] = agg.ci_low
+            metrics[_metric_key(f"{agg.policy}/mean_ci_high")] = agg.ci_high
         if info.get("episodes_per_s"):
             metrics["episodes_per_s"] = info["episodes_per_s"]
-        for m in results.get("aggregates", {}).get("metrics", []):
+        for m in (results.section("aggregates") or {}).get("metrics", []):
             metrics[_metric_key(f"{m['policy']}/{m['metric']}")] = m["estimate"]
             metrics[_metric_key(f"{m['policy']}/{m['metric']}_ci_low")] = m["low"]
             metrics[_metric_key(f"{m['policy']}/{m['metric']}_ci_high")] = m["high"]
-        for effect in results.get("mixed_model", {}).get("effects", []):
+        for effect in (results.section("mixed_model") or {}).get("effects", []):
             metrics[_metric_key(f"mixed/{effect['policy']}/log_odds")] = effect["log_odds"]
         from evalsuite import analyses
 
         for spec, section_metrics in analyses.present(results, "metrics"):
-            metrics.update({_metric_key(name): value for name, value in section_metrics(results[spec.id]).items()})
+            metrics.update({_metric_key(name): value
+                            for name, value in section_metrics(results.section(spec.id)).items()})
         mlflow.log_metrics(metrics)
         tags = {_metric_key(f"letters.{task}"): " ".join(f"{p}={g}" for p, g in groups.items())
-                for task, groups in results.get("letters", {}).items()}
-        for pair in results.get("sequential", {}).get("pairs", []):
+                for task, groups in results.letters.items()}
+        sequential = results.section("sequential") or {}
+        for pair in sequential.get("pairs", []):
             tags[_metric_key(f"sequential.{pair['task']}.{pair['policy_a']}_vs_{pair['policy_b']}")] = pair["decision"]
-        for task, gate in results.get("sequential", {}).get("gate", {}).items():
+        for task, gate in sequential.get("gate", {}).items():
             tags[_metric_key(f"sequential.{task}.gate")] = gate["verdict"]
         if tags:
             mlflow.set_tags(tags)
-        for name, pol in results["policies"].items():
+        for name, pol in results.policies.items():
             with mlflow.start_run(experiment_id=exp_id, run_name=name, nested=True):
-                rows = [r for r in per_task if r["policy"] == name]
+                rows = [r for r in results.per_task if r.policy == name]
                 mlflow.log_params({"policy_id": pol["id"], "policy_label": name, "blinding_code": pol["code"],
                                    **{f"param.{k}": v for k, v in pol["params"].items()},
-                                   **{_metric_key(f"fingerprint.{r['task']}"): r["fingerprint"] for r in rows}})
+                                   **{_metric_key(f"fingerprint.{r.task}"): r.fingerprint for r in rows}})
                 task_metrics = {}
                 for r in rows:
-                    if r["rate"] is None:
+                    if r.rate is None:
                         continue
                     for field in ("rate", "ci_low", "ci_high", "n", "successes", "policy_errors", "missing"):
-                        if field in r:  # run folders written before errors were split have neither
-                            task_metrics[_metric_key(f"{r['task']}/{field}")] = r[field]
+                        task_metrics[_metric_key(f"{r.task}/{field}")] = getattr(r, field)
                 mlflow.log_metrics(task_metrics)
         mlflow.log_artifacts(str(run_dir), artifact_path="run")
         return parent.info.run_id

@@ -60,9 +60,12 @@ def unavailable() -> str | None:
     return None
 
 
-def choose(records: Sequence[EpisodeRecord], mode: str) -> list[EpisodeRecord]:
-    """The episodes to render: ``sample`` keeps the first SAMPLE_PER_OUTCOME successes and failures
-    (by initial condition) of each task and policy; ``failures`` every failure; ``all`` every one."""
+def choose(records: Sequence[EpisodeRecord], mode: str, max_steps: dict[str, int] | None = None) -> list[EpisodeRecord]:
+    """The episodes to render: ``sample`` keeps, per task and policy, the first SAMPLE_PER_OUTCOME
+    successes and the first SAMPLE_PER_OUTCOME failures of each failure mode (by initial condition),
+    so the report can show every mode; ``failures`` every failure; ``all`` every one."""
+    from evalsuite.analyses.progress import failure_category
+
     if mode not in MODES:
         raise UsageError(f"video={mode!r}; accepted: {choices(MODES)}")
     outcomes = sorted((r for r in records if r.is_outcome), key=lambda r: (r.task, r.policy_code, r.ic_index))
@@ -72,10 +75,11 @@ def choose(records: Sequence[EpisodeRecord], mode: str) -> list[EpisodeRecord]:
         return [r for r in outcomes if not r.success]
     if mode == "none":
         return []
-    kept: dict[tuple[str, str, bool], int] = {}
+    kept: dict[tuple[str, str, str], int] = {}
     out = []
     for r in outcomes:
-        cell = (r.task, r.policy_code, r.success)
+        kind = "success" if r.success else failure_category(r, (max_steps or {}).get(r.task))
+        cell = (r.task, r.policy_code, kind)
         if kept.get(cell, 0) < SAMPLE_PER_OUTCOME:
             kept[cell] = kept.get(cell, 0) + 1
             out.append(r)
@@ -221,7 +225,7 @@ def _render_in_child(run_dir: str, suite: SuiteSpec, make_policy: Callable[[str,
             raise UsageError(f"trial={unknown[0]!r} is not a finished trial of {folder}; e.g. {next(iter(final), '')}")
         chosen = [final[t] for t in trials]
     else:
-        chosen = choose(list(final.values()), mode)
+        chosen = choose(list(final.values()), mode, plan.max_steps)
     out_dir = folder / VIDEO_DIR
     out_dir.mkdir(exist_ok=True)
     index_path = out_dir / INDEX_FILE

@@ -378,7 +378,7 @@ def worst_case(suite_id: str, task: str, policy, out: Path, *, suite_options: di
                               episodes=len(points) * per_point, seed=run_seed, max_steps=max_steps,
                               batch_size=batch_size, tracking_uri=None, progress=False, **(parallel or {}))
         res = evaluate(req, log=lambda *_: None)
-        cells = {c["mdp"]: c for c in res["family"]["policies"][policy.label]["per_mdp"]}
+        cells = {c["mdp"]: c for c in res.section("family")["policies"][policy.label]["per_mdp"]}
         return [(cells[i]["k"], cells[i]["n"]) for i in range(len(points))]
 
     def to_params(u: np.ndarray) -> dict[str, float]:

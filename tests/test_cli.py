@@ -84,8 +84,11 @@ def test_plan_command(capsys, tmp_path):
     assert capsys.readouterr().out.startswith("155 pairs")
     pilot = tmp_path / "pilot"
     pilot.mkdir()
-    (pilot / "results.json").write_text(json.dumps({"pairwise": [
-        {"n_pairs": 50, "a_only": 6, "b_only": 4}, {"n_pairs": 50, "a_only": 7, "b_only": 3}]}))
+    pilot_results = json.loads((REPO / "reports" / "example" / "results.json").read_text())  # a real run's file
+    first = pilot_results["pairwise"][0]
+    pilot_results["pairwise"] = [{**first, "n_pairs": 50, "a_only": 6, "b_only": 4},
+                                 {**first, "n_pairs": 50, "a_only": 7, "b_only": 3}]
+    (pilot / "results.json").write_text(json.dumps(pilot_results))
     assert main(["plan", "p_baseline=0.7", "delta=0.1", f"pilot={pilot}"]) == 0
     assert "discordance 0.200 (estimated from 100 pilot pairs)" in capsys.readouterr().out
     assert main(["plan", "p_baseline=0.7", "delta=0.1", "design=crossover"]) == 2

@@ -65,9 +65,10 @@ def test_a_run_folder_opens_as_a_dataframe_and_exports(fake_suite, tmp_path):
     df = opened.episodes()
     assert len(df) == 2 * 2 * 5 and set(df["policy"]) == {"ones", "ones:speed=0.5"}
     by_policy = df.groupby(["task", "policy"])["success"].sum()
-    results = opened.results()
-    for row in results["per_task"]:
-        assert by_policy[row["task"], row["policy"]] == row["successes"]
+    results = opened.results()  # typed, read back from results.json
+    assert results.to_dict() == json.loads((run / "results.json").read_text())
+    for row in results.per_task:
+        assert by_policy[row.task, row.policy] == row.successes
     for fmt in ("csv", "parquet"):
         assert main(["export", str(run), f"format={fmt}", f"out={tmp_path / ('e.' + fmt)}"]) == 0
     back = pd.read_csv(tmp_path / "e.csv")

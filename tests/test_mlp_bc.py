@@ -50,8 +50,8 @@ def test_trained_policy_beats_random_through_batched_harness(checkpoint, tmp_pat
                           policies=[PolicyEntry("mlp-bc", {"path": str(checkpoint)}), PolicyEntry("random", {})],
                           batch_size=8, tracking_uri=None, progress=False, options=AnalysisOptions())
     results = evaluate(req, log=lambda *_: None)
-    rates = {r["policy"]: r["rate"] for r in results["per_task"]}
+    rates = {r.policy: r.rate for r in results.per_task}
     mlp = next(k for k in rates if k.startswith("mlp-bc"))
     assert rates[mlp] >= 0.7 and rates["random"] == 0.0
-    (pair,) = results["pairwise"]
-    assert pair["significant"]
+    (pair,) = results.pairwise
+    assert pair.significant

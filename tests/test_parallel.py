@@ -33,7 +33,7 @@ def _outcomes(records):
 def test_worker_processes_give_the_lock_step_results(fake_suite, tmp_path):
     reference, ref_records, _ = _evaluate(tmp_path, "lock")
     results, records, info = _evaluate(tmp_path, "workers", workers=2)
-    assert json.dumps(results, sort_keys=True) == json.dumps(reference, sort_keys=True)
+    assert json.dumps(results.to_dict(), sort_keys=True) == json.dumps(reference.to_dict(), sort_keys=True)
     assert _outcomes(records) == _outcomes(ref_records)
     assert info["parallelism"]["executor"] == "local-workers" and info["parallelism"]["workers"] == 2
     assert info["parallelism"]["inference_threads_per_worker"] * 2 <= info["parallelism"]["cpus"] or \
@@ -46,7 +46,7 @@ def _register_suicidal():
 
 
 def _nothing_lost_or_doubled(results, records, episodes=8, tasks=2, missing=0):
-    assert sum(r["n"] for r in results["per_task"]) == episodes * tasks * len(results["policies"]) - missing
+    assert sum(r.n for r in results.per_task) == episodes * tasks * len(results.policies) - missing
     final = [r for r in records if r.status != "error"]
     assert len({r.trial_id for r in final}) == len(final)  # none counted twice
 
@@ -72,8 +72,8 @@ def test_an_episode_that_always_kills_its_worker_is_the_only_one_charged(fake_su
     assert errors and {r.trial_id for r in errors} == {"t1/00002/A"}  # charged alone, every attempt
     assert sorted(r.attempt for r in errors) == [1, 2, 3] and all("worker process died" in r.reason for r in errors)
     _nothing_lost_or_doubled(results, records, missing=1)
-    row = next(r for r in results["per_task"] if r["task"] == "t1")
-    assert row["missing"] == 1 and row["n"] == 7
+    row = next(r for r in results.per_task if r.task == "t1")
+    assert row.missing == 1 and row.n == 7
 
 
 ray = pytest.importorskip("ray")
@@ -82,7 +82,7 @@ ray = pytest.importorskip("ray")
 def test_ray_locally_gives_the_lock_step_results_and_survives_a_killed_actor(fake_suite, tmp_path):
     reference, ref_records, _ = _evaluate(tmp_path, "lock")
     results, records, info = _evaluate(tmp_path, "ray", executor="ray", workers=2)
-    assert json.dumps(results, sort_keys=True) == json.dumps(reference, sort_keys=True)
+    assert json.dumps(results.to_dict(), sort_keys=True) == json.dumps(reference.to_dict(), sort_keys=True)
     assert _outcomes(records) == _outcomes(ref_records)
     assert info["parallelism"]["executor"] == "ray" and info["parallelism"]["address"] == "local"
     _register_suicidal()
@@ -101,7 +101,7 @@ def test_ray_policy_servers_batch_every_actor_and_give_the_lock_step_results(fak
     reference, ref_records, _ = _evaluate(tmp_path, "lock", policies=policies)
     results, records, info = _evaluate(tmp_path, "served", policies=policies, executor="ray", workers=2,
                                        inference_actors=1)
-    assert json.dumps(results, sort_keys=True) == json.dumps(reference, sort_keys=True)
+    assert json.dumps(results.to_dict(), sort_keys=True) == json.dumps(reference.to_dict(), sort_keys=True)
     assert _outcomes(records) == _outcomes(ref_records)
     (server,) = info["parallelism"]["inference_servers"]
     assert server["max_requests"] == 2 and server["calls"] < server["rows"]  # both actors' rows in one call
@@ -141,7 +141,7 @@ def test_ray_on_a_two_node_cluster_spreads_actors_and_gives_the_same_results(fak
     results, records, info = _evaluate(tmp_path, "cluster", executor="ray", ray_address=two_node_cluster, workers=2,
                                        worker_cpus=1)
     nodes = [n for n in ray.nodes() if n["Alive"]] if ray.is_initialized() else None
-    assert json.dumps(results, sort_keys=True) == json.dumps(reference, sort_keys=True)
+    assert json.dumps(results.to_dict(), sort_keys=True) == json.dumps(reference.to_dict(), sort_keys=True)
     assert _outcomes(records) == _outcomes(ref_records)
     assert info["parallelism"]["address"] == two_node_cluster
     assert nodes is None or len(nodes) == 2

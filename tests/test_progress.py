@@ -1,6 +1,7 @@
 """Task progress: milestones recorded by the runner from the simulator's state, and the progress
 section's statistics - exact sign-flip p-values, milestone rates, the failure taxonomy."""
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -10,6 +11,7 @@ from evalsuite.analyses import AnalysisInput
 from evalsuite.analyses.progress import compute, failure_category, sign_flip_p_value
 from evalsuite.journal import EpisodeRecord
 from evalsuite.plan import PolicyEntry, make_plan
+from evalsuite.stats.intervals import proportion_interval
 
 
 def test_sign_flip_p_value_is_exact_by_enumeration():
@@ -37,41 +39,60 @@ def test_sign_flip_level_by_simulation_with_many_ties():
         assert rejections / reps <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / reps)
 
 
-def _record(trial, task, code, ic, status, progress, milestones):
+def _record(trial, task, code, ic, status, progress, milestones, held=None, reason="", steps=10):
     return EpisodeRecord(trial_id=trial, task=task, policy_code=code, ic_index=ic, ic_seed=ic, policy_seed=ic,
-                         attempt=1, status=status, success=status == "success", steps=10, episode_return=0.0,
-                         reason="", wall_time_s=0.0, policy_fingerprint="", milestones=milestones, progress=progress)
+                         attempt=1, status=status, success=status == "success", steps=steps, episode_return=0.0,
+                         reason=reason, wall_time_s=0.0, policy_fingerprint="", milestones=milestones,
+                         progress=progress, held_at_end=held)
 
 
-def test_milestone_rates_taxonomy_and_paired_progress():
+def test_milestone_rates_failure_modes_and_paired_progress():
     plan, key = make_plan(suite="fake", tasks=["t1"], policies=[PolicyEntry("a", {}), PolicyEntry("b", {})],
                           episodes=4, seed=0, max_steps={"t1": 10})
     label = {code: entry["label"] for code, entry in key.items()}
     a, b = sorted(label)
     none = {"reached": None, "moved": None}
     records = [
-        _record("1a", "t1", a, 0, "success", 1.0, {"reached": 2, "moved": 5}),
-        _record("2a", "t1", a, 1, "failure", 0.33, {"reached": 3, "moved": None}),
-        _record("3a", "t1", a, 2, "failure", 0.67, {"reached": 3, "moved": 6}),
-        _record("4a", "t1", a, 3, "policy_error", 0.0, none),
-        _record("1b", "t1", b, 0, "failure", 0.0, none),
-        _record("2b", "t1", b, 1, "failure", 0.0, none),
-        _record("3b", "t1", b, 2, "failure", 0.33, {"reached": 4, "moved": None}),
-        _record("4b", "t1", b, 3, "failure", 0.0, none),
+        _record("1a", "t1", a, 0, "success", 1.0, {"reached": 2, "moved": 5}, ["reached", "moved"]),
+        _record("2a", "t1", a, 1, "failure", 0.33, {"reached": 3, "moved": None}, ["reached"]),
+        _record("3a", "t1", a, 2, "failure", 0.67, {"reached": 3, "moved": 6}, ["reached"]),  # moved, then lost it
+        _record("4a", "t1", a, 3, "policy_error", 0.0, none, [], reason="non-finite action"),
+        _record("1b", "t1", b, 0, "failure", 0.0, none, []),
+        _record("2b", "t1", b, 1, "policy_error", 0.0, none, [],
+                reason="simulator unstable after the policy's action: non-finite 'qpos'"),
+        _record("3b", "t1", b, 2, "failure", 0.67, {"reached": 4, "moved": 7}, ["reached", "moved"]),
+        _record("4b", "t1", b, 3, "failure", 0.0, none, []),
     ]
     section = compute(AnalysisInput(plan, key, records, label, 0.95, 0))
     cell_a = next(c for c in section["per_task"] if c["policy"] == label[a])
     assert cell_a["milestones"]["reached"]["k"] == 3 and cell_a["milestones"]["moved"]["k"] == 2
     assert cell_a["progress"]["mean"] == pytest.approx((1 + 0.33 + 0.67 + 0) / 4)
-    assert cell_a["failures"] == {"policy error": {"count": 1, "examples": ["4a"]},
-                                  "stopped after 'moved'": {"count": 1, "examples": ["3a"]},
-                                  "stopped after 'reached'": {"count": 1, "examples": ["2a"]}}
+    one_in_four = proportion_interval(1, 4, level=0.95, method="wilson")
+    assert cell_a["failures"] == {
+        mode: {"count": 1, "episodes": 4, "rate": 0.25, "low": one_in_four.low, "high": one_in_four.high,
+               "examples": [trial]}
+        for mode, trial in (("lost 'moved'", "3a"), ("policy error", "4a"), ("stalled after 'reached'", "2a"))}
     cell_b = next(c for c in section["per_task"] if c["policy"] == label[b])
-    assert cell_b["failures"]["reached no milestone"]["count"] == 3
+    assert {m: f["count"] for m, f in cell_b["failures"].items()} == {
+        "reached no milestone": 2, "near the goal at the step limit": 1, "simulator unstable": 1}
     (pair,) = section["paired"]
-    assert pair["pairs"] == 4 and pair["difference"] == pytest.approx((1 + 0.33 + 0.34 + 0) / 4)
-    assert pair["p_value"] == pytest.approx(2 / 8)  # 3 positive non-zero differences, exact
-    assert failure_category(records[4]) == "reached no milestone"
+    assert pair["pairs"] == 4 and pair["difference"] == pytest.approx((1 + 0.33 + 0.0 + 0) / 4)
+    assert pair["p_value"] == pytest.approx(2 / 4)  # 2 non-zero differences, both positive: exact 2/4
+    by_mode = {q["failure"]: q for q in section["failure_pairs"]}
+    assert set(by_mode) == set(cell_a["failures"]) | set(cell_b["failures"])
+    none_pair = by_mode["reached no milestone"]  # b on initial conditions 0 and 3, a on none
+    counts = {none_pair["policy_a"]: none_pair["a_count"], none_pair["policy_b"]: none_pair["b_count"]}
+    assert counts == {label[a]: 0, label[b]: 2}
+    assert none_pair["difference"] == (none_pair["a_count"] - none_pair["b_count"]) / 4
+    assert none_pair["p_value"] == pytest.approx(0.5)  # exact McNemar: 2 discordant pairs, both one way
+    d = none_pair["difference"]
+    assert none_pair["low"] < min(d, 0) and max(d, 0) < none_pair["high"]  # 2 pairs: 0 stays inside
+    assert all(q["p_holm"] >= q["p_value"] for q in section["failure_pairs"])
+    # journals from before the end state was recorded keep the old reading
+    assert failure_category(dataclasses.replace(records[2], held_at_end=None)) == "stopped after 'moved'"
+    # the last milestone holding before the step limit is near the goal only at the step limit
+    assert failure_category(dataclasses.replace(records[6], steps=7), max_steps=10) == "stalled after 'moved'"
+    assert failure_category(records[6], max_steps=10) == "near the goal at the step limit"
 
 
 def test_the_runner_records_milestones_from_the_simulator(tmp_path):
@@ -91,6 +112,7 @@ def test_the_runner_records_milestones_from_the_simulator(tmp_path):
         assert r.success and r.progress == 1.0
         steps = [r.milestones[m] for m in ("reached", "moved", "halfway")]
         assert all(s is not None for s in steps) and steps == sorted(steps) and steps[-1] < r.steps
+        assert "halfway" in r.held_at_end  # the object stands at the goal when the episode ends
 
 
 @pytest.mark.parametrize("values,probs", [([0.0, 0.5, 1.0], [0.1, 0.1, 0.8]), ([0.0, 0.25, 1.0], [0.7, 0.25, 0.05]),

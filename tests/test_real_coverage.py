@@ -11,7 +11,7 @@ def _rate(tmp_path, name, seed, episodes):
     req = EvaluateRequest(suite="metaworld-smoke", tasks=["coffee-push"], out=tmp_path / name, episodes=episodes,
                           seed=seed, max_steps=200, policies=[PolicyEntry("noisy-scripted", {"noise": 1.0})],
                           batch_size=16, tracking_uri=None, progress=False)
-    return evaluate(req, log=lambda *_: None)["per_task"][0]
+    return evaluate(req, log=lambda *_: None).per_task[0]
 
 
 @pytest.mark.slow  # 260 episodes

@@ -84,7 +84,7 @@ def test_init_states_option_starts_episodes_from_the_dataset(lift_demos, tmp_pat
                           episodes=3, suite_options={"init_states": str(lift_demos)}, env_workers=0, batch_size=3,
                           tracking_uri=None, progress=False)
     results = evaluate(req, log=lambda *_: None)
-    assert results["per_task"][0]["successes"] == 3
+    assert results.per_task[0].successes == 3
     records = [json.loads(line) for line in (tmp_path / "r" / "episodes.jsonl").read_text().splitlines()]
     assert sorted(r["init_state"]["demo"] for r in records) == [0, 1, 2]
 
@@ -154,7 +154,7 @@ def test_checkpoint_policy_runs_in_the_harness(tiny_checkpoint, tmp_path):
                           policies=[PolicyEntry("robomimic", {"path": str(tiny_checkpoint)})], env_workers=0,
                           tracking_uri=None, progress=False)
     results = evaluate(req, log=lambda *_: None)
-    assert results["per_task"][0]["n"] == 2 and results["trials"]["policy_errors"] == 0
+    assert results.per_task[0].n == 2 and results.trials.policy_errors == 0
 
 
 def test_scripted_experts_through_the_runner_with_worker_processes(tmp_path):
@@ -162,7 +162,7 @@ def test_scripted_experts_through_the_runner_with_worker_processes(tmp_path):
                           out=tmp_path / "r", episodes=4, env_workers=2, batch_size=4, tracking_uri=None,
                           progress=False)
     results = evaluate(req, log=lambda *_: None)
-    assert all(r["successes"] == 4 for r in results["per_task"]), results["per_task"]
+    assert all(r.successes == 4 for r in results.per_task), results.per_task
 
 
 def _robomimic_own_rollouts(checkpoint: Path, dataset: Path, n: int) -> list[bool]:

@@ -97,9 +97,9 @@ def test_non_finite_actions_are_policy_failures_never_retried(fake_suite, tmp_pa
     assert {r.status for r in records} == {"policy_error"}
     assert {r.reason for r in records} == {"non-finite action"}
     assert len(records) == 2 * 3  # 2 tasks x 3 episodes, each run once: a policy error is an outcome
-    row = results["per_task"][0]
-    assert (row["n"], row["successes"], row["policy_errors"], row["missing"], row["rate"]) == (3, 0, 3, 0, 0.0)
-    assert results["trials"]["policy_errors"] == 6 and results["trials"]["complete"]
+    row = results.per_task[0]
+    assert (row.n, row.successes, row.policy_errors, row.missing, row.rate) == (3, 0, 3, 0, 0.0)
+    assert results.trials.policy_errors == 6 and results.trials.complete
 
 
 def _register_env(suite_id, **kwargs):
@@ -121,7 +121,7 @@ def test_a_simulator_failing_on_the_policys_action_is_the_policys_failure(tmp_pa
                             options=AnalysisOptions(max_attempts=3))
     assert len(records) == 2 and all(r.status == "policy_error" and "simulated simulator crash" in r.reason
                                      for r in records)
-    assert results["per_task"][0]["n"] == 2 and results["per_task"][0]["rate"] == 0.0
+    assert results.per_task[0].n == 2 and results.per_task[0].rate == 0.0
 
 
 def test_a_simulator_made_unstable_by_the_policy_is_the_policys_failure(tmp_path):
@@ -135,8 +135,8 @@ def test_infrastructure_errors_are_retried_and_a_lucky_retry_counts(tmp_path):
     results, records = _run(suite, [PolicyEntry("ones", {})], tmp_path, episodes=3,
                             options=AnalysisOptions(max_attempts=3))
     assert sorted((r.attempt, r.status) for r in records) == [(1, "error")] * 3 + [(2, "success")] * 3
-    row = results["per_task"][0]
-    assert (row["n"], row["successes"], row["missing"], row["worst_case"]) == (3, 3, 0, None)
+    row = results.per_task[0]
+    assert (row.n, row.successes, row.missing, row.worst_case) == (3, 3, 0, None)
 
 
 def test_persistent_infrastructure_errors_are_missing_and_shown_as_worst_case(tmp_path):
@@ -145,10 +145,10 @@ def test_persistent_infrastructure_errors_are_missing_and_shown_as_worst_case(tm
                             options=AnalysisOptions(max_attempts=3))
     assert len(records) == 6 and all(r.status == "error" and "InfrastructureError" in r.reason for r in records)
     assert sorted(r.attempt for r in records) == [1, 1, 2, 2, 3, 3]
-    row = results["per_task"][0]
-    assert (row["n"], row["missing"], row["rate"]) == (0, 2, None)
-    assert row["worst_case"]["n"] == 2 and row["worst_case"]["rate"] == 0.0 and row["worst_case"]["ci_high"] < 0.9
-    assert results["trials"]["missing"] == 2
+    row = results.per_task[0]
+    assert (row.n, row.missing, row.rate) == (0, 2, None)
+    assert row.worst_case.n == 2 and row.worst_case.rate == 0.0 and row.worst_case.ci_high < 0.9
+    assert results.trials.missing == 2
     report = (tmp_path / "run" / "report.md").read_text()
     assert "2 missing after every retry" in report
 
@@ -214,7 +214,7 @@ def test_outcomes_do_not_depend_on_batching_or_workers(fake_suite, tmp_path, bat
                             episodes=5, batch_size=batch_size, env_workers=env_workers, max_steps=14)
     reference, _ = _run(fake_suite, [PolicyEntry("ones", {"speed": 0.6}), PolicyEntry("ones", {})],
                         tmp_path / "ref", episodes=5, batch_size=3, max_steps=14)
-    assert json.dumps(results, sort_keys=True) == json.dumps(reference, sort_keys=True)
+    assert json.dumps(results.to_dict(), sort_keys=True) == json.dumps(reference.to_dict(), sort_keys=True)
 
 
 def test_incompatible_policy_is_refused_before_any_episode(fake_suite, tmp_path):

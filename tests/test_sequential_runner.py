@@ -19,17 +19,17 @@ def test_clear_difference_stops_early_and_equal_policies_run_to_the_cap(fake_sui
     # ones (speed 1) always succeeds (targets 3..11 <= 14 steps); speed 0.3 never does: decided fast
     results = evaluate(_request(tmp_path, "diff", [PolicyEntry("ones", {}), PolicyEntry("ones", {"speed": 0.3})]),
                        log=lambda *_: None)
-    seq = results["sequential"]
+    seq = results.section("sequential")
     assert all(t["episodes"] < 60 for t in seq["tasks"].values())
     assert all(p["decision"] == "ones better" for p in seq["pairs"])
-    assert results["trials"]["complete"]
+    assert results.trials.complete
     n_run = len(read(tmp_path / "diff" / "episodes.jsonl"))
     assert n_run == sum(t["episodes"] for t in seq["tasks"].values()) * 2
     # identical policies: never decided, every planned episode runs
     same = evaluate(_request(tmp_path, "same", [PolicyEntry("ones", {}), PolicyEntry("ones", {"chunk": 2})], 20),
                     log=lambda *_: None)
-    assert all(t["stopped_after_round"] is None and t["episodes"] == 20 for t in same["sequential"]["tasks"].values())
-    assert all(p["decision"] == "undecided" for p in same["sequential"]["pairs"])
+    assert all(t["stopped_after_round"] is None and t["episodes"] == 20 for t in same.section("sequential")["tasks"].values())
+    assert all(p["decision"] == "undecided" for p in same.section("sequential")["pairs"])
 
 
 def test_resume_mid_run_makes_the_same_decisions(fake_suite, tmp_path):
@@ -41,7 +41,7 @@ def test_resume_mid_run_makes_the_same_decisions(fake_suite, tmp_path):
         (tmp_path / "cut" / name).write_text((tmp_path / "full" / name).read_text())
     (tmp_path / "cut" / "episodes.jsonl").write_text("\n".join(journal[: len(journal) // 2]) + "\n")
     resumed = evaluate(_request(tmp_path, "cut", policies), log=lambda *_: None)
-    assert json.dumps(resumed, sort_keys=True) == json.dumps(full, sort_keys=True)
+    assert json.dumps(resumed.to_dict(), sort_keys=True) == json.dumps(full.to_dict(), sort_keys=True)
 
 
 def test_sequential_needs_two_policies(fake_suite, tmp_path):
@@ -74,7 +74,7 @@ def test_with_a_margin_identical_policies_stop_as_equivalent(fake_suite, tmp_pat
         suite="fake", policies=[PolicyEntry("ones", {}), PolicyEntry("ones", {"chunk": 2})], out=tmp_path / "eq",
         episodes=200, max_steps=14, stopping=stopping, tracking_uri=None, progress=False, batch_size=8),
         log=lambda *_: None)
-    seq = results["sequential"]
+    seq = results.section("sequential")
     assert all(p["decision"] == "equivalent" for p in seq["pairs"])
     assert all(t["episodes"] < 200 for t in seq["tasks"].values())
     assert "margin 0.1 for equivalence" in (tmp_path / "eq" / "report.md").read_text()
@@ -89,7 +89,7 @@ def test_progress_decides_where_success_cannot(fake_suite, tmp_path):
         stopping = dataclasses.replace(SEQ, metric=metric)
         runs[metric] = evaluate(EvaluateRequest(suite="fake", policies=policies, out=tmp_path / metric, episodes=30,
                                                 max_steps=5, stopping=stopping, tracking_uri=None, progress=False,
-                                                batch_size=8), log=lambda *_: None)["sequential"]
+                                                batch_size=8), log=lambda *_: None).section("sequential")
     assert all(p["decision"] == "undecided" for p in runs["success"]["pairs"])
     assert all(t["episodes"] == 30 for t in runs["success"]["tasks"].values())
     assert runs["progress"]["metric"] == "progress"

@@ -50,7 +50,7 @@ def test_scripted_expert_on_all_50_metaworld_tasks(tmp_path):
     req = EvaluateRequest(suite="metaworld", policies=[PolicyEntry("scripted", {})], out=tmp_path / "run",
                           episodes=10, batch_size=16, tracking_uri=None, progress=False)
     results = evaluate(req, log=lambda *_: None)
-    per_task = {r["task"]: r["successes"] for r in results["per_task"]}
+    per_task = {r.task: r.successes for r in results.per_task}
     assert min(per_task.values()) >= 7, per_task
-    assert results["aggregate"][0]["mean"] >= 0.95
-    assert results["trials"]["policy_errors"] == 0
+    assert results.aggregate[0].mean >= 0.95
+    assert results.trials.policy_errors == 0

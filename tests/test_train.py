@@ -34,8 +34,8 @@ def test_train_command_writes_a_checkpoint_the_harness_runs(demos_file, tmp_path
     results = evaluate(EvaluateRequest(suite="metaworld", tasks=["drawer-open"], policies=[
         PolicyEntry("flowpolicy", {"checkpoint": str(out)})], out=tmp_path / "run", episodes=2, max_steps=20,
         tracking_uri=None, progress=False), log=lambda *_: None)
-    assert results["trials"]["complete"] and results["per_task"][0]["n"] == 2
-    assert results["policies"]["flowpolicy:checkpoint=" + str(out)]["id"] == "flowpolicy"
+    assert results.trials.complete and results.per_task[0].n == 2
+    assert results.policies["flowpolicy:checkpoint=" + str(out)]["id"] == "flowpolicy"
 
 
 def test_interrupted_training_resumes_to_the_same_weights(demos_file, tmp_path, monkeypatch):

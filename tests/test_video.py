@@ -2,6 +2,7 @@
 step, and the rendered frames show the scene. Rendering needs OSMesa (`.ci/run` installs Debian's
 libosmesa6); where it is missing the run says so in one line and keeps every result."""
 
+import dataclasses
 import json
 import subprocess
 
@@ -85,5 +86,10 @@ def test_choose_keeps_one_success_and_one_failure_per_task_and_policy():
     assert all(r.ic_index == min(x.ic_index for x in records if (x.policy_code, x.success) == (r.policy_code, r.success))
                for r in chosen)
     assert len(video.choose(records, "failures")) == sum(not r.success for r in records)
+    # with milestones: one failure of each failure mode
+    modes = [rec(i, "A", False) for i in range(4)]
+    modes = [dataclasses.replace(r, milestones={"reached": 2 if r.ic_index % 2 else None},
+                                 held_at_end=["reached"] if r.ic_index % 2 else []) for r in modes]
+    assert [r.ic_index for r in video.choose(modes, "sample", {"t": 5})] == [0, 1]  # no milestone; near the goal
     with pytest.raises(Exception, match="video='often'"):
         video.choose(records, "often")

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from evalsuite.results import Results
 from evalsuite.specs import AnalysisSpec, load_entry_point
 
 BUILTIN = [
@@ -55,9 +56,9 @@ def compute_all(inp: AnalysisInput) -> dict[str, Any]:
     return out
 
 
-def present(results: dict[str, Any], part: str) -> Iterator[tuple[AnalysisSpec, Any]]:
+def present(results: Results, part: str) -> Iterator[tuple[AnalysisSpec, Any]]:
     """(spec, the function for ``part``: report | figures | metrics) of the sections in ``results``."""
     for spec in registered():
         entry = getattr(spec, part)
-        if entry and results.get(spec.id):
+        if entry and results.section(spec.id):
             yield spec, load_entry_point(entry)

@@ -17,6 +17,7 @@ import numpy as np  # noqa: E402
 from scipy.stats import mannwhitneyu  # noqa: E402
 
 from evalsuite.analyses import AnalysisInput  # noqa: E402
+from evalsuite.results import Results  # noqa: E402
 from evalsuite.stats.auroc import auroc_interval  # noqa: E402
 from evalsuite.stats.family import logistic_curve  # noqa: E402
 
@@ -65,12 +66,12 @@ def compute(inp: AnalysisInput) -> dict[str, Any]:
     return out
 
 
-def report(section: dict[str, Any], results: dict[str, Any]) -> list[str]:
+def report(section: dict[str, Any], results: Results) -> list[str]:
     lines = ["", "## Energy as an uncertainty signal", "",
              "Energy-based policies report the energy of every action chunk they choose, per task (energy scales "
              "differ between tasks and training seeds). AUROC: the probability that a failed episode had a higher "
              "mean energy (or needed more descent steps) than a successful one (0.5: no signal), with DeLong's "
-             f"{100 * results['options']['level']:g}% interval on the logit scale (episodes only).", "",
+             f"{100 * results.options.level:g}% interval on the logit scale (episodes only).", "",
              "| policy | episodes | successes | mean energy (success) | mean energy (failure) | energy AUROC for "
              "failure | p | descent steps | stopped by gradient | steps AUROC for failure |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -88,7 +89,7 @@ def report(section: dict[str, Any], results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def figures(section: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
+def figures(section: dict[str, Any], results: Results) -> dict[str, Any]:
     return {"success against energy": _figure(section)}
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from evalsuite.results import Results
 from evalsuite.stats import family as fstats
 from evalsuite.stats.intervals import proportion_interval
 
@@ -174,7 +175,7 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}"
 
 
-def report(section: dict[str, Any], results: dict[str, Any]) -> list[str]:
+def report(section: dict[str, Any], results: Results) -> list[str]:
     fam = section
 
     def iv(e):
@@ -235,7 +236,7 @@ def report(section: dict[str, Any], results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def figures(section: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
+def figures(section: dict[str, Any], results: Results) -> dict[str, Any]:
     if not section.get("axes"):
         return {}
     out = {"family curves": _curves_figure(section)}
@@ -269,17 +270,34 @@ def _curves_figure(fam: dict[str, Any]):
                 ax.scatter([worst["params"][axis["name"]]], [worst["fresh_rate"]], marker="x", s=60, color=color)
         ax.axvline(axis["nominal"], ls="--", color="gray", lw=0.8)
         if axis["log"]:
-            ax.set_xscale("log")
+            _readable_log_axis(ax, axis["low"], axis["high"])
         ax.set_xlabel(f"{axis['name']} ({axis['unit']})" if axis["unit"] else axis["name"], fontsize=8)
         ax.set_ylim(-0.03, 1.03)
     for extra in range(len(axes), rows * cols):
         grid[extra // cols][extra % cols].axis("off")
     grid[0][0].set_ylabel("success")
     handles, labels = grid[0][0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, fontsize=8, loc="upper right")
     fig.tight_layout()
+    if handles:  # above the panels, never over one
+        fig.legend(handles, labels, fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(handles))
     return fig
+
+
+def _readable_log_axis(ax, low: float, high: float, most: int = 5) -> None:
+    """A log axis labelled at a few round values (1, 2, 5 x 10^k) and the range's ends, in plain numbers: matplotlib's
+    default labels every minor tick of a short log range in 10^x notation, and they overlap."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+    ax.set_xscale("log")
+    decades = range(int(np.floor(np.log10(low))), int(np.ceil(np.log10(high))) + 1)
+    nice = [m * 10.0 ** k for k in decades for m in (1, 2, 5) if low <= m * 10.0 ** k <= high]
+    nice += [end for end in (low, high) if all(abs(np.log10(end / t)) > 0.15 for t in nice)]  # the range's ends
+    nice = sorted(nice if len(nice) >= 2 else {low, high, *nice})
+    if len(nice) > most:
+        nice = [nice[i] for i in np.unique(np.linspace(0, len(nice) - 1, most).round().astype(int))]
+    ax.xaxis.set_major_locator(FixedLocator(nice))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
 
 
 def _heatmap_figure(fam: dict[str, Any], pair: tuple[str, str] | None = None, bins: int = 4):

@@ -7,8 +7,15 @@ at the mean (a score in [0, 1] with mean p has at most the variance p(1 - p) of 
 interval is conservative, and unlike a bootstrap it does not collapse when every episode scores
 the same), and, per pair of policies on the same initial conditions, the paired difference of
 progress with an exact sign-flip permutation test (all 2^n sign patterns up to n = 16 non-zero
-differences; 20,000 seeded random patterns beyond). Failures are sorted into a taxonomy by the
-furthest milestone they reached (or by their policy error), with example trial ids.
+differences; 20,000 seeded random patterns beyond).
+
+Failures are sorted into failure modes (``failure_category``, definitions in the README): policy
+error, simulator unstable, reached no milestone, lost a milestone it had reached (e.g. grasped
+then dropped), near the goal at the step limit (the task's last milestone still holding), stalled
+after a milestone (it still holds, the episode ran out of steps). Each mode gets its rate among
+all episodes of a task and policy with a Wilson interval, example trial ids, and, between every two
+policies on the same initial conditions, the paired difference of its rate (exact McNemar test on
+the mode's indicator, Newcombe's interval, Holm across the section's tests).
 """
 
 from __future__ import annotations
@@ -19,7 +26,10 @@ from typing import Any
 import numpy as np
 
 from evalsuite.analyses import AnalysisInput
+from evalsuite.results import Results
 from evalsuite.stats.intervals import proportion_interval, wilson_bounds
+from evalsuite.stats.multiple import adjust_pvalues
+from evalsuite.stats.paired import paired_comparison
 
 EXACT_UP_TO = 16  # non-zero paired differences enumerated exactly (2^16 sign patterns)
 RANDOM_FLIPS = 20_000
@@ -47,15 +57,34 @@ def progress_interval(progress: np.ndarray, level: float) -> tuple[float, float]
     return float(low), float(high)
 
 
-def failure_category(record: Any) -> str:
-    """A failed episode's category: its policy error, or the furthest milestone it reached."""
+POLICY_ERROR = "policy error"
+UNSTABLE = "simulator unstable"
+NO_MILESTONE = "reached no milestone"
+NEAR_GOAL = "near the goal at the step limit"
+
+
+def failure_category(record: Any, max_steps: int | None = None) -> str:
+    """A failed episode's failure mode, from how it ended and its milestones (in the suite's order).
+
+    ``lost '<m>'``: the furthest milestone it reached no longer held at the end (a dropped grasp);
+    ``near the goal at the step limit``: the task's last milestone still held when the steps ran
+    out; ``stalled after '<m>'``: the furthest milestone still held at the end. Journals written
+    before milestones' end states were recorded give ``stopped after '<m>'``."""
     if record.status == "policy_error":
-        return "policy error"
-    reached = [name for name, step in record.milestones.items() if step is not None]
-    order = list(record.milestones)  # in the suite's order
+        return UNSTABLE if "simulator unstable" in record.reason else POLICY_ERROR
+    order = list(record.milestones)
+    reached = [name for name in order if record.milestones[name] is not None]
     if not reached:
-        return "reached no milestone"
-    return f"stopped after '{max(reached, key=order.index)}'"
+        return NO_MILESTONE
+    furthest = reached[-1]
+    held = getattr(record, "held_at_end", None)
+    if held is None:
+        return f"stopped after '{furthest}'"
+    if furthest not in held:
+        return f"lost '{furthest}'"
+    if furthest == order[-1] and (max_steps is None or record.steps >= max_steps):
+        return NEAR_GOAL
+    return f"stalled after '{furthest}'"
 
 
 def compute(inp: AnalysisInput) -> dict[str, Any] | None:
@@ -80,17 +109,17 @@ def compute(inp: AnalysisInput) -> dict[str, Any] | None:
         failures: dict[str, list[str]] = {}
         for r in rows:
             if not r.success:
-                failures.setdefault(failure_category(r), []).append(r.trial_id)
+                failures.setdefault(failure_category(r, inp.plan.max_steps.get(task)), []).append(r.trial_id)
         per_cell.append({
             "task": task, "policy": inp.label[code], "episodes": len(rows),
             "progress": {"mean": float(progress.mean()), "low": float(low), "high": float(high),
                          "method": "Wilson score at the mean (conservative for scores in [0, 1])"},
             "milestones": milestones,
-            "failures": {c: {"count": len(ids), "examples": sorted(ids)[:EXAMPLES]}
-                         for c, ids in sorted(failures.items(), key=lambda kv: -len(kv[1]))},
+            "failures": {c: _mode_rate(len(ids), len(rows), sorted(ids)[:EXAMPLES], level)
+                         for c, ids in sorted(failures.items(), key=lambda kv: (-len(kv[1]), kv[0]))},
         })
     pairs = []
-    codes = sorted({code for _, code in cells})
+    codes = sorted({code for _, code in cells}, key=lambda c: inp.label[c])  # A and B in name order
     for task in sorted({t for t, _ in cells}):
         for a, b in itertools.combinations(codes, 2):
             by_ic = {side: {r.ic_index: r.progress for r in cells.get((task, side), [])} for side in (a, b)}
@@ -101,10 +130,39 @@ def compute(inp: AnalysisInput) -> dict[str, Any] | None:
             p, method = sign_flip_p_value(d, rng)
             pairs.append({"task": task, "policy_a": inp.label[a], "policy_b": inp.label[b], "pairs": len(shared),
                           "difference": float(d.mean()), "p_value": p, "method": method})
-    return {"level": level, "per_task": per_cell, "paired": pairs}
+    return {"level": level, "per_task": per_cell, "paired": pairs,
+            "failure_pairs": _failure_pairs(cells, codes, inp.label, inp.plan.max_steps, level)}
 
 
-def report(section: dict[str, Any], results: dict[str, Any]) -> list[str]:
+def _mode_rate(k: int, n: int, examples: list[str], level: float) -> dict[str, Any]:
+    ci = proportion_interval(k, n, level=level, method="wilson")
+    return {"count": k, "episodes": n, "rate": k / n, "low": ci.low, "high": ci.high, "examples": examples}
+
+
+def _failure_pairs(cells: dict[tuple[str, str], list[Any]], codes: list[str], label: dict[str, str],
+                   max_steps: dict[str, int], level: float) -> list[dict[str, Any]]:
+    """Per task, pair of policies and failure mode seen in either: the paired difference of the
+    mode's rate on the shared initial conditions (exact McNemar, Newcombe), Holm-adjusted."""
+    rows = []
+    for task in sorted({t for t, _ in cells}):
+        for a, b in itertools.combinations(codes, 2):
+            mode = {side: {r.ic_index: (None if r.success else failure_category(r, max_steps.get(task)))
+                           for r in cells.get((task, side), [])} for side in (a, b)}
+            shared = sorted(set(mode[a]) & set(mode[b]))
+            for category in sorted({mode[side][i] for side in (a, b) for i in shared} - {None}):
+                x = np.array([mode[a][i] == category for i in shared])
+                y = np.array([mode[b][i] == category for i in shared])
+                c = paired_comparison(x, y, level=level)
+                rows.append({"task": task, "policy_a": label[a], "policy_b": label[b], "failure": category,
+                             "pairs": len(shared), "a_count": int(x.sum()), "b_count": int(y.sum()),
+                             "difference": float(c.difference), "low": c.ci_low, "high": c.ci_high,
+                             "p_value": c.p_value})
+    for row, p in zip(rows, adjust_pvalues([r["p_value"] for r in rows], "holm") if rows else []):
+        row["p_holm"] = float(p)
+    return rows
+
+
+def report(section: dict[str, Any], results: Results) -> list[str]:
     pct = lambda x: f"{100 * x:.1f}"  # noqa: E731
     lines = ["", "## Task progress", "",
              f"Progress in [0, 1]: the furthest milestone an episode reached as a share of the task's stages "
@@ -126,10 +184,24 @@ def report(section: dict[str, Any], results: dict[str, Any]) -> list[str]:
                          f"| {q['p_value']:.3g} | {q['method']} |")
     rows = [(c["task"], c["policy"], cat, f) for c in section["per_task"] for cat, f in c["failures"].items()]
     if rows:
-        lines += ["", "How the failures failed (furthest milestone reached; examples are trial ids):", "",
-                  "| task | policy | failure | count | examples |", "|---|---|---|---|---|"]
+        lines += ["", "### Failure modes", "",
+                  "How the failures failed (definitions in the README): each mode's share of all the episodes of a "
+                  f"task and policy with a {100 * section['level']:g}% Wilson interval; examples are trial ids "
+                  "(their videos, where rendered, are captioned with the mode).", "",
+                  "| task | policy | failure mode | episodes | rate % | examples |", "|---|---|---|---|---|---|"]
         for task, policy, cat, f in rows:
-            lines.append(f"| {task} | {policy} | {cat} | {f['count']} | {', '.join(f['examples'])} |")
+            share = (f"{pct(f['rate'])} [{pct(f['low'])}, {pct(f['high'])}]" if "rate" in f else "")
+            count = f"{f['count']} / {f['episodes']}" if "episodes" in f else str(f["count"])
+            lines.append(f"| {task} | {policy} | {cat} | {count} | {share} | {', '.join(f['examples'])} |")
+    if section.get("failure_pairs"):
+        lines += ["", "Paired differences of each failure mode's rate on the same initial conditions (exact McNemar, "
+                  "Newcombe interval, Holm across these tests):", "",
+                  "| task | A | B | failure mode | A | B | A - B % | interval % | p (Holm) |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for q in section["failure_pairs"]:
+            lines.append(f"| {q['task']} | {q['policy_a']} | {q['policy_b']} | {q['failure']} | {q['a_count']} | "
+                         f"{q['b_count']} | {100 * q['difference']:+.1f} | [{pct(q['low'])}, {pct(q['high'])}] | "
+                         f"{q['p_holm']:.3g}{' **significant**' if q['p_holm'] < 1 - section['level'] else ''} |")
     return lines
 
 
@@ -139,4 +211,7 @@ def metrics(section: dict[str, Any]) -> dict[str, float]:
         out[f"{c['policy']}/{c['task']}/progress"] = c["progress"]["mean"]
         for name, m in c["milestones"].items():
             out[f"{c['policy']}/{c['task']}/milestone/{name}"] = m["rate"]
+        for mode, f in c["failures"].items():
+            if "rate" in f:
+                out[f"{c['policy']}/{c['task']}/failure/{mode}"] = f["rate"]
     return out

@@ -9,6 +9,7 @@ from typing import Any
 from evalsuite.commands.options import (Option, Values, boolean, default_out, integer, listing, non_negative, number,
                                         one_of, parse, parse_policy, parse_tags, tracking_uri)
 from evalsuite.errors import UsageError
+from evalsuite.results import Results
 
 SUITE = (
     Option("suite", "suite id (see `evalsuite list`)"),
@@ -97,8 +98,8 @@ TRACKING = (
     Option("progress", "true | false (default: whether stderr is a terminal)", parse=boolean),
 )
 VIDEO = (
-    Option("video", "none | sample (one success and one failure per task and policy) | failures | all: episodes "
-           "replayed into mp4 after the run (skipped, with a note, where nothing can render)", "sample",
+    Option("video", "none | sample (per task and policy a success and a failure of each failure mode) | failures | "
+           "all: episodes replayed into mp4 after the run (skipped, with a note, where nothing can render)", "sample",
            one_of("none", "sample", "failures", "all")),
     Option("camera", "the videos' camera (default: the suite's first)"),
 )
@@ -173,20 +174,20 @@ def worst_case(v: Values, suite) -> dict[str, int] | None:
     return {k: v[k] for k in SEARCH}
 
 
-def summary(results: dict[str, Any]) -> str:
+def summary(results: Results) -> str:
     """The console table at the end of a run: per task and policy, then the means over tasks."""
-    lines = [f"{'task':<24} {'policy':<28} {'rate':>6}  CI ({results['options']['interval']})"]
-    for r in results["per_task"]:
-        rate = "n/a" if r["rate"] is None else f"{r['rate']:.2f}"
-        errors = f", {r['policy_errors']} policy errors counted as failures" if r["policy_errors"] else ""
-        if r["missing"]:
-            w = r["worst_case"]
-            errors += (f", {r['missing']} missing (infrastructure); counted as failures: {w['rate']:.2f} "
-                       f"[{w['ci_low']:.2f}, {w['ci_high']:.2f}]")
-        lines.append(f"{r['task']:<24} {r['policy']:<28} {rate:>6}  [{r['ci_low']:.2f}, {r['ci_high']:.2f}]  "
-                     f"({r['successes']}/{r['n']}{errors})")
-    for a in results["aggregate"]:
-        lines.append(f"{'mean over tasks':<24} {a['policy']:<28} {a['mean']:>6.2f}  [{a['ci_low']:.2f}, {a['ci_high']:.2f}]")
+    lines = [f"{'task':<24} {'policy':<28} {'rate':>6}  CI ({results.options.interval})"]
+    for r in results.per_task:
+        rate = "n/a" if r.rate is None else f"{r.rate:.2f}"
+        errors = f", {r.policy_errors} policy errors counted as failures" if r.policy_errors else ""
+        if r.missing and r.worst_case:
+            w = r.worst_case
+            errors += (f", {r.missing} missing (infrastructure); counted as failures: {w.rate or 0:.2f} "
+                       f"[{w.ci_low:.2f}, {w.ci_high:.2f}]")
+        lines.append(f"{r.task:<24} {r.policy:<28} {rate:>6}  [{r.ci_low:.2f}, {r.ci_high:.2f}]  "
+                     f"({r.successes}/{r.n}{errors})")
+    for a in results.aggregate:
+        lines.append(f"{'mean over tasks':<24} {a.policy:<28} {a.mean:>6.2f}  [{a.ci_low:.2f}, {a.ci_high:.2f}]")
     return "\n".join(lines)
 
 

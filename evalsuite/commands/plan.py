@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from evalsuite.commands.options import Option, integer, number, one_of, parse
 from evalsuite.errors import UsageError
+from evalsuite.results import RESULTS_FILE
+from evalsuite.results import load as load_results
 
 
 def _options() -> tuple[Option, ...]:
@@ -39,14 +40,13 @@ def run(args: list[str]) -> int:
     discordance, source = v.get("discordance"), "given" if "discordance" in v else \
         "assumed independent outcomes per initial condition"
     if "pilot" in v:
-        results_path = Path(v["pilot"]) / "results.json"
-        if not results_path.exists():
+        if not (Path(v["pilot"]) / RESULTS_FILE).exists():
             raise UsageError(f"pilot={v['pilot']!r} has no results.json; give a finished run folder")
-        pairs = json.loads(results_path.read_text())["pairwise"]
-        n_pairs = sum(p["n_pairs"] for p in pairs)
+        pairs = load_results(Path(v["pilot"])).pairwise
+        n_pairs = sum(p.n_pairs for p in pairs)
         if n_pairs == 0:
             raise UsageError(f"pilot={v['pilot']!r} has no paired episodes (it needs at least two policies)")
-        discordance = pw.discordance_from_pairs(sum(p["a_only"] + p["b_only"] for p in pairs), n_pairs)
+        discordance = pw.discordance_from_pairs(sum(p.a_only + p.b_only for p in pairs), n_pairs)
         source = f"estimated from {n_pairs} pilot pairs"
     try:
         paired = pw.n_paired(p0, delta, alpha=alpha, power=power, discordance=discordance)
