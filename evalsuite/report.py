@@ -357,6 +357,9 @@ def detail_lines(results: Results) -> list[str]:
                          f"{seq['max_episodes']} |")
     elif seq:
         margin = f", margin {seq['margin']:g} for equivalence" if seq.get("margin") else ""
+        if seq.get("planned"):
+            p0, delta = seq["planned"]["p_baseline"], seq["planned"]["delta"]
+            margin += f", bets tuned to the planned {p0:g} vs {p0 + delta:g}"
         lines += ["", f"### Sequential decisions (anytime-valid, alpha {seq['alpha']:g} over all pairs and looks{margin})",
                   "", "With early stopping, the McNemar p-values above are descriptive; these decisions are the "
                   "valid ones.", "",

@@ -7,6 +7,9 @@ further rounds. Two kinds of decision (``Stopping.decision``):
 - ``compare`` (default): every pair of policies on a task is tested with the anytime-valid
   discordant-pair e-process of ``evalsuite.stats.sequential`` at level alpha / m, m = all pairs
   of the run (Bonferroni: the error is controlled over every pair and every look). With
+  ``planned=(p_baseline, delta)`` (the effect ``evalsuite plan`` was given) the discordant pairs
+  are bet on instead with the betting e-process of ``evalsuite.stats.betting`` tuned to that
+  effect: as valid at any effect, and it decides sooner at the planned one. With
   ``metric=progress`` the pair is tested on its paired progress scores instead (differences in
   [-1, 1]; the two-sided plug-in betting e-process of ``evalsuite.stats.betting``, decided once
   its running maximum reaches m / alpha - Ville's inequality makes that valid at any look);
@@ -33,7 +36,7 @@ import numpy as np
 
 from evalsuite.journal import EpisodeRecord, finished_trials
 from evalsuite.plan import Plan, Trial
-from evalsuite.stats.betting import first_decision, log_e_process
+from evalsuite.stats.betting import PlannedEffect, first_decision, log_e_process
 from evalsuite.stats.margin import INCONCLUSIVE, sequential_verdict
 from evalsuite.stats.sequential import log_e_value, log_wealth_mean
 
@@ -70,9 +73,10 @@ def pair_states(plan: Plan, records: list[EpisodeRecord], max_attempts: int, thr
             shared = sorted(i for (t, c, i) in outcome if t == task and c == a and (task, b, i) in outcome)
             diffs = np.array([float(outcome[task, a, i]) - float(outcome[task, b, i]) for i in shared])
             a_wins, b_wins = int(np.sum(diffs > 0)), int(np.sum(diffs < 0))
-            if plan.stopping.metric == "progress":
-                log_e = float(log_e_process(diffs).max()) if diffs.size else 0.0
-                _, direction = first_decision(diffs, alpha=math.exp(-threshold))
+            if plan.stopping.metric == "progress" or plan.stopping.planned:
+                bet = _bet(plan)
+                log_e = float(log_e_process(diffs, **bet).max()) if diffs.size else 0.0
+                _, direction = first_decision(diffs, alpha=math.exp(-threshold), **bet)
                 winner = None if direction == 0 else (a if direction > 0 else b)
             else:
                 log_e = float(log_e_value(a_wins, b_wins))
@@ -85,6 +89,14 @@ def pair_states(plan: Plan, records: list[EpisodeRecord], max_attempts: int, thr
                              equivalent=winner is None and min(lower, upper) >= threshold)
             states[task, a, b] = state
     return states
+
+
+def _bet(plan: Plan) -> dict[str, Any]:
+    """The betting e-process's settings: plain for progress scores; for successes, tuned to the
+    planned effect (a cap of 0.99 lets it reach the binary Kelly bet, as in the benchmark)."""
+    if plan.stopping.metric == "progress" or plan.stopping.planned is None:
+        return {}
+    return {"effect": PlannedEffect.binary(*plan.stopping.planned), "cap": 0.99}
 
 
 def _max_log_wealth(diffs: np.ndarray, null: float, alternative: str) -> float:
@@ -148,6 +160,7 @@ def summary(plan: Plan, key: dict[str, dict], records: list[EpisodeRecord], max_
     rs = plan.stopping.round_size
     out: dict[str, Any] = {
         "decision": plan.stopping.decision, "metric": plan.stopping.metric, "alpha": plan.stopping.alpha,
+        **({"planned": plan.stopping.to_dict()["planned"]} if plan.stopping.planned else {}),
         "margin": plan.stopping.margin, "round_size": rs, "max_episodes": plan.episodes,
         "tasks": {task: {"stopped_after_round": stops[task],
                          "episodes": min(plan.episodes, (stops[task] + 1) * rs) if stops[task] is not None

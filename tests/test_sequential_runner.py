@@ -95,3 +95,35 @@ def test_progress_decides_where_success_cannot(fake_suite, tmp_path):
     assert runs["progress"]["metric"] == "progress"
     assert all(p["decision"] == "ones:speed=0.5 better" for p in runs["progress"]["pairs"])
     assert all(t["episodes"] < 30 for t in runs["progress"]["tasks"].values())
+
+
+def test_bets_tuned_to_the_planned_effect_decide_on_the_journal(fake_suite, tmp_path):
+    """planned=(p_baseline, delta): each pair's evidence is the betting e-process tuned to the planned
+    effect, recomputed here from the journal's paired outcomes in initial-condition order."""
+    import math
+
+    import numpy as np
+
+    from evalsuite.stats.betting import PlannedEffect, log_e_process
+
+    tuned = dataclasses.replace(SEQ, planned=(0.7, 0.2))
+    policies = [PolicyEntry("ones", {}), PolicyEntry("ones", {"speed": 0.5})]
+    results = evaluate(EvaluateRequest(suite="fake", policies=policies, out=tmp_path / "tuned", episodes=60,
+                                       max_steps=14, stopping=tuned, tracking_uri=None, progress=False, batch_size=4),
+                       log=lambda *_: None)
+    seq = results.section("sequential")
+    assert seq["planned"] == {"p_baseline": 0.7, "delta": 0.2}
+    assert json.loads((tmp_path / "tuned" / "plan.json").read_text())["stopping"]["planned"] == seq["planned"]
+    key = json.loads((tmp_path / "tuned" / "blinding.json").read_text())
+    code = {entry["label"]: c for c, entry in key.items()}
+    records = read(tmp_path / "tuned" / "episodes.jsonl")
+    for pair in seq["pairs"]:
+        outcome = {(r.policy_code, r.ic_index): r.success for r in records if r.task == pair["task"]}
+        a, b = code[pair["policy_a"]], code[pair["policy_b"]]
+        shared = sorted(i for (c, i) in outcome if c == a and (b, i) in outcome)
+        d = np.array([float(outcome[a, i]) - float(outcome[b, i]) for i in shared])
+        expected = float(log_e_process(d, effect=PlannedEffect.binary(0.7, 0.2), cap=0.99).max())
+        assert pair["log_e"] == expected and pair["pairs"] == len(shared)
+        decided = pair["decision"] != "undecided"
+        assert decided == (expected >= math.log(len(seq["pairs"]) / 0.05))
+    assert any(p["decision"] == "ones better" for p in seq["pairs"])  # speed 0.5 misses the far targets

@@ -35,6 +35,17 @@ WORST_CASE = (
     Option("fresh_episodes", "worst-case search: episodes re-running each winner on fresh initial conditions", "40",
            integer(1)),
 )
+def planned_effect(key: str, value: str) -> tuple[float, float]:
+    """P_BASELINE:DELTA, as ``evalsuite plan`` takes them: both success rates inside (0, 1)."""
+    try:
+        p_baseline, delta = (float(x) for x in value.split(":"))
+    except ValueError:
+        raise UsageError(f"{key}={value!r} is not P_BASELINE:DELTA (e.g. 0.7:0.1)") from None
+    if not (0 < p_baseline < 1 and 0 < p_baseline + delta < 1 and delta != 0):
+        raise UsageError(f"{key}={value!r}: need 0 < p_baseline < 1, 0 < p_baseline + delta < 1 and delta != 0")
+    return p_baseline, delta
+
+
 STOPPING = (
     Option("stopping", "fixed | sequential (stop a task once every pair of policies is decided)", "fixed",
            one_of("fixed", "sequential")),
@@ -44,6 +55,8 @@ STOPPING = (
            parse=number(0.0, 1.0)),
     Option("metric", "stopping=sequential: success | progress (decide on paired progress scores; betting "
            "e-processes)", "success", one_of("success", "progress")),
+    Option("planned", "stopping=sequential metric=success: P_BASELINE:DELTA the run was planned for (as given to "
+           "`evalsuite plan`); bets tuned to it decide sooner at that effect, valid at any", parse=planned_effect),
     Option("max_episodes", "stopping=sequential: cap on initial conditions per task", "200", integer(1)),
     Option("round_size", "stopping=sequential: initial conditions per round", "10", integer(1)),
 )
@@ -138,8 +151,10 @@ def request(v: Values):
     if sequential:
         if "episodes" in v.given:
             raise UsageError("with stopping=sequential give max_episodes=, not episodes=")
+        if "planned" in v and v["metric"] != "success":
+            raise UsageError("planned= tunes the bets on successes: it applies to metric=success only")
         stopping = Stopping("sequential", alpha=v["alpha"], round_size=v["round_size"], margin=v.get("margin"),
-                            metric=v["metric"])
+                            metric=v["metric"], planned=v.get("planned"))
         episodes = v["max_episodes"]
     ray_given = [k for k in RAY_ONLY if k in v.given]
     if ray_given and v["executor"] != "ray":

@@ -76,4 +76,6 @@ def run(args: list[str]) -> int:
     print(f"{chosen.n} {unit} to detect {p0:g} -> {p0 + delta:g} with alpha={alpha:g} (two-sided), power={power:g}")
     print(f"  paired: {paired.n} pairs at discordance {paired.discordance:.3f} ({source}); "
           f"independent: {independent.n} per policy")
+    print(f"  sequential instead: stopping=sequential planned={p0:g}:{delta:g} max_episodes={paired.n} bets on this "
+          "effect and usually stops well before the cap (benchmarks/progress_sequential.py)")
     return 0
