@@ -75,8 +75,9 @@ def test_milestone_rates_failure_modes_and_paired_progress():
     cell_b = next(c for c in section["per_task"] if c["policy"] == label[b])
     assert {m: f["count"] for m, f in cell_b["failures"].items()} == {
         "reached no milestone": 2, "near the goal at the step limit": 1, "simulator unstable": 1}
-    (pair,) = section["paired"]
-    assert pair["pairs"] == 4 and pair["difference"] == pytest.approx((1 + 0.33 + 0.0 + 0) / 4)
+    (pair,) = section["paired"]  # A and B in name order
+    sign = 1 if pair["policy_a"] == label[a] else -1
+    assert pair["pairs"] == 4 and pair["difference"] == pytest.approx(sign * (1 + 0.33 + 0.0 + 0) / 4)
     assert pair["p_value"] == pytest.approx(2 / 4)  # 2 non-zero differences, both positive: exact 2/4
     by_mode = {q["failure"]: q for q in section["failure_pairs"]}
     assert set(by_mode) == set(cell_a["failures"]) | set(cell_b["failures"])
