@@ -29,6 +29,7 @@ from evalsuite.analyses import AnalysisInput
 from evalsuite.results import Results
 from evalsuite.stats.intervals import proportion_interval, wilson_bounds
 from evalsuite.stats.multiple import adjust_pvalues
+from evalsuite.stats.over_tasks import mean_over_tasks
 from evalsuite.stats.paired import paired_comparison
 
 EXACT_UP_TO = 16  # non-zero paired differences enumerated exactly (2^16 sign patterns)
@@ -130,8 +131,30 @@ def compute(inp: AnalysisInput) -> dict[str, Any] | None:
             p, method = sign_flip_p_value(d, rng)
             pairs.append({"task": task, "policy_a": inp.label[a], "policy_b": inp.label[b], "pairs": len(shared),
                           "difference": float(d.mean()), "p_value": p, "method": method})
-    return {"level": level, "per_task": per_cell, "paired": pairs,
-            "failure_pairs": _failure_pairs(cells, codes, inp.label, inp.plan.max_steps, level)}
+    out = {"level": level, "per_task": per_cell, "paired": pairs,
+           "failure_pairs": _failure_pairs(cells, codes, inp.label, inp.plan.max_steps, level)}
+    tasks = sorted({t for t, _ in cells})
+    if len(tasks) >= 2:
+        out["over_tasks"] = _over_tasks(cells, codes, tasks, inp.label, level)
+    return out
+
+
+def _over_tasks(cells: dict[tuple[str, str], list[Any]], codes: list[str], tasks: list[str], label: dict[str, str],
+                level: float) -> list[dict[str, Any]]:
+    """Each policy's mean over tasks of its mean progress, with the score interval of the mean over
+    tasks (``stats.over_tasks``) given each task's summed progress as its "successes": for one task
+    that is the Wilson interval at the mean used above, and by the same variance bound it is
+    conservative for scores in [0, 1]."""
+    rows = []
+    for code in codes:
+        if not all(cells.get((t, code)) for t in tasks):
+            continue
+        sums = [sum(r.progress for r in cells[t, code]) for t in tasks]
+        n = [len(cells[t, code]) for t in tasks]
+        ci = mean_over_tasks(sums, n, level=level)
+        rows.append({"policy": label[code], "tasks": len(tasks), "mean": ci.estimate, "low": ci.low,
+                     "high": ci.high})
+    return rows
 
 
 def _mode_rate(k: int, n: int, examples: list[str], level: float) -> dict[str, Any]:
@@ -176,6 +199,11 @@ def report(section: dict[str, Any], results: Results) -> list[str]:
                            for name, m in c["milestones"].items())
         lines.append(f"| {c['task']} | {c['policy']} | {c['episodes']} | {p['mean']:.3f} [{p['low']:.3f}, "
                      f"{p['high']:.3f}] | {stones} |")
+    if section.get("over_tasks"):
+        lines += ["", "Mean progress over tasks (score interval of the mean over tasks, conservative for scores):",
+                  "", "| policy | tasks | mean progress |", "|---|---|---|"]
+        for m in section["over_tasks"]:
+            lines.append(f"| {m['policy']} | {m['tasks']} | {m['mean']:.3f} [{m['low']:.3f}, {m['high']:.3f}] |")
     if section["paired"]:
         lines += ["", "Paired differences of progress on the same initial conditions (sign-flip permutation test):",
                   "", "| task | A | B | pairs | mean A - B | p | method |", "|---|---|---|---|---|---|---|"]
@@ -214,4 +242,6 @@ def metrics(section: dict[str, Any]) -> dict[str, float]:
         for mode, f in c["failures"].items():
             if "rate" in f:
                 out[f"{c['policy']}/{c['task']}/failure/{mode}"] = f["rate"]
+    for m in section.get("over_tasks", []):
+        out[f"{m['policy']}/progress_mean_over_tasks"] = m["mean"]
     return out
