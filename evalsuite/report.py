@@ -205,9 +205,12 @@ def headline(results: Results) -> list[str]:
                             if p.significant else ": no difference shown"))
     elif len(policies) > 2:
         if len(results.tasks) > 1:
-            ranked = sorted(results.aggregate, key=lambda x: -x.mean)
-            lines.append("Ranked by mean success over tasks: " + "; ".join(
-                f"{x.policy} {_pct(x.mean)}% [{_pct(x.ci_low)}, {_pct(x.ci_high)}]" for x in ranked) + ".")
+            complete = sorted((x for x in results.aggregate if x.tasks == len(results.tasks)), key=lambda x: -x.mean)
+            left_out = [p for p in policies if p not in {x.policy for x in complete}]
+            if complete:
+                lines.append("Ranked by mean success over tasks: " + "; ".join(
+                    f"{x.policy} {_pct(x.mean)}% [{_pct(x.ci_low)}, {_pct(x.ci_high)}]" for x in complete) + "."
+                    + (f" Not ranked (no outcome on some task): {', '.join(left_out)}." if left_out else ""))
         else:
             task = results.tasks[0]
             ranked_rows = sorted((results.task(task, p) for p in policies), key=lambda r: -(r.rate or 0))

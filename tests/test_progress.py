@@ -56,7 +56,8 @@ def test_milestone_rates_failure_modes_and_paired_progress():
         _record("1a", "t1", a, 0, "success", 1.0, {"reached": 2, "moved": 5}, ["reached", "moved"]),
         _record("2a", "t1", a, 1, "failure", 0.33, {"reached": 3, "moved": None}, ["reached"]),
         _record("3a", "t1", a, 2, "failure", 0.67, {"reached": 3, "moved": 6}, ["reached"]),  # moved, then lost it
-        _record("4a", "t1", a, 3, "policy_error", 0.0, none, [], reason="non-finite action"),
+        # raised at its first act: no step, so no progress or milestones recorded - it still counts
+        _record("4a", "t1", a, 3, "policy_error", None, {}, None, reason="policy error: ValueError: bug", steps=0),
         _record("1b", "t1", b, 0, "failure", 0.0, none, []),
         _record("2b", "t1", b, 1, "policy_error", 0.0, none, [],
                 reason="simulator unstable after the policy's action: non-finite 'qpos'"),
@@ -89,6 +90,9 @@ def test_milestone_rates_failure_modes_and_paired_progress():
     d = none_pair["difference"]
     assert none_pair["low"] < min(d, 0) and max(d, 0) < none_pair["high"]  # 2 pairs: 0 stays inside
     assert all(q["p_holm"] >= q["p_value"] for q in section["failure_pairs"])
+    assert cell_a["episodes"] == 4
+    failed_sim = dataclasses.replace(records[3], reason="simulator failed after the policy's action: MujocoError")
+    assert failure_category(failed_sim) == "simulator unstable"
     # journals from before the end state was recorded keep the old reading
     assert failure_category(dataclasses.replace(records[2], held_at_end=None)) == "stopped after 'moved'"
     # the last milestone holding before the step limit is near the goal only at the step limit

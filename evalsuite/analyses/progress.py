@@ -20,6 +20,7 @@ the mode's indicator, Newcombe's interval, Holm across the section's tests).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from typing import Any
 
@@ -60,6 +61,8 @@ def progress_interval(progress: np.ndarray, level: float) -> tuple[float, float]
 
 POLICY_ERROR = "policy error"
 UNSTABLE = "simulator unstable"
+# Reasons the runner gives when the simulator breaks on the policy's action (and older journals' one).
+_SIMULATOR_REASONS = ("simulator unstable", "simulator failed", "simulator error:")
 NO_MILESTONE = "reached no milestone"
 NEAR_GOAL = "near the goal at the step limit"
 
@@ -72,7 +75,7 @@ def failure_category(record: Any, max_steps: int | None = None) -> str:
     out; ``stalled after '<m>'``: the furthest milestone still held at the end. Journals written
     before milestones' end states were recorded give ``stopped after '<m>'``."""
     if record.status == "policy_error":
-        return UNSTABLE if "simulator unstable" in record.reason else POLICY_ERROR
+        return UNSTABLE if record.reason.startswith(_SIMULATOR_REASONS) else POLICY_ERROR
     order = list(record.milestones)
     reached = [name for name in order if record.milestones[name] is not None]
     if not reached:
@@ -89,9 +92,13 @@ def failure_category(record: Any, max_steps: int | None = None) -> str:
 
 
 def compute(inp: AnalysisInput) -> dict[str, Any] | None:
-    records = [r for r in inp.records if r.is_outcome and r.progress is not None]
-    if not records:
+    with_progress = {r.task for r in inp.records if r.progress is not None}
+    if not with_progress:
         return None
+    # An episode that ended before its first step (a policy that raised at once, a reset that
+    # failed) has no progress recorded: it got nowhere, and it counts.
+    records = [r if r.progress is not None else dataclasses.replace(r, progress=0.0)
+               for r in inp.records if r.is_outcome and r.task in with_progress]
     rng = np.random.default_rng(np.random.SeedSequence(inp.seed, spawn_key=(21,)))
     level = inp.level
     cells: dict[tuple[str, str], list[Any]] = {}

@@ -76,6 +76,8 @@ def run(args: list[str]) -> int:
     print(f"{chosen.n} {unit} to detect {p0:g} -> {p0 + delta:g} with alpha={alpha:g} (two-sided), power={power:g}")
     print(f"  paired: {paired.n} pairs at discordance {paired.discordance:.3f} ({source}); "
           f"independent: {independent.n} per policy")
-    print(f"  sequential instead: stopping=sequential planned={p0:g}:{delta:g} max_episodes={paired.n} bets on this "
-          "effect and usually stops well before the cap (benchmarks/progress_sequential.py)")
+    alpha_key = f" alpha={alpha:g}" if alpha != 0.05 else ""
+    print(f"  sequential instead: stopping=sequential planned={p0:g}:{delta:g}{alpha_key} bets on this effect (as "
+          "independent outcomes) and often stops well before the fixed n; keep max_episodes above it "
+          "(benchmarks/progress_sequential.py measures both)")
     return 0
