@@ -85,9 +85,9 @@ class Stopping:
     decision: str = "compare"  # compare | gate
     metric: str = "success"  # compare: success | progress (paired progress scores, betting e-processes)
     baseline: dict[str, list[bool | None]] | None = None  # gate: the baseline's outcome per initial condition
-    # compare, metric=success: (p_baseline, delta) the run was planned for; the e-processes bet near
-    # its Kelly bet from the first pair (valid at any effect; faster at the planned one)
-    planned: tuple[float, float] | None = None
+    # compare, metric=success: (p_baseline, delta[, discordance]) the run was planned for; the
+    # e-processes bet near its Kelly bet from the first pair (valid at any effect; faster at the planned one)
+    planned: tuple[float, ...] | None = None
 
     @property
     def sequential(self) -> bool:
@@ -103,7 +103,7 @@ class Stopping:
         if self.metric != "success":
             out["metric"] = self.metric
         if self.planned is not None:
-            out["planned"] = {"p_baseline": self.planned[0], "delta": self.planned[1]}
+            out["planned"] = dict(zip(("p_baseline", "delta", "discordance"), self.planned))
         if self.decision != "compare":
             out.update(decision=self.decision, baseline=self.baseline)
         return out
@@ -114,7 +114,8 @@ class Stopping:
         return cls(rule=d.get("rule", "fixed"), alpha=d.get("alpha", 0.05), round_size=d.get("round_size", 10),
                    margin=d.get("margin"), decision=d.get("decision", "compare"), baseline=d.get("baseline"),
                    metric=d.get("metric", "success"),
-                   planned=(d["planned"]["p_baseline"], d["planned"]["delta"]) if d.get("planned") else None)
+                   planned=tuple(d["planned"][k] for k in ("p_baseline", "delta", "discordance") if k in d["planned"])
+                   if d.get("planned") else None)
 
     def __str__(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.to_dict().items() if k != "baseline")

@@ -86,7 +86,7 @@ CASES = [
     ("stopping-rule", [*EVAL, "stopping=maybe"], None, "stopping='maybe'; accepted: fixed, sequential"),
     ("alpha-without-sequential", [*EVAL, "alpha=0.1"], None, "alpha= applies to stopping=sequential only"),
     ("planned-format", [*EVAL[:-4], "stopping=sequential", "planned=0.7"], None,
-     "planned='0.7' is not P_BASELINE:DELTA (e.g. 0.7:0.1)"),
+     "planned='0.7' is not P_BASELINE:DELTA[:DISCORDANCE] (e.g. 0.7:0.1 or 0.7:0.1:0.3)"),
     ("planned-with-progress", [*EVAL[:-4], "stopping=sequential", "metric=progress", "planned=0.7:0.1"], None,
      "planned= tunes the bets on successes: it applies to metric=success only"),
     ("executor", [*EVAL, "executor=spark"], None, "executor='spark'; accepted: local, ray"),

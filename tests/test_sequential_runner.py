@@ -106,13 +106,13 @@ def test_bets_tuned_to_the_planned_effect_decide_on_the_journal(fake_suite, tmp_
 
     from evalsuite.stats.betting import PlannedEffect, log_e_process
 
-    tuned = dataclasses.replace(SEQ, planned=(0.7, 0.2))
+    tuned = dataclasses.replace(SEQ, planned=(0.7, 0.2, 0.4))
     policies = [PolicyEntry("ones", {}), PolicyEntry("ones", {"speed": 0.5})]
     results = evaluate(EvaluateRequest(suite="fake", policies=policies, out=tmp_path / "tuned", episodes=60,
                                        max_steps=14, stopping=tuned, tracking_uri=None, progress=False, batch_size=4),
                        log=lambda *_: None)
     seq = results.section("sequential")
-    assert seq["planned"] == {"p_baseline": 0.7, "delta": 0.2}
+    assert seq["planned"] == {"p_baseline": 0.7, "delta": 0.2, "discordance": 0.4}
     assert json.loads((tmp_path / "tuned" / "plan.json").read_text())["stopping"]["planned"] == seq["planned"]
     key = json.loads((tmp_path / "tuned" / "blinding.json").read_text())
     code = {entry["label"]: c for c, entry in key.items()}
@@ -122,7 +122,7 @@ def test_bets_tuned_to_the_planned_effect_decide_on_the_journal(fake_suite, tmp_
         a, b = code[pair["policy_a"]], code[pair["policy_b"]]
         shared = sorted(i for (c, i) in outcome if c == a and (b, i) in outcome)
         d = np.array([float(outcome[a, i]) - float(outcome[b, i]) for i in shared])
-        expected = float(log_e_process(d, effect=PlannedEffect.binary(0.7, 0.2), cap=0.99).max())
+        expected = float(log_e_process(d, effect=PlannedEffect.binary(0.7, 0.2, 0.4), cap=0.99).max())
         assert pair["log_e"] == expected and pair["pairs"] == len(shared)
         decided = pair["decision"] != "undecided"
         assert decided == (expected >= math.log(len(seq["pairs"]) / 0.05))

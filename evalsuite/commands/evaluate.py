@@ -35,15 +35,21 @@ WORST_CASE = (
     Option("fresh_episodes", "worst-case search: episodes re-running each winner on fresh initial conditions", "40",
            integer(1)),
 )
-def planned_effect(key: str, value: str) -> tuple[float, float]:
-    """P_BASELINE:DELTA, as ``evalsuite plan`` takes them: both success rates inside (0, 1)."""
+def planned_effect(key: str, value: str) -> tuple[float, ...]:
+    """P_BASELINE:DELTA[:DISCORDANCE], as ``evalsuite plan`` takes them: both success rates inside
+    (0, 1); the discordance (share of pairs that disagree) defaults to independent outcomes."""
     try:
-        p_baseline, delta = (float(x) for x in value.split(":"))
+        parts = tuple(float(x) for x in value.split(":"))
     except ValueError:
-        raise UsageError(f"{key}={value!r} is not P_BASELINE:DELTA (e.g. 0.7:0.1)") from None
+        parts = ()
+    if len(parts) not in (2, 3):
+        raise UsageError(f"{key}={value!r} is not P_BASELINE:DELTA[:DISCORDANCE] (e.g. 0.7:0.1 or 0.7:0.1:0.3)")
+    p_baseline, delta = parts[:2]
     if not (0 < p_baseline < 1 and 0 < p_baseline + delta < 1 and delta != 0):
         raise UsageError(f"{key}={value!r}: need 0 < p_baseline < 1, 0 < p_baseline + delta < 1 and delta != 0")
-    return p_baseline, delta
+    if len(parts) == 3 and not abs(delta) <= parts[2] <= 1:
+        raise UsageError(f"{key}={value!r}: the discordance must lie in [|delta|, 1]")
+    return parts
 
 
 STOPPING = (
@@ -55,8 +61,9 @@ STOPPING = (
            parse=number(0.0, 1.0)),
     Option("metric", "stopping=sequential: success | progress (decide on paired progress scores; betting "
            "e-processes)", "success", one_of("success", "progress")),
-    Option("planned", "stopping=sequential metric=success: P_BASELINE:DELTA the run was planned for (as given to "
-           "`evalsuite plan`); bets tuned to it decide sooner at that effect, valid at any", parse=planned_effect),
+    Option("planned", "stopping=sequential metric=success: P_BASELINE:DELTA[:DISCORDANCE] the run was planned for "
+           "(as given to `evalsuite plan`); bets tuned to it decide sooner at that effect, valid at any",
+           parse=planned_effect),
     Option("max_episodes", "stopping=sequential: cap on initial conditions per task", "200", integer(1)),
     Option("round_size", "stopping=sequential: initial conditions per round", "10", integer(1)),
 )

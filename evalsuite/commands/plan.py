@@ -77,7 +77,7 @@ def run(args: list[str]) -> int:
     print(f"  paired: {paired.n} pairs at discordance {paired.discordance:.3f} ({source}); "
           f"independent: {independent.n} per policy")
     alpha_key = f" alpha={alpha:g}" if alpha != 0.05 else ""
-    print(f"  sequential instead: stopping=sequential planned={p0:g}:{delta:g}{alpha_key} bets on this effect (as "
-          "independent outcomes) and often stops well before the fixed n; keep max_episodes above it "
-          "(benchmarks/progress_sequential.py measures both)")
+    psi = f":{paired.discordance:.3f}" if discordance is not None else ""
+    print(f"  sequential instead: stopping=sequential planned={p0:g}:{delta:g}{psi}{alpha_key} bets on this effect and "
+          "often stops well before the fixed n; keep max_episodes above it (benchmarks/progress_sequential.py)")
     return 0
