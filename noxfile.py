@@ -73,7 +73,7 @@ def tests(session: nox.Session) -> None:
 # Statistics, plan, journal, the fake-suite runner and executors, the gate's logic: no simulator.
 UNIT = ["tests/stats", "tests/test_plan_and_journal.py", "tests/test_runner.py", "tests/test_groups_and_combine.py",
         "tests/test_bad_inputs.py", "tests/test_runlock.py", "tests/test_import_graph.py", "tests/test_analyses.py",
-        "tests/test_results.py", "tests/test_figures.py"]
+        "tests/test_results.py", "tests/test_figures.py", "tests/test_report_escaping.py"]
 
 
 @nox.session(venv_backend="none", default=False)
