@@ -104,6 +104,7 @@ def compute(inp: AnalysisInput) -> dict[str, Any] | None:
     cells: dict[tuple[str, str], list[Any]] = {}
     for r in records:
         cells.setdefault((r.task, r.policy_code), []).append(r)
+    mode = {r.trial_id: failure_category(r, inp.plan.max_steps.get(r.task)) for r in records if not r.success}
     per_cell = []
     for (task, code), rows in sorted(cells.items(), key=lambda kv: (kv[0][0], inp.label[kv[0][1]])):
         progress = np.array([r.progress for r in rows], dtype=float)
@@ -117,7 +118,7 @@ def compute(inp: AnalysisInput) -> dict[str, Any] | None:
         failures: dict[str, list[str]] = {}
         for r in rows:
             if not r.success:
-                failures.setdefault(failure_category(r, inp.plan.max_steps.get(task)), []).append(r.trial_id)
+                failures.setdefault(mode[r.trial_id], []).append(r.trial_id)
         per_cell.append({
             "task": task, "policy": inp.label[code], "episodes": len(rows),
             "progress": {"mean": float(progress.mean()), "low": float(low), "high": float(high),
@@ -139,7 +140,7 @@ def compute(inp: AnalysisInput) -> dict[str, Any] | None:
             pairs.append({"task": task, "policy_a": inp.label[a], "policy_b": inp.label[b], "pairs": len(shared),
                           "difference": float(d.mean()), "p_value": p, "method": method})
     out = {"level": level, "per_task": per_cell, "paired": pairs,
-           "failure_pairs": _failure_pairs(cells, codes, inp.label, inp.plan.max_steps, level)}
+           "failure_pairs": _failure_pairs(cells, codes, inp.label, mode, level)}
     tasks = sorted({t for t, _ in cells})
     if len(tasks) >= 2:
         out["over_tasks"] = _over_tasks(cells, codes, tasks, inp.label, level)
@@ -170,14 +171,14 @@ def _mode_rate(k: int, n: int, examples: list[str], level: float) -> dict[str, A
 
 
 def _failure_pairs(cells: dict[tuple[str, str], list[Any]], codes: list[str], label: dict[str, str],
-                   max_steps: dict[str, int], level: float) -> list[dict[str, Any]]:
+                   mode_of: dict[str, str], level: float) -> list[dict[str, Any]]:
     """Per task, pair of policies and failure mode seen in either: the paired difference of the
     mode's rate on the shared initial conditions (exact McNemar, Newcombe), Holm-adjusted."""
     rows = []
     for task in sorted({t for t, _ in cells}):
         for a, b in itertools.combinations(codes, 2):
-            mode = {side: {r.ic_index: (None if r.success else failure_category(r, max_steps.get(task)))
-                           for r in cells.get((task, side), [])} for side in (a, b)}
+            mode = {side: {r.ic_index: mode_of.get(r.trial_id) for r in cells.get((task, side), [])}
+                    for side in (a, b)}
             shared = sorted(set(mode[a]) & set(mode[b]))
             for category in sorted({mode[side][i] for side in (a, b) for i in shared} - {None}):
                 x = np.array([mode[a][i] == category for i in shared])

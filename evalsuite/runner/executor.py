@@ -63,7 +63,7 @@ class _Slot:
     policy_time: float = 0.0  # seconds spent in the policy's calls for this episode
     milestones: dict[str, int | None] = field(default_factory=dict)  # first step each held
     progress: float | None = None  # best so far
-    held: list[str] = field(default_factory=list)  # milestones holding after the last step
+    last_milestones: dict[str, bool] = field(default_factory=dict)  # the last step's flags (held at the end)
 
 
 class LocalExecutor:
@@ -125,7 +125,7 @@ class LocalExecutor:
                 policy_fingerprint=s.fingerprint, init_state=s.init_state, policy_info=info,
                 milestones=s.milestones,
                 progress=1.0 if status == SUCCESS and s.progress is not None else s.progress,
-                held_at_end=list(s.held) if s.milestones else None,
+                held_at_end=[name for name, held in s.last_milestones.items() if held] if s.milestones else None,
             ))
 
         try:
@@ -234,7 +234,7 @@ def _track_progress(s: _Slot, result: StepResult) -> None:
         if held and s.milestones.get(name) is None:
             s.milestones[name] = s.steps
         s.milestones.setdefault(name, None)
-    s.held = [name for name, held in result.milestones.items() if held]
+    s.last_milestones = result.milestones
     if result.progress is not None:
         s.progress = max(s.progress or 0.0, float(result.progress))
 
