@@ -192,6 +192,44 @@ def test_consistency_fm_known_answer_for_a_constant_field(ema):
     assert torch.isclose(c.grad, (2 * weight * diff.mean(1)).mean(), rtol=1e-4)
 
 
+def _seed_drawing_t_in(lo: float, hi: float, shape, eps: float = 1e-2) -> tuple[int, float]:
+    """A generator seed for which consistency_fm_loss draws its one t inside (lo, hi]."""
+    for seed in range(100_000):
+        g = torch.Generator().manual_seed(seed)
+        torch.randn(shape, generator=g)
+        t = float(torch.rand(1, generator=g)) * (1 - eps) + eps
+        if lo < t <= hi:
+            return seed, t
+    raise AssertionError("no seed found")
+
+
+@pytest.mark.parametrize("where", ["inside a segment", "crossing the segment end", "reaching the data"])
+def test_consistency_fm_at_hand_placed_times(where):
+    """One sample, a field v(x, t) = k t that differs between t and r, so every term counts. Two segments
+    (s = 0.5 or 1), delta = 0.01, alpha = 1. Inside a segment: both the segment-end and the velocity
+    terms. Crossing 0.5 (t in (0.49, 0.5]): r = t + delta past the end still predicts the same s = 0.5
+    from x_r (not replaced by the path point at 0.5), and the velocity term is masked. Reaching the
+    data (t > 0.99): r = 1 is replaced by x1, the velocity term masked."""
+    delta, alpha, k, shape = 1e-2, 1.0, 10.0, (1, 4, 2)
+    lo, hi = {"inside a segment": (0.1, 0.4), "crossing the segment end": (0.5 - delta, 0.5),
+              "reaching the data": (1 - delta, 1.0)}[where]
+    seed, t = _seed_drawing_t_in(lo, hi, shape)
+    x1 = torch.randn(shape, generator=torch.Generator().manual_seed(7))
+    field = lambda x, ts, cond: k * ts[0].view(-1, 1, 1).expand(x.shape)  # noqa: E731
+    loss = gen.consistency_fm_loss(field, x1, None, delta=delta, alpha=alpha,
+                                   generator=torch.Generator().manual_seed(seed))
+    x0 = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+    s = 0.5 if t <= 0.5 else 1.0
+    r = min(t + delta, 1.0)
+    path = lambda u: u * x1 + (1 - u) * x0  # noqa: E731
+    f_t = path(t) + (s - t) * k * t
+    f_r = x1 if r == 1.0 else path(r) + (s - r) * k * r
+    expected = (f_t - f_r).pow(2).mean()
+    if where == "inside a segment":
+        expected = expected + alpha * (k * t - k * r) ** 2
+    assert torch.isclose(loss, expected, rtol=1e-5), (loss, expected)
+
+
 def test_flowpolicy_embeds_99t_starts_at_eps_and_does_not_clamp():
     model, obs, _ = _tiny_model("flowpolicy")
     assert model.config.time_scale == 99.0 and model.config.flow_eps == 0.01

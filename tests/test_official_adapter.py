@@ -284,6 +284,17 @@ def test_eval_interpolations_are_arithmetic_only():
             safe_eval(code)
 
 
+def test_the_config_reader_resolves_the_official_eval_interpolations():
+    """The task yaml's ``${eval:'${n_obs_steps}-1'}`` goes through the registered resolver (safe_eval);
+    the hydra-only ``${now:...}`` beside it is never read, so it needs none."""
+    from evalsuite_policies.official import _ConfigReader
+
+    cfg = _ConfigReader(_official_cfg("dp3"))
+    assert cfg.get("task.dataset.pad_before") == N_OBS - 1 and cfg.get("task.dataset.pad_after") == 3
+    assert cfg.get("task.dataset") == {"horizon": 4, "pad_before": N_OBS - 1, "pad_after": 3}
+    assert cfg.get("policy.pointcloud_encoder_cfg.out_channels") == ENC_OUT
+
+
 def test_policy_refuses_an_official_file_without_the_trust_flag(tmp_path):
     from evalsuite import registry
     from evalsuite.harness import build_policy
