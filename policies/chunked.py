@@ -235,7 +235,8 @@ class ChunkPolicy:
     def __init__(self, task, suite, checkpoint: str = "", steps: int = 0, trust: bool = False,
                  family: str | None = None, ddim_update: str = "diffusers-0.11.1") -> None:
         if not checkpoint:
-            raise ValueError("a checkpoint folder is required, e.g. dp3:checkpoint=policies/checkpoints/dp3/drawer-open")
+            raise ValueError("a checkpoint folder is required, e.g. "
+                             "dp3:checkpoint=policies/checkpoints/cpu-budget/dp3/seed0")
         if checkpoint.endswith(".ckpt"):  # an official DP3/FlowPolicy/MP1 file: pickled, needs trust
             from evalsuite_policies.official import load_official
 
@@ -334,6 +335,15 @@ FAMILY_CHUNKING = {"dp3": (4, 2, 3), "flowpolicy": (4, 2, 3), "mp1": (4, 2, 3), 
                    "lbm": (16, 2, 8)}
 
 
+# What a bare family name loads. dp3, flowpolicy, mp1, dm1: training seed 0 of the fixed-code CPU-budget sets
+# (three seeds a family and task, README "Retrained on an equal CPU budget"; seed 0 named before any evaluation);
+# the checkpoints trained before issue 16's fixes stay under legacy/<family>/<metaworld|robomimic>.
+DEFAULT_CHECKPOINTS = {"dp3": "policies/checkpoints/cpu-budget/dp3/seed0",
+                       "flowpolicy": "policies/checkpoints/cpu-budget/flowpolicy/seed0",
+                       "mp1": "policies/checkpoints/cpu-budget/mp1/seed0",
+                       "dm1": "policies/checkpoints/cpu-budget/dm1/seed0"}
+
+
 def _family_policy(family: str):
     def make(task, suite, checkpoint: str = "", steps: int = 0, trust: bool = False,
              ddim_update: str = "diffusers-0.11.1") -> ChunkPolicy:
@@ -342,7 +352,7 @@ def _family_policy(family: str):
 
         if not checkpoint:
             kind = "robomimic" if suite.simulator == "robosuite" else "metaworld"
-            checkpoint = f"policies/checkpoints/{family}/{kind}"
+            checkpoint = DEFAULT_CHECKPOINTS.get(family, f"policies/checkpoints/{family}/{kind}")
         try:
             policy = ChunkPolicy(task, suite, checkpoint=checkpoint, steps=steps, trust=trust, family=family,
                                  ddim_update=ddim_update)

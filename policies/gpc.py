@@ -2,7 +2,7 @@
 
 At every step of one shared sampling schedule the members' predictions are mixed with convex
 weights and one update is taken, each member keeping the conventions of its own sampler (as its
-config records them; shipped checkpoints read with ``LEGACY_CONVENTIONS``), so that weight 1 on a
+config records them; legacy checkpoints read with ``LEGACY_CONVENTIONS``), so that weight 1 on a
 member is that member alone. Members of different kinds meet in the *velocity view*: every member
 gives the average velocity of the MeanFlow convention (z_t = (1 - t) x + t e, noise at t = 1) over
 the step [r, t]:

@@ -1,5 +1,6 @@
-"""Shipped checkpoints keep acting exactly as they were trained (issue 16's fixes changed the defaults):
-a config.json without the new convention fields reads as the legacy conventions."""
+"""The legacy checkpoints (trained before issue 16's fixes, kept under policies/checkpoints/legacy/) act
+exactly as they were trained: a config.json without the new convention fields reads as the legacy
+conventions."""
 
 import json
 from pathlib import Path
@@ -9,7 +10,7 @@ import torch
 
 from evalsuite_policies.chunked import LEGACY_CONVENTIONS, ModelConfig, config_from_dict, load_checkpoint, save_checkpoint
 
-SHIPPED = Path(__file__).resolve().parents[1] / "policies" / "checkpoints"
+LEGACY = Path(__file__).resolve().parents[1] / "policies" / "checkpoints" / "legacy"
 
 # The chunk each checkpoint sampled, before the fixes, for the observation and noise of ``_inputs`` (seed 0).
 FROZEN = {
@@ -71,15 +72,15 @@ def _inputs(model):
 
 
 @pytest.mark.parametrize("name", sorted(FROZEN))
-def test_shipped_checkpoint_acts_as_before(name):
-    model, _ = load_checkpoint(SHIPPED / name)
+def test_legacy_checkpoint_acts_as_before(name):
+    model, _ = load_checkpoint(LEGACY / name)
     obs, noise = _inputs(model)
     chunk = model.sample(obs, noise, 10 if model.config.family == "dp3" else 1)
     assert torch.allclose(chunk[0], torch.tensor(FROZEN[name]), atol=2e-5)
 
 
 def test_config_without_the_new_fields_reads_as_legacy_and_new_ones_write_them(tmp_path):
-    meta = json.loads((SHIPPED / "dp3/metaworld/drawer-open/config.json").read_text())
+    meta = json.loads((LEGACY / "dp3/metaworld/drawer-open/config.json").read_text())
     legacy = config_from_dict(meta["config"])
     assert {k: getattr(legacy, k) for k in LEGACY_CONVENTIONS} == LEGACY_CONVENTIONS
     fresh = ModelConfig(family="flowpolicy", obs={"state": ("lowdim", (3,))}, action_dim=2, horizon=4,
@@ -91,3 +92,22 @@ def test_config_without_the_new_fields_reads_as_legacy_and_new_ones_write_them(t
     written = json.loads((tmp_path / "new" / "config.json").read_text())["config"]
     assert {k: written[k] for k in LEGACY_CONVENTIONS} == {k: getattr(fresh, k) for k in LEGACY_CONVENTIONS}
     assert config_from_dict(written) == fresh
+
+
+@pytest.mark.parametrize("family", ["dp3", "flowpolicy", "mp1", "dm1"])
+def test_a_bare_family_name_loads_a_fixed_code_checkpoint_for_every_shipped_task(family):
+    """The defaults are seed 0 of the retrained sets: the paper's chunking and sampling conventions
+    (a fresh config's), trained on the task it is asked for - not the legacy checkpoints."""
+    from evalsuite import registry
+    from evalsuite.harness import build_policy
+    from evalsuite_policies.chunked import FAMILY_CHUNKING
+
+    shipped = {"metaworld": ("drawer-open", "coffee-push", "pick-place"), "robomimic": ("lift", "can")}
+    for suite_id, tasks in shipped.items():
+        for task in tasks:
+            policy = build_policy(family, {}, task, registry.suites.get(suite_id))
+            c, training = policy.model.config, policy.meta["training"]
+            paper = ModelConfig(family=family, obs=c.obs, action_dim=c.action_dim)
+            assert {k: getattr(c, k) for k in LEGACY_CONVENTIONS} == {k: getattr(paper, k) for k in LEGACY_CONVENTIONS}
+            assert (c.horizon, c.n_obs_steps, c.n_action_steps) == FAMILY_CHUNKING[family]
+            assert c.extra["task"] == task and training["seed"] == 0 and training["iters"] == 1000
