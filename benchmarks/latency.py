@@ -12,14 +12,14 @@ import time
 
 import torch
 
-from evalsuite_policies.chunked import DEFAULT_STEPS, load_checkpoint
+from evalsuite_policies.chunked import DEFAULT_CHECKPOINTS, DEFAULT_STEPS, load_checkpoint
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-FAMILIES = ("dp3", "flowpolicy", "mp1")
+FAMILIES = ("dp3", "flowpolicy", "mp1", "dm1")  # the defaults a bare family name loads
 # further shipped models, timed where their checkpoints exist (other widths / architectures)
-OTHERS = {"dm1": "dm1/robomimic/lift", "ebt": "ebt/metaworld/drawer-open", "lbm": "lbm/metaworld/multitask"}
+OTHERS = {"ebt": "ebt/metaworld/drawer-open", "lbm": "lbm/metaworld/multitask"}
 
 
 def latency_ms(model, batch: int, steps: int, reps: int = 20) -> float:
@@ -41,7 +41,7 @@ def main() -> None:
     torch.set_num_threads(1)
     rows = {}
     for family in FAMILIES:
-        model, _ = load_checkpoint(REPO / "policies" / "checkpoints" / family / "metaworld" / "drawer-open")
+        model, _ = load_checkpoint(REPO / DEFAULT_CHECKPOINTS[family] / "drawer-open")
         steps = DEFAULT_STEPS[family]
         rows[family] = (steps, latency_ms(model, 1, steps), latency_ms(model, 16, steps))
     for family, sub in OTHERS.items():

@@ -197,21 +197,24 @@ def _seed_drawing_t_in(lo: float, hi: float, shape, eps: float = 1e-2) -> tuple[
     for seed in range(100_000):
         g = torch.Generator().manual_seed(seed)
         torch.randn(shape, generator=g)
-        t = float(torch.rand(1, generator=g)) * (1 - eps) + eps
+        t = float(torch.rand(1, generator=g) * (1 - eps) + eps)  # in float32, as the loss has it
         if lo < t <= hi:
             return seed, t
     raise AssertionError("no seed found")
 
 
-@pytest.mark.parametrize("where", ["inside a segment", "crossing the segment end", "reaching the data"])
+@pytest.mark.parametrize("where", ["inside a segment", "near the segment end", "crossing the segment end",
+                                   "reaching the data"])
 def test_consistency_fm_at_hand_placed_times(where):
     """One sample, a field v(x, t) = k t that differs between t and r, so every term counts. Two segments
     (s = 0.5 or 1), delta = 0.01, alpha = 1. Inside a segment: both the segment-end and the velocity
-    terms. Crossing 0.5 (t in (0.49, 0.5]): r = t + delta past the end still predicts the same s = 0.5
+    terms. Within 1.01 delta of the end but r not past it: the velocity term is masked already.
+    Crossing 0.5 (t in (0.49, 0.5]): r = t + delta past the end still predicts the same s = 0.5
     from x_r (not replaced by the path point at 0.5), and the velocity term is masked. Reaching the
     data (t > 0.99): r = 1 is replaced by x1, the velocity term masked."""
     delta, alpha, k, shape = 1e-2, 1.0, 10.0, (1, 4, 2)
-    lo, hi = {"inside a segment": (0.1, 0.4), "crossing the segment end": (0.5 - delta, 0.5),
+    lo, hi = {"inside a segment": (0.1, 0.4), "near the segment end": (0.5 - 1.01 * delta + 1e-6, 0.5 - delta - 1e-6),
+              "crossing the segment end": (0.5 - delta + 1e-6, 0.5),
               "reaching the data": (1 - delta, 1.0)}[where]
     seed, t = _seed_drawing_t_in(lo, hi, shape)
     x1 = torch.randn(shape, generator=torch.Generator().manual_seed(7))
