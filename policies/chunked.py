@@ -337,11 +337,9 @@ FAMILY_CHUNKING = {"dp3": (4, 2, 3), "flowpolicy": (4, 2, 3), "mp1": (4, 2, 3), 
 
 # What a bare family name loads. dp3, flowpolicy, mp1, dm1: training seed 0 of the fixed-code CPU-budget sets
 # (three seeds a family and task, README "Retrained on an equal CPU budget"; seed 0 named before any evaluation);
-# the checkpoints trained before issue 16's fixes stay under legacy/<family>/<metaworld|robomimic>.
-DEFAULT_CHECKPOINTS = {"dp3": "policies/checkpoints/cpu-budget/dp3/seed0",
-                       "flowpolicy": "policies/checkpoints/cpu-budget/flowpolicy/seed0",
-                       "mp1": "policies/checkpoints/cpu-budget/mp1/seed0",
-                       "dm1": "policies/checkpoints/cpu-budget/dm1/seed0"}
+# the checkpoints trained before issue 16's fixes stay under legacy/<family>/<metaworld|robomimic>. Any other
+# family (ebt) defaults to <family>/<metaworld|robomimic>.
+DEFAULT_CHECKPOINTS = {f: f"policies/checkpoints/cpu-budget/{f}/seed0" for f in ("dp3", "flowpolicy", "mp1", "dm1")}
 
 
 def _family_policy(family: str):
