@@ -16,6 +16,7 @@ import pytest
 from evalsuite import registry
 from evalsuite.cli import main
 from evalsuite.specs import PolicySpec, SuiteSpec, TaskSpec
+from tests import bad_input_cases
 from tests.conftest import REPO
 
 DOC = REPO / "docs" / "bad-inputs.md"
@@ -132,6 +133,7 @@ CASES = [
     ("plugin-module-missing", ["evaluate", "suite=ghost", "policies=[ones]", "tracking_uri=none"], "ghost",
      "cannot import 'no_such_module'"),
     ("out-under-a-file", [*EVAL[:-2], "tracking_uri=none", "out={tmp}/notes.txt/run"], "text", "Not a directory"),
+    *bad_input_cases.CASES,
 ]
 
 
@@ -219,7 +221,7 @@ def test_the_table_is_in_the_docs():
     if os.environ.get("EVALSUITE_WRITE_BAD_INPUTS_DOC"):
         return
     doc = DOC.read_text()
-    missing = [name for name, *_ in CASES if f"`{name}`" not in doc]
+    missing = [name for name, *_ in [*CASES, *bad_input_cases.DOC_ROWS] if f"`{name}`" not in doc]
     assert not missing, f"docs/bad-inputs.md lacks {missing}; rerun with EVALSUITE_WRITE_BAD_INPUTS_DOC=1"
 
 
@@ -235,6 +237,8 @@ def teardown_module(module):
                 cmd = " ".join(a if "/" not in a else a.split("=")[0] + "=..." if "=" in a else "RUN" for a in argv)
                 message = err.replace("|", "\\|")
                 rows.append(f"| `{name}` | `evalsuite {cmd}` | {message} |")
+        for name, what, message in bad_input_cases.DOC_ROWS:
+            rows.append(f"| `{name}` | {what} | {message.replace('|', chr(92) + '|')} |")
         rows.append("| `full-disk` | a full disk while the journal is written | `evalsuite: error: No space left on "
                     "device: ...; episodes already journaled are kept - fix this and rerun the same command to "
                     "resume` |")
