@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from evalsuite import fsio
 from evalsuite import plan as plan_mod
 from evalsuite.errors import UsageError
 from evalsuite.journal import JOURNAL_FILE, finished_trials, read
@@ -43,7 +44,7 @@ class Run:
         the policy's label beside its blinding code; initial state and policy info as JSON text."""
         import pandas as pd
 
-        records = read(self.path / JOURNAL_FILE)
+        records = read(self.path / JOURNAL_FILE, plan=self.plan)
         if not all_attempts:
             records = sorted(finished_trials(records, self.max_attempts).values(), key=lambda r: r.trial_id)
         rows = []
@@ -64,7 +65,7 @@ class Run:
             return load_results(self.path)
         from evalsuite.analysis import AnalysisOptions, analyze
 
-        return analyze(self.plan, self.key, read(self.path / JOURNAL_FILE), AnalysisOptions())
+        return analyze(self.plan, self.key, read(self.path / JOURNAL_FILE, plan=self.plan), AnalysisOptions())
 
 
 def open_run(path: str | Path) -> Run:
@@ -80,11 +81,12 @@ def export(path: str | Path, fmt: str = "csv", out: str | Path | None = None) ->
     run = open_run(path)
     target = Path(out) if out else run.path / f"episodes.{fmt}"
     frame = run.episodes()
-    if fmt == "csv":
-        frame.to_csv(target, index=False)
-    else:
-        try:
-            frame.to_parquet(target, index=False)
-        except ImportError:
-            raise UsageError("format=parquet needs pyarrow: pip install pyarrow (or use format=csv)") from None
+    with fsio.atomic_path(target) as tmp:
+        if fmt == "csv":
+            frame.to_csv(tmp, index=False, encoding="utf-8")
+        else:
+            try:
+                frame.to_parquet(tmp, index=False)
+            except ImportError:
+                raise UsageError("format=parquet needs pyarrow: pip install pyarrow (or use format=csv)") from None
     return target

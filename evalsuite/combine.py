@@ -68,7 +68,7 @@ def combine_runs(run_dirs: list[Path], out: Path) -> tuple[Plan, dict, list[Epis
                 code = recode[run_index, t.policy_code]
                 trials.append(Trial(f"{t.task}/{t.ic_index:05d}/{code}", t.task, t.ic_index, t.ic_seed,
                                     t.policy_seed, code))
-        for r in read(d / JOURNAL_FILE):
+        for r in read(d / JOURNAL_FILE, plan=plan):
             if r.task in tasks:
                 code = recode[run_index, r.policy_code]
                 records.append(dataclasses.replace(r, policy_code=code, trial_id=f"{r.task}/{r.ic_index:05d}/{code}"))

@@ -32,6 +32,7 @@ def prepare_robomimic() -> None:
         sys.modules["mujoco_py"], sys.modules["mujoco_py.builder"] = mujoco_py, builder
     quiet_import("robosuite")
     quiet_import("robomimic")
+    quiet_import("robomimic.macros")  # its "no private macro file" banner comes with the first submodule
     _done = True
 
 

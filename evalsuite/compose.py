@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from evalsuite import fsio
 from evalsuite import plan as plan_mod
 from evalsuite.errors import UsageError
 from evalsuite.harness import EvaluateRequest, evaluate
@@ -67,7 +68,7 @@ def run_compose(base: EvaluateRequest, members: list[str], weights: list[float],
               "paired_tests": tests, "beats_both_members": beats}
     plan_mod.write_json(out / COMPOSE_FILE, result)
     _figure(result, out / "compose.png")
-    (out / SUMMARY_FILE).write_text(markdown(result))
+    fsio.write_text(out / SUMMARY_FILE, markdown(result))
     return result
 
 
@@ -90,7 +91,8 @@ def _figure(result: dict[str, Any], path) -> None:
     ax.set_ylabel("success (mean over tasks)")
     ax.set_ylim(-0.03, 1.03)
     ax.legend(fontsize=8)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    with fsio.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
     plt.close(fig)
 
 

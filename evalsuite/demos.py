@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from evalsuite import registry
+from evalsuite import fsio, registry
 from evalsuite.harness import build_policy, with_options
 from evalsuite.plan import stable_hash32
 from evalsuite.runner.envs import build_env
@@ -110,7 +110,7 @@ def write_robomimic_hdf5(demos: Demos, path: Path) -> Path:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     total = 0
-    with h5py.File(path, "w") as f:
+    with fsio.atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         data = f.create_group("data")
         for i, ep in enumerate(demos.episodes):
             g = data.create_group(f"demo_{i}")
@@ -144,7 +144,7 @@ def write_dp3_hdf5(demos: Demos, path: Path, obs_key: str = "state") -> Path:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     obs, actions = demos.stacked(obs_key)
-    with h5py.File(path, "w") as f:
+    with fsio.atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.create_dataset("data/full_state", data=obs.astype(np.float32))
         if "point_cloud" in demos.episodes[0].obs:
             f.create_dataset("data/point_cloud", data=demos.stacked("point_cloud")[0].astype(np.float32),

@@ -83,7 +83,7 @@ def write_text(path: Path, text: str, root: Path | None = None) -> None:
 
 
 def write_json(path: Path, data: Any, root: Path | None = None) -> None:
-    write_text(path, json.dumps(data, indent=1, sort_keys=False, ensure_ascii=False) + "\n", root)
+    write_text(path, json.dumps(data, indent=1, sort_keys=False) + "\n", root)
 
 
 def _publish(tmp: Path, path: Path) -> None:

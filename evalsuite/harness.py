@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from evalsuite import plan as plan_mod
-from evalsuite import registry, report, sequential
+from evalsuite import fsio, registry, report, sequential, trust
 from evalsuite.analysis import AnalysisOptions, analyze
 from evalsuite.results import Results
 from evalsuite.errors import UsageError, choices
@@ -95,8 +95,11 @@ def policy_suite(suite: SuiteSpec) -> SuiteSpec:
 
 
 def build_policy(policy_id: str, params: dict[str, Any], task: str, suite: SuiteSpec) -> Policy:
-    """A registered policy for one task: its spec's defaults overridden by ``params``."""
-    return _build(registry.policies.get(policy_id), params, task, policy_suite(suite))
+    """A registered policy for one task: its spec's defaults overridden by ``params``. The caller
+    names the files in ``params``: that is the consent to load the pickles among them."""
+    spec = registry.policies.get(policy_id)
+    with trust.allowing(trust.pickled_files(spec, params)):
+        return _build(spec, params, task, policy_suite(suite))
 
 
 def _build(spec: PolicySpec, params: dict[str, Any], task: str, suite: SuiteSpec) -> Policy:
@@ -107,16 +110,18 @@ def _build(spec: PolicySpec, params: dict[str, Any], task: str, suite: SuiteSpec
 class PolicyBuilder:
     """Builds each (code, task) policy once from the blinding key. Specs are resolved when it is
     made, so a copy sent to a worker process or a Ray actor builds the same policies without the
-    registry (whose runtime registrations the worker never saw)."""
+    registry (whose runtime registrations the worker never saw). ``trusted``: the pickled files the
+    command's own line allowed (evalsuite/trust.py) - never taken from the key."""
 
-    def __init__(self, suite: SuiteSpec, key: dict[str, dict[str, Any]]) -> None:
-        self.suite, self.key = policy_suite(suite), key
+    def __init__(self, suite: SuiteSpec, key: dict[str, dict[str, Any]], trusted: Sequence[str] = ()) -> None:
+        self.suite, self.key, self.trusted = policy_suite(suite), key, tuple(trusted)
         self.specs = {code: registry.policies.get(entry["id"]) for code, entry in key.items()}
         self._cache: dict[tuple[str, str], Policy] = {}
 
     def __call__(self, code: str, task: str) -> Policy:
         if (code, task) not in self._cache:
-            self._cache[code, task] = _build(self.specs[code], self.key[code]["params"], task, self.suite)
+            with trust.allowing(self.trusted):
+                self._cache[code, task] = _build(self.specs[code], self.key[code]["params"], task, self.suite)
         return self._cache[code, task]
 
     def __getstate__(self) -> dict[str, Any]:
@@ -196,22 +201,30 @@ def evaluate(req: EvaluateRequest, log=print) -> Results:
                                    stopping=req.stopping, suite_digest=suite_digest(suite, tasks),
                                    family=suite.family)
     run_dir = req.out
-    run_dir.mkdir(parents=True, exist_ok=True)
+    fsio.make_dir(run_dir)
     # one process per run folder: a second one would run every trial again into the same journal
     with RunLock(run_dir, purpose="evaluate", log=log):
-        if (run_dir / plan_mod.PLAN_FILE).exists():
+        resuming = (run_dir / plan_mod.PLAN_FILE).exists()
+        if resuming:
             saved, saved_key = plan_mod.load(run_dir)
             plan_mod.check_resumable(saved, saved_key, plan, key, run_dir)
-        else:
-            plan_mod.save(run_dir, plan, key)
-        builder = PolicyBuilder(suite, key)
-        for task in tasks:  # refuse mismatches before any episode runs
+        elif (run_dir / JOURNAL_FILE).exists() and (run_dir / JOURNAL_FILE).stat().st_size:
+            raise UsageError(f"{run_dir} holds episodes ({JOURNAL_FILE}) but no {plan_mod.PLAN_FILE}: they cannot be "
+                             f"matched to policies; restore its {plan_mod.PLAN_FILE} and {plan_mod.KEY_FILE}, or use "
+                             "another out= folder")
+        # the pickles the request's own policies name are the ones it may load (evalsuite/trust.py)
+        builder = PolicyBuilder(suite, key, [path for entry in req.policies
+                                             for path in trust.pickled_files(registry.policies.get(entry.id),
+                                                                             entry.params)])
+        for task in tasks:  # every policy built and checked before the plan is written or an episode runs
             info = env_info(suite, task, max_steps[task])
             if info.n_initial_conditions is not None and episodes > info.n_initial_conditions:
                 raise UsageError(f"episodes={episodes}, but task {task!r} has only {info.n_initial_conditions} stored "
                                  f"initial states; use episodes<={info.n_initial_conditions}")
             for code in plan.codes:
                 check_compatible(key[code]["label"], builder(code, task).requirements, info, task)
+        if not resuming:  # a failed start leaves no plan behind, so the corrected command starts afresh
+            plan_mod.save(run_dir, plan, key)
         # what policies say about themselves (family, network evaluations per chunk): reported per policy
         notes = {key[code]["label"]: builder(code, tasks[0]).requirements.notes for code in plan.codes}
         plan_mod.write_json(run_dir / POLICY_NOTES_FILE, notes)
@@ -219,7 +232,8 @@ def evaluate(req: EvaluateRequest, log=print) -> Results:
         executor, parallelism = make_executor(req, suite)
         started = time.time()
         ran = 0
-        with threads_limited(parallelism["driver_threads"]), executor, Journal(run_dir / JOURNAL_FILE) as journal:
+        with threads_limited(parallelism["driver_threads"]), executor, Journal(run_dir / JOURNAL_FILE, plan) as journal:
+            _check_fingerprints(journal.records, builder, run_dir)
             done = finished_trials(journal.records, req.options.max_attempts)
             if done:
                 log(f"resuming {run_dir}: {len(done)}/{len(plan.trials)} trials already finished")
@@ -268,6 +282,18 @@ def evaluate(req: EvaluateRequest, log=print) -> Results:
 
         tracking.log_or_explain(run_dir, req.tracking_uri, req.experiment, log=log)
     return results
+
+
+def _check_fingerprints(records, builder: PolicyBuilder, run_dir: Path) -> None:
+    """A resumed run's journaled episodes were played by the policies the request builds now: a
+    checkpoint replaced between the two would mix two policies under one blinding code."""
+    seen = {(r.task, r.policy_code): r.policy_fingerprint for r in records if r.policy_fingerprint}
+    for (task, code), journaled in sorted(seen.items()):
+        now = builder(code, task).fingerprint()
+        if now != journaled:
+            raise UsageError(f"{run_dir / JOURNAL_FILE}: policy {code} ({builder.key[code]['label']}) on {task} played "
+                             f"its journaled episodes as {journaled!r} but is {now!r} now (its checkpoint or code "
+                             "changed); use another out= folder")
 
 
 EXECUTORS = ("local", "ray")
@@ -344,13 +370,16 @@ def _render_videos(req: EvaluateRequest, run_dir: Path, suite: SuiteSpec, builde
 
 
 def render_saved_run(run_dir: Path, mode: str, trials: Sequence[str], camera: str, size: tuple[int, int],
-                     log=print) -> dict[str, str]:
-    """``evalsuite video RUN``: the run's suite (with its options) and policies, then its videos."""
+                     log=print, trusted: Sequence[str] = ()) -> dict[str, str]:
+    """``evalsuite video RUN``: the run's suite (with its options) and policies, then its videos.
+    A pickled checkpoint named by the folder is loaded only if ``trusted`` (the command line) lists it."""
     from evalsuite import video
 
     plan, key = plan_mod.load(run_dir)
     suite = with_options(registry.suites.get(plan.suite), plan.suite_options)
-    return video.render_run(run_dir, suite, PolicyBuilder(suite, key), mode, trials, camera, size, log)
+    builder = PolicyBuilder(suite, key, trusted)
+    trust.check(builder.specs, key, trusted)
+    return video.render_run(run_dir, suite, builder, mode, trials, camera, size, log)
 
 
 def _worst_cases(req: EvaluateRequest, suite: SuiteSpec, task: str, run_dir: Path, plan, key, records, log):
@@ -392,7 +421,11 @@ def rebuild_report(run_dir: Path, overrides: dict[str, Any] | None = None, log=p
             raise UsageError(f"{run_dir / RESULTS_FILE}: not evalsuite results (no analysis options); remove it to "
                              "rebuild from the journal with the default options")
     opts.update(overrides or {})
-    records = read(run_dir / JOURNAL_FILE)  # read-only: a report never writes the journal
+    records = read(run_dir / JOURNAL_FILE, plan=plan)  # read-only: a report never writes the journal
+    if not any(r.is_outcome for r in records):  # results.json stays as it was
+        state = "empty" if (run_dir / JOURNAL_FILE).exists() else "missing"
+        raise UsageError(f"{run_dir / JOURNAL_FILE} is {state}: no episode to report; results.json and the report "
+                         "are left as they were (restore the journal, or rerun the evaluation)")
     return _write_results(run_dir, plan, key, records, AnalysisOptions(**opts), log)
 
 

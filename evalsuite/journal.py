@@ -7,6 +7,7 @@ truncated to its last complete line) when the journal is reopened.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 from dataclasses import dataclass, field
@@ -54,8 +55,10 @@ class EpisodeRecord:
         return self.status != ERROR
 
 
-def read(path: Path, *, repair: bool = False) -> list[EpisodeRecord]:
-    """All complete records; with ``repair`` a torn last line is cut off the file."""
+def read(path: Path, *, repair: bool = False, plan: Any = None) -> list[EpisodeRecord]:
+    """All complete records; with ``repair`` a torn last line is cut off the file. With the run's
+    ``plan`` every record must be one of its trials (see ``_check_planned``): a journal that is not
+    this plan's is refused, never relabelled under the plan's codes."""
     if not path.exists():
         return []
     data = path.read_bytes()
@@ -64,10 +67,15 @@ def read(path: Path, *, repair: bool = False) -> list[EpisodeRecord]:
         with open(path, "r+b") as fh:
             fh.truncate(len(complete))
             os.fsync(fh.fileno())
+    trials = {t.trial_id: t for t in plan.trials} if plan is not None else None
+    fingerprints: dict[tuple[str, str], str] = {}
     records = []
     for number, line in enumerate(complete.decode(errors="replace").splitlines(), start=1):
         if line.strip():
-            records.append(_upgraded(_parse(line, path, number)))
+            record = _upgraded(_parse(line, path, number))
+            if trials is not None:
+                _check_planned(record, trials, fingerprints, path, number)
+            records.append(record)
     return records
 
 
@@ -96,10 +104,38 @@ def _parse(line: str, path: Path, number: int) -> EpisodeRecord:
         raise damaged(f"unknown field {sorted(unknown)[0]!r}" if unknown else f"missing field {sorted(missing)[0]!r}")
     if data["status"] not in STATUSES:
         raise damaged(f"status {data['status']!r}, accepted: {', '.join(STATUSES)}")
+    if data["success"] is not (data["status"] == SUCCESS):
+        raise damaged(f"status {data['status']!r} contradicts success={json.dumps(data['success'])}")
     try:
         return EpisodeRecord(**data)
     except TypeError as exc:
         raise damaged(str(exc)) from None
+
+
+_PLANNED_FIELDS = ("task", "ic_index", "ic_seed", "policy_seed", "policy_code")
+
+
+def _check_planned(record: EpisodeRecord, trials: dict[str, Any], fingerprints: dict[tuple[str, str], str],
+                   path: Path, number: int) -> None:
+    """A record belongs to the plan's trial of its id - same task, initial condition, seeds and
+    blinding code - and one policy (task, code) has one fingerprint throughout the journal."""
+    from evalsuite.errors import UsageError
+
+    def refused(why: str) -> UsageError:
+        return UsageError(f"{path}:{number}: {why}; this journal is not this run's plan.json - restore the run "
+                          "folder's own files or start a new out= folder")
+
+    trial = trials.get(record.trial_id)
+    if trial is None:
+        raise refused(f"trial_id {record.trial_id!r} is not a trial of the plan")
+    for name in _PLANNED_FIELDS:
+        if getattr(record, name) != getattr(trial, name):
+            raise refused(f"{name} {getattr(record, name)!r}, the plan's trial has {getattr(trial, name)!r}")
+    if record.policy_fingerprint:
+        seen = fingerprints.setdefault((record.task, record.policy_code), record.policy_fingerprint)
+        if seen != record.policy_fingerprint:
+            raise refused(f"policy_fingerprint {record.policy_fingerprint!r}, earlier records of policy "
+                          f"{record.policy_code} on {record.task} have {seen!r} (two policies under one code)")
 
 
 # Journals written before policy errors had a status of their own recorded them as "error"; these
@@ -120,20 +156,28 @@ def as_line(record: EpisodeRecord) -> str:
 
 
 def write(path: Path, records: list[EpisodeRecord]) -> None:
-    """A new journal holding ``records`` (a combined or continued run folder), fsynced."""
-    with open(path, "w") as fh:
-        fh.write("".join(as_line(r) for r in records))
-        fh.flush()
-        os.fsync(fh.fileno())
+    """A new journal holding ``records`` (a combined or continued run folder), written atomically."""
+    from evalsuite import fsio
+
+    fsio.write_text(path, "".join(as_line(r) for r in records), root=path.parent)
 
 
 class Journal:
     """Append-only writer; ``append`` returns only after the record is on disk."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, plan: Any = None) -> None:
         self.path = path
-        self.records = read(path, repair=True)
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.records = read(path, repair=True, plan=plan)
+        # never through a link: a received folder's episodes.jsonl -> elsewhere is refused, not appended to
+        try:
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            from evalsuite.errors import UsageError
+
+            raise UsageError(f"{path} is a symbolic link; evalsuite never writes through a link - remove it and "
+                             "rerun") from None
 
     def append(self, record: EpisodeRecord) -> None:
         line = as_line(record).encode()

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from evalsuite import fsio
 from evalsuite.errors import UsageError
 
 PLAN_FILE = "plan.json"
@@ -55,7 +56,7 @@ class PolicyEntry:
     @property
     def label(self) -> str:
         extra = ":".join(f"{k}={v}" for k, v in sorted(self.params.items()))
-        return f"{self.id}:{extra}" if extra else self.id
+        return fsio.one_line(f"{self.id}:{extra}" if extra else self.id)  # never a line break or escape code
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +167,9 @@ class Plan:
         )
 
 
+MAX_TRIALS = 10_000_000  # a plan holds every trial in memory and in plan.json
+
+
 def key_digest(key: dict[str, dict[str, Any]]) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
@@ -178,6 +182,9 @@ def make_plan(
     """Build the plan and its blinding key (code -> {"id", "params", "label"})."""
     if episodes < 1:
         raise UsageError(f"episodes must be >= 1, got {episodes}")
+    if len(tasks) * episodes * len(policies) > MAX_TRIALS:
+        raise UsageError(f"{len(tasks)} tasks x {episodes} episodes x {len(policies)} policies is more trials than a "
+                         f"plan holds ({MAX_TRIALS:,}); use fewer episodes")
     labels = [p.label for p in policies]
     if len(set(labels)) != len(labels):
         raise UsageError(f"the same policy is listed twice: {labels}")
@@ -202,14 +209,13 @@ def make_plan(
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write atomically (temp file + rename), so a crash never leaves half a plan."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")
-    tmp.replace(path)
+    """Write atomically (a unique temporary file + rename, never through a link): a crash never
+    leaves half a plan, and a link planted in a received folder is refused (evalsuite/fsio.py)."""
+    fsio.write_json(path, data, root=path.parent)
 
 
 def save(run_dir: Path, plan: Plan, key: dict[str, dict[str, Any]]) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
+    fsio.make_dir(run_dir)
     write_json(run_dir / KEY_FILE, key)
     write_json(run_dir / PLAN_FILE, plan.to_dict())
 
@@ -227,10 +233,12 @@ def load(run_dir: Path) -> tuple[Plan, dict[str, dict[str, Any]]]:
         raise UsageError(f"{plan_path}: not an evalsuite plan ({type(exc).__name__}: {exc}); the run folder is "
                          "damaged - restore plan.json or start a new out= folder") from None
     if not isinstance(key, dict) or not all(isinstance(v, dict) and {"id", "params", "label"} <= set(v)
+                                            and isinstance(v["label"], str) and isinstance(v["params"], dict)
                                             for v in key.values()) or set(key) != set(plan.codes):
         raise UsageError(f"{key_path}: not the blinding key of this plan (codes {', '.join(plan.codes)}); the run "
                          "folder is damaged - restore blinding.json or start a new out= folder")
-    return plan, key
+    # a received folder's labels reach Markdown, CSV and log lines: never as line breaks or escape codes
+    return plan, {code: {**entry, "label": fsio.one_line(entry["label"])} for code, entry in key.items()}
 
 
 def saved_max_attempts(run_dir: Path, default: int = 3) -> int:
@@ -242,9 +250,13 @@ def saved_max_attempts(run_dir: Path, default: int = 3) -> int:
 
 
 def read_json(path: Path) -> Any:
-    """JSON from a run-folder file, or a one-line UsageError naming the file and line."""
+    """JSON from a run-folder file, or a one-line UsageError naming the file and line. A run
+    folder's own files are never links (one planted in a received folder is refused)."""
+    if path.is_symlink():
+        raise UsageError(f"{path} is a symbolic link; evalsuite never reads or writes a run folder's files through "
+                         "a link - remove it and rerun")
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise UsageError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}); the file is damaged") from None
     except UnicodeDecodeError:

@@ -28,6 +28,8 @@ except ImportError:  # not on POSIX: only the lock-file fallback
 
 from evalsuite.errors import UsageError
 
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # a .lock planted as a link is never opened through
+
 LOCK_FILE = ".lock"
 _NO_FLOCK = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EINVAL}
 
@@ -82,12 +84,17 @@ class RunLock:
     def _acquire_flock(self) -> None:
         while True:
             try:
-                fd, created = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644), True
+                fd, created = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644), True
             except FileExistsError:
                 try:
-                    fd, created = os.open(self.path, os.O_RDWR), False
+                    fd, created = os.open(self.path, os.O_RDWR | _NOFOLLOW), False
                 except FileNotFoundError:  # removed in between by its holder letting go
                     continue
+                except OSError as exc:
+                    if exc.errno != errno.ELOOP:
+                        raise
+                    raise UsageError(f"{self.path} is a symbolic link; evalsuite never writes through a link - "
+                                     "remove it and rerun") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:
@@ -129,7 +136,7 @@ class RunLock:
     def _acquire_exclusive_file(self) -> None:
         for _ in range(5):
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
             except FileExistsError:
                 holder = _read(self.path)
                 if holder is None:  # being written right now, or damaged: look again shortly

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from evalsuite import fsio
 from evalsuite import plan as plan_mod
 from evalsuite.errors import UsageError
 from evalsuite.harness import EvaluateRequest, evaluate
@@ -66,7 +67,7 @@ def run_select(base: EvaluateRequest, fresh_seed: int | None = None, log=print) 
         "per_task": per_task,
     }
     plan_mod.write_json(out / SELECT_FILE, result)
-    (out / SUMMARY_FILE).write_text(markdown(result))
+    fsio.write_text(out / SUMMARY_FILE, markdown(result))
     return result
 
 

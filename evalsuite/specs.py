@@ -115,6 +115,9 @@ class PolicySpec:
     description: str = ""
     params: dict[str, Any] = field(default_factory=dict)
     positional: str | None = None
+    # the parameter naming a file the plugin unpickles, "name" or "name*.suffix" (only values ending
+    # so): such a file is loaded only with the consent of the command's own line (evalsuite/trust.py)
+    pickled: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -33,6 +33,7 @@ BUILTIN = [
         description="a robomimic checkpoint (.pth) loaded with robomimic's own loader; executes the pickle",
         params={"path": ""},
         positional="path",
+        pickled="path",
     ),
     PolicySpec(
         id="robomimic-bc",
@@ -45,6 +46,7 @@ BUILTIN = [
         description=description,
         params={"checkpoint": "", "steps": 0, "trust": False},
         positional="checkpoint",
+        pickled="checkpoint*.ckpt",  # an official DP3/FlowPolicy/MP1 file; folders are safetensors
     ) for family, description in (
         ("dp3", "3D Diffusion Policy: diffusion over action chunks, DDIM (steps=10 network evaluations)"),
         ("flowpolicy", "FlowPolicy: consistency flow matching, one-step inference"),

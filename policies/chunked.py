@@ -183,8 +183,11 @@ def save_checkpoint(model: ChunkModel, folder: Path, extra: dict[str, Any] | Non
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: (v.half() if half and k.startswith(("net.", "encoder.")) and v.is_floating_point() else v).cpu().contiguous()
              for k, v in model.state_dict().items()}
-    save_file(state, str(folder / "model.safetensors"))
-    (folder / "config.json").write_text(json.dumps({"config": model.config.to_dict(), **(extra or {})}, indent=1))
+    from evalsuite import fsio
+
+    with fsio.atomic_path(folder / "model.safetensors") as tmp:
+        save_file(state, str(tmp))
+    fsio.write_text(folder / "config.json", json.dumps({"config": model.config.to_dict(), **(extra or {})}, indent=1))
     return folder
 
 
@@ -215,18 +218,32 @@ def build_model(config) -> nn.Module:
 
 
 def load_checkpoint(folder: Path) -> tuple[ChunkModel, dict[str, Any]]:
-    """Weights and config only (safetensors + JSON): no code from the file is executed."""
+    """Weights and config only (safetensors + JSON): no code from the file is executed. A damaged or
+    foreign folder is a ValueError naming the file and what is wrong with it."""
     from safetensors.torch import load_file
 
-    meta = json.loads((folder / "config.json").read_text())
-    model = build_model(config_from_dict(meta["config"]))
-    state = load_file(str(folder / "model.safetensors"))
-    for key, value in state.items():  # normalizer limits are sized at fit time
-        if "__low" in key or "__high" in key:
-            setattr(model.normalizer, key.split(".", 1)[1], value)
-    model.load_state_dict(state)
+    try:
+        meta = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        model = build_model(config_from_dict(meta["config"]))
+    except Exception as exc:  # not JSON, no "config", unknown fields or values: a damaged config
+        raise ValueError(f"{folder / 'config.json'} is not an evalsuite checkpoint config ({_why(exc)})") from None
+    try:
+        state = load_file(str(folder / "model.safetensors"))
+        for key, value in state.items():  # normalizer limits are sized at fit time
+            if "__low" in key or "__high" in key:
+                setattr(model.normalizer, key.split(".", 1)[1], value)
+        model.load_state_dict(state)
+    except Exception as exc:  # empty, truncated or other weights
+        raise ValueError(f"{folder / 'model.safetensors'} does not hold the weights of its config.json "
+                         f"({_why(exc)})") from None
     model.eval()
     return model, meta
+
+
+def _why(exc: Exception) -> str:
+    """An exception as a short reason for a one-line message."""
+    first = (str(exc).splitlines() or [""])[0][:160]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 class ChunkPolicy:
@@ -238,9 +255,11 @@ class ChunkPolicy:
             raise ValueError("a checkpoint folder is required, e.g. "
                              "dp3:checkpoint=policies/checkpoints/cpu-budget/dp3/seed0")
         if checkpoint.endswith(".ckpt"):  # an official DP3/FlowPolicy/MP1 file: pickled, needs trust
+            from evalsuite import trust as consent
             from evalsuite_policies.official import load_official
 
             weights = Path(checkpoint)
+            consent.require(weights, "official checkpoint")  # the command line's consent, never a run folder's
             model = load_official(weights, trust=trust, family=family, ddim_update=ddim_update)
             self.model, self.meta = model, {"official": str(weights)}
         else:

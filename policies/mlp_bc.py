@@ -77,8 +77,11 @@ def train_bc(obs: np.ndarray, actions: np.ndarray, cfg: MLPConfig, *, seed: int,
 
 def save(model: MLP, cfg: MLPConfig, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out_dir / WEIGHTS))
-    (out_dir / CONFIG).write_text(json.dumps(asdict(cfg), indent=1) + "\n")
+    from evalsuite import fsio
+
+    with fsio.atomic_path(out_dir / WEIGHTS) as tmp:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    fsio.write_text(out_dir / CONFIG, json.dumps(asdict(cfg), indent=1) + "\n")
     return out_dir
 
 
@@ -87,9 +90,17 @@ class MLPBCPolicy:
         path = Path(path)
         if not (path / WEIGHTS).exists() or not (path / CONFIG).exists():
             raise UsageError(f"mlp-bc checkpoint {str(path)!r} needs {WEIGHTS} and {CONFIG} in that folder")
-        self.cfg = MLPConfig(**json.loads((path / CONFIG).read_text()))
-        self.model = MLP(self.cfg)
-        self.model.load_state_dict(load_file(str(path / WEIGHTS)))
+        try:
+            self.cfg = MLPConfig(**json.loads((path / CONFIG).read_text(encoding="utf-8")))
+            self.model = MLP(self.cfg)
+        except Exception as exc:  # not JSON, unknown fields, values no MLP can be built from
+            raise UsageError(f"mlp-bc checkpoint {str(path)!r}: {CONFIG} is not an mlp-bc config "
+                             f"({type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:160]})") from None
+        try:
+            self.model.load_state_dict(load_file(str(path / WEIGHTS)))
+        except Exception as exc:  # empty, truncated or other weights
+            raise UsageError(f"mlp-bc checkpoint {str(path)!r}: {WEIGHTS} does not hold the weights of its {CONFIG} "
+                             f"({type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:160]})") from None
         self.model.eval()
         self._fingerprint = config_fingerprint(asdict(self.cfg), (path / WEIGHTS).read_bytes())
         self.requirements = PolicyRequirements(obs_shapes={self.cfg.obs_key: (self.cfg.obs_dim,)},

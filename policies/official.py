@@ -64,8 +64,15 @@ def load_official(path: Path, *, trust: bool = False, family: str | None = None,
                          "Pass trust=true only for a file you trust")
     import dill
 
-    payload = torch.load(path, pickle_module=dill, weights_only=False, map_location="cpu")
-    state = payload["state_dicts"].get("ema_model") or payload["state_dicts"]["model"]
+    if not Path(path).is_file():
+        raise UsageError(f"official checkpoint {str(path)!r} is not a file")
+    try:
+        payload = torch.load(path, pickle_module=dill, weights_only=False, map_location="cpu")
+        state = payload["state_dicts"].get("ema_model") or payload["state_dicts"]["model"]
+    except Exception as exc:  # random bytes, another library's pickle, a truncated file
+        reason = (str(exc).splitlines() or [""])[0][:160]
+        raise UsageError(f"{path} is not an official DP3/FlowPolicy/MP1 checkpoint ({type(exc).__name__}: {reason}); "
+                         "give a .ckpt written by the official training script") from None
     cfg = _ConfigReader(payload.get("cfg"))
     family = _family_from(cfg, family, path)
     config = _config_from(state, cfg, family, ddim_update)

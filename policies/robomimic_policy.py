@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from evalsuite import trust
 from evalsuite.compat import prepare_robomimic
 from evalsuite.errors import UsageError
 from evalsuite.interfaces import PolicyRequirements
@@ -94,6 +95,11 @@ class RobomimicPolicy:
 def load_policy(task: TaskSpec, suite: SuiteSpec, path: str = "") -> RobomimicPolicy:
     if not path:
         raise UsageError("robomimic needs a checkpoint: robomimic:path/to/model.pth")
+    if Path(path).is_dir():
+        raise UsageError(f"robomimic checkpoint {path!r} is a folder; give the model.pth file inside it "
+                         "(robomimic writes them to <run>/models/model_epoch_N.pth)")
+    if Path(path).is_file():
+        trust.require(path, "robomimic checkpoint")  # the command line's consent, never a run folder's
     return RobomimicPolicy(Path(path))
 
 

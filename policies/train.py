@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from evalsuite import fsio
 from evalsuite_policies.chunked import ModelConfig, build_model, save_checkpoint
 from evalsuite_policies._util import flush_denormals
 
@@ -158,7 +159,7 @@ def train(config: ModelConfig, demos: Demos, out: Path, *, iters: int = 3000, ba
                "final_loss": float(np.mean(losses[-50:])) if losses else None, "train_time_s": round(time.perf_counter() - started, 1)}
     ema.eval().to("cpu")
     save_checkpoint(ema, out, {"training": summary}, half=half)
-    (out / "loss.json").write_text(json.dumps(losses))
+    fsio.write_text(out / "loss.json", json.dumps(losses))
     _plot_losses(losses, out / "loss.png")
     final = "n/a" if summary["final_loss"] is None else f"{summary['final_loss']:.4f}"
     early = f" (stopped at the {deadline_s:g} s deadline)" if stopped_early else ""
@@ -191,5 +192,6 @@ def _plot_losses(losses: list[float], path: Path) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("iteration")
     ax.set_ylabel("loss")
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    with fsio.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
     plt.close(fig)

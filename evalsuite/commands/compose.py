@@ -4,14 +4,14 @@ against both members on fresh ones."""
 from __future__ import annotations
 
 from evalsuite.commands import evaluate, select
-from evalsuite.commands.options import Option, Values, integer, listing, number, one_of, parse
+from evalsuite.commands.options import MAX_EPISODES, Option, Values, integer, listing, number, one_of, parse
 from evalsuite.errors import UsageError
 
 OPTIONS = (*(o for o in select.OPTIONS if o.name != "policies"),
            Option("members", "[family[@checkpoint], family[@checkpoint]] (two generative policies)", parse=listing),
            Option("weights", "[0.1,0.2,...] weights of the first member to try", "[0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9]",
                   listing),
-           Option("fresh_episodes", "episodes per task of the confirmation on fresh initial conditions", "50", integer(1)),
+           Option("fresh_episodes", "episodes per task of the confirmation on fresh initial conditions", "50", integer(1, MAX_EPISODES)),
            Option("steps", "shared sampling steps", parse=integer(1)),
            Option("schedule", "auto | ddim | uniform", parse=one_of("auto", "ddim", "uniform")),
            Option("mix", "velocity | native", parse=one_of("velocity", "native")))

@@ -4,14 +4,13 @@ fields (Meta-World), for training."""
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-from evalsuite.commands.options import Option, integer, parse
+from evalsuite.commands.options import MAX_EPISODES, Option, folder, integer, parse
 from evalsuite.errors import UsageError
 
 OPTIONS = (Option("suite", "suite id"), Option("task", "task id"), Option("n", "successful demos to write",
-                                                                          parse=integer(1)),
-           Option("out", "HDF5 file to write (.hdf5)"), Option("seed", "root seed", "0", integer(0)),
+                                                                          parse=integer(1, MAX_EPISODES)),
+           Option("out", "HDF5 file to write (.hdf5)", parse=folder), Option("seed", "root seed", "0", integer(0)),
            Option("expert", "the policy that demonstrates", "scripted"),
            Option("obs", "observation mode of the suite (e.g. pointcloud)"))
 
@@ -27,7 +26,7 @@ def run(args: list[str]) -> int:
     suite = registry.suites.get(v["suite"])
     suite.task(v["task"])
     registry.policies.get(v["expert"])
-    out = Path(v["out"])
+    out = v["out"]
     if out.suffix not in (".hdf5", ".h5"):
         raise UsageError(f"out={v['out']!r}: demos are written as HDF5; use a .hdf5 file name")
     result = demos.collect(suite.id, v["task"], v["n"], seed=v["seed"], expert=v["expert"],

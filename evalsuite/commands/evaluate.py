@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any
 
-from evalsuite.commands.options import (Option, Values, boolean, default_out, integer, listing, non_negative, number,
-                                        one_of, parse, parse_policy, parse_tags, tracking_uri)
+from evalsuite.commands.options import (MAX_EPISODES, Option, Values, boolean, default_out, folder, integer, listing,
+                                        non_negative, number, one_of, parse, parse_policy, parse_tags, tracking_uri)
 from evalsuite.errors import UsageError
 from evalsuite.results import Results
 
@@ -29,11 +28,11 @@ FAMILY = (
 WORST_CASE = (
     Option("worst_case", "MDP families: cem (CEM search + same-budget grid per policy) | none", "cem",
            one_of("cem", "none")),
-    Option("generations", "worst-case search: CEM generations", "4", integer(1)),
-    Option("population", "worst-case search: candidates a generation", "8", integer(1)),
-    Option("episodes_per_point", "worst-case search: episodes per candidate", "4", integer(1)),
+    Option("generations", "worst-case search: CEM generations", "4", integer(1, 1000)),
+    Option("population", "worst-case search: candidates a generation", "8", integer(1, 10_000)),
+    Option("episodes_per_point", "worst-case search: episodes per candidate", "4", integer(1, MAX_EPISODES)),
     Option("fresh_episodes", "worst-case search: episodes re-running each winner on fresh initial conditions", "40",
-           integer(1)),
+           integer(1, MAX_EPISODES)),
 )
 def planned_effect(key: str, value: str) -> tuple[float, ...]:
     """P_BASELINE:DELTA[:DISCORDANCE], as ``evalsuite plan`` takes them: both success rates inside
@@ -64,17 +63,17 @@ STOPPING = (
     Option("planned", "stopping=sequential metric=success: P_BASELINE:DELTA[:DISCORDANCE] the run was planned for "
            "(as given to `evalsuite plan`); bets tuned to it decide sooner at that effect, valid at any",
            parse=planned_effect),
-    Option("max_episodes", "stopping=sequential: cap on initial conditions per task", "200", integer(1)),
-    Option("round_size", "stopping=sequential: initial conditions per round", "10", integer(1)),
+    Option("max_episodes", "stopping=sequential: cap on initial conditions per task", "200", integer(1, MAX_EPISODES)),
+    Option("round_size", "stopping=sequential: initial conditions per round", "10", integer(1, MAX_EPISODES)),
 )
 DESIGN = (
-    Option("episodes", "initial conditions per task (default: the suite's)", parse=integer(1)),
+    Option("episodes", "initial conditions per task (default: the suite's)", parse=integer(1, MAX_EPISODES)),
     Option("seed", "root seed", "0", integer(0)),
-    Option("out", "run folder (default: reports/<suite>-<hash of the request>)"),
+    Option("out", "run folder (default: reports/<suite>-<hash of the request>)", parse=folder),
     Option("max_steps", "cap on every task's step limit", parse=integer(1)),
 )
 PARALLEL = (
-    Option("batch_size", "parallel episodes", "8", integer(1)),
+    Option("batch_size", "parallel episodes", "8", integer(1, 4096)),
     Option("env_workers", "environment subprocesses stepped in lock-step (0: in-process; default: the suite's)",
            parse=integer(0)),
     Option("workers", "whole-episode workers: processes here, or Ray actors with executor=ray (0: lock-step)",
@@ -103,7 +102,7 @@ def _statistics() -> tuple[Option, ...]:
         Option("level", "confidence level (default: 0.95)", parse=number(0.0, 1.0)),
         Option("interval", " | ".join(INTERVAL_METHODS) + " (default: wilson)", parse=one_of(*INTERVAL_METHODS)),
         Option("correction", " | ".join(CORRECTIONS) + " (default: holm)", parse=one_of(*CORRECTIONS)),
-        Option("bootstrap_reps", "bootstrap resamples (default: 10000)", parse=integer(100)),
+        Option("bootstrap_reps", "bootstrap resamples (default: 10000)", parse=integer(100, 1_000_000)),
     )
 
 
@@ -172,7 +171,7 @@ def request(v: Values):
               "episodes": episodes, "seed": v["seed"], "max_steps": v.get("max_steps"),
               "suite_options": {k: v[k] for k in SUITE_OPTIONS if k in v}, "stopping": stopping.to_dict()}
     return EvaluateRequest(
-        suite=fields["suite"], policies=policies, out=Path(v["out"]) if "out" in v else default_out(fields),
+        suite=fields["suite"], policies=policies, out=v["out"] if "out" in v else default_out(fields),
         tasks=fields["tasks"], episodes=episodes, seed=v["seed"], max_steps=fields["max_steps"],
         suite_options=fields["suite_options"], stopping=stopping, batch_size=v["batch_size"],
         env_workers=v.get("env_workers"), executor=v["executor"], workers=v.get("workers"), cpus=v.get("cpus"),

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from evalsuite.commands.options import Option, parse, run_dir
+from evalsuite.commands.options import Option, folder, parse, run_dir
 
-OPTIONS = (Option("format", "csv | parquet", "csv"), Option("out", "file to write (default: RUN/episodes.FORMAT)"))
+OPTIONS = (Option("format", "csv | parquet", "csv"),
+           Option("out", "file to write (default: RUN/episodes.FORMAT)", parse=folder))
 
 
 def run(args: list[str]) -> int:

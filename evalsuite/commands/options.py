@@ -15,16 +15,25 @@ from typing import Any
 from evalsuite.errors import UsageError, choices
 
 Parser = Callable[[str, str], Any]  # (key, text as typed) -> typed value, or UsageError
+MAX_EPISODES = 100_000  # initial conditions per task: a plan holds every trial in memory
 
 
 def text(key: str, value: str) -> str:
     return value
 
 
-def integer(minimum: int | None = None) -> Parser:
+def integer(minimum: int | None = None, maximum: int | None = None) -> Parser:
+    """``maximum``: counts and sizes that would exhaust memory or never end are refused up front."""
     def parse(key: str, value: str) -> int:
-        return parse_int(key, value, minimum)
+        return parse_int(key, value, minimum, maximum)
     return parse
+
+
+def folder(key: str, value: str) -> Path:
+    """A path that must not be empty (``out=`` alone would write into the current directory)."""
+    if not value.strip():
+        raise UsageError(f"{key}= is empty; give a path, or leave {key}= out for the default")
+    return Path(value)
 
 
 def number(low: float | None = None, high: float | None = None) -> Parser:
@@ -131,13 +140,15 @@ def parse_list(key: str, value: str) -> list[str]:
     return items
 
 
-def parse_int(key: str, value: str, minimum: int | None = None) -> int:
+def parse_int(key: str, value: str, minimum: int | None = None, maximum: int | None = None) -> int:
     try:
         number = int(value)
     except ValueError:
         raise UsageError(f"{key}={value!r} is not an integer") from None
     if minimum is not None and number < minimum:
         raise UsageError(f"{key}={number} must be >= {minimum}")
+    if maximum is not None and number > maximum:
+        raise UsageError(f"{key}={number} is more than evalsuite takes ({maximum:,}); use at most {maximum}")
     return number
 
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from evalsuite.commands import evaluate
-from evalsuite.commands.options import Option, parse, run_dir
+from evalsuite.commands.options import Option, folder, parse, run_dir
 from evalsuite.errors import UsageError
 
 OPTIONS = (*evaluate.STATISTICS,
-           Option("out", "with several run folders: the combined report's folder"))
+           Option("out", "with several run folders: the combined report's folder", parse=folder))
 
 
 def run(args: list[str]) -> int:
@@ -27,7 +27,7 @@ def run(args: list[str]) -> int:
         for folder in folders:
             if not (Path(folder) / "plan.json").exists():
                 raise UsageError(f"{folder} is not a run folder (no plan.json)")
-        out = Path(v["out"])
+        out = v["out"]
         combine_runs([Path(f) for f in folders], out)
         rebuild_report(out, evaluate.analysis_options(v))
         return 0
