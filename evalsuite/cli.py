@@ -21,6 +21,7 @@ accepted, and exits with code 2. ``gate`` exits 0 (pass), 1 (regressed) or 3 (in
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Any
 
@@ -58,8 +59,27 @@ def plugin_commands() -> dict[str, Any]:
     return {ep.name: ep for ep in entry_points(group="evalsuite.commands") if ep.name not in BUILTIN}
 
 
+def _utf8_console() -> None:
+    """Under a non-UTF-8 locale (``LC_ALL=C``) a label or path with a non-ASCII character must
+    neither crash a print nor vanish: what the terminal cannot show is escaped."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure") and (stream.encoding or "").lower().replace("-", "") != "utf8":
+            stream.reconfigure(errors="backslashreplace")
+
+
+def _decoded(arg: str) -> str:
+    """An argument as the UTF-8 the user typed: under a non-UTF-8 locale Python hands over its
+    bytes as lone surrogates (``group=\\udcce\\udcb2`` for ``group=β``), which no file or figure can hold."""
+    try:
+        arg.encode("utf-8")
+        return arg
+    except UnicodeEncodeError:
+        return os.fsencode(arg).decode("utf-8", errors="replace")
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    _utf8_console()
+    argv = [_decoded(a) for a in (sys.argv[1:] if argv is None else argv)]
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(__doc__)
         return 0 if argv else 2

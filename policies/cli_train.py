@@ -122,7 +122,20 @@ def train_command(args: list[str]) -> int:
              batch_size=parse_int("batch_size", kv.get("batch_size", "64"), 2),
              lr=parse_float("lr", kv.get("lr", "3e-4"), 0.0, 1.0), seed=seed,
              half=_choice("storage", kv.get("storage", "float32"), ("float32", "float16")) == "float16",
-             device=_choice("device", kv.get("device", "cpu"), ("cpu", "cuda")),
+             device=_device(kv.get("device", "cpu")),
              deadline_s=parse_float("deadline", kv["deadline"], 0.0) if "deadline" in kv else None,
              progress=parse_bool("progress", kv.get("progress", "true" if sys.stderr.isatty() else "false")))
     return 0
+
+
+def _device(value: str) -> str:
+    """cpu, or cuda where this torch build and machine have it (checked before any training)."""
+    device = _choice("device", value, ("cpu", "cuda"))
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            built = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA device is visible"
+            raise UsageError(f"device=cuda, but {built}; use device=cpu (or install a CUDA build of torch on a "
+                             "machine with a GPU)")
+    return device

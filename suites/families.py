@@ -139,8 +139,16 @@ def design(family: FamilySpec, sampler: str = "sobol", mdps: int = 16, seed: int
     round(mdps ** (1 / d)) levels per axis (at least 2), ends included, so it has levels ** d MDPs."""
     if points is not None:
         for point in points:
-            for name in point:
-                family.axis(name)
+            for name, value in point.items():
+                axis = family.axis(name)
+                try:
+                    slack = 1e-9 * max(abs(axis.low), abs(axis.high))  # a range end computed through exp/log
+                    inside = axis.low - slack <= float(value) <= axis.high + slack
+                except (TypeError, ValueError):
+                    raise UsageError(f"points: {name}={value!r} is not a number") from None
+                if not inside:
+                    raise UsageError(f"points: {name}={value!r} is outside the family's range "
+                                     f"[{axis.low:g}, {axis.high:g}]")
         return [{**family.nominal, **{k: float(v) for k, v in p.items()}} for p in points]
     if sampler not in SAMPLERS:
         raise UsageError(f"sampler={sampler!r}; accepted: {choices(SAMPLERS)}")

@@ -244,3 +244,61 @@ def test_a_label_with_line_breaks_stays_on_its_line(finished_run, tmp_path, fake
     assert len(csv) == 1 + 2 * 3 * 2  # header + one line per episode
     assert not any(line.startswith("| injected") for line in csv)
     assert "\x1b" not in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ nothing lost, nothing half-started
+
+@pytest.mark.parametrize("damage", ["missing", "empty"])
+def test_report_without_episodes_leaves_the_results_as_they_were(damage, finished_run, tmp_path, fake_suite,
+                                                                  capsys):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    before = {name: (run / name).read_bytes() for name in ("results.json", "report.md", "report.html")}
+    if damage == "missing":
+        (run / "episodes.jsonl").unlink()
+    else:
+        (run / "episodes.jsonl").write_text("")
+    capsys.readouterr()
+    assert main(["report", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"episodes.jsonl is {damage}: no episode to report" in err, err
+    assert {name: (run / name).read_bytes() for name in before} == before
+
+
+def refusing_policy(task, suite, **params):
+    raise UsageError("this policy refuses the task")
+
+
+def test_a_failed_start_leaves_no_plan_and_the_corrected_command_runs(tmp_path, fake_suite, capsys):
+    from evalsuite.specs import PolicySpec
+
+    registry.policies.register(PolicySpec(id="refuses", entry_point="tests.test_received_folder:refusing_policy"))
+    out = tmp_path / "run"
+    assert main([*EVAL[:2], "policies=[ones,refuses]", *EVAL[3:], f"out={out}"]) == 2
+    assert "this policy refuses the task" in capsys.readouterr().err
+    assert not (out / "plan.json").exists() and not (out / "blinding.json").exists()
+    assert main([*EVAL, f"out={out}"]) == 0  # not "holds a run with other policies"
+
+
+_DRIVER = ("import sys; from evalsuite.cli import main; from tests.test_received_folder import _register; "
+           "_register(); sys.exit(main(sys.argv[1:]))")
+
+
+def test_a_non_utf8_locale_keeps_labels_and_files_whole(tmp_path):
+    """``LC_ALL=C`` without Python's UTF-8 mode: arguments arrive as surrogate escapes and the
+    console is ASCII; a non-ASCII group name must reach every file intact and crash nothing."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    out = tmp_path / "run"
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONIOENCODING": "", "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", _DRIVER, *EVAL[:2], "policies=[ones:group=β,ones:speed=0.5:group=γ]",
+                           *EVAL[3:], f"out={out}"], cwd=REPO, env=env, capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
+    assert "Traceback" not in done.stderr.decode(errors="replace")
+    assert "β" in (out / "report.md").read_text(encoding="utf-8")
+    assert "γ" in (out / "report.html").read_text(encoding="utf-8")
+    labels = {v["label"] for v in json.loads((out / "blinding.json").read_text(encoding="utf-8")).values()}
+    assert labels == {"ones:group=β", "ones:group=γ:speed=0.5"}

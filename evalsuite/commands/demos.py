@@ -31,6 +31,10 @@ def run(args: list[str]) -> int:
         raise UsageError(f"out={v['out']!r}: demos are written as HDF5; use a .hdf5 file name")
     result = demos.collect(suite.id, v["task"], v["n"], seed=v["seed"], expert=v["expert"],
                            suite_options={"obs": v["obs"]} if "obs" in v else None)
+    if not result.episodes:  # nothing to write: an empty file would look like a dataset
+        raise UsageError(f"expert={v['expert']!r} succeeded in none of {result.attempted} episodes of "
+                         f"{v['task']!r}; demos keep successful episodes only - use an expert that solves the task "
+                         "(e.g. expert=scripted)")
     if len(result.episodes) < v["n"]:
         print(f"warning: only {len(result.episodes)} of {result.attempted} expert episodes succeeded", file=sys.stderr)
     robomimic_layout = suite.simulator == "robosuite"
