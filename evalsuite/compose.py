@@ -73,14 +73,11 @@ def run_compose(base: EvaluateRequest, members: list[str], weights: list[float],
 
 
 def _figure(result: dict[str, Any], path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from evalsuite.plotting import subplots
 
     ws = [c["w"] for c in result["curve"]]
     means = [c["mean"] for c in result["curve"]]
-    fig, ax = plt.subplots(figsize=(5, 3.2))
+    fig, ax = subplots(figsize=(5, 3.2))
     ax.errorbar(ws, means, yerr=[[m - c["low"] for m, c in zip(means, result["curve"])],
                                  [c["high"] - m for m, c in zip(means, result["curve"])]],
                 fmt="o-", capsize=3, label="selection episodes")
@@ -93,7 +90,6 @@ def _figure(result: dict[str, Any], path) -> None:
     ax.legend(fontsize=8)
     with fsio.atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
-    plt.close(fig)
 
 
 def markdown(result: dict[str, Any]) -> str:

@@ -180,12 +180,9 @@ def _bar(enabled: bool, total: int, done: int):
 
 
 def _plot_losses(losses: list[float], path: Path) -> None:
-    import matplotlib
+    from evalsuite.plotting import subplots
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3))
+    fig, ax = subplots(figsize=(5, 3))
     ax.plot(losses, lw=0.5, alpha=0.5)
     if len(losses) >= 50:
         ax.plot(np.convolve(losses, np.ones(50) / 50, mode="valid"), lw=1.2)
@@ -194,4 +191,3 @@ def _plot_losses(losses: list[float], path: Path) -> None:
     ax.set_ylabel("loss")
     with fsio.atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
-    plt.close(fig)

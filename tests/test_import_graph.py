@@ -66,3 +66,21 @@ def test_no_import_cycles_in_the_core():
         if module not in state:
             cycle = visit(module)
             assert cycle is None, " -> ".join(cycle)
+
+
+def test_importing_and_drawing_leave_the_matplotlib_backend_alone():
+    """A notebook's backend stays: no module of the core calls matplotlib.use or pyplot, at import
+    or while drawing a report's figures."""
+    import subprocess
+    import sys
+
+    code = ("import os, matplotlib; matplotlib.use('svg'); import pkgutil, importlib, evalsuite; "
+            "[importlib.import_module(m.name) for m in pkgutil.walk_packages(evalsuite.__path__, 'evalsuite.') "
+            "if not m.name.startswith(('evalsuite.runner.ray', 'evalsuite.__main__'))]; "
+            "from evalsuite.plotting import subplots; fig, ax = subplots(figsize=(2, 2)); ax.plot([0, 1]); "
+            "import io; fig.savefig(io.BytesIO(), format='png'); "
+            "import sys; print(matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "MPLBACKEND"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-2:] == ["svg", "False"], out.stdout

@@ -12,51 +12,8 @@ import pytest
 
 from evalsuite import registry
 from evalsuite.journal import read
-from evalsuite.runner.envs import build_env
-from evalsuite.harness import build_policy
+from evalsuite.testing import check_policy, check_suite
 from tests.conftest import REPO
-
-
-def check_suite(suite_id: str, tasks=None) -> None:
-    """Every task builds, its observations match its info, and an initial condition is a pure
-    function of its seed (same seed twice -> same state; recorded state restores it)."""
-    suite = registry.suites.get(suite_id)
-    for task in tasks or suite.task_ids:
-        env = build_env(suite, task, suite.task(task).max_steps)
-        try:
-            obs1, init1 = env.reset(123, 0)
-            env.step(np.zeros(env.info.action_dim))
-            obs2, init2 = env.reset(123, 0)
-            obs3, init3 = env.reset(124, 1)
-            assert init1 == init2 and init1 != init3, task
-            for key, shape in env.info.obs_shapes.items():
-                assert obs1[key].shape == shape
-                np.testing.assert_array_equal(obs1[key], obs2[key])
-            if hasattr(env, "reset_to_rand_vecs"):
-                env.reset(999, 2)
-                np.testing.assert_array_equal(env.reset_to_rand_vecs(init1["rand_vecs"])["state"], obs1["state"])
-        finally:
-            env.close()
-
-
-def check_policy(policy_id: str, suite_id: str, task: str, **params) -> None:
-    """A policy fits its task, answers a batch with finite actions of the right shape, and is
-    reproducible: the same episode seed gives the same actions whatever the batch around it."""
-    suite = registry.suites.get(suite_id)
-    make = lambda: build_policy(policy_id, params, task, suite)  # noqa: E731
-    env = build_env(suite, task, 50)
-    obs = [env.reset(s, s)[0] for s in (1, 2, 3)]
-    env.close()
-    batch = {k: np.stack([o[k] for o in obs]) for k in obs[0]}
-    p1, p2 = make(), make()
-    for slot in range(3):
-        p1.reset(seed=10 + slot, slot=slot)
-    p2.reset(seed=11, slot=7)
-    a = p1.act(batch, np.arange(3))
-    assert a.shape == (3, env.info.action_dim) and np.all(np.isfinite(a))
-    b = p2.act({k: v[1:2] for k, v in batch.items()}, np.array([7]))
-    np.testing.assert_allclose(a[1:2], b, rtol=1e-5, atol=1e-6)
-    assert isinstance(p1.fingerprint(), str) and p1.fingerprint() == p2.fingerprint()
 
 
 SLOW_SUITES = {"robomimic-image", "robomimic-family/lift"}  # minutes of robosuite: `nox -s tests_slow`

@@ -11,7 +11,7 @@ from evalsuite.demos import collect, demo_seed
 from evalsuite.harness import EvaluateRequest, evaluate
 from evalsuite.plan import PolicyEntry, ic_seeds
 from evalsuite_policies.mlp_bc import MLPBCPolicy, MLPConfig, save, train_bc
-from tests.test_metaworld import check_policy
+from evalsuite.testing import check_policy
 
 
 @pytest.fixture(scope="module")

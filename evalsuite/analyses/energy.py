@@ -9,11 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from evalsuite.plotting import subplots
 from scipy.stats import mannwhitneyu  # noqa: E402
 
 from evalsuite.analyses import AnalysisInput  # noqa: E402
@@ -100,7 +98,7 @@ def metrics(section: dict[str, Any]) -> dict[str, float]:
 
 def _figure(section: dict[str, Any]):
     """Success against the episode's mean chunk energy, per energy-based policy."""
-    fig, ax = plt.subplots(figsize=(5, 3.2))
+    fig, ax = subplots(figsize=(5, 3.2))
     for i, (pol, e) in enumerate(section.items()):
         color = f"C{i}"
         pts = np.array(e["points"], dtype=float)

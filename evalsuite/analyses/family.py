@@ -248,17 +248,17 @@ def figures(section: dict[str, Any], results: Results) -> dict[str, Any]:
 def _curves_figure(fam: dict[str, Any]):
     """Success against each varied axis, per policy: per-MDP rates (dots), logistic fit with its
     band, the nominal value (dashed) and the worst case found (x, re-evaluated rate)."""
-    import matplotlib.pyplot as plt  # matplotlib is imported only to draw
+    from evalsuite.plotting import colors, subplots
 
     axes = fam["axes"]
     cols = min(3, max(1, len(axes)))
     rows = max(1, -(-len(axes) // cols))
-    fig, grid = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, grid = subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
+    palette = colors()
     for a_idx, axis in enumerate(axes):
         ax = grid[a_idx // cols][a_idx % cols]
         for p_idx, (pol, entry) in enumerate(fam["policies"].items()):
-            color = colors[p_idx % len(colors)]
+            color = palette[p_idx % len(palette)]
             pts = [(c["params"][axis["name"]], c["k"] / c["n"]) for c in entry["per_mdp"]]
             ax.scatter([x for x, _ in pts], [y for _, y in pts], s=10, color=color, alpha=0.5)
             curve = next((c for c in entry.get("curves", []) if c["axis"] == axis["name"]), None)
@@ -303,14 +303,14 @@ def _readable_log_axis(ax, low: float, high: float, most: int = 5) -> None:
 def _heatmap_figure(fam: dict[str, Any], pair: tuple[str, str] | None = None, bins: int = 4):
     """Mean per-MDP success over a 2-D binning of two axes, per policy (default: the two axes with
     the steepest fitted slopes of the first policy)."""
-    import matplotlib.pyplot as plt  # matplotlib is imported only to draw
+    from evalsuite.plotting import subplots
 
     axes = {a["name"]: a for a in fam["axes"]}
     policies = list(fam["policies"])
     if pair is None:
         slopes = {c["axis"]: abs(c["slope"] or 0) for c in fam["policies"][policies[0]].get("curves", [])}
         pair = tuple(sorted(axes, key=lambda n: -slopes.get(n, 0))[:2])
-    fig, grid = plt.subplots(1, len(policies), figsize=(3.8 * len(policies), 3.2), squeeze=False)
+    fig, grid = subplots(1, len(policies), figsize=(3.8 * len(policies), 3.2), squeeze=False)
     for i, pol in enumerate(policies):
         ax = grid[0][i]
         cells = fam["policies"][pol]["per_mdp"]
