@@ -382,16 +382,21 @@ Clip = tuple[str, str, str, str]
 def _videos(run_dir: Path, results: Results) -> dict[tuple[str, str], list[Clip]]:
     """(task, policy) -> the clips rendered into RUN/videos/, each captioned with its outcome (and,
     for a failure with task progress, its failure mode)."""
-    index_path = run_dir / "videos" / "index.json"
-    if not index_path.exists():
-        return {}
-    import json
+    import sys
 
+    from evalsuite import video
     from evalsuite.analyses.progress import failure_category
+    from evalsuite.errors import UsageError
     from evalsuite.journal import JOURNAL_FILE, finished_trials, read
     from evalsuite.plan import load as load_plan
 
-    index = json.loads(index_path.read_text())
+    try:
+        index = video.read_index(run_dir)
+    except UsageError as exc:  # the report still builds, its videos shown as missing
+        print(f"videos: {exc}; the report shows no videos", file=sys.stderr)
+        return {}
+    if not index:
+        return {}
     final = finished_trials(read(run_dir / JOURNAL_FILE), results.options.max_attempts)
     max_steps = load_plan(run_dir)[0].max_steps
     labels = {entry["code"]: label for label, entry in results.policies.items()}
@@ -403,8 +408,9 @@ def _videos(run_dir: Path, results: Results) -> dict[tuple[str, str], list[Clip]
         outcome = r.status.replace("_", " ")
         if not r.success and (r.milestones or r.status == "policy_error"):
             outcome = f"failure: {failure_category(r, max_steps.get(r.task))}"
+        # a video absent, empty or not where the index says: "" (shown as missing, not linked)
         out.setdefault((r.task, labels[r.policy_code]), []).append(
-            (trial, outcome, f"videos/{name}", f"videos/{name.removesuffix('.mp4')}.png"))
+            (trial, outcome, *video.clip_files(run_dir, trial, name)))
     return out
 
 
@@ -414,9 +420,11 @@ def _gallery(videos: dict[tuple[str, str], list[Clip]]) -> str:
         return ""
     cells = []
     for (task, policy), rows in videos.items():
-        clips = "".join(f'<figure><video controls preload="metadata" width="256" poster="{html.escape(poster)}" '
-                        f'src="{html.escape(path)}"></video><figcaption>{html.escape(trial)}: {html.escape(outcome)}'
-                        f"</figcaption></figure>" for trial, outcome, path, poster in rows)
+        clips = "".join(('<figure><video controls preload="metadata" width="256"'
+                         + (f' poster="{html.escape(poster)}"' if poster else "")
+                         + f' src="{html.escape(path)}"></video>' if path else "<figure><p>video missing</p>")
+                        + f"<figcaption>{html.escape(trial)}: {html.escape(outcome)}</figcaption></figure>"
+                        for trial, outcome, path, poster in rows)
         cells.append(f"<h3>{html.escape(task)} - {html.escape(policy)}</h3><div class='gallery'>{clips}</div>")
     return "<h2>Rollout videos</h2>" + "".join(cells)
 
@@ -453,7 +461,8 @@ def write(run_dir: Path, results: Results) -> tuple[Path, Path]:
         return [""] + [f"![{name}](figures/{_figure_file(name)})" for name in parts.get(part, {})] + [""]
 
     links = ["", "## Rollout videos", ""] + [
-        f"- {task}, {policy}: " + ", ".join(f"[{trial} ({outcome})]({path})" for trial, outcome, path, _ in rows)
+        f"- {task}, {policy}: " + ", ".join(f"[{trial} ({outcome})]({path})" if path else
+                                            f"{trial} ({outcome}; video missing)" for trial, outcome, path, _ in rows)
         for (task, policy), rows in videos.items()] if videos else []
     md = [*introduction(results), *summary_lines(results), *md_figures("summary"), *links]
     for section_id, lines in sections:

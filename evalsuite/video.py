@@ -7,6 +7,13 @@ render a frame after the reset and after every step; the replayed record must ma
 one (steps and status), or the video is not kept. Files are named by trial id - task, initial
 condition and blinding code, never the policy - in ``RUN/videos/`` with an index for the report.
 
+Every file here is written under a temporary name beside its target and renamed over it only when
+complete (``evalsuite.fsio``): a render killed or a disk filling up mid-way leaves the videos,
+posters and index of before as they were (and hidden ``.*.part*`` files, swept by the next render).
+The render process dies with the process that started it, and each ffmpeg with the render process
+(Linux: ``PR_SET_PDEATHSIG``; elsewhere a thread watching the parent), so nothing writes on after a
+kill.
+
 Rendering is offscreen OpenGL through MuJoCo: OSMesa (Mesa's software rasterizer, the Debian
 package ``libosmesa6``) unless ``EVALSUITE_GL`` names another MuJoCo backend (``egl`` on a GPU).
 It runs in a child process started with ``MUJOCO_GL`` set to it, since MuJoCo picks its backend
@@ -17,10 +24,19 @@ so the parent's value is not used).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import ctypes.util
 import dataclasses
 import json
 import os
+import pickle
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +51,7 @@ MODES = ("none", "sample", "failures", "all")
 VIDEO_DIR, INDEX_FILE = "videos", "index.json"
 FPS = 25
 SAMPLE_PER_OUTCOME = 1  # with video=sample: this many successes and failures per task and policy
+MIN_SIDE, MAX_SIDE = 16, 2048  # frame width and height in pixels: a typo never allocates gigabytes a frame
 
 
 def backend() -> str:
@@ -58,6 +75,69 @@ def unavailable() -> str | None:
     except ImportError:
         return "videos skipped: encoding needs imageio-ffmpeg (pip install 'evalsuite[video]')"
     return None
+
+
+def check_size(size: tuple[int, int]) -> None:
+    """Frame width and height within MIN_SIDE..MAX_SIDE pixels, or a one-line UsageError."""
+    for key, side in zip(("width", "height"), size):
+        if side < MIN_SIDE:
+            raise UsageError(f"{key}={side} must be >= {MIN_SIDE}")
+        if side > MAX_SIDE:
+            raise UsageError(f"{key}={side} must be <= {MAX_SIDE}")
+
+
+def check_camera(suite_id: str, cameras: Sequence[str], camera: str) -> None:
+    """``camera`` (empty: the suite's first) among the cameras the suite's environment declares.
+    Called before any episode runs (evaluate) or is replayed (video)."""
+    if camera and cameras and camera not in cameras:
+        raise UsageError(f"camera={camera!r} is not a camera of suite {suite_id!r}; accepted: {choices(cameras)}")
+
+
+def read_index(run_dir: Path) -> dict[str, str]:
+    """``RUN/videos/index.json`` (trial id -> file name), {} when there is none; an empty, truncated
+    or foreign one (or a link) is a UsageError saying it is damaged and what to do."""
+    path = Path(run_dir) / VIDEO_DIR / INDEX_FILE
+
+    def damaged(why: str) -> UsageError:
+        return UsageError(f"{path}: damaged ({why}) - delete it and run `evalsuite video {run_dir}` to render the "
+                          "videos again")
+
+    if path.is_symlink():
+        raise damaged("a symbolic link")
+    if not path.exists():
+        return {}
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise damaged("not UTF-8 text") from None
+    if not text.strip():
+        raise damaged("empty")
+    try:
+        index = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise damaged(f"not JSON: {exc.msg} at line {exc.lineno}") from None
+    if not isinstance(index, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in index.items()):
+        raise damaged("not a map of trial id to video file")
+    return index
+
+
+def clip_files(run_dir: Path, trial: str, name: str) -> tuple[str, str]:
+    """The video of ``trial`` the index names and its poster, as paths relative to the run folder;
+    each is "" where missing or damaged: an entry that is not this trial's file in videos/, a file
+    absent, empty or a link. The report shows such a video as missing instead of linking it."""
+    folder = Path(run_dir) / VIDEO_DIR
+
+    def whole(file: str) -> bool:
+        try:
+            st = os.lstat(folder / file)
+        except OSError:
+            return False
+        return stat.S_ISREG(st.st_mode) and st.st_size > 0
+
+    if name != file_name(trial) or not whole(name):
+        return "", ""
+    poster = poster_name(name)
+    return f"{VIDEO_DIR}/{name}", f"{VIDEO_DIR}/{poster}" if whole(poster) else ""
 
 
 def choose(records: Sequence[EpisodeRecord], mode: str, max_steps: dict[str, int] | None = None) -> list[EpisodeRecord]:
@@ -94,40 +174,201 @@ def poster_name(video: str | Path) -> str:
     return str(video).removesuffix(".mp4") + ".png"
 
 
-class RecordingEnv:
-    """A task environment that renders a frame after every reset and step: each reset starts the
-    next file of ``paths`` (the replayed episodes of this task, in the order they run)."""
+# ---------------------------------------------------------------- processes that die with their parent
 
-    def __init__(self, env, paths: list[str], camera: str, width: int, height: int) -> None:
-        self.env, self.info = env, env.info
-        self._paths, self._camera, self._size = list(paths), camera, (width, height)
-        self._writer: Any = None
-        self._path = ""
-        self._last: np.ndarray | None = None
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
-    def _frame(self) -> None:
-        self._last = np.ascontiguousarray(self.env.render(self._camera, *self._size), dtype=np.uint8)
-        self._writer.send(self._last)
 
-    def _next_file(self) -> None:
+def _prctl() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _prctl()  # resolved here, so a forked child only calls it (no dynamic loading after fork)
+
+
+def _kill_me_with_parent() -> bool:
+    """Linux: the kernel sends this process SIGKILL when its parent dies. False where unsupported."""
+    return _PRCTL is not None and _PRCTL(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+
+
+_ENCODERS: set[_Encoder] = set()  # the ffmpeg processes of this (render) process, for the watcher
+
+
+def _die_with(parent_pid: int) -> None:
+    """This render process ends when ``parent_pid`` does, whatever kills it: on Linux the kernel kills
+    it at once; elsewhere a thread polling the parent kills its ffmpeg processes, then exits."""
+    watched = not _kill_me_with_parent()
+    if os.getppid() != parent_pid:  # died before the line above
+        os._exit(1)
+    if watched:
+        threading.Thread(target=_watch, args=(parent_pid,), daemon=True, name="evalsuite-parent-watch").start()
+
+
+def _watch(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(0.2)
+    for encoder in list(_ENCODERS):
+        encoder.kill()
+    os._exit(1)
+
+
+def _child_main(conn, parent_pid: int, fn: Callable[..., Any], args: tuple) -> None:
+    _die_with(parent_pid)
+    try:
+        answer = ("ok", fn(*args))
+    except BaseException as exc:  # sent back whole, raised again in the parent
+        try:
+            pickle.loads(pickle.dumps(exc))
+        except Exception:
+            exc = RuntimeError(f"{type(exc).__name__}: {exc}")
+        answer = ("error", exc)
+    conn.send(answer)
+    conn.close()
+
+
+def _in_child(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` in a fresh (spawned) process that dies with this one; its exception is raised here.
+    If this process is interrupted the child is killed, not waited for."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    receive, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_child_main, args=(send, os.getpid(), fn, args), daemon=True,
+                        name="evalsuite-render")
+    child.start()
+    send.close()
+    answered = False
+    try:
+        try:
+            status, value = receive.recv()
+            answered = True
+        except EOFError:
+            child.join(5)
+            raise RuntimeError(f"the render process ended without an answer (exit code {child.exitcode})") from None
+    finally:
+        receive.close()
+        if answered:
+            child.join(10)  # it exits once it has answered
+        if child.is_alive():  # interrupted here (or stuck): killed, its ffmpeg with it
+            child.kill()
+        child.join()
+    if status == "error":
+        raise value
+    return value
+
+
+class _Encoder:
+    """ffmpeg encoding RGB frames sent through a pipe into an H.264 mp4 at ``path``. It dies with the
+    process that started it (Linux), and ``close`` says when it failed (a full disk) instead of
+    leaving a short file unannounced."""
+
+    def __init__(self, path: str, size: tuple[int, int], label: str) -> None:
         import imageio_ffmpeg
 
+        width, height = size
+        padded = (-(-width // 8) * 8, -(-height // 8) * 8)  # macroblocks: most players need sides of 8k
+        scale = ["-vf", f"scale={padded[0]}:{padded[1]}"] if padded != size else []
+        cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
+               "-s", f"{width}x{height}", "-r", str(FPS), "-i", "-", "-an", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+               "-crf", "25", *scale, "-movflags", "+faststart", "-f", "mp4", path]
+        self.label = label
+        self._log = tempfile.TemporaryFile()
+        try:
+            self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log,
+                                          bufsize=0, preexec_fn=_kill_me_with_parent if _PRCTL is not None else None)
+        except BaseException:
+            self._log.close()
+            raise
+        _ENCODERS.add(self)
+
+    def send(self, frame: np.ndarray) -> None:
+        try:
+            self._proc.stdin.write(frame.tobytes())
+        except OSError as exc:  # ffmpeg is gone (it failed writing, or was killed)
+            self.kill()
+            why = self._why()
+            self._log.close()
+            raise OSError(f"ffmpeg stopped while encoding {self.label}: {why or exc}") from None
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._proc.stdin.close()
+        code = self._proc.wait()
+        _ENCODERS.discard(self)
+        why = self._why()
+        self._log.close()
+        if code:
+            how = f"killed by {signal.Signals(-code).name}" if code < 0 and -code in signal.valid_signals() else \
+                f"exit code {code}"
+            raise OSError(f"ffmpeg failed encoding {self.label} ({how})" + (f": {why}" if why else ""))
+
+    def kill(self) -> None:
+        with contextlib.suppress(OSError):
+            self._proc.kill()
+        self._proc.wait()
+        _ENCODERS.discard(self)
+
+    def _why(self) -> str:
+        """ffmpeg's last line of complaint."""
+        try:
+            self._log.seek(0)
+            lines = self._log.read().decode(errors="replace").strip().splitlines()
+        except (OSError, ValueError):
+            return ""
+        return lines[-1].strip() if lines else ""
+
+
+class RecordingEnv:
+    """A task environment that renders a frame after every reset and step: each reset starts the
+    next (video, poster, name) of ``files`` (temporary files beside their targets, and the target's
+    name: the replayed episodes of this task, in the order they run). An episode's file is finished
+    when the episode ends (a success or the step limit), so an encoder failing fails that episode's
+    replay; the poster, its last frame, is written only after ffmpeg finished the video without error."""
+
+    def __init__(self, env, files: list[tuple[str, str, str]], camera: str, width: int, height: int,
+                 max_steps: int) -> None:
+        self.env, self.info = env, env.info
+        self._files, self._camera, self._size, self._max_steps = list(files), camera, (width, height), max_steps
+        self._encoder: _Encoder | None = None
+        self._poster = ""
+        self._last: np.ndarray | None = None
+        self._steps = 0
+
+    def _frame(self) -> None:
+        frame = np.ascontiguousarray(self.env.render(self._camera, *self._size), dtype=np.uint8)
+        expected = (self._size[1], self._size[0], 3)
+        if frame.shape != expected:
+            raise ValueError(f"camera {self._camera!r} rendered a frame of shape {frame.shape}, not {expected}")
+        self._last = frame
+        if self._encoder is not None:
+            self._encoder.send(frame)
+
+    def _next_file(self) -> None:
         self._finish()
-        self._path = self._paths.pop(0)
-        self._writer = imageio_ffmpeg.write_frames(self._path, self._size, fps=FPS, codec="libx264",
-                                                   pix_fmt_out="yuv420p", macro_block_size=8,
-                                                   output_params=["-movflags", "+faststart"])
-        self._writer.send(None)  # start the encoder
+        video, self._poster, name = self._files.pop(0)
+        self._encoder = _Encoder(video, self._size, name)
+        self._last, self._steps = None, 0
 
     def _finish(self) -> None:
-        """Close the file; its last frame (how the episode ended) is kept beside it as the poster."""
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-            if self._last is not None:
-                from PIL import Image
+        """Close the video; its last frame (how the episode ended) is kept beside it as the poster."""
+        if self._encoder is None:
+            return
+        encoder, self._encoder = self._encoder, None
+        encoder.close()  # raises if ffmpeg failed: then no poster, and the video is not kept
+        if self._last is not None:
+            import io
 
-                Image.fromarray(self._last).save(poster_name(self._path))
+            from PIL import Image
+
+            png = io.BytesIO()
+            Image.fromarray(self._last).save(png, format="PNG")
+            with open(self._poster, "wb") as fh:  # our own temporary file (fsio.atomic_path made it)
+                fh.write(png.getvalue())
 
     def reset(self, ic_seed: int, ic_index: int):
         self._next_file()
@@ -136,16 +377,26 @@ class RecordingEnv:
         return out
 
     def step(self, action):
+        from evalsuite.interfaces import InfrastructureError
+
         result = self.env.step(action)
-        self._frame()
+        try:
+            self._frame()
+            self._steps += 1
+            if result.success or self._steps >= self._max_steps:  # the episode ends here
+                self._finish()
+        except OSError as exc:  # the recording failed (ffmpeg, a full disk), not the policy
+            raise InfrastructureError(f"recording failed: {exc}") from exc
         return result
 
     def close(self) -> None:
-        self._finish()
-        self.env.close()
+        try:
+            self._finish()  # an episode that ended otherwise (a policy error) is finished here
+        finally:
+            self.env.close()
 
 
-def recording_env(task_id: str, max_steps: int, *, video_inner: str, video_paths: dict[str, list[str]],
+def recording_env(task_id: str, max_steps: int, *, video_inner: str, video_files: dict[str, list[tuple[str, str, str]]],
                   video_camera: str, video_width: int, video_height: int, **kwargs: Any) -> RecordingEnv:
     """The suite's own environment, wrapped (an entry point, so the executor builds it as any other)."""
     env = load_entry_point(video_inner)(task_id, max_steps=max_steps, **kwargs)
@@ -154,65 +405,146 @@ def recording_env(task_id: str, max_steps: int, *, video_inner: str, video_paths
     camera = video_camera or env.info.cameras[0]
     if camera not in env.info.cameras:
         raise UsageError(f"camera={camera!r}; accepted: {choices(env.info.cameras)}")
-    return RecordingEnv(env, video_paths[task_id], camera, video_width, video_height)
+    return RecordingEnv(env, video_files[task_id], camera, video_width, video_height, max_steps)
+
+
+class _Staged:
+    """A file written under a temporary name beside ``target`` (``fsio.atomic_path``), then either
+    published - renamed over the target - or discarded, leaving the target as it was."""
+
+    class _Discard(Exception):
+        pass
+
+    def __init__(self, target: Path, root: Path) -> None:
+        from evalsuite import fsio
+
+        self._cm = fsio.atomic_path(target, root)
+        self.tmp = self._cm.__enter__()
+        self._open = True
+
+    def publish(self) -> None:
+        if self._open:
+            self._open = False
+            self._cm.__exit__(None, None, None)
+
+    def discard(self) -> None:
+        if self._open:
+            self._open = False
+            self._cm.__exit__(self._Discard, self._Discard(), None)
+
+
+def _not_kept(journaled: EpisodeRecord, again: EpisodeRecord | None, staged: tuple[_Staged, _Staged]) -> str:
+    """Why a replay's video is not kept ("" when it is): the replay must match its journaled episode
+    and its video and poster must be whole."""
+    if again is None:
+        return "it was not replayed"
+    if (again.steps, again.status) != (journaled.steps, journaled.status):
+        reason = (again.reason.splitlines() or [""])[0]
+        return (f"the replay ended {again.status} after {again.steps} steps, the journal says {journaled.status} "
+                f"after {journaled.steps}" + (f" ({reason})" if reason else ""))
+    video, poster = (s.tmp for s in staged)
+    if not video.stat().st_size:
+        return "no video was written"
+    try:
+        from PIL import Image
+
+        with Image.open(poster) as image:
+            image.verify()
+    except Exception:
+        return "its video was not finished (see the lines above)"
+    return ""
 
 
 def replay(suite: SuiteSpec, make_policy: Callable[[str, str], Any], max_steps: dict[str, int],
            records: Sequence[EpisodeRecord], folder: Path, camera: str = "",
-           size: tuple[int, int] = (256, 192)) -> dict[str, str]:
+           size: tuple[int, int] = (256, 192), root: Path | None = None) -> tuple[dict[str, str], list[str]]:
     """Run ``records``' trials again, one at a time through the lock-step executor, rendering each
-    to ``folder``; returns trial id -> file for the replays that matched their journaled episode
-    (steps and status). A mismatch deletes its file."""
+    into ``folder`` (inside the run folder ``root``, by default its parent); returns trial id -> file
+    for the replays that matched their journaled episode (steps and status), and one line for each
+    that did not. Only a matching, whole video replaces the file of the same name; the others leave
+    the previous file (if any) as it was."""
     from evalsuite.plan import Trial
     from evalsuite.runner import LocalExecutor, RunContext
 
+    root = Path(root) if root is not None else Path(folder).parent
     order = sorted(records, key=lambda r: (r.task, r.trial_id))  # one task at a time: one environment each
-    paths: dict[str, list[str]] = {}
-    for r in order:
-        paths.setdefault(r.task, []).append(str(folder / file_name(r.trial_id)))
-    wrapped = dataclasses.replace(suite, entry_point="evalsuite.video:recording_env", kwargs={
-        **suite.kwargs, "video_inner": suite.entry_point, "video_paths": paths, "video_camera": camera,
-        "video_width": size[0], "video_height": size[1]})
-    trials = [Trial(r.trial_id, r.task, r.ic_index, r.ic_seed, r.policy_seed, r.policy_code) for r in order]
-    replayed: dict[str, EpisodeRecord] = {}
-    with LocalExecutor(batch_size=1) as executor:
-        executor.run(trials, RunContext(suite=wrapped, max_steps=max_steps, make_policy=make_policy),
-                     lambda rec: replayed.__setitem__(rec.trial_id, rec))
-    index = {}
-    for r in order:
-        again = replayed.get(r.trial_id)
-        if again is not None and (again.steps, again.status) == (r.steps, r.status):
+    staged: dict[str, tuple[_Staged, _Staged]] = {}
+    try:
+        files: dict[str, list[tuple[str, str, str]]] = {}
+        for r in order:
+            target = folder / file_name(r.trial_id)
+            video, poster = staged[r.trial_id] = (_Staged(target, root), _Staged(Path(poster_name(target)), root))
+            files.setdefault(r.task, []).append((str(video.tmp), str(poster.tmp), target.name))
+        wrapped = dataclasses.replace(suite, entry_point="evalsuite.video:recording_env", kwargs={
+            **suite.kwargs, "video_inner": suite.entry_point, "video_files": files, "video_camera": camera,
+            "video_width": size[0], "video_height": size[1]})
+        trials = [Trial(r.trial_id, r.task, r.ic_index, r.ic_seed, r.policy_seed, r.policy_code) for r in order]
+        replayed: dict[str, EpisodeRecord] = {}
+        with LocalExecutor(batch_size=1) as executor:
+            executor.run(trials, RunContext(suite=wrapped, max_steps=max_steps, make_policy=make_policy),
+                         lambda rec: replayed.__setitem__(rec.trial_id, rec))
+        index, notes = {}, []
+        for r in order:
+            why = _not_kept(r, replayed.get(r.trial_id), staged[r.trial_id])
+            if why:
+                notes.append(f"{r.trial_id}: not kept: {why}")
+                continue
+            video, poster = staged.pop(r.trial_id)
+            try:
+                poster.publish()
+                video.publish()
+            finally:
+                video.discard()
             index[r.trial_id] = file_name(r.trial_id)
-        else:
-            for stale in (folder / file_name(r.trial_id), Path(poster_name(folder / file_name(r.trial_id)))):
-                stale.unlink(missing_ok=True)
-    return index
+        return index, notes
+    finally:
+        for pair in staged.values():
+            for s in pair:
+                s.discard()
+
+
+def _sweep(folder: Path) -> None:
+    """Temporary files a killed render left (hidden ``.NAME.XXXX.part*``). Only under the run
+    folder's lock, so no render is writing them."""
+    for leftover in folder.glob(".*.part*"):
+        with contextlib.suppress(OSError):
+            if leftover.is_file() and not leftover.is_symlink():
+                leftover.unlink()
 
 
 def render_run(run_dir: Path, suite: SuiteSpec, make_policy: Callable[[str, str], Any], mode: str = "sample",
                trials: Sequence[str] = (), camera: str = "", size: tuple[int, int] = (256, 192),
                log: Callable[[str], None] = print) -> dict[str, str]:
     """Render the chosen episodes of a run folder (or the named trials) into RUN/videos/, in a child
-    process with the offscreen backend; returns trial id -> file, also written to the index.
-    ``suite`` is the run's suite with its options and ``make_policy`` its policy factory (picklable)."""
-    import multiprocessing as mp
-
+    process with the offscreen backend; returns trial id -> file for the episodes rendered now (the
+    index, also holding earlier ones, is updated with them), and logs one line for each not kept.
+    ``suite`` is the run's suite with its options and ``make_policy`` its policy factory (picklable).
+    The caller holds the run folder's lock (evaluate's, or ``evalsuite video``'s)."""
     from evalsuite import plan as plan_mod
     from evalsuite.runner.envs import env_info
 
+    check_size(size)
+    read_index(run_dir)  # damaged: said before anything is rendered
     plan, _ = plan_mod.load(run_dir)
     task = plan.tasks[0]
-    reason = unavailable() or ("" if env_info(suite, task, plan.max_steps[task]).cameras else
-                               f"videos skipped: the environments of suite {plan.suite!r} declare no cameras")
+    reason = unavailable()
+    cameras = () if reason else env_info(suite, task, plan.max_steps[task]).cameras
+    if not reason and not cameras:
+        reason = f"videos skipped: the environments of suite {plan.suite!r} declare no cameras"
     if reason:
         log(reason)
         return {}
-    with gl_environment(), mp.get_context("spawn").Pool(1) as pool:  # the child imports MuJoCo fresh
-        return pool.apply(_render_in_child, (str(run_dir), suite, make_policy, mode, list(trials), camera, size))
+    check_camera(plan.suite, cameras, camera)
+    with gl_environment():  # the child imports MuJoCo fresh
+        index, notes = _in_child(_render_in_child, str(run_dir), suite, make_policy, mode, list(trials), camera, size)
+    for note in notes:
+        log(f"videos: {note}")
+    return index
 
 
 def _render_in_child(run_dir: str, suite: SuiteSpec, make_policy: Callable[[str, str], Any], mode: str,
-                     trials: list[str], camera: str, size: tuple[int, int]) -> dict[str, str]:
+                     trials: list[str], camera: str, size: tuple[int, int]) -> tuple[dict[str, str], list[str]]:
+    from evalsuite import fsio
     from evalsuite import plan as plan_mod
     from evalsuite.journal import JOURNAL_FILE, finished_trials, read
 
@@ -226,10 +558,10 @@ def _render_in_child(run_dir: str, suite: SuiteSpec, make_policy: Callable[[str,
         chosen = [final[t] for t in trials]
     else:
         chosen = choose(list(final.values()), mode, plan.max_steps)
-    out_dir = folder / VIDEO_DIR
-    out_dir.mkdir(exist_ok=True)
-    index_path = out_dir / INDEX_FILE
-    index: dict[str, str] = json.loads(index_path.read_text()) if index_path.exists() else {}
-    index.update(replay(suite, make_policy, dict(plan.max_steps), chosen, out_dir, camera, size))
-    index_path.write_text(json.dumps(index, indent=1, sort_keys=True))
-    return index
+    out_dir = fsio.make_dir(folder / VIDEO_DIR, root=folder)
+    _sweep(out_dir)
+    index = read_index(folder)
+    rendered, notes = replay(suite, make_policy, dict(plan.max_steps), chosen, out_dir, camera, size, root=folder)
+    if rendered:
+        fsio.write_json(out_dir / INDEX_FILE, dict(sorted({**index, **rendered}.items())), root=folder)
+    return rendered, notes

@@ -2,15 +2,24 @@
 step, and the rendered frames show the scene. Rendering needs OSMesa (`.ci/run` installs Debian's
 libosmesa6); where it is missing the run says so in one line and keeps every result."""
 
+import contextlib
 import dataclasses
+import importlib.util
 import json
+import os
+import signal
 import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from evalsuite import video
 from evalsuite.cli import main
+from evalsuite.errors import UsageError
+from tests.conftest import REPO, CountdownEnv
 
 RENDERS = video.unavailable() is None
 
@@ -93,3 +102,233 @@ def test_choose_keeps_one_success_and_one_failure_per_task_and_policy():
     assert [r.ic_index for r in video.choose(modes, "sample", {"t": 5})] == [0, 1]  # no milestone; near the goal
     with pytest.raises(Exception, match="video='often'"):
         video.choose(records, "often")
+
+
+# ---------------------------------------------------------------- a fake suite that renders (no OpenGL)
+# Frames are drawn with numpy, so these tests need only ffmpeg (imageio-ffmpeg), never OSMesa; a
+# subprocess sees the same suite through _DRIVER.
+
+ENCODES = importlib.util.find_spec("imageio_ffmpeg") is not None
+needs_ffmpeg = pytest.mark.skipif(not ENCODES, reason="encoding needs imageio-ffmpeg")
+CAMERA_EVAL = ["evaluate", "suite=fake-cam", "policies=[ones,ones:speed=0.5]", "episodes=2", "max_steps=14",
+               "tracking_uri=none", "progress=false"]
+SMALL = ["video=all", "width=64", "height=48"]
+
+
+class CameraEnv(CountdownEnv):
+    """The fake task with two cameras; a frame is a ramp whose colour follows the running sum.
+    ``EVALSUITE_TEST_RENDER_DELAY`` (seconds a frame) makes rendering slow enough to kill mid-way."""
+
+    def __init__(self, task_id: str, max_steps: int = 30, **kwargs) -> None:
+        super().__init__(task_id, max_steps, **kwargs)
+        self.info = dataclasses.replace(self.info, cameras=("front", "side"))
+
+    def render(self, camera: str, width: int, height: int) -> np.ndarray:
+        time.sleep(float(os.environ.get("EVALSUITE_TEST_RENDER_DELAY", "0")))
+        frame = np.zeros((height, width, 3), np.uint8)
+        frame[..., 0] = np.linspace(0, 255, width, dtype=np.uint8)[None, :]
+        frame[..., 1] = int(self.total * 23) % 256
+        frame[..., 2] = 255 if camera == "side" else 0
+        return frame
+
+
+def register_camera_suite() -> None:
+    from evalsuite import registry
+    from evalsuite.specs import PolicySpec, SuiteSpec, TaskSpec
+
+    registry.suites.all()
+    registry.policies.all()
+    registry.suites.register(SuiteSpec(id="fake-cam", entry_point="tests.test_video:CameraEnv",
+                                       tasks=(TaskSpec("t1", 30),), default_episodes=2))
+    if "ones" not in registry.policies.all():
+        registry.policies.register(PolicySpec(id="ones", entry_point="tests.conftest:OnesPolicy",
+                                              params={"speed": 1.0, "chunk": 0, "nan_after": -1, "compute_s": 0.0}))
+
+
+@pytest.fixture
+def camera_run(tmp_path, monkeypatch):
+    """A finished run of the fake camera suite with every episode rendered (4 videos of 64x48)."""
+    monkeypatch.setenv("EVALSUITE_GL", "egl")  # the fake draws its frames itself: no OSMesa needed
+    register_camera_suite()
+    run = tmp_path / "run"
+    assert main([*CAMERA_EVAL, "video=none", f"out={run}"]) == 0
+    assert main(["video", str(run), *SMALL]) == 0
+    assert len(json.loads((run / "videos" / "index.json").read_text())) == 4
+    return run
+
+
+def _snapshot(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+_DRIVER = ("import sys; from evalsuite.cli import main; from tests.test_video import register_camera_suite; "
+           "register_camera_suite(); sys.exit(main(sys.argv[1:]))")
+
+
+def _evalsuite(args, **kwargs):
+    """``evalsuite ARGS`` in a subprocess that knows the fake camera suite (its own session)."""
+    env = {**os.environ, "EVALSUITE_GL": "egl", "PYTHONPATH": str(REPO)}
+    env.update(kwargs.pop("env", {}))
+    kwargs.setdefault("stdout", subprocess.PIPE)
+    kwargs.setdefault("stderr", subprocess.PIPE)
+    return subprocess.Popen([sys.executable, "-c", _DRIVER, *map(str, args)], cwd=REPO, env=env,
+                            start_new_session=True, **kwargs)
+
+
+def _descendants(pid):
+    """Every process below ``pid`` (Linux /proc), by parent links."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                stat = (entry / "stat").read_text()
+                parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    out, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - out
+        out |= frontier
+    return out
+
+
+def _alive(pid):
+    """Running, not a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@needs_ffmpeg
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
+@pytest.mark.parametrize("kill", ["parent", "group"])
+def test_a_killed_rerender_keeps_the_good_videos_and_no_process_outlives_it(camera_run, kill):
+    """SIGKILL of `evalsuite video RUN` mid-render (its process only, or its whole process group):
+    the videos, posters, index and report rendered before are intact, and the render worker and
+    its ffmpeg die with it instead of writing on."""
+    videos = camera_run / "videos"
+    before, report = _snapshot(videos), (camera_run / "report.html").read_bytes()
+    proc = _evalsuite(["video", camera_run, *SMALL], env={"EVALSUITE_TEST_RENDER_DELAY": "0.15"},
+                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seen: set[int] = set()
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and proc.poll() is None:  # until ffmpeg is encoding
+            seen |= _descendants(proc.pid)
+            if any(Path(f"/proc/{p}/exe").exists() and "ffmpeg" in _cmdline(p) for p in seen):
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the render ended before ffmpeg was seen"
+        time.sleep(0.3)  # a few frames into the file
+        seen |= _descendants(proc.pid)
+        if kill == "parent":
+            os.kill(proc.pid, signal.SIGKILL)
+        else:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.time() + 3
+        while time.time() < deadline and any(map(_alive, seen)):
+            time.sleep(0.05)
+        survivors = [(p, _cmdline(p)) for p in seen if _alive(p)]
+        assert not survivors, f"outlived the killed parent: {survivors}"
+        assert _snapshot(videos).keys() - before.keys() <= {p.name for p in videos.glob(".*.part*")}
+        assert {k: v for k, v in _snapshot(videos).items() if k in before} == before  # not one byte changed
+        assert (camera_run / "report.html").read_bytes() == report
+    finally:
+        for p in seen | {proc.pid}:
+            if _alive(p):
+                with contextlib.suppress(OSError):
+                    os.kill(p, signal.SIGKILL)
+    assert main(["video", str(camera_run), *SMALL]) == 0  # the next render finishes, litter gone
+    assert not list(videos.glob(".*"))
+
+
+def _cmdline(pid):
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+@needs_ffmpeg
+@pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="POSIX file size limit (RLIMIT_FSIZE)")
+def test_a_full_disk_while_rendering_keeps_the_old_files(camera_run):
+    """Writes past 1500 bytes fail (RLIMIT_FSIZE, for `evalsuite video` and every process it starts, as
+    a disk that fills up): each mp4 fails mid-file, yet the videos, posters and index rendered before
+    stay as they were, no temporary file is left, and the report still builds."""
+    import resource
+
+    videos = camera_run / "videos"
+    before = _snapshot(videos)
+    assert all(len(data) > 1500 for name, data in before.items() if name.endswith(".mp4"))
+
+    def full_disk():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write fails (EFBIG) instead of killing
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1500, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+    proc = _evalsuite(["video", camera_run, *SMALL], preexec_fn=full_disk)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2, (out, err)
+    assert err.decode().count("\n") == 1 and err.startswith(b"evalsuite: error: "), err
+    assert _snapshot(videos) == before
+    assert main(["report", str(camera_run)]) == 0
+    assert (camera_run / "report.html").read_text().count("<video") == 4
+
+
+@needs_ffmpeg
+def test_a_damaged_index_is_one_line_for_video_and_missing_videos_for_report(camera_run, capsys):
+    index = camera_run / "videos" / "index.json"
+    for damage in ("", "{\"t1/00000/A\": ", "[1, 2]", "{\"t1/00000/A\": 7}"):
+        index.write_text(damage)
+        capsys.readouterr()
+        assert main(["report", str(camera_run)]) == 0  # the report still builds
+        out, err = capsys.readouterr()
+        notes = [line for line in (out + err).splitlines() if "index.json" in line]
+        assert len(notes) == 1 and "damaged" in notes[0], out + err
+        assert "<video" not in (camera_run / "report.html").read_text()
+        assert main(["video", str(camera_run), "trial=[t1/00000/A]", "width=64", "height=48"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "index.json" in err and "damaged" in err, err
+        assert index.read_text() == damage  # left for the user to look at, not overwritten
+
+
+@needs_ffmpeg
+def test_the_report_shows_a_missing_or_empty_video_as_missing(camera_run):
+    videos = camera_run / "videos"
+    index = json.loads((videos / "index.json").read_text())
+    (gone, empty, nowhere, fine) = sorted(index)
+    (videos / index[gone]).unlink()
+    (videos / index[empty]).write_bytes(b"")
+    index[nowhere] = "../../../../etc/passwd"
+    (videos / "index.json").write_text(json.dumps(index))
+    assert main(["report", str(camera_run)]) == 0
+    html, md = (camera_run / "report.html").read_text(), (camera_run / "report.md").read_text()
+    assert html.count("<video") == 1 and f'src="videos/{index[fine]}"' in html
+    assert html.count("video missing") == 3 and "passwd" not in html and "passwd" not in md
+    assert f"(videos/{index[fine]})" in md and f"videos/{index[empty]}" not in md and md.count("video missing") == 3
+
+
+@needs_ffmpeg
+def test_a_bogus_camera_is_one_line_naming_the_accepted_ones(camera_run, capsys):
+    capsys.readouterr()
+    assert main(["video", str(camera_run), "camera=bogus", "width=64", "height=48"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "camera='bogus'" in err and "accepted: front, side" in err, err
+
+
+@pytest.mark.xfail(reason="needs harness.evaluate to call video.check_camera before the episodes (see the video "
+                          "work's report to the lead)", strict=False)
+def test_a_bogus_camera_on_evaluate_is_refused_before_any_episode(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("EVALSUITE_GL", "egl")
+    register_camera_suite()
+    run = tmp_path / "run"
+    capsys.readouterr()
+    assert main([*CAMERA_EVAL, "video=all", "camera=bogus", f"out={run}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "camera='bogus'" in err and "accepted: front, side" in err, err
+    assert not (run / "episodes.jsonl").exists() or not (run / "episodes.jsonl").read_text().strip()
+
+
+def test_frame_sizes_are_bounded():
+    with pytest.raises(UsageError, match=f"width=100000 must be <= {video.MAX_SIDE}"):
+        video.check_size((100000, 100000))
+    video.check_size((video.MAX_SIDE, 16))
