@@ -22,7 +22,10 @@ OPTIONS = (Option("trial", "[trial id, ...] to render (e.g. pick-place/00003/B);
                   one_of("sample", "failures", "all")),
            Option("camera", "camera (default: the suite's first)"),
            Option("width", "frame width in pixels", "256", pixels),
-           Option("height", "frame height in pixels", "192", pixels))
+           Option("height", "frame height in pixels", "192", pixels),
+           Option("trust", "[PATH, ...] pickled checkpoints the run's policies name that you trust to load (loading "
+                           "a pickle runs code from it; a received run folder is never trusted by itself)",
+                  parse=listing))
 
 
 def run(args: list[str]) -> int:
@@ -45,7 +48,7 @@ def run(args: list[str]) -> int:
 
     with RunLock(folder, purpose="video"):  # one writer of RUN/videos/ (evaluate renders under its own lock)
         index = render_saved_run(folder, v["video"], v.get("trial", ()), v.get("camera", ""),
-                                 (v["width"], v["height"]), log=log)
+                                 (v["width"], v["height"]), trusted=v.get("trust", ()), log=log)
         if not index:
             raise UsageError(f"no episode of {folder} was rendered" + (f"; {notes[-1]}" if notes else ""))
         rebuild_report(folder, {}, log=lambda *_: None)  # the report's gallery
