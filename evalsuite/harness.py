@@ -218,6 +218,10 @@ def evaluate(req: EvaluateRequest, log=print) -> Results:
                                                                              entry.params)])
         for task in tasks:  # every policy built and checked before the plan is written or an episode runs
             info = env_info(suite, task, max_steps[task])
+            if req.video != "none":
+                from evalsuite import video
+
+                video.check_camera(suite.id, info.cameras, req.camera)
             if info.n_initial_conditions is not None and episodes > info.n_initial_conditions:
                 raise UsageError(f"episodes={episodes}, but task {task!r} has only {info.n_initial_conditions} stored "
                                  f"initial states; use episodes<={info.n_initial_conditions}")

@@ -315,8 +315,6 @@ def test_a_bogus_camera_is_one_line_naming_the_accepted_ones(camera_run, capsys)
     assert len(err.splitlines()) == 1 and "camera='bogus'" in err and "accepted: front, side" in err, err
 
 
-@pytest.mark.xfail(reason="needs harness.evaluate to call video.check_camera before the episodes (see the video "
-                          "work's report to the lead)", strict=False)
 def test_a_bogus_camera_on_evaluate_is_refused_before_any_episode(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("EVALSUITE_GL", "egl")
     register_camera_suite()
