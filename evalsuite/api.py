@@ -11,42 +11,98 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from evalsuite import fsio
 from evalsuite import plan as plan_mod
 from evalsuite.errors import UsageError
-from evalsuite.journal import JOURNAL_FILE, finished_trials, read
+from evalsuite.journal import JOURNAL_FILE, EpisodeRecord, finished_trials, read
 from evalsuite.results import RESULTS_FILE, Results
 from evalsuite.results import load as load_results
 
 EXPORT_FORMATS = ("csv", "parquet")
 
 
-@dataclass
 class Run:
-    """A run folder, read-only."""
+    """A run folder: every file name of one in one place, each file read at most once (cached),
+    never written here. The commands that rebuild from a folder (report, video, export, sync) read
+    it through this object; ``evaluate`` keeps what it wrote in memory and never reads it back."""
 
-    path: Path
+    PLAN, KEY, JOURNAL, RESULTS = plan_mod.PLAN_FILE, plan_mod.KEY_FILE, JOURNAL_FILE, RESULTS_FILE
+    RUN_INFO, POLICY_NOTES, WORST_CASE = "run_info.json", "policy_notes.json", "worst_case.json"
 
-    def __post_init__(self) -> None:
-        self.path = Path(self.path)
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
         self.plan, self.key = plan_mod.load(self.path)
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    @functools.cached_property
+    def records(self) -> list[EpisodeRecord]:
+        """Every journaled attempt, each checked against the plan (a foreign journal is refused)."""
+        return read(self.file(self.JOURNAL), plan=self.plan)
+
+    @functools.cached_property
+    def saved_options(self) -> dict[str, Any]:
+        """The analysis options results.json was made with ({} without one): a re-analysis keeps them."""
+        from evalsuite.results import AnalysisOptions
+
+        if not self.file(self.RESULTS).exists():
+            return {}
+        saved = plan_mod.read_json(self.file(self.RESULTS))
+        options = saved.get("options") if isinstance(saved, dict) else None
+        if not isinstance(options, dict) or not set(options) <= {f.name for f in dataclasses.fields(AnalysisOptions)}:
+            raise UsageError(f"{self.file(self.RESULTS)}: not evalsuite results (no analysis options); remove it to "
+                             "rebuild from the journal with the default options")
+        return options
 
     @property
     def max_attempts(self) -> int:
-        return plan_mod.saved_max_attempts(self.path)
+        """Attempts per trial the run was analysed with: they decide which journaled trials are final."""
+        value = self.saved_options.get("max_attempts", 3)
+        return value if isinstance(value, int) and value >= 1 else 3
+
+    def final(self, max_attempts: int | None = None) -> dict[str, EpisodeRecord]:
+        return finished_trials(self.records, max_attempts or self.max_attempts)
+
+    @functools.cached_property
+    def policy_notes(self) -> dict[str, dict[str, Any]]:
+        """What each policy said about itself when the run started (label -> notes); {} if absent or foreign."""
+        if not self.file(self.POLICY_NOTES).exists():
+            return {}
+        notes = plan_mod.read_json(self.file(self.POLICY_NOTES))
+        if not isinstance(notes, dict):
+            return {}
+        return {str(k): v for k, v in notes.items() if isinstance(v, dict)}
+
+    @functools.cached_property
+    def worst_case(self) -> dict[str, Any] | None:
+        """An MDP family run's worst-case search results (worst_case.json), if it ran one."""
+        if not self.file(self.WORST_CASE).exists():
+            return None
+        found = plan_mod.read_json(self.file(self.WORST_CASE))
+        return found if isinstance(found, dict) else None
+
+    @functools.cached_property
+    def video_index(self) -> dict[str, str]:
+        """videos/index.json (trial id -> file); a damaged one is a one-line UsageError."""
+        from evalsuite import video
+
+        return video.read_index(self.path)
 
     def episodes(self, *, all_attempts: bool = False):
         """A DataFrame with one row per final episode (``all_attempts``: every journaled attempt),
         the policy's label beside its blinding code; initial state and policy info as JSON text."""
         import pandas as pd
 
-        records = read(self.path / JOURNAL_FILE, plan=self.plan)
+        records = self.records
         if not all_attempts:
-            records = sorted(finished_trials(records, self.max_attempts).values(), key=lambda r: r.trial_id)
+            records = sorted(self.final().values(), key=lambda r: r.trial_id)
         rows = []
         for r in records:
             row = r.to_dict()
@@ -54,6 +110,7 @@ class Run:
             row["init_state"] = json.dumps(row["init_state"], sort_keys=True)
             row["policy_info"] = json.dumps(row["policy_info"], sort_keys=True)
             row["milestones"] = json.dumps(row["milestones"], sort_keys=True)
+            row["reason"] = fsio.one_line(row["reason"])  # a received journal's text: one CSV line each
             rows.append(row)
         columns = ["trial_id", "task", "policy", "policy_code", "ic_index", "ic_seed", "policy_seed", "attempt",
                    "status", "success", "steps", "episode_return", "reason", "wall_time_s", "policy_fingerprint",
@@ -65,7 +122,7 @@ class Run:
             return load_results(self.path)
         from evalsuite.analysis import AnalysisOptions, analyze
 
-        return analyze(self.plan, self.key, read(self.path / JOURNAL_FILE, plan=self.plan), AnalysisOptions())
+        return analyze(self.plan, self.key, self.records, AnalysisOptions())
 
 
 def open_run(path: str | Path) -> Run:

@@ -26,7 +26,7 @@ from evalsuite.analysis import AnalysisOptions, analyze
 from evalsuite.results import Results
 from evalsuite.errors import UsageError, choices
 from evalsuite.interfaces import Policy, check_compatible
-from evalsuite.journal import ERROR, JOURNAL_FILE, POLICY_ERROR, Journal, attempts_so_far, finished_trials, read
+from evalsuite.journal import ERROR, JOURNAL_FILE, POLICY_ERROR, Journal, attempts_so_far, finished_trials
 from evalsuite.plan import PolicyEntry, Stopping
 from evalsuite.runner import LocalExecutor, RunContext
 from evalsuite.runner.envs import env_info
@@ -275,12 +275,13 @@ def evaluate(req: EvaluateRequest, log=print) -> Results:
                 "command": sys.argv, "batch_size": req.batch_size, "parallelism": parallelism,
                 "wall_time_s": round(elapsed, 2), "episodes_run": ran,
                 "episodes_per_s": round(ran / elapsed, 3) if elapsed > 0 and ran else None, "tags": req.tags}
+        # one straight line from here: every input of the analysis first, then one analysis, one
+        # report, one upload - nothing written to the folder is read back in this process
+        worst_case = _worst_cases(req, suite, tasks[0], run_dir, log) if req.worst_case and plan.family else None
+        clips = _render_videos(req, run_dir, suite, builder, plan, records, info, log) if req.video != "none" else {}
         plan_mod.write_json(run_dir / RUN_INFO_FILE, info)
-        results = _write_results(run_dir, plan, key, records, req.options, log)
-        if req.worst_case and results.section("family"):
-            results = _worst_cases(req, suite, tasks[0], run_dir, plan, key, records, log)
-        if req.video != "none":
-            _render_videos(req, run_dir, suite, builder, results, info, log)
+        results = _write_results(run_dir, plan, key, records, req.options, log, notes=notes, worst_case=worst_case,
+                                 clips=clips)
     if req.tracking_uri:  # after the lock is gone, so its file is not uploaded
         from evalsuite import tracking
 
@@ -352,42 +353,50 @@ def make_executor(req: EvaluateRequest, suite: SuiteSpec):
     return LocalExecutor(batch_size=req.batch_size, env_workers=env_workers), plan
 
 
-def _render_videos(req: EvaluateRequest, run_dir: Path, suite: SuiteSpec, builder: PolicyBuilder,
-                   results: Results, info: dict[str, Any], log) -> None:
+def _render_videos(req: EvaluateRequest, run_dir: Path, suite: SuiteSpec, builder: PolicyBuilder, plan,
+                   records, info: dict[str, Any], log) -> dict[str, str]:
     """Replay the chosen episodes into RUN/videos/ after the run (evaluation never waits for a
-    renderer), then the report again with its gallery. A suite that cannot render is skipped."""
+    renderer); returns the video index for the report. A suite that cannot render, a renderer
+    that fails or a damaged old index costs the videos, never the results (one line says why)."""
     from evalsuite import video
 
     started = time.time()
     try:
-        index = video.render_run(run_dir, suite, builder, req.video, camera=req.camera, log=log)
-    except (UsageError, OSError):
+        index = video.read_index(run_dir)
+        rendered, index = video.render_run(run_dir, suite, builder, req.video, camera=req.camera, log=log,
+                                           plan=plan, final=finished_trials(records, req.options.max_attempts),
+                                           index=index)
+    except OSError:
         raise
-    except Exception as exc:  # a renderer failing costs the videos, never the results
-        log(f"videos skipped: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}")
-        return
-    if index:
+    except Exception as exc:  # UsageError (a damaged index) included: the results still stand
+        log(f"videos skipped: {(str(exc).splitlines() or [''])[0]}")
+        return {}
+    if rendered:
         info["video_time_s"] = round(time.time() - started, 2)
-        plan_mod.write_json(run_dir / RUN_INFO_FILE, info)
-        report.write(run_dir, results)
-        log(f"videos: {len(index)} episodes replayed and rendered in {info['video_time_s']:.0f} s, in {run_dir / 'videos'}")
+        log(f"videos: {len(rendered)} episodes replayed and rendered in {info['video_time_s']:.0f} s, in "
+            f"{run_dir / 'videos'}")
+    return index
 
 
 def render_saved_run(run_dir: Path, mode: str, trials: Sequence[str], camera: str, size: tuple[int, int],
                      log=print, trusted: Sequence[str] = ()) -> dict[str, str]:
-    """``evalsuite video RUN``: the run's suite (with its options) and policies, then its videos.
-    A pickled checkpoint named by the folder is loaded only if ``trusted`` (the command line) lists it."""
+    """``evalsuite video RUN``: the run's suite (with its options) and policies, then its videos;
+    returns the trials rendered now. A pickled checkpoint named by the folder is loaded only if
+    ``trusted`` (the command line) lists it."""
     from evalsuite import video
+    from evalsuite.api import Run
 
-    plan, key = plan_mod.load(run_dir)
-    suite = with_options(registry.suites.get(plan.suite), plan.suite_options)
-    builder = PolicyBuilder(suite, key, trusted)
-    trust.check(builder.specs, key, trusted)
-    return video.render_run(run_dir, suite, builder, mode, trials, camera, size, log)
+    run = Run(run_dir)
+    suite = with_options(registry.suites.get(run.plan.suite), run.plan.suite_options)
+    builder = PolicyBuilder(suite, run.key, trusted)
+    trust.check(builder.specs, run.key, trusted)
+    rendered, _ = video.render_run(run_dir, suite, builder, mode, trials, camera, size, log, plan=run.plan,
+                                   final=run.final(), index=run.video_index)
+    return rendered
 
 
-def _worst_cases(req: EvaluateRequest, suite: SuiteSpec, task: str, run_dir: Path, plan, key, records, log):
-    """The worst-case search of every policy (evalsuite/analyses/family.py), then the results again with it."""
+def _worst_cases(req: EvaluateRequest, suite: SuiteSpec, task: str, run_dir: Path, log) -> dict[str, Any]:
+    """The worst-case search of every policy (evalsuite/analyses/family.py): label -> what it found."""
     from evalsuite.analyses.family import WORST_CASE_FILE
 
     if not suite.worst_case_search:
@@ -403,7 +412,7 @@ def _worst_cases(req: EvaluateRequest, suite: SuiteSpec, task: str, run_dir: Pat
             batch_size=req.batch_size, log=log,  # the searches run as the family run did
             parallel={name: getattr(req, name) for name in PARALLEL_FIELDS}, **req.worst_case)
     plan_mod.write_json(run_dir / WORST_CASE_FILE, found)
-    return _write_results(run_dir, plan, key, records, req.options, log)
+    return found
 
 
 def _next_trials(plan, records, max_attempts: int):
@@ -415,37 +424,39 @@ def _next_trials(plan, records, max_attempts: int):
 
 
 def rebuild_report(run_dir: Path, overrides: dict[str, Any] | None = None, log=print) -> Results:
-    """``evalsuite report RUN_DIR``: results and report again from the journal alone."""
-    plan, key = plan_mod.load(run_dir)
-    opts = {}
-    if (run_dir / RESULTS_FILE).exists():
-        saved = plan_mod.read_json(run_dir / RESULTS_FILE)
-        opts = saved.get("options") if isinstance(saved, dict) else None
-        if not isinstance(opts, dict) or not set(opts) <= {f.name for f in dataclasses.fields(AnalysisOptions)}:
-            raise UsageError(f"{run_dir / RESULTS_FILE}: not evalsuite results (no analysis options); remove it to "
-                             "rebuild from the journal with the default options")
-    opts.update(overrides or {})
-    records = read(run_dir / JOURNAL_FILE, plan=plan)  # read-only: a report never writes the journal
-    if not any(r.is_outcome for r in records):  # results.json stays as it was
-        state = "empty" if (run_dir / JOURNAL_FILE).exists() else "missing"
-        raise UsageError(f"{run_dir / JOURNAL_FILE} is {state}: no episode to report; results.json and the report "
+    """``evalsuite report RUN_DIR``: results and report again from the run folder alone (read
+    once, through ``api.Run``; the journal is never written)."""
+    from evalsuite.api import Run
+
+    run = Run(run_dir)
+    options = AnalysisOptions(**{**run.saved_options, **(overrides or {})})
+    if not any(r.is_outcome for r in run.records):  # results.json stays as it was
+        state = "empty" if run.file(run.JOURNAL).exists() else "missing"
+        raise UsageError(f"{run.file(run.JOURNAL)} is {state}: no episode to report; results.json and the report "
                          "are left as they were (restore the journal, or rerun the evaluation)")
-    return _write_results(run_dir, plan, key, records, AnalysisOptions(**opts), log)
+    try:
+        index = run.video_index
+    except UsageError as exc:  # the report still builds, its videos shown as missing
+        log(f"videos: {exc}; the report shows no videos")
+        index = {}
+    return _write_results(run_dir, run.plan, run.key, run.records, options, log, notes=run.policy_notes,
+                          worst_case=run.worst_case, clips=index, final=run.final(options.max_attempts))
 
 
-def _write_results(run_dir: Path, plan, key, records, options: AnalysisOptions, log) -> Results:
-    """results.json, report.md and report.html from the journal's records."""
+def _write_results(run_dir: Path, plan, key, records, options: AnalysisOptions, log, *, notes: dict[str, Any],
+                   worst_case: dict[str, Any] | None, clips: dict[str, str], final=None) -> Results:
+    """The one analysis of a run, then results.json, report.md and report.html: every input passed
+    in (policy notes, worst cases, the video index), nothing read back from the folder."""
     results = analyze(plan, key, records, options)
-    from evalsuite.analyses.family import WORST_CASE_FILE
-
-    if results.section("family") and (run_dir / WORST_CASE_FILE).exists():
-        results.sections["family"]["worst_case"] = plan_mod.read_json(run_dir / WORST_CASE_FILE)
-    if (run_dir / POLICY_NOTES_FILE).exists():
-        for label, notes in plan_mod.read_json(run_dir / POLICY_NOTES_FILE).items():
-            if label in results.policies and notes:
-                results.policies[label]["notes"] = notes
+    if results.section("family") and worst_case is not None:
+        results.sections["family"]["worst_case"] = worst_case
+    for label, said in notes.items():
+        if label in results.policies and said:
+            results.policies[label]["notes"] = said
     plan_mod.write_json(run_dir / RESULTS_FILE, results.to_dict())
-    _, html_path = report.write(run_dir, results)
+    final = final if final is not None else finished_trials(records, options.max_attempts)
+    gallery = report.video_clips(run_dir, results, clips, final, plan.max_steps) if clips else {}
+    _, html_path = report.write(run_dir, results, gallery)
     log(f"results: {run_dir / RESULTS_FILE}\nreport: {html_path}")
     return results
 

@@ -16,14 +16,12 @@ from __future__ import annotations
 import base64
 import html
 import io
+from typing import Any
 from pathlib import Path
 
+from evalsuite import fsio
+from evalsuite.plotting import colors, subplots
 from evalsuite.results import Results
-
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 
 
 def _pct(x: float | None) -> str:
@@ -34,7 +32,7 @@ def success_figure(results: Results):
     tasks = results.tasks
     policies = list(results.policies)
     width = 0.8 / max(1, len(policies))
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(tasks) * max(1, len(policies)) / 2), 3.8))
+    fig, ax = subplots(figsize=(max(6, 1.6 * len(tasks) * max(1, len(policies)) / 2), 3.8))
     for j, pol in enumerate(policies):
         xs, ys, lo, hi = [], [], [], []
         for i, task in enumerate(tasks):
@@ -56,7 +54,7 @@ def success_figure(results: Results):
 
 def forest_figure(results: Results):
     pairs = results.pairwise
-    fig, ax = plt.subplots(figsize=(7, 0.45 * max(2, len(pairs)) + 1))
+    fig, ax = subplots(figsize=(7, 0.45 * max(2, len(pairs)) + 1))
     labels = []
     for i, p in enumerate(pairs):
         y = len(pairs) - 1 - i
@@ -79,17 +77,17 @@ def violin_figure(results: Results):
     from scipy import stats
 
     tasks, policies = results.tasks, list(results.policies)
-    fig, axes = plt.subplots(1, len(tasks), figsize=(max(4, 0.9 * len(policies)) * len(tasks) / 1.5 + 1, 3.6),
-                             sharey=True, squeeze=False)
+    fig, axes = subplots(1, len(tasks), figsize=(max(4, 0.9 * len(policies)) * len(tasks) / 1.5 + 1, 3.6),
+                         sharey=True, squeeze=False)
     grid = np.linspace(0, 1, 401)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    palette = colors()
     for ax, task in zip(axes[0], tasks):
         for j, pol in enumerate(policies):
             r = results.task(task, pol)
             dist = stats.beta(r.posterior_alpha, r.posterior_beta)
             dens = dist.pdf(grid)
             dens = 0.42 * dens / dens.max()
-            ax.fill_betweenx(grid, j - dens, j + dens, color=colors[j % len(colors)], alpha=0.6, lw=0)
+            ax.fill_betweenx(grid, j - dens, j + dens, color=palette[j % len(palette)], alpha=0.6, lw=0)
             ax.vlines(j, *dist.ppf([0.025, 0.975]), color="black", lw=1)
             ax.plot(j, dist.mean(), "o", color="black", ms=3)
         ax.set_xticks(range(len(policies)), policies, rotation=30, ha="right", fontsize=8)
@@ -101,7 +99,7 @@ def violin_figure(results: Results):
 
 def profile_figure(results: Results):
     prof = results.sections["aggregates"]["profile"]
-    fig, ax = plt.subplots(figsize=(5, 3.4))
+    fig, ax = subplots(figsize=(5, 3.4))
     for pol, values in prof.items():
         if pol != "taus":
             ax.step(prof["taus"], values, where="post", label=pol)
@@ -123,8 +121,11 @@ def group_lines(results: Results) -> list[str]:
     lines = ["", "### Algorithms (groups of checkpoints)", "",
              f"Each group's runs are its checkpoints (training seeds); the {level} intervals cover {g['covers']} "
              f"({g['method']}, {g['reps']} resamples, {g['episodes_per_task']} shared initial conditions per task). "
-             "A group of one run covers initial conditions only; with 3 runs read the intervals as roughly 85% "
-             "ones (measured coverage), with 5 or more as ~90%.", "",
+             "Means and differences of means cover 0.95-1.00 at 3, 5 and 10 runs in simulation (seed spread up to "
+             "sd 1 on the logit scale; wider spreads near 0% or 100%: down to 0.90), and are wide with few runs: "
+             "the seed spread rests on runs - 1 degrees of freedom. A group of one run covers initial conditions "
+             "only. IQM, median, optimality gap and P(X > Y) are bootstrap intervals: with 3 runs read them as "
+             "roughly 85% ones (measured for the mean), with 5 or more as ~90%.", "",
              "| group | runs | mean % | IQM % | median % | optimality gap % | policies |", "|---|---|---|---|---|---|---|"]
     for name, grp in g["groups"].items():
         m = grp["metrics"]
@@ -144,13 +145,12 @@ def group_lines(results: Results) -> list[str]:
 def _png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")  # room for long policy labels
-    plt.close(fig)
     return buf.getvalue()
 
 
 def _policy_notes(results: Results) -> list[str]:
     """One line per policy that describes itself, e.g. its inference cost in network evaluations."""
-    lines = [f"- {label}: " + ", ".join(f"{k} {v}" for k, v in pol["notes"].items())
+    lines = [f"- {label}: " + fsio.one_line(", ".join(f"{k} {v}" for k, v in pol["notes"].items()))
              for label, pol in results.policies.items() if pol.get("notes")]
     return ["Policies:", "", *lines, ""] if lines else []
 
@@ -239,7 +239,8 @@ def summary_matrix(results: Results) -> list[str]:
     policies = list(results.policies)
     letters = results.letters
     lines = ["Success % [" + f"{100 * results.options.level:g}% " + results.options.interval
-             + " interval] and group letter (same letter: cannot be told apart).", "",
+             + " interval] and group letter (same letter: cannot be told apart; a task that would need over 26 "
+             "letters shows each policy's rank range instead, the ranks the significant comparisons leave it).", "",
              "| task | " + " | ".join(policies) + " |", "|---" * (len(policies) + 1) + "|"]
     for task in results.tasks:
         row = []
@@ -282,7 +283,8 @@ def detail_lines(results: Results) -> list[str]:
     level = f"{100 * opts.level:g}%"
     lines = ["", "## Statistical detail", "",
              f"### Success per task ({level} {opts.interval} intervals)", "",
-             "Policies of a task that share a group letter cannot be told apart (paired tests, "
+             "Policies of a task that share a group letter cannot be told apart (past 26 letters: each policy's "
+             "rank range, from the significant comparisons; paired tests, "
              f"{opts.correction} correction).", "",
              "| task | policy | successes / n | rate % | CI % | group | policy errors | missing | if missing failed % |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -379,26 +381,14 @@ def detail_lines(results: Results) -> list[str]:
 Clip = tuple[str, str, str, str]
 
 
-def _videos(run_dir: Path, results: Results) -> dict[tuple[str, str], list[Clip]]:
-    """(task, policy) -> the clips rendered into RUN/videos/, each captioned with its outcome (and,
-    for a failure with task progress, its failure mode)."""
-    import sys
-
+def video_clips(run_dir: Path, results: Results, index: dict[str, str], final: dict[str, Any],
+                max_steps: dict[str, int]) -> dict[tuple[str, str], list[Clip]]:
+    """(task, policy) -> the clips of the video ``index`` (trial id -> file in RUN/videos/), each
+    captioned with its outcome (and, for a failure with task progress, its failure mode) from the
+    run's ``final`` records; a file absent or damaged is shown as missing."""
     from evalsuite import video
     from evalsuite.analyses.progress import failure_category
-    from evalsuite.errors import UsageError
-    from evalsuite.journal import JOURNAL_FILE, finished_trials, read
-    from evalsuite.plan import load as load_plan
 
-    try:
-        index = video.read_index(run_dir)
-    except UsageError as exc:  # the report still builds, its videos shown as missing
-        print(f"videos: {exc}; the report shows no videos", file=sys.stderr)
-        return {}
-    if not index:
-        return {}
-    final = finished_trials(read(run_dir / JOURNAL_FILE), results.options.max_attempts)
-    max_steps = load_plan(run_dir)[0].max_steps
     labels = {entry["code"]: label for label, entry in results.policies.items()}
     out: dict[tuple[str, str], list[Clip]] = {}
     for trial, name in sorted(index.items()):
@@ -446,15 +436,15 @@ def _figures(results: Results) -> dict[str, dict[str, bytes]]:
     return parts
 
 
-def write(run_dir: Path, results: Results) -> tuple[Path, Path]:
-    """Write the figures, ``report.md`` and ``report.html`` into ``run_dir``."""
-    fig_dir = run_dir / "figures"
-    fig_dir.mkdir(exist_ok=True)
+def write(run_dir: Path, results: Results, videos: dict[tuple[str, str], list[Clip]] | None = None) -> tuple[Path, Path]:
+    """Write the figures, ``report.md`` and ``report.html`` into ``run_dir``; ``videos``: the
+    gallery (``video_clips``), none by default."""
+    fig_dir = fsio.make_dir(run_dir / "figures", root=run_dir)
     parts = _figures(results)
     for figures in parts.values():
         for name, data in figures.items():
-            (fig_dir / _figure_file(name)).write_bytes(data)
-    videos = _videos(run_dir, results)
+            fsio.write_bytes(fig_dir / _figure_file(name), data, root=run_dir)
+    videos = videos or {}
     sections = section_lines(results)
 
     def md_figures(part: str) -> list[str]:
@@ -468,7 +458,7 @@ def write(run_dir: Path, results: Results) -> tuple[Path, Path]:
     for section_id, lines in sections:
         md += lines + md_figures(section_id)
     md += detail_lines(results) + md_figures("detail")
-    (run_dir / "report.md").write_text("\n".join(md) + "\n")
+    fsio.write_text(run_dir / "report.md", "\n".join(md) + "\n")
 
     body = [_to_html(introduction(results) + summary_lines(results)), _html_figures(parts["summary"]),
             _gallery(videos)]
@@ -478,7 +468,7 @@ def write(run_dir: Path, results: Results) -> tuple[Path, Path]:
     page = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><link rel='icon' href='data:,'>"
             f"<title>evalsuite report: "
             f"{html.escape(results.suite)}</title><style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n")
-    (run_dir / "report.html").write_text(page)
+    fsio.write_text(run_dir / "report.html", page)
     return run_dir / "report.md", run_dir / "report.html"
 
 

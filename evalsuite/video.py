@@ -514,18 +514,18 @@ def _sweep(folder: Path) -> None:
 
 def render_run(run_dir: Path, suite: SuiteSpec, make_policy: Callable[[str, str], Any], mode: str = "sample",
                trials: Sequence[str] = (), camera: str = "", size: tuple[int, int] = (256, 192),
-               log: Callable[[str], None] = print) -> dict[str, str]:
-    """Render the chosen episodes of a run folder (or the named trials) into RUN/videos/, in a child
-    process with the offscreen backend; returns trial id -> file for the episodes rendered now (the
-    index, also holding earlier ones, is updated with them), and logs one line for each not kept.
-    ``suite`` is the run's suite with its options and ``make_policy`` its policy factory (picklable).
-    The caller holds the run folder's lock (evaluate's, or ``evalsuite video``'s)."""
-    from evalsuite import plan as plan_mod
+               log: Callable[[str], None] = print, *, plan: Any, final: dict[str, EpisodeRecord],
+               index: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Render the chosen episodes of a run (or the named trials) into RUN/videos/, in a child
+    process with the offscreen backend; returns (trial id -> file for the episodes rendered now,
+    the whole index with them, also written to videos/index.json), and logs one line for each not
+    kept. The caller passes what it holds - the run's ``plan``, its ``final`` records and the
+    current ``index`` - so nothing is read back from the folder. ``suite`` is the run's suite with
+    its options and ``make_policy`` its policy factory (picklable). The caller holds the run
+    folder's lock (evaluate's, or ``evalsuite video``'s)."""
     from evalsuite.runner.envs import env_info
 
     check_size(size)
-    read_index(run_dir)  # damaged: said before anything is rendered
-    plan, _ = plan_mod.load(run_dir)
     task = plan.tasks[0]
     reason = unavailable()
     cameras = () if reason else env_info(suite, task, plan.max_steps[task]).cameras
@@ -533,35 +533,32 @@ def render_run(run_dir: Path, suite: SuiteSpec, make_policy: Callable[[str, str]
         reason = f"videos skipped: the environments of suite {plan.suite!r} declare no cameras"
     if reason:
         log(reason)
-        return {}
+        return {}, index
     check_camera(plan.suite, cameras, camera)
-    with gl_environment():  # the child imports MuJoCo fresh
-        index, notes = _in_child(_render_in_child, str(run_dir), suite, make_policy, mode, list(trials), camera, size)
-    for note in notes:
-        log(f"videos: {note}")
-    return index
-
-
-def _render_in_child(run_dir: str, suite: SuiteSpec, make_policy: Callable[[str, str], Any], mode: str,
-                     trials: list[str], camera: str, size: tuple[int, int]) -> tuple[dict[str, str], list[str]]:
-    from evalsuite import fsio
-    from evalsuite import plan as plan_mod
-    from evalsuite.journal import JOURNAL_FILE, finished_trials, read
-
-    folder = Path(run_dir)
-    plan, _ = plan_mod.load(folder)
-    final = finished_trials(read(folder / JOURNAL_FILE), plan_mod.saved_max_attempts(folder))
     if trials:
         unknown = [t for t in trials if t not in final]
         if unknown:
-            raise UsageError(f"trial={unknown[0]!r} is not a finished trial of {folder}; e.g. {next(iter(final), '')}")
+            raise UsageError(f"trial={unknown[0]!r} is not a finished trial of {run_dir}; e.g. {next(iter(final), '')}")
         chosen = [final[t] for t in trials]
     else:
         chosen = choose(list(final.values()), mode, plan.max_steps)
+    with gl_environment():  # the child imports MuJoCo fresh
+        rendered, notes = _in_child(_render_in_child, str(run_dir), suite, make_policy, dict(plan.max_steps), chosen,
+                                    index, camera, size)
+    for note in notes:
+        log(f"videos: {note}")
+    return rendered, dict(sorted({**index, **rendered}.items()))
+
+
+def _render_in_child(run_dir: str, suite: SuiteSpec, make_policy: Callable[[str, str], Any], max_steps: dict[str, int],
+                     chosen: list[EpisodeRecord], index: dict[str, str], camera: str,
+                     size: tuple[int, int]) -> tuple[dict[str, str], list[str]]:
+    from evalsuite import fsio
+
+    folder = Path(run_dir)
     out_dir = fsio.make_dir(folder / VIDEO_DIR, root=folder)
     _sweep(out_dir)
-    index = read_index(folder)
-    rendered, notes = replay(suite, make_policy, dict(plan.max_steps), chosen, out_dir, camera, size, root=folder)
+    rendered, notes = replay(suite, make_policy, max_steps, chosen, out_dir, camera, size, root=folder)
     if rendered:
         fsio.write_json(out_dir / INDEX_FILE, dict(sorted({**index, **rendered}.items())), root=folder)
     return rendered, notes
