@@ -27,7 +27,7 @@ from evalsuite.results import (
     WorstPair,
     WorstRate,
 )
-from evalsuite.stats.letters import compact_letters
+from evalsuite.stats.letters import letter_display
 from evalsuite.stats.over_tasks import adjusted_level, mean_over_tasks, paired_difference_over_tasks
 from evalsuite.stats.paired import newcombe_paired_interval
 
@@ -115,8 +115,9 @@ def analyze(plan: Plan, key: dict[str, dict], records: list[EpisodeRecord], opti
     letters = {}  # per task: policies sharing a letter cannot be told apart (after the correction)
     for task in plan.tasks:
         by_rate = sorted(codes, key=lambda c: -(next(r.rate for r in per_task if r.task == task and r.code == c) or 0))
-        different = {frozenset((p.policy_a, p.policy_b)) for p in pairs if p.task == task and p.significant}
-        letters[task] = compact_letters([label[c] for c in by_rate], different)
+        better = {(p.policy_a, p.policy_b) if p.difference > 0 else (p.policy_b, p.policy_a)
+                  for p in pairs if p.task == task and p.significant}  # (winner, loser)
+        letters[task] = letter_display([label[c] for c in by_rate], better)  # past 26 letters: rank ranges
 
     aggregate: list[AggregateResult] = []
     for code in codes:

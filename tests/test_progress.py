@@ -135,6 +135,26 @@ def test_mean_progress_interval_covers_and_never_collapses(values, probs):
     assert low < 0.5 < high  # every episode alike: still an interval
 
 
+def test_mean_progress_interval_on_0_1_scores_has_wilsons_exact_coverage():
+    """Progress that is only ever 0 or 1 (progress = success): the interval is Wilson's, so its
+    coverage is Wilson's, not >= 0.94 everywhere. Exact over every outcome at n = 10: 0.914 at
+    p = 0.05, 0.904 at its worst over p = 0.01-0.99 (p = 0.01), 0.955 on average."""
+    from scipy import stats
+
+    from evalsuite.analyses.progress import progress_interval
+
+    n = 10
+    bounds = np.array([progress_interval(np.r_[np.ones(k), np.zeros(n - k)], 0.95) for k in range(n + 1)])
+    wilson = [proportion_interval(k, n, level=0.95, method="wilson") for k in range(n + 1)]
+    assert np.allclose(bounds, [(w.low, w.high) for w in wilson], rtol=0, atol=1e-12)
+    ps = np.round(np.arange(0.01, 1.0, 0.01), 2)
+    inside = (bounds[:, :1] <= ps) & (ps <= bounds[:, 1:])  # (k, p)
+    coverage = (stats.binom.pmf(np.arange(n + 1)[:, None], n, ps) * inside).sum(axis=0)
+    assert coverage[ps == 0.05][0] == pytest.approx(0.914, abs=5e-4)
+    assert coverage.min() == pytest.approx(0.904, abs=5e-4) and ps[coverage.argmin()] == 0.01
+    assert coverage.mean() == pytest.approx(0.955, abs=5e-4)
+
+
 @pytest.mark.parametrize("values,probs", [([0.0, 0.5, 1.0], [0.05, 0.05, 0.9]), ([0.0, 0.25, 1.0], [0.7, 0.25, 0.05]),
                                           ([0.2, 0.4, 0.6, 0.8], [0.25, 0.25, 0.25, 0.25])])
 def test_mean_progress_over_tasks_covers(values, probs):

@@ -4,7 +4,9 @@ Suites that report milestones (``StepResult.milestones``, e.g. Meta-World: reach
 robosuite: reached, grasped, ...) and a progress score in [0, 1] get, per task and policy: the
 rate of every milestone with its Wilson interval, the mean progress with a Wilson score interval
 at the mean (a score in [0, 1] with mean p has at most the variance p(1 - p) of a success, so the
-interval is conservative, and unlike a bootstrap it does not collapse when every episode scores
+interval is no narrower than a success rate's; on scores that are all 0 or 1 it is Wilson's
+interval itself, with Wilson's coverage - exact at n = 10: 0.914 at p = 0.05, 0.904 at worst over
+p = 0.01-0.99, 0.955 on average; unlike a bootstrap it does not collapse when every episode scores
 the same), and, per pair of policies on the same initial conditions, the paired difference of
 progress with an exact sign-flip permutation test (all 2^n sign patterns up to n = 16 non-zero
 differences; 20,000 seeded random patterns beyond).
@@ -55,6 +57,8 @@ def sign_flip_p_value(differences: np.ndarray, rng: np.random.Generator) -> tupl
 
 
 def progress_interval(progress: np.ndarray, level: float) -> tuple[float, float]:
+    """Wilson's interval at the summed scores: conservative for scores spread inside [0, 1], exactly
+    Wilson's (and its coverage, below nominal at some p) for 0/1 scores - see the module doc."""
     low, high = wilson_bounds(progress.sum(), len(progress), level=level)
     return float(low), float(high)
 

@@ -2,9 +2,11 @@
 
 DeLong, DeLong & Clarke-Pearson (1988): the Mann-Whitney AUROC's variance from its structural
 components; the interval is formed on the logit scale (Qin & Hotilovac 2008: the Wald interval on
-the AUROC itself overshoots [0, 1] and under-covers near the ends). Near complete separation the
-structural components vanish (all pairs ordered: variance 0, an interval of one point), so the
-variance is never taken below Hanley & McNeil's (1982) at the estimate moved half a pair inside.
+the AUROC itself overshoots [0, 1] and under-covers near the ends). At complete separation (AUROC
+exactly 0 or 1) the structural components vanish (all pairs ordered: variance 0, an interval of one
+point); there, and only there, the variance is Hanley & McNeil's (1982) at the estimate moved half
+a pair inside. Anywhere else DeLong's own variance is used, however small (coverage near 1 is in
+the tests: AUROC 0.99 with 20 + 20 scores).
 """
 
 from __future__ import annotations

@@ -34,3 +34,29 @@ def test_coverage_by_simulation(shift, m, n):
     se = np.sqrt(0.95 * 0.05 / reps)
     assert coverage >= 0.95 - 3 * se - 0.01, coverage  # DeLong is slightly liberal in small samples
     assert coverage <= 0.99, coverage  # and not uselessly wide
+
+
+def test_hanley_mcneil_floor_only_at_complete_separation():
+    """The docstring's rule: AUROC exactly 1 takes Hanley & McNeil's variance at 1 - 1/(2mn); one
+    discordant pair (AUROC 35/36) takes DeLong's own, though Hanley & McNeil's is larger there."""
+    def logit_interval(auc, variance, m, n):
+        half = norm.ppf(0.975) * np.sqrt(variance) / (auc * (1 - auc))
+        centre = np.log(auc / (1 - auc))
+        return tuple(1 / (1 + np.exp(-v)) for v in (centre - half, centre + half))
+
+    def hanley_mcneil(a, m, n):
+        q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+        return (a * (1 - a) + (m - 1) * (q1 - a * a) + (n - 1) * (q2 - a * a)) / (m * n)
+
+    m = n = 6
+    pos, neg = np.arange(10.0, 16.0), np.arange(0.0, 6.0)  # separated
+    ci = auroc_interval(pos, neg)
+    inside = 1 - 0.5 / (m * n)
+    assert ci.estimate == 1.0
+    assert (ci.low, ci.high) == pytest.approx(logit_interval(inside, hanley_mcneil(inside, m, n), m, n))
+    pos[0] = 4.5  # one pair out of order (below the negative 5)
+    psi = (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])
+    delong = psi.mean(axis=1).var(ddof=1) / m + psi.mean(axis=0).var(ddof=1) / n
+    ci = auroc_interval(pos, neg)
+    assert ci.estimate == pytest.approx(35 / 36) and delong < hanley_mcneil(35 / 36, m, n)
+    assert (ci.low, ci.high) == pytest.approx(logit_interval(35 / 36, delong, m, n))
