@@ -85,13 +85,14 @@ def test_every_letter_is_needed():
 def test_same_letters_whatever_the_hash_seed():
     """The pairs used to be read in set order, which depends on PYTHONHASHSEED: B got 'a' in one
     process and 'b' in another."""
+    import os
     import subprocess
     import sys
 
     code = ("from evalsuite.stats.letters import compact_letters; "
             "print(compact_letters(['A', 'B', 'C', 'D'], {frozenset('BC'), frozenset('CD'), frozenset('AD')}))")
     outputs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                              env={"PYTHONHASHSEED": str(s), "PATH": ""}).stdout for s in range(6)}
+                              env={**os.environ, "PYTHONHASHSEED": str(s)}).stdout for s in range(6)}
     assert len(outputs) == 1, outputs
 
 
