@@ -83,8 +83,9 @@ def load_side(run_dir: Path, label: str | None, role: str) -> Side:
     return Side(run_dir, plan, label, outcomes, str(run_dir), policy_errors, missing)
 
 
-def resolve_ref(ref: str, role: str, tracking_uri: str, experiment: str, scratch: Path) -> Path:
-    """A run folder for ``ref``: a path, or an MLflow run whose artifacts are downloaded."""
+def resolve_ref(ref: str, role: str, tracking_uri: str | None, experiment: str, scratch: Path) -> Path:
+    """A run folder for ``ref``: a path, or an MLflow run whose artifacts are downloaded (never with
+    tracking_uri=none, which leaves MLflow untouched)."""
     if not ref.startswith(("mlflow:", "mlflow-tag:")):
         path = Path(ref)
         if not (path / plan_mod.PLAN_FILE).exists():
@@ -96,16 +97,21 @@ def resolve_ref(ref: str, role: str, tracking_uri: str, experiment: str, scratch
         raise UsageError(f"{role}={ref!r}: write mlflow-tag:KEY=VALUE, e.g. mlflow-tag:role=baseline")
     from evalsuite import tracking
 
+    if tracking_uri is None:
+        raise UsageError(f"{role}={ref!r} is read from MLflow, but tracking_uri=none turns MLflow off; accepted: "
+                         f"a run folder as {role}=, or tracking_uri=default, sqlite:///PATH, http://HOST:PORT")
     uri = tracking.resolve_uri(tracking_uri)
     try:
         tracking._check_reachable(uri)
     except tracking.TrackingUnavailable as exc:
         raise UsageError(f"{role}={ref!r}: {exc}") from None
+    if uri.startswith("sqlite") and not (database := tracking._sqlite_path(uri, "tracking_uri")).exists():
+        raise UsageError(f"{role}={ref!r}: there is no MLflow database at {database} (reading would only create an "
+                         "empty one); accepted: a run folder, or the tracking_uri= the run was logged to")
     from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(uri)
+    client = tracking.client(uri)
     if ref.startswith("mlflow:"):
         run_id = ref.removeprefix("mlflow:")
     else:
@@ -297,7 +303,7 @@ def run_gate(req: GateRequest, log=print) -> dict[str, Any]:
         raise UsageError("give exactly one of candidate=RUN and candidate_policy=ID")
     if req.sequential and req.candidate_policy is None:
         raise UsageError("sequential=true evaluates the candidate in rounds: give candidate_policy=ID, not candidate=RUN")
-    uri = req.tracking_uri or "default"
+    uri = req.tracking_uri  # None: MLflow untouched, so mlflow: references are refused
     from evalsuite.runlock import RunLock
 
     req.out.mkdir(parents=True, exist_ok=True)

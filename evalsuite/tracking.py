@@ -2,8 +2,13 @@
 
 Tracking reads only the run folder, so it can happen later: when the server is down the results
 stay on disk and ``evalsuite sync RUN_DIR tracking_uri=...`` logs them when it is back. Logging
-the same folder again replaces the earlier MLflow runs of that folder (matched by a tag) instead of
-duplicating them.
+the same folder again updates the MLflow run that ``RUN_DIR/tracking.json`` records for that
+tracking URI; when updating it in place would leave stale values (a parameter changed, a metric
+went away), a new run replaces it. Either way the folder has one active run there.
+
+A tracking URI is checked before MLflow sees it: an in-memory database, a folder, a file that is
+not SQLite, a read-only file or folder, or a malformed URL is one line up front, instead of MLflow
+retrying for minutes and ending in pages of traceback.
 """
 
 from __future__ import annotations
@@ -14,28 +19,100 @@ import os
 import re
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+from evalsuite import fsio
 from evalsuite.errors import UsageError
 
 DEFAULT_DB = "mlflow.db"
 DEFAULT_ARTIFACTS = "mlartifacts"
+TRACKING_FILE = "tracking.json"
 UID_TAG = "evalsuite.run_uid"
+ACCEPTED = "default, none, sqlite:///PATH, http://HOST:PORT, https://HOST:PORT"
+SQLITE_MAGIC = b"SQLite format 3\x00"
+_FIX = "accepted: sqlite:///PATH naming an SQLite file (created if missing) in a writable folder, http://HOST:PORT"
 
 
 class TrackingUnavailable(Exception):
     """The tracking backend cannot be reached; the run folder is intact."""
 
 
-def resolve_uri(uri: str) -> str:
+class BadBackend(UsageError):
+    """A tracking URI MLflow cannot keep runs in (in memory, a folder, not SQLite, read-only)."""
+
+
+def resolve_uri(uri: str, key: str = "tracking_uri") -> str:
+    """The URI MLflow gets for ``uri`` (``default``: ``./mlflow.db``), checked first: a bad one is
+    a one-line error here rather than minutes of MLflow retries and a traceback later."""
     if uri == "default":
-        return f"sqlite:///{Path(DEFAULT_DB).resolve()}"
+        path = Path(DEFAULT_DB).resolve()
+        _check_sqlite_file(path, f"{key}=default", default=True)
+        return f"sqlite:///{path}"
     if not re.match(r"^(sqlite|https?|file|postgresql|mysql|databricks)[:+]", uri):
-        raise UsageError(f"tracking_uri={uri!r} is not understood; accepted: default, none, sqlite:///PATH, "
-                         "http://HOST:PORT, https://HOST:PORT")
+        raise UsageError(f"{key}={uri!r} is not understood; accepted: {ACCEPTED}")
+    if uri.startswith("sqlite"):
+        _check_sqlite_file(_sqlite_path(uri, key), f"{key}={uri!r}")
+    elif uri.startswith("http"):
+        _check_url(uri, key)
     return uri
+
+
+def _sqlite_path(uri: str, key: str) -> Path:
+    """The database file of an SQLAlchemy SQLite URL (``sqlite:///rel``, ``sqlite:////abs``)."""
+    rest = re.sub(r"^sqlite(\+\w+)?://", "", uri, count=1)
+    if rest == uri or (rest and not rest.startswith("/")):
+        raise UsageError(f"{key}={uri!r} is not an SQLite URL; accepted: sqlite:///PATH (three slashes; four for an "
+                         "absolute path), http://HOST:PORT")
+    database, _, query = rest[1:].partition("?")
+    if database in ("", ":memory:") or "mode=memory" in query:
+        raise BadBackend(f"{key}={uri!r} is an in-memory database: the logged run would vanish when evalsuite exits; "
+                         "accepted: sqlite:///PATH naming a file, http://HOST:PORT, https://HOST:PORT")
+    return Path(database).resolve()
+
+
+def _check_sqlite_file(path: Path, what: str, default: bool = False) -> None:
+    """What SQLite needs: a database file (or none yet) that is writable, in a writable folder
+    (SQLite writes its journal beside the file)."""
+    if path.is_dir():
+        raise BadBackend(f"{what}: {path} is a folder, not an SQLite file; {_FIX}")
+    if path.exists():
+        if not path.is_file():
+            raise BadBackend(f"{what}: {path} is not a regular file; {_FIX}")
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(len(SQLITE_MAGIC))
+        except OSError as exc:
+            raise BadBackend(f"{what}: {path} cannot be read ({exc.strerror}); {_FIX}") from None
+        if head and head != SQLITE_MAGIC:  # an empty file is a new database
+            raise BadBackend(f"{what}: {path} is not an SQLite database (it does not start with 'SQLite format 3'); "
+                             f"{_FIX}")
+        if not os.access(path, os.R_OK | os.W_OK):
+            raise BadBackend(f"{what}: {path} is read-only (MLflow writes every run into it); {_FIX}")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:  # MLflow creates the missing folders
+        folder = folder.parent
+    if not folder.is_dir():
+        raise BadBackend(f"{what}: {folder} is a file, so {path} cannot be created; {_FIX}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        if default:
+            raise BadBackend(f"{what} keeps MLflow's database in the working directory, but {folder} is read-only; "
+                             "accepted: tracking_uri=sqlite:///WRITABLE/mlflow.db, http://HOST:PORT, or tracking_uri=none "
+                             "and `evalsuite sync RUN tracking_uri=...` later")
+        raise BadBackend(f"{what}: the folder {folder} is read-only (SQLite writes beside {path.name}); {_FIX}")
+
+
+def _check_url(uri: str, key: str) -> None:
+    try:
+        parts = urllib.parse.urlsplit(uri)
+        _ = parts.port  # a port that is not a number raises ValueError
+    except ValueError as exc:
+        raise UsageError(f"{key}={uri!r} is not a valid URL ({exc}); accepted: http://HOST:PORT, https://HOST:PORT") \
+            from None
+    if not parts.hostname:
+        raise UsageError(f"{key}={uri!r} names no host; accepted: http://HOST:PORT, https://HOST:PORT")
 
 
 def run_uid(run_dir: Path) -> str:
@@ -49,6 +126,25 @@ def _check_reachable(uri: str) -> None:
             urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=3).read()
         except (urllib.error.URLError, OSError) as exc:
             raise TrackingUnavailable(f"tracking server {uri} is unreachable ({exc})") from None
+        except ValueError as exc:  # http.client.InvalidURL: a URL urlsplit let through
+            raise UsageError(f"tracking_uri={uri!r} is not a valid URL ({exc}); accepted: http://HOST:PORT, "
+                             "https://HOST:PORT") from None
+
+
+def client(uri: str):
+    """An MlflowClient for a resolved ``uri`` that fails fast: no HTTP retries, and no SQLAlchemy
+    engine retries for SQLite (MLflow retries a bad database for minutes; a local file that fails
+    once fails again, and resolve_uri already said what is wrong with it)."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # a slow server never stalls the run
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    if uri.startswith("sqlite"):
+        from mlflow.store.db import utils as db_utils
+
+        if hasattr(db_utils, "MAX_RETRY_COUNT"):
+            db_utils.MAX_RETRY_COUNT = 1
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(uri)
 
 
 class LiveProgress:
@@ -69,16 +165,12 @@ class LiveProgress:
         try:
             uri = resolve_uri(uri)
             _check_reachable(uri)
-            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # a slow server never stalls the run
-            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-            from mlflow.tracking import MlflowClient
-
-            client = MlflowClient(uri)
-            exp_id = _experiment_id(client, experiment, uri)
-            run = client.create_run(exp_id, run_name=f"{run_dir.name} (running)",
-                                    tags={UID_TAG: run_uid(run_dir), "evalsuite.live": "true",
-                                          "evalsuite.run_dir": str(run_dir.resolve())})
-            return cls(client, run.info.run_id, interval_s)
+            mlflow_client = client(uri)
+            exp_id = _experiment_id(mlflow_client, experiment, uri)
+            run = mlflow_client.create_run(exp_id, run_name=f"{run_dir.name} (running)",
+                                           tags={UID_TAG: run_uid(run_dir), "evalsuite.live": "true",
+                                                 "evalsuite.run_dir": str(run_dir.resolve())})
+            return cls(mlflow_client, run.info.run_id, interval_s)
         except Exception as exc:  # progress is a convenience: the run goes on without it
             log(f"MLflow live progress off: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}")
             return None
@@ -123,41 +215,32 @@ def _metric_key(text: str) -> str:
     return key[:250].strip().rstrip("/").strip() or "_"
 
 
-def _experiment_id(client, experiment: str, uri: str) -> str:
-    """The experiment's id, created on first use (sqlite: artifacts beside the database)."""
-    exp = client.get_experiment_by_name(experiment)
+def _experiment_id(mlflow_client, experiment: str, uri: str) -> str:
+    """The experiment's id, created on first use (sqlite: artifacts beside the database, which
+    resolve_uri found writable - not in whatever the working directory is)."""
+    exp = mlflow_client.get_experiment_by_name(experiment)
     if exp is not None:
         return exp.experiment_id
-    location = Path(DEFAULT_ARTIFACTS).resolve().as_uri() if uri.startswith("sqlite") else None
-    return client.create_experiment(experiment, artifact_location=location)
+    location = None
+    if uri.startswith("sqlite"):
+        location = (_sqlite_path(uri, "tracking_uri").parent / DEFAULT_ARTIFACTS).as_uri()
+    return mlflow_client.create_experiment(experiment, artifact_location=location)
 
 
-def log_run(run_dir: Path, uri: str, experiment: str = "evalsuite") -> str:
-    """Log ``run_dir`` (results, plan, versions, artifacts) to MLflow; returns the parent run id."""
-    uri = resolve_uri(uri)
-    _check_reachable(uri)
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-    import mlflow
-    from mlflow.tracking import MlflowClient
+class _Logged:
+    """What one run folder puts in MLflow: the parent run's params, metrics and tags, and each
+    policy's child run (params, metrics). Gathered before MLflow is touched."""
 
-    from evalsuite import results as results_mod
-    from evalsuite.plan import read_json
+    def __init__(self, run_dir: Path) -> None:
+        from evalsuite import analyses
+        from evalsuite import results as results_mod
+        from evalsuite.plan import read_json
 
-    results = results_mod.load(run_dir)
-    info = read_json(run_dir / "run_info.json") if (run_dir / "run_info.json").exists() else {}
-    mlflow.set_tracking_uri(uri)
-    client = MlflowClient(uri)
-    exp_id = _experiment_id(client, experiment, uri)
-    uid = run_uid(run_dir)
-    for old in client.search_runs([exp_id], filter_string=f"tags.`{UID_TAG}` = '{uid}'"):
-        client.delete_run(old.info.run_id)
-        for child in client.search_runs([exp_id], filter_string=f"tags.mlflow.parentRunId = '{old.info.run_id}'"):
-            client.delete_run(child.info.run_id)
-
-    with mlflow.start_run(experiment_id=exp_id, run_name=f"{results.suite} seed={results.seed}") as parent:
-        mlflow.set_tags({UID_TAG: uid, "evalsuite.suite": results.suite, "evalsuite.run_dir": str(run_dir.resolve()),
-                         "evalsuite.complete": str(results.trials.complete), **info.get("tags", {})})
+        results = results_mod.load(run_dir)
+        info = read_json(run_dir / "run_info.json") if (run_dir / "run_info.json").exists() else {}
+        self.name = f"{results.suite} seed={results.seed}"
+        self.tags = {"evalsuite.suite": results.suite, "evalsuite.run_dir": str(run_dir.resolve()),
+                     "evalsuite.complete": str(results.trials.complete), **info.get("tags", {})}
         params: dict[str, Any] = {
             "suite": results.suite, "tasks": ",".join(results.tasks), "seed": results.seed,
             "episodes_per_task": results.episodes_per_task, "policies": ",".join(results.policies),
@@ -165,8 +248,8 @@ def log_run(run_dir: Path, uri: str, experiment: str = "evalsuite") -> str:
             "correction": results.options.correction, "git_commit": info.get("git_commit", "unknown"),
         }
         params.update({f"version.{k}": v for k, v in info.get("versions", {}).items()})
-        mlflow.log_params(params)
-        metrics = {}
+        self.params = params
+        metrics: dict[str, float] = {}
         for agg in results.aggregate:
             metrics[_metric_key(f"{agg.policy}/mean")] = agg.mean
             metrics[_metric_key(f"{agg.policy}/mean_ci_low")] = agg.ci_low
@@ -179,49 +262,155 @@ def log_run(run_dir: Path, uri: str, experiment: str = "evalsuite") -> str:
             metrics[_metric_key(f"{m['policy']}/{m['metric']}_ci_high")] = m["high"]
         for effect in (results.section("mixed_model") or {}).get("effects", []):
             metrics[_metric_key(f"mixed/{effect['policy']}/log_odds")] = effect["log_odds"]
-        from evalsuite import analyses
-
         for spec, section_metrics in analyses.present(results, "metrics"):
             metrics.update({_metric_key(name): value
                             for name, value in section_metrics(results.section(spec.id)).items()})
-        mlflow.log_metrics(metrics)
-        tags = {_metric_key(f"letters.{task}"): " ".join(f"{p}={g}" for p, g in groups.items())
-                for task, groups in results.letters.items()}
+        self.metrics = metrics
+        self.tags.update({_metric_key(f"letters.{task}"): " ".join(f"{p}={g}" for p, g in groups.items())
+                          for task, groups in results.letters.items()})
         sequential = results.section("sequential") or {}
         for pair in sequential.get("pairs", []):
-            tags[_metric_key(f"sequential.{pair['task']}.{pair['policy_a']}_vs_{pair['policy_b']}")] = pair["decision"]
+            self.tags[_metric_key(f"sequential.{pair['task']}.{pair['policy_a']}_vs_{pair['policy_b']}")] = \
+                pair["decision"]
         for task, gate in sequential.get("gate", {}).items():
-            tags[_metric_key(f"sequential.{task}.gate")] = gate["verdict"]
-        if tags:
-            mlflow.set_tags(tags)
+            self.tags[_metric_key(f"sequential.{task}.gate")] = gate["verdict"]
+        self.children: dict[str, tuple[dict[str, Any], dict[str, float]]] = {}
         for name, pol in results.policies.items():
-            with mlflow.start_run(experiment_id=exp_id, run_name=name, nested=True):
-                rows = [r for r in results.per_task if r.policy == name]
-                mlflow.log_params({"policy_id": pol["id"], "policy_label": name, "blinding_code": pol["code"],
-                                   **{f"param.{k}": v for k, v in pol["params"].items()},
-                                   **{_metric_key(f"fingerprint.{r.task}"): r.fingerprint for r in rows}})
-                task_metrics = {}
-                for r in rows:
-                    if r.rate is None:
-                        continue
-                    for field in ("rate", "ci_low", "ci_high", "n", "successes", "policy_errors", "missing"):
-                        task_metrics[_metric_key(f"{r.task}/{field}")] = getattr(r, field)
-                mlflow.log_metrics(task_metrics)
-        mlflow.log_artifacts(str(run_dir), artifact_path="run")
-        return parent.info.run_id
+            rows = [r for r in results.per_task if r.policy == name]
+            child_params = {"policy_id": pol["id"], "policy_label": name, "blinding_code": pol["code"],
+                            **{f"param.{k}": v for k, v in pol["params"].items()},
+                            **{_metric_key(f"fingerprint.{r.task}"): r.fingerprint for r in rows}}
+            child_metrics = {_metric_key(f"{r.task}/{field}"): getattr(r, field) for r in rows if r.rate is not None
+                             for field in ("rate", "ci_low", "ci_high", "n", "successes", "policy_errors", "missing")}
+            self.children[name] = (child_params, child_metrics)
+
+
+def _stale(run, params: dict[str, Any], metrics: dict[str, float]) -> bool:
+    """Whether updating ``run`` in place would leave a wrong value behind: MLflow never changes a
+    logged parameter, and a metric the results no longer have would stay."""
+    return (any(key in run.data.params and run.data.params[key] != str(value) for key, value in params.items())
+            or any(key not in metrics for key in run.data.metrics))
+
+
+def _children(mlflow_client, exp_id: str, parent_id: str) -> dict[str, Any]:
+    runs = mlflow_client.search_runs([exp_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'")
+    return {run.info.run_name: run for run in runs}
+
+
+def _recorded_run(mlflow_client, run_dir: Path, uri: str, exp_id: str, uid: str, logged: _Logged):
+    """The run RUN_DIR/tracking.json records at ``uri`` when it can be updated in place: still
+    active, in this experiment, logged from this folder (a copy of the folder gets its own run),
+    and nothing would go stale. Otherwise None: a new run replaces it."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        recorded = json.loads((run_dir / TRACKING_FILE).read_text(encoding="utf-8"))
+        run_id = recorded["run_id"] if recorded["tracking_uri"] == uri else None
+    except (OSError, ValueError, KeyError, TypeError):  # absent or damaged: a received folder may hold anything
+        return None
+    if not isinstance(run_id, str) or not re.fullmatch(r"[0-9A-Za-z_-]{1,64}", run_id):
+        return None
+    try:
+        run = mlflow_client.get_run(run_id)
+    except MlflowException:
+        return None
+    if (run.info.lifecycle_stage != "active" or run.info.experiment_id != exp_id
+            or run.data.tags.get(UID_TAG) != uid or _stale(run, logged.params, logged.metrics)):
+        return None
+    children = _children(mlflow_client, exp_id, run_id)
+    if any(_stale(child, *logged.children[name]) for name, child in children.items() if name in logged.children):
+        return None
+    return run
+
+
+def _write(mlflow_client, run_id: str, params: dict[str, Any], metrics: dict[str, float], tags: dict[str, str]) -> None:
+    from mlflow.entities import Metric, Param, RunTag
+
+    now = int(time.time() * 1000)
+    mlflow_client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+                            params=[Param(k, str(v)) for k, v in params.items()],
+                            tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+
+def _new_run(mlflow_client, exp_id: str, name: str, tags: dict[str, str]) -> str:
+    try:  # the tags MLflow's own start_run adds (user, source)
+        from mlflow.tracking.context.registry import resolve_tags
+
+        tags = resolve_tags(tags)
+    except Exception:
+        pass
+    return mlflow_client.create_run(exp_id, run_name=name, tags=tags).info.run_id
+
+
+def log_run(run_dir: Path, uri: str, experiment: str = "evalsuite") -> str:
+    """Log ``run_dir`` (results, plan, versions, artifacts) to MLflow; returns the parent run id.
+    The run tracking.json records there is updated in place when it can be (see _recorded_run);
+    any other run of this folder (the live progress run, a replaced one) is deleted once the new
+    one is complete."""
+    uri = resolve_uri(uri)
+    _check_reachable(uri)
+    logged = _Logged(run_dir)
+    mlflow_client = client(uri)
+    exp_id = _experiment_id(mlflow_client, experiment, uri)
+    uid = run_uid(run_dir)
+    reused = _recorded_run(mlflow_client, run_dir, uri, exp_id, uid, logged)
+    tags = {UID_TAG: uid, **logged.tags}
+    if reused is None:
+        parent_id, children = _new_run(mlflow_client, exp_id, logged.name, tags), {}
+    else:
+        parent_id, children = reused.info.run_id, _children(mlflow_client, exp_id, reused.info.run_id)
+        for key in reused.data.tags:  # verdicts of an earlier analysis that this one no longer makes
+            if key.startswith(("letters.", "sequential.")) and key not in tags:
+                mlflow_client.delete_tag(parent_id, key)
+    try:
+        _write(mlflow_client, parent_id, logged.params, logged.metrics, tags)
+        for name, (params, metrics) in logged.children.items():
+            child = children.pop(name, None)
+            child_id = child.info.run_id if child is not None else _new_run(
+                mlflow_client, exp_id, name, {"mlflow.parentRunId": parent_id})
+            _write(mlflow_client, child_id, params, metrics, {})
+            mlflow_client.set_terminated(child_id)
+        for child in children.values():  # a policy this folder no longer has
+            mlflow_client.delete_run(child.info.run_id)
+        mlflow_client.log_artifacts(parent_id, str(run_dir), artifact_path="run")
+    except BaseException:
+        if reused is None:
+            try:  # a new run left half-written says so; the next sync replaces it (same uid tag)
+                mlflow_client.set_terminated(parent_id, "FAILED")
+            except Exception:
+                pass
+        raise
+    mlflow_client.set_terminated(parent_id)
+    for old in mlflow_client.search_runs([exp_id], filter_string=f"tags.`{UID_TAG}` = '{uid}'"):
+        if old.info.run_id != parent_id:
+            for child in _children(mlflow_client, exp_id, old.info.run_id).values():
+                mlflow_client.delete_run(child.info.run_id)
+            mlflow_client.delete_run(old.info.run_id)
+    return parent_id
 
 
 def log_or_explain(run_dir: Path, uri: str, experiment: str, log=print) -> str | None:
-    """Log the run; when the backend is unreachable say how to sync later, and keep going."""
+    """Log the run and record it in RUN_DIR/tracking.json. When the backend is unreachable or fails
+    midway, say so in one line and how to sync later, and keep going: the results are on disk."""
+    record = run_dir / TRACKING_FILE
+    if record.is_symlink():  # refused before anything reaches MLflow, so no run goes unrecorded
+        raise UsageError(f"{record} is a symbolic link; evalsuite never writes through a link - remove it and rerun")
     try:
         run_id = log_run(run_dir, uri, experiment)
-    except TrackingUnavailable as exc:
-        log(f"MLflow: {exc}. Results are safe in {run_dir}; log them later with:\n"
-            f"  evalsuite sync {run_dir} tracking_uri={uri}")
-        return None
-    (run_dir / "tracking.json").write_text(json.dumps({"tracking_uri": resolve_uri(uri), "run_id": run_id}) + "\n")
-    log(f"MLflow: run {run_id} at {resolve_uri(uri)}")
-    return run_id
+    except (TrackingUnavailable, BadBackend) as exc:
+        reason = str(exc)
+    except UsageError:  # the run folder itself is damaged: syncing later would not help
+        raise
+    except Exception as exc:  # MLflow or its database failed midway; nothing in the folder depends on it
+        reason = f"logging failed ({type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:300]})"
+    else:
+        resolved = resolve_uri(uri)
+        fsio.write_json(record, {"tracking_uri": resolved, "run_id": run_id})
+        log(f"MLflow: run {run_id} at {resolved}")
+        return run_id
+    log(f"MLflow: {reason}. Results are safe in {run_dir}; log them later with:\n"
+        f"  evalsuite sync {run_dir} tracking_uri={uri}")
+    return None
 
 
 def log_gate(gate_dir: Path, uri: str, experiment: str = "evalsuite") -> str:
@@ -231,8 +420,8 @@ def log_gate(gate_dir: Path, uri: str, experiment: str = "evalsuite") -> str:
     import mlflow
 
     result = json.loads((gate_dir / "results.json").read_text())
+    exp_id = _experiment_id(client(uri), experiment, uri)
     mlflow.set_tracking_uri(uri)
-    exp_id = _experiment_id(mlflow.tracking.MlflowClient(uri), experiment, uri)
     c, b = result["candidate"], result["baseline"]
     with mlflow.start_run(experiment_id=exp_id, run_name=f"gate {c['policy']} vs {b['policy']}") as run:
         mlflow.set_tags({"evalsuite.kind": "gate", "evalsuite.gate.verdict": result["verdict"],
@@ -248,10 +437,17 @@ def log_gate(gate_dir: Path, uri: str, experiment: str = "evalsuite") -> str:
 
 
 def log_gate_or_explain(gate_dir: Path, uri: str, experiment: str, log=print) -> str | None:
+    """Log the gate; a backend that is unreachable or fails is one line, the verdicts stay on disk."""
     try:
         run_id = log_gate(gate_dir, uri, experiment)
-    except TrackingUnavailable as exc:
-        log(f"MLflow: {exc}. The verdicts are in {gate_dir / 'results.json'}.")
-        return None
-    log(f"MLflow: gate run {run_id} at {resolve_uri(uri)}")
-    return run_id
+    except (TrackingUnavailable, BadBackend) as exc:
+        reason = str(exc)
+    except UsageError:
+        raise
+    except Exception as exc:
+        reason = f"logging failed ({type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:300]})"
+    else:
+        log(f"MLflow: gate run {run_id} at {resolve_uri(uri)}")
+        return run_id
+    log(f"MLflow: {reason}. The verdicts are in {gate_dir / 'results.json'}.")
+    return None

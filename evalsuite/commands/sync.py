@@ -5,7 +5,19 @@ from __future__ import annotations
 from evalsuite.commands.options import Option, parse, run_dir
 from evalsuite.errors import UsageError
 
-OPTIONS = (Option("tracking_uri", "default | sqlite:///PATH | http://HOST:PORT", "default"),
+
+def backend(key: str, value: str) -> str:
+    """A tracking URI sync can log to: checked up front like evaluate's, but ``none`` is no backend."""
+    from evalsuite import tracking
+
+    if value == "none":
+        raise UsageError(f"{key}=none: sync logs a run folder to MLflow, so it needs a backend; accepted: default, "
+                         "sqlite:///PATH, http://HOST:PORT, https://HOST:PORT")
+    tracking.resolve_uri(value, key)
+    return value
+
+
+OPTIONS = (Option("tracking_uri", "default | sqlite:///PATH | http://HOST:PORT", "default", backend),
            Option("experiment", "MLflow experiment name", "evalsuite"))
 
 
