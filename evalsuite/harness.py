@@ -66,9 +66,9 @@ class EvaluateRequest:
     options: AnalysisOptions = field(default_factory=AnalysisOptions)
     stopping: Stopping = Stopping()  # see evalsuite/sequential.py
     tags: dict[str, str] = field(default_factory=dict)  # MLflow tags, e.g. {"role": "baseline"}
-    # MDP families: the worst-case search per policy after the family evaluation (None: no search),
-    # e.g. {"generations": 4, "population": 8, "episodes_per_point": 4, "fresh_episodes": 40}
-    worst_case: dict[str, int] | None = None
+    # the suite's worst-case search options as typed (SuiteSpec.options with target "search", e.g.
+    # an MDP family's {"worst_case": "cem", "generations": "4"}): given, the search runs after the episodes
+    search: dict[str, str] | None = None
     tracking_uri: str | None = "default"  # "default": sqlite in the working directory; None: off
     live_tracking: bool = True  # progress metrics to an MLflow run while the run goes (replaced at the end)
     experiment: str = "evalsuite"
@@ -128,18 +128,13 @@ class PolicyBuilder:
         return {**self.__dict__, "_cache": {}}  # policies are rebuilt where they run
 
 
-def _env_options(suite: SuiteSpec) -> set[str]:
-    """Keyword options the suite's environment takes beyond task and step limit."""
-    import inspect
-
-    params = inspect.signature(load_entry_point(suite.entry_point)).parameters
-    return {name for name in params if name not in ("self", "task_id", "max_steps")} - set(suite.kwargs)
+CORE_PACKAGES = ("evalsuite", "numpy", "scipy", "statsmodels", "mlflow", "torch")
 
 
-def package_versions() -> dict[str, str]:
+def package_versions(suite: SuiteSpec | None = None) -> dict[str, str]:
+    """Python's version and the installed versions of the core's packages and the suite's own."""
     out = {"python": platform.python_version()}
-    for name in ("evalsuite", "numpy", "scipy", "statsmodels", "mlflow", "metaworld", "mujoco", "gymnasium", "torch",
-                 "robosuite"):
+    for name in (*CORE_PACKAGES, *(suite.packages if suite else ())):
         try:
             out[name] = version(name)
         except PackageNotFoundError:
@@ -147,18 +142,15 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-SIMULATOR_PACKAGES = {"metaworld": ("metaworld", "gymnasium", "mujoco"), "robosuite": ("robosuite", "mujoco")}
-
-
 def suite_digest(suite: SuiteSpec, tasks: list[str]) -> str:
     """sha256 of what a suite is for these tasks: entry point, options, each task's step limit
     and tags, an MDP family's axes, and the versions of the suite's own simulator packages."""
     import hashlib
 
-    versions = package_versions()
+    versions = package_versions(suite)
     spec = {"id": suite.id, "entry_point": suite.entry_point, "kwargs": suite.kwargs, "family": suite.family,
             "tasks": [[t, suite.task(t).max_steps, list(suite.task(t).tags)] for t in tasks],
-            "simulators": {name: versions.get(name) for name in SIMULATOR_PACKAGES.get(suite.simulator, ())}}
+            "simulators": {name: versions.get(name) for name in suite.packages}}
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -171,10 +163,11 @@ def git_commit() -> str:
 
 
 def with_options(suite: SuiteSpec, options: dict[str, Any]) -> SuiteSpec:
-    """The suite with extra environment options (e.g. ``obs=pointcloud``), refusing unknown ones."""
+    """The suite with extra environment options (e.g. ``obs=pointcloud``): the ones its plugin
+    declares (``SuiteSpec.options``); the plugin's entry point validates their values."""
     if not options:
         return suite
-    accepted = _env_options(suite)
+    accepted = {o.name for o in suite.options if o.target == "env"} - set(suite.kwargs)
     for name in options:
         if name not in accepted:
             raise UsageError(f"suite {suite.id!r} takes no option {name}; accepted: {choices(accepted) or '(none)'}")
@@ -271,13 +264,13 @@ def evaluate(req: EvaluateRequest, log=print) -> Results:
             records = journal.records
         elapsed = time.time() - started
 
-        info = {"versions": package_versions(), "git_commit": git_commit(), "host": platform.node(),
+        info = {"versions": package_versions(suite), "git_commit": git_commit(), "host": platform.node(),
                 "command": sys.argv, "batch_size": req.batch_size, "parallelism": parallelism,
                 "wall_time_s": round(elapsed, 2), "episodes_run": ran,
                 "episodes_per_s": round(ran / elapsed, 3) if elapsed > 0 and ran else None, "tags": req.tags}
         # one straight line from here: every input of the analysis first, then one analysis, one
         # report, one upload - nothing written to the folder is read back in this process
-        worst_case = _worst_cases(req, suite, tasks[0], run_dir, log) if req.worst_case and plan.family else None
+        worst_case = _worst_cases(req, suite, tasks[0], run_dir, log) if req.search is not None else None
         clips = _render_videos(req, run_dir, suite, builder, plan, records, info, log) if req.video != "none" else {}
         plan_mod.write_json(run_dir / RUN_INFO_FILE, info)
         results = _write_results(run_dir, plan, key, records, req.options, log, notes=notes, worst_case=worst_case,
@@ -395,22 +388,23 @@ def render_saved_run(run_dir: Path, mode: str, trials: Sequence[str], camera: st
     return rendered
 
 
-def _worst_cases(req: EvaluateRequest, suite: SuiteSpec, task: str, run_dir: Path, log) -> dict[str, Any]:
-    """The worst-case search of every policy (evalsuite/analyses/family.py): label -> what it found."""
+def _worst_cases(req: EvaluateRequest, suite: SuiteSpec, task: str, run_dir: Path, log) -> dict[str, Any] | None:
+    """The suite's worst-case search of every policy (an MDP family's: evalsuite/analyses/family.py
+    reads it): label -> what it found; None where the suite's own options turn it off."""
     from evalsuite.analyses.family import WORST_CASE_FILE
 
     if not suite.worst_case_search:
-        raise UsageError(f"suite {suite.id!r} has no worst-case search; worst_case= applies to MDP families")
-    worst_case = load_entry_point(suite.worst_case_search)
-
+        raise UsageError(f"suite {suite.id!r} has no worst-case search")
+    search = load_entry_point(suite.worst_case_search)
     found = {}
     for i, entry in enumerate(req.policies):
-        log(f"worst-case search for {entry.label} ...")
-        found[entry.label] = worst_case(
-            suite.id, task, entry, run_dir / "worst_case" / f"policy{i}", suite_options=req.suite_options,
-            seed=req.seed, max_steps=req.max_steps if isinstance(req.max_steps, int) else None,
-            batch_size=req.batch_size, log=log,  # the searches run as the family run did
-            parallel={name: getattr(req, name) for name in PARALLEL_FIELDS}, **req.worst_case)
+        result = search(suite.id, task, entry, run_dir / "worst_case" / f"policy{i}", suite_options=req.suite_options,
+                        seed=req.seed, max_steps=req.max_steps if isinstance(req.max_steps, int) else None,
+                        batch_size=req.batch_size, log=log,  # the searches run as the family run did
+                        parallel={name: getattr(req, name) for name in PARALLEL_FIELDS}, **(req.search or {}))
+        if result is None:
+            return None
+        found[entry.label] = result
     plan_mod.write_json(run_dir / WORST_CASE_FILE, found)
     return found
 

@@ -41,6 +41,22 @@ class TaskSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class SuiteOption:
+    """A ``key=value`` option a suite plugin takes on the command line, declared with the suite
+    (Gymnasium's model: the plugin validates its own keyword arguments). Values reach the plugin as
+    typed: ``env`` options as keyword arguments of its environment entry point (recorded in the
+    plan: they define the episodes), ``search`` options as keyword arguments of its worst-case search."""
+
+    name: str
+    help: str
+    default: str | None = None  # as typed on the command line; None: absent unless given
+    target: str = "env"  # env | search
+    # "module:function" (key, text) -> value: checks (and types) the value as the command line is read,
+    # before anything runs; none: the text as typed, checked by the entry point that gets it
+    parse: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class SuiteSpec:
     """A benchmark suite: a set of tasks built by one environment entry point.
 
@@ -69,6 +85,9 @@ class SuiteSpec:
     worst_case_search: str = ""  # an MDP family's search entry point, (suite, task, policy, out, ...) -> dict
     default_tasks: tuple[str, ...] = ()  # empty: all tasks
     default_policies: tuple[str, ...] = ()  # what `evaluate` runs when no policies= is given
+    options: tuple[SuiteOption, ...] = ()  # the suite's own command-line options (see SuiteOption)
+    packages: tuple[str, ...] = ()  # the simulator's packages: their versions are part of what the suite is
+    demos_format: str = "dp3"  # how `evalsuite demos` writes its demos: dp3 (DP3's fields) | robomimic
 
     def task(self, task_id: str) -> TaskSpec:
         for task in self.tasks:

@@ -36,7 +36,7 @@ def _training_demos(kv: dict[str, str], suite, task: str, out: Path, seed: int, 
             n = parse_int("demos", kv["demos"], 1)
             result = demo_mod.collect(suite.id, task, n, seed=seed, expert="scripted",
                                       suite_options={"obs": kv["obs"]} if "obs" in kv else None)
-            robomimic_layout = suite.simulator == "robosuite"
+            robomimic_layout = suite.demos_format == "robomimic"
             (demo_mod.write_robomimic_hdf5 if robomimic_layout else demo_mod.write_dp3_hdf5)(result, path)
             print(f"{path}: {len(result.episodes)} expert demos of {result.attempted} attempts")
     else:

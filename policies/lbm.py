@@ -53,7 +53,7 @@ def instruction_for(task_id: str) -> str:
 @functools.lru_cache(maxsize=1)
 def _sentence_encoder():
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights are inside the package; never reach a hub
-    from evalsuite.compat import prepare_torchvision
+    from evalsuite_suites.compat import prepare_torchvision
 
     prepare_torchvision()
     try:

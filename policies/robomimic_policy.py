@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from evalsuite import trust
-from evalsuite.compat import prepare_robomimic
+from evalsuite_suites.compat import prepare_robomimic
 from evalsuite.errors import UsageError
 from evalsuite.interfaces import PolicyRequirements
 from evalsuite_policies._util import flush_denormals

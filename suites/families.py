@@ -170,6 +170,25 @@ def design(family: FamilySpec, sampler: str = "sobol", mdps: int = 16, seed: int
     return out
 
 
+_SEARCH_MOST = {"generations": 1000, "population": 10_000, "episodes_per_point": 100_000, "fresh_episodes": 100_000}
+
+
+def search_option(key: str, value: int | str) -> int | str:
+    """A worst-case search option as typed (the family suites' parser, run as the command line is
+    read): worst_case cem | none, the counts integers in 1..their bound; else a one-line error."""
+    if key == "worst_case":
+        if value not in ("cem", "none"):
+            raise UsageError(f"worst_case={value!r}; accepted: cem, none")
+        return value
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{key}={value!r} is not an integer") from None
+    if not 1 <= number <= _SEARCH_MOST[key]:
+        raise UsageError(f"{key}={number} must be in 1..{_SEARCH_MOST[key]}")
+    return number
+
+
 def parse_points(text: str | list | None) -> list[dict[str, float]] | None:
     if text is None or isinstance(text, list):
         return text
@@ -360,13 +379,21 @@ def _descends(model, body: int, ancestor: int) -> bool:
 
 
 def worst_case(suite_id: str, task: str, policy, out: Path, *, suite_options: dict[str, Any], seed: int,
-               max_steps: int | None, generations: int = 4, population: int = 8, episodes_per_point: int = 4,
-               fresh_episodes: int = 40, batch_size: int = 8, log=print,
-               parallel: dict[str, Any] | None = None) -> dict[str, Any]:
+               max_steps: int | None, worst_case: str = "cem", generations: int | str = 4, population: int | str = 8,
+               episodes_per_point: int | str = 4, fresh_episodes: int | str = 40, batch_size: int = 8, log=print,
+               parallel: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """CEM search and a same-budget grid for one policy; both winners re-run on fresh initial
     conditions (paired between the two). Each evaluation is an ordinary run folder under ``out``,
-    so an interrupted search resumes where it stopped."""
+    so an interrupted search resumes where it stopped. The options come as typed on the command
+    line (the family suites declare them); ``worst_case=none``: no search (None)."""
     from evalsuite.harness import EvaluateRequest, evaluate
+
+    if search_option("worst_case", worst_case) == "none":
+        return None
+    generations, population = search_option("generations", generations), search_option("population", population)
+    episodes_per_point = search_option("episodes_per_point", episodes_per_point)
+    fresh_episodes = search_option("fresh_episodes", fresh_episodes)
+    log(f"worst-case search for {policy.label} ...")
 
     from evalsuite import registry
     from evalsuite.analyses.family import cem_minimize

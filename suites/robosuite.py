@@ -81,7 +81,7 @@ def _cache_compilation() -> None:
 
 def make_robosuite_env(task_id: str, cameras: bool = False, seed: int | None = None):
     """The robosuite environment of a robomimic task, configured as robomimic configures it."""
-    from evalsuite.compat import quiet_import
+    from evalsuite_suites.compat import quiet_import
 
     quiet_import("robosuite")
     import robosuite

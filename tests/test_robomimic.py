@@ -90,7 +90,7 @@ def test_init_states_option_starts_episodes_from_the_dataset(lift_demos, tmp_pat
 
 
 def test_robomimic_reads_the_dataset_and_trains_bc(lift_demos):
-    from evalsuite.compat import prepare_robomimic
+    from evalsuite_suites.compat import prepare_robomimic
 
     prepare_robomimic()
     import torch
@@ -168,7 +168,7 @@ def test_scripted_experts_through_the_runner_with_worker_processes(tmp_path):
 def _robomimic_own_rollouts(checkpoint: Path, dataset: Path, n: int) -> list[bool]:
     """robomimic's own code path: env from the checkpoint's metadata, its RolloutPolicy, and
     ``run_trained_agent.rollout`` - whose reset_to we point at each stored initial state."""
-    from evalsuite.compat import prepare_robomimic
+    from evalsuite_suites.compat import prepare_robomimic
 
     prepare_robomimic()
     import torch

@@ -7,6 +7,20 @@ from evalsuite.errors import UsageError
 OPTIONS = ()
 
 
+def suite_options_table() -> str:
+    """The README's table of the options the installed suites declare (one row per option and text)."""
+    from evalsuite import registry
+
+    rows: dict[tuple[str, str, str], list[str]] = {}
+    for spec in registry.suites.all().values():
+        for o in spec.options:
+            rows.setdefault((o.name, o.help, o.default or ""), []).append(spec.id)
+    lines = ["| key | suites | meaning | default |", "|---|---|---|---|"]
+    lines += [f"| `{name}` | {', '.join(suites)} | {text.replace('|', '&#124;')} | {f'`{default}`' if default else ''} |"
+              for (name, text, default), suites in rows.items()]
+    return "\n".join(lines)
+
+
 def run(args: list[str]) -> int:
     """Suites, tasks and policies installed."""
     from evalsuite import registry
@@ -17,6 +31,9 @@ def run(args: list[str]) -> int:
     for spec in registry.suites.all().values():
         print(f"  {spec.id:<18} {len(spec.tasks):>3} tasks  {spec.description}")
         print("      tasks: " + ", ".join(f"{t.id}" + (f" ({','.join(t.tags)})" if t.tags else "") for t in spec.tasks))
+        for option in spec.options:
+            default = f" (default: {option.default})" if option.default is not None else ""
+            print(f"      {option.name}=: {option.help}{default}")
     print("policies:")
     for spec in registry.policies.all().values():
         params = ", ".join(f"{k}={v}" for k, v in spec.params.items())

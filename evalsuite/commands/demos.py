@@ -37,7 +37,7 @@ def run(args: list[str]) -> int:
                          "(e.g. expert=scripted)")
     if len(result.episodes) < v["n"]:
         print(f"warning: only {len(result.episodes)} of {result.attempted} expert episodes succeeded", file=sys.stderr)
-    robomimic_layout = suite.simulator == "robosuite"
+    robomimic_layout = suite.demos_format == "robomimic"
     (demos.write_robomimic_hdf5 if robomimic_layout else demos.write_dp3_hdf5)(result, out)
     print(f"{out}: {len(result.episodes)} successful demos of {result.attempted} attempts "
           f"({'robomimic' if robomimic_layout else 'DP3-field'} layout)")

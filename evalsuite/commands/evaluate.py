@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from evalsuite.commands.options import (MAX_EPISODES, Option, Values, boolean, default_out, folder, integer, listing,
@@ -15,25 +16,9 @@ SUITE = (
     Option("policies", "[id, id:key=value, ...] (default: the suite's default policies)", parse=listing),
     Option("tasks", "[task, ...], all, or Meta-World's difficulty groups (default: the suite's default tasks)",
            parse=listing),
-    Option("init_states", "robomimic HDF5 dataset whose stored initial states the episodes start from"),
-    Option("obs", "observation mode of the suite: metaworld state | pointcloud; robomimic low_dim | image"),
 )
-FAMILY = (
-    Option("sampler", "MDP families: sobol | lhs | grid (grids include the range ends)"),
-    Option("mdps", "MDP families: MDPs drawn from the family besides the nominal one (grid: about this many)"),
-    Option("vary", "MDP families: [axis, ...] that vary (default: all); the others stay nominal"),
-    Option("design_seed", "MDP families: seed of the Sobol / Latin-hypercube design"),
-    Option("points", "MDP families: a JSON list of {axis: value} MDPs to run instead of a sampled design"),
-)
-WORST_CASE = (
-    Option("worst_case", "MDP families: cem (CEM search + same-budget grid per policy) | none", "cem",
-           one_of("cem", "none")),
-    Option("generations", "worst-case search: CEM generations", "4", integer(1, 1000)),
-    Option("population", "worst-case search: candidates a generation", "8", integer(1, 10_000)),
-    Option("episodes_per_point", "worst-case search: episodes per candidate", "4", integer(1, MAX_EPISODES)),
-    Option("fresh_episodes", "worst-case search: episodes re-running each winner on fresh initial conditions", "40",
-           integer(1, MAX_EPISODES)),
-)
+# Besides these, each suite takes the options its plugin declares (SuiteSpec.options: e.g. obs=pointcloud on
+# Meta-World, init_states= on robomimic, an MDP family's design and worst-case search); `evalsuite list` shows them.
 def planned_effect(key: str, value: str) -> tuple[float, ...]:
     """P_BASELINE:DELTA[:DISCORDANCE], as ``evalsuite plan`` takes them: both success rates inside
     (0, 1); the discordance (share of pairs that disagree) defaults to independent outcomes."""
@@ -122,9 +107,50 @@ VIDEO = (
            one_of("none", "sample", "failures", "all")),
     Option("camera", "the videos' camera (default: the suite's first)"),
 )
-OPTIONS = (*SUITE, *FAMILY, *WORST_CASE, *STOPPING, *DESIGN, *PARALLEL, *STATISTICS, ATTEMPTS, *TRACKING, *VIDEO)
-SUITE_OPTIONS = ("init_states", "obs", *(o.name for o in FAMILY))
-SEARCH = tuple(o.name for o in WORST_CASE[1:])
+OPTIONS = (*SUITE, *STOPPING, *DESIGN, *PARALLEL, *STATISTICS, ATTEMPTS, *TRACKING, *VIDEO)
+
+
+def suite_options(args: Sequence[str], targets: Sequence[str] = ("env", "search")) -> tuple[Option, ...]:
+    """The options the plugin of the suite named in ``args`` (``suite=ID``) declares, as options of
+    this command: their values reach the plugin as typed, and it validates them."""
+    from evalsuite import registry
+
+    suite_id = next((a.partition("=")[2] for a in args if a.startswith("suite=")), "")
+    if not suite_id:
+        return ()
+    spec = registry.suites.get(suite_id)
+    return tuple(Option(o.name, f"suite {spec.id}: {o.help}", o.default, _plugin_parser(o.parse))
+                 for o in spec.options if o.target in targets)
+
+
+def _plugin_parser(entry_point: str):
+    """A suite option's own parser, imported when a value is read (text as typed without one)."""
+    if not entry_point:
+        return lambda key, value: value
+
+    def parse_value(key: str, value: str) -> Any:
+        from evalsuite.specs import load_entry_point
+
+        return load_entry_point(entry_point)(key, value)
+    return parse_value
+
+
+def parse_request(args: Sequence[str], options: Sequence[Option] = OPTIONS,
+                  targets: Sequence[str] = ("env", "search")) -> Values:
+    """``args`` against the command's own options and those of the chosen suite; a key that belongs
+    to other suites says so."""
+    from evalsuite import registry
+
+    accepted = (*options, *suite_options(args, targets))
+    names = {o.name for o in accepted}
+    for arg in args:
+        key = arg.partition("=")[0]
+        owners = sorted(s.id for s in registry.suites.all().values() if key in {o.name for o in s.options})
+        if key not in names and owners:
+            suite_id = next((a.partition("=")[2] for a in args if a.startswith("suite=")), "")
+            raise UsageError(f"{key}= is an option of suite{'s' if len(owners) > 1 else ''} {', '.join(owners)}, "
+                             f"not of {'suite ' + repr(suite_id) if suite_id else 'this command'}")
+    return parse(args, accepted)
 
 
 def analysis_options(v: Values) -> dict[str, Any]:
@@ -167,9 +193,12 @@ def request(v: Values):
         raise UsageError(f"{ray_given[0]}= applies to executor=ray only")
     if v.get("workers") and v.get("env_workers"):
         raise UsageError("give workers= (whole episodes per process) or env_workers= (lock-step), not both")
+    declared = {o.name: o.target for o in suite.options}
     fields = {"suite": v["suite"], "tasks": v.get("tasks"), "policies": [p.label for p in policies],
               "episodes": episodes, "seed": v["seed"], "max_steps": v.get("max_steps"),
-              "suite_options": {k: v[k] for k in SUITE_OPTIONS if k in v}, "stopping": stopping.to_dict()}
+              "suite_options": {k: v[k] for k, target in declared.items() if target == "env" and k in v},
+              "stopping": stopping.to_dict()}
+    search = {k: v[k] for k, target in declared.items() if target == "search" and k in v}
     return EvaluateRequest(
         suite=fields["suite"], policies=policies, out=v["out"] if "out" in v else default_out(fields),
         tasks=fields["tasks"], episodes=episodes, seed=v["seed"], max_steps=fields["max_steps"],
@@ -181,18 +210,7 @@ def request(v: Values):
         options=AnalysisOptions(**analysis_options(v)), tracking_uri=v["tracking_uri"], experiment=v["experiment"],
         tags=v.get("tags", {}), progress=v.get("progress", sys.stderr.isatty()),
         video=v.get("video", "none"), camera=v.get("camera", ""),
-        worst_case=worst_case(v, suite))
-
-
-def worst_case(v: Values, suite) -> dict[str, int] | None:
-    """The worst-case search settings of an evaluation: on for MDP families unless worst_case=none."""
-    is_family = bool(suite.kwargs.get("family"))
-    given = [k for k in ("worst_case", "points", *SEARCH) if k in v.given]
-    if not is_family and given:
-        raise UsageError(f"{given[0]}= applies to MDP family suites only (e.g. suite=metaworld-family/pick-place)")
-    if not is_family or v.get("worst_case", "none") == "none":
-        return None
-    return {k: v[k] for k in SEARCH}
+        search=search if suite.worst_case_search and search else None)
 
 
 def summary(results: Results) -> str:
@@ -216,6 +234,6 @@ def run(args: list[str]) -> int:
     """Evaluate policies on a suite: blind, paired, resumable; results, report and MLflow."""
     from evalsuite.harness import evaluate
 
-    results = evaluate(request(parse(args, OPTIONS)))
+    results = evaluate(request(parse_request(args)))
     print(summary(results))
     return 0
