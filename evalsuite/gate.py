@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from evalsuite import fsio
 from evalsuite import plan as plan_mod
 from evalsuite.errors import UsageError, choices
 from evalsuite import journal
@@ -72,7 +73,7 @@ def load_side(run_dir: Path, label: str | None, role: str) -> Side:
     outcomes: dict[str, dict[int, tuple[int, bool]]] = {task: {} for task in plan.tasks}
     policy_errors = {task: 0 for task in plan.tasks}
     missing: dict[str, dict[int, int]] = {task: {} for task in plan.tasks}
-    for r in finished_trials(read(run_dir / JOURNAL_FILE), max_attempts).values():
+    for r in finished_trials(read(run_dir / JOURNAL_FILE, plan=plan), max_attempts).values():
         if r.policy_code != labels[label]:
             continue
         if r.status == ERROR:
@@ -328,7 +329,7 @@ def run_gate(req: GateRequest, log=print) -> dict[str, Any]:
     req.out.mkdir(parents=True, exist_ok=True)
     plan_mod.write_json(req.out / GATE_FILE, result)
     summary = markdown(result)
-    (req.out / SUMMARY_FILE).write_text(summary)
+    fsio.write_text(req.out / SUMMARY_FILE, summary)
     if os.environ.get("GITHUB_STEP_SUMMARY"):
         with open(os.environ["GITHUB_STEP_SUMMARY"], "a") as fh:
             fh.write(summary)
@@ -343,7 +344,9 @@ def _reuse_fixed_candidate(fixed: Path, sequential: Path, plan: Plan, key: dict,
     """A sequential gate after an INCONCLUSIVE fixed one in the same gate folder starts from the
     candidate episodes already run - only when that run is this candidate on these initial
     conditions (same policy, suite, seed, tasks, step limits, options). Its e-processes are valid at
-    every look; the fixed look spent its own alpha, so the pair of gates errs at most twice alpha."""
+    every look; the fixed look spent its own alpha, so the pair of gates errs at most twice alpha.
+    ``plan`` and ``key`` are the sequential run's own: they are written beside the copied episodes,
+    so the folder is a run folder whose journal matches its plan."""
     if not (fixed / JOURNAL_FILE).exists() or (sequential / JOURNAL_FILE).exists():
         return
     saved, saved_key = plan_mod.load(fixed)
@@ -352,8 +355,9 @@ def _reuse_fixed_candidate(fixed: Path, sequential: Path, plan: Plan, key: dict,
                                                                       "suite_options")))
     if not same:
         return
-    sequential.mkdir(parents=True, exist_ok=True)
-    journal.write(sequential / JOURNAL_FILE, [r for r in read(fixed / JOURNAL_FILE) if r.ic_index < budget])
+    copied = [r for r in read(fixed / JOURNAL_FILE, plan=saved) if r.ic_index < budget]
+    plan_mod.save(sequential, plan, key)
+    journal.write(sequential / JOURNAL_FILE, copied)
 
 
 def _evaluate_candidate(req: GateRequest, baseline: Side, log) -> tuple[Path, Results]:
@@ -375,10 +379,12 @@ def _evaluate_candidate(req: GateRequest, baseline: Side, log) -> tuple[Path, Re
     else:
         stopping, episodes = Stopping(), plan.episodes
     out = req.out / ("candidate-sequential" if req.sequential else "candidate")
-    if req.sequential:
-        _, key = plan_mod.make_plan(suite=plan.suite, tasks=list(plan.tasks), policies=[req.candidate_policy],
-                                    episodes=budget, seed=plan.seed, max_steps=dict(plan.max_steps))
-        _reuse_fixed_candidate(req.out / "candidate", out, plan, key, budget)
+    if req.sequential:  # the plan the candidate's evaluation makes (its suite digest is checked when it resumes)
+        own_plan, key = plan_mod.make_plan(suite=plan.suite, tasks=list(plan.tasks), policies=[req.candidate_policy],
+                                           episodes=budget, seed=plan.seed, max_steps=dict(plan.max_steps),
+                                           suite_options=dict(plan.suite_options), stopping=stopping,
+                                           family=plan.family)
+        _reuse_fixed_candidate(req.out / "candidate", out, own_plan, key, budget)
     results = evaluate(EvaluateRequest(suite=plan.suite, policies=[req.candidate_policy], out=out, tasks=list(plan.tasks),
                              suite_options=dict(plan.suite_options), episodes=episodes, seed=plan.seed,
                              max_steps=dict(plan.max_steps), batch_size=req.batch_size, env_workers=req.env_workers,

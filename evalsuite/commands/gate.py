@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from evalsuite.commands.evaluate import TRACKING
-from evalsuite.commands.options import Option, boolean, default_out, integer, number, one_of, parse, policy
+from evalsuite.commands.options import (MAX_EPISODES, Option, boolean, default_out, folder, integer, number, one_of,
+                                        parse, policy)
 from evalsuite.errors import UsageError
 
 OPTIONS = (
@@ -23,10 +23,10 @@ OPTIONS = (
            "(alpha/tasks)", "0.05", number(0.0, 0.5)),
     Option("inconclusive", "fail (exit 3) | pass (exit 0)", "fail", one_of("fail", "pass")),
     Option("sequential", "true: evaluate the candidate in rounds until decided or budget is spent", "false", boolean),
-    Option("budget", "with sequential=true: most candidate episodes per task", parse=integer(1)),
-    Option("round_size", "with sequential=true: initial conditions per round", "10", integer(1)),
-    Option("out", "gate folder (default: reports/gate-<hash of the request>)"),
-    Option("batch_size", "parallel episodes", "8", integer(1)),
+    Option("budget", "with sequential=true: most candidate episodes per task", parse=integer(1, MAX_EPISODES)),
+    Option("round_size", "with sequential=true: initial conditions per round", "10", integer(1, MAX_EPISODES)),
+    Option("out", "gate folder (default: reports/gate-<hash of the request>)", parse=folder),
+    Option("batch_size", "parallel episodes", "8", integer(1, 4096)),
     Option("env_workers", "environment subprocesses (0: in-process)", parse=integer(0)),
     *(o for o in TRACKING if o.name != "tags"),
 )
@@ -46,7 +46,7 @@ def run(args: list[str]) -> int:
             raise UsageError(f"{key}= applies to sequential=true only")
     options = GateOptions(margin=v["margin"], alpha=v["alpha"], inconclusive_passes=v["inconclusive"] == "pass")
     raw = {a.partition("=")[0]: a.partition("=")[2] for a in args}  # the folder name hashes the request as typed
-    out = Path(v["out"]) if "out" in v else default_out(
+    out = v["out"] if "out" in v else default_out(
         {k: value for k, value in raw.items() if k not in ("progress", "tracking_uri")}, prefix="gate")
     result = run_gate(GateRequest(
         baseline=v["baseline"], out=out, candidate=v.get("candidate"), candidate_policy=v.get("candidate_policy"),
