@@ -82,8 +82,13 @@ def write_text(path: Path, text: str, root: Path | None = None) -> None:
     write_bytes(path, text.encode("utf-8"), root)
 
 
+def json_text(data: Any) -> str:
+    """The text ``write_json`` writes: what a file's bytes are, for a caller that holds the data."""
+    return json.dumps(data, indent=1, sort_keys=False) + "\n"
+
+
 def write_json(path: Path, data: Any, root: Path | None = None) -> None:
-    write_text(path, json.dumps(data, indent=1, sort_keys=False) + "\n", root)
+    write_text(path, json_text(data), root)
 
 
 def _publish(tmp: Path, path: Path) -> None:

@@ -238,7 +238,8 @@ def evaluate(req: EvaluateRequest, log=print) -> Results:
             if req.tracking_uri and req.live_tracking:
                 from evalsuite.tracking import LiveProgress
 
-                live = LiveProgress.start(run_dir, req.tracking_uri, req.experiment, log=log)
+                live = LiveProgress.start(run_dir, req.tracking_uri, req.experiment, log=log,
+                                          plan=None if resuming else plan)
             with _Progress(plan, done, req.options.max_attempts, req.progress, live) as progress:
                 def on_record(record):
                     journal.append(record)
@@ -278,7 +279,8 @@ def evaluate(req: EvaluateRequest, log=print) -> Results:
     if req.tracking_uri:  # after the lock is gone, so its file is not uploaded
         from evalsuite import tracking
 
-        tracking.log_or_explain(run_dir, req.tracking_uri, req.experiment, log=log)
+        tracking.log_or_explain(run_dir, req.tracking_uri, req.experiment, log=log, results=results, info=info,
+                                plan=None if resuming else plan)
     return results
 
 

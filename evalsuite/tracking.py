@@ -26,6 +26,7 @@ from typing import Any
 
 from evalsuite import fsio
 from evalsuite.errors import UsageError
+from evalsuite.results import Results
 
 DEFAULT_DB = "mlflow.db"
 DEFAULT_ARTIFACTS = "mlartifacts"
@@ -115,9 +116,11 @@ def _check_url(uri: str, key: str) -> None:
         raise UsageError(f"{key}={uri!r} names no host; accepted: http://HOST:PORT, https://HOST:PORT")
 
 
-def run_uid(run_dir: Path) -> str:
-    plan = (run_dir / "plan.json").read_bytes()
-    return hashlib.sha256(plan + str(run_dir.resolve()).encode()).hexdigest()[:24]
+def run_uid(run_dir: Path, plan: Any = None) -> str:
+    """The run folder's MLflow identity: its plan.json bytes and where it is. ``plan``: the plan the
+    caller just wrote there (its bytes are known), else the file is read."""
+    data = fsio.json_text(plan.to_dict()).encode() if plan is not None else (run_dir / "plan.json").read_bytes()
+    return hashlib.sha256(data + str(run_dir.resolve()).encode()).hexdigest()[:24]
 
 
 def _check_reachable(uri: str) -> None:
@@ -160,7 +163,7 @@ class LiveProgress:
         self._step = 0
 
     @classmethod
-    def start(cls, run_dir: Path, uri: str, experiment: str, log=print, interval_s: float = 5.0):
+    def start(cls, run_dir: Path, uri: str, experiment: str, log=print, interval_s: float = 5.0, plan: Any = None):
         """The live run, or None (said in one line) when the backend cannot take it."""
         try:
             uri = resolve_uri(uri)
@@ -168,7 +171,7 @@ class LiveProgress:
             mlflow_client = client(uri)
             exp_id = _experiment_id(mlflow_client, experiment, uri)
             run = mlflow_client.create_run(exp_id, run_name=f"{run_dir.name} (running)",
-                                           tags={UID_TAG: run_uid(run_dir), "evalsuite.live": "true",
+                                           tags={UID_TAG: run_uid(run_dir, plan), "evalsuite.live": "true",
                                                  "evalsuite.run_dir": str(run_dir.resolve())})
             return cls(mlflow_client, run.info.run_id, interval_s)
         except Exception as exc:  # progress is a convenience: the run goes on without it
@@ -231,13 +234,15 @@ class _Logged:
     """What one run folder puts in MLflow: the parent run's params, metrics and tags, and each
     policy's child run (params, metrics). Gathered before MLflow is touched."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, results: Results | None = None, info: dict[str, Any] | None = None) -> None:
         from evalsuite import analyses
         from evalsuite import results as results_mod
         from evalsuite.plan import read_json
 
-        results = results_mod.load(run_dir)
-        info = read_json(run_dir / "run_info.json") if (run_dir / "run_info.json").exists() else {}
+        if results is None:  # `evalsuite sync`: the folder's files; `evaluate` passes what it just wrote
+            results = results_mod.load(run_dir)
+            info = read_json(run_dir / "run_info.json") if (run_dir / "run_info.json").exists() else {}
+        info = info or {}
         self.name = f"{results.suite} seed={results.seed}"
         self.tags = {"evalsuite.suite": results.suite, "evalsuite.run_dir": str(run_dir.resolve()),
                      "evalsuite.complete": str(results.trials.complete), **info.get("tags", {})}
@@ -342,17 +347,19 @@ def _new_run(mlflow_client, exp_id: str, name: str, tags: dict[str, str]) -> str
     return mlflow_client.create_run(exp_id, run_name=name, tags=tags).info.run_id
 
 
-def log_run(run_dir: Path, uri: str, experiment: str = "evalsuite") -> str:
+def log_run(run_dir: Path, uri: str, experiment: str = "evalsuite", results: Results | None = None,
+            info: dict[str, Any] | None = None, plan: Any = None) -> str:
     """Log ``run_dir`` (results, plan, versions, artifacts) to MLflow; returns the parent run id.
+    ``results`` and ``info`` (run_info.json): what the caller holds, else read from the folder.
     The run tracking.json records there is updated in place when it can be (see _recorded_run);
     any other run of this folder (the live progress run, a replaced one) is deleted once the new
     one is complete."""
     uri = resolve_uri(uri)
     _check_reachable(uri)
-    logged = _Logged(run_dir)
+    logged = _Logged(run_dir, results, info)
     mlflow_client = client(uri)
     exp_id = _experiment_id(mlflow_client, experiment, uri)
-    uid = run_uid(run_dir)
+    uid = run_uid(run_dir, plan)
     reused = _recorded_run(mlflow_client, run_dir, uri, exp_id, uid, logged)
     tags = {UID_TAG: uid, **logged.tags}
     if reused is None:
@@ -389,14 +396,15 @@ def log_run(run_dir: Path, uri: str, experiment: str = "evalsuite") -> str:
     return parent_id
 
 
-def log_or_explain(run_dir: Path, uri: str, experiment: str, log=print) -> str | None:
+def log_or_explain(run_dir: Path, uri: str, experiment: str, log=print, results: Results | None = None,
+                   info: dict[str, Any] | None = None, plan: Any = None) -> str | None:
     """Log the run and record it in RUN_DIR/tracking.json. When the backend is unreachable or fails
     midway, say so in one line and how to sync later, and keep going: the results are on disk."""
     record = run_dir / TRACKING_FILE
     if record.is_symlink():  # refused before anything reaches MLflow, so no run goes unrecorded
         raise UsageError(f"{record} is a symbolic link; evalsuite never writes through a link - remove it and rerun")
     try:
-        run_id = log_run(run_dir, uri, experiment)
+        run_id = log_run(run_dir, uri, experiment, results, info, plan)
     except (TrackingUnavailable, BadBackend) as exc:
         reason = str(exc)
     except UsageError:  # the run folder itself is damaged: syncing later would not help
