@@ -50,7 +50,7 @@ def exact_pass(n, p10, p01, margin, alpha):
 def old_newcombe_pass(cand, base, margin, alpha):
     """The replaced rule: one-sided Newcombe lower bound at level 1 - alpha above -margin."""
     passed = 0
-    for c, b in zip(cand, base):
+    for c, b in zip(cand, base, strict=False):
         both, c_only, b_only = int(np.sum(c & b)), int(np.sum(c & ~b)), int(np.sum(~c & b))
         low, _ = newcombe_paired_interval(both, c_only, b_only, c.size - both - c_only - b_only, level=1 - 2 * alpha)
         passed += low > -margin

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
 from evalsuite_policies.chunked import DEFAULT_CHECKPOINTS, DEFAULT_STEPS, load_checkpoint
-from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 

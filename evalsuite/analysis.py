@@ -31,7 +31,6 @@ from evalsuite.stats.letters import letter_display
 from evalsuite.stats.over_tasks import adjusted_level, mean_over_tasks, paired_difference_over_tasks
 from evalsuite.stats.paired import newcombe_paired_interval
 
-
 __all__ = ["AnalysisOptions", "analyze"]
 
 
@@ -103,7 +102,7 @@ def analyze(plan: Plan, key: dict[str, dict], records: list[EpisodeRecord], opti
     rejected = int(sum(p < alpha for p in adjusted))
     sim_level = adjusted_level(options.level, max(1, len(raw_pairs)), options.correction, selected=rejected)
     pairs = []
-    for (task, a, b, c, worst), p_adj in zip(raw_pairs, adjusted):
+    for (task, a, b, c, worst), p_adj in zip(raw_pairs, adjusted, strict=False):
         low, high = newcombe_paired_interval(c.both, c.a_only, c.b_only, c.neither, level=sim_level)
         pairs.append(PairResult(
             task=task, policy_a=label[a], policy_b=label[b], n_pairs=c.n, both=c.both, a_only=c.a_only,

@@ -52,7 +52,7 @@ def combine_runs(run_dirs: list[Path], out: Path) -> tuple[Plan, dict, list[Epis
     new_key: dict[str, dict] = {}
     recode: dict[tuple[int, str], str] = {}
     i = 0
-    for run_index, (d, plan, key) in enumerate(loaded):
+    for run_index, (d, _, key) in enumerate(loaded):
         for old_code, entry in sorted(key.items()):
             label = entry["label"] if labels.count(entry["label"]) == 1 else f"{entry['label']}@{d}"
             code = codes[int(order[i])]  # codes in a seeded random order, as a plan assigns them

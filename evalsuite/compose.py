@@ -78,8 +78,8 @@ def _figure(result: dict[str, Any], path) -> None:
     ws = [c["w"] for c in result["curve"]]
     means = [c["mean"] for c in result["curve"]]
     fig, ax = subplots(figsize=(5, 3.2))
-    ax.errorbar(ws, means, yerr=[[m - c["low"] for m, c in zip(means, result["curve"])],
-                                 [c["high"] - m for m, c in zip(means, result["curve"])]],
+    ax.errorbar(ws, means, yerr=[[m - c["low"] for m, c in zip(means, result["curve"], strict=False)],
+                                 [c["high"] - m for m, c in zip(means, result["curve"], strict=False)]],
                 fmt="o-", capsize=3, label="selection episodes")
     f = result["fresh"][result["chosen"]]
     ax.errorbar([result["chosen_w"]], [f["mean"]], yerr=[[f["mean"] - f["low"]], [f["high"] - f["mean"]]],

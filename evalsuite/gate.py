@@ -29,10 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from evalsuite import fsio
+from evalsuite import fsio, journal
 from evalsuite import plan as plan_mod
 from evalsuite.errors import UsageError, choices
-from evalsuite import journal
 from evalsuite.journal import ERROR, JOURNAL_FILE, POLICY_ERROR, finished_trials, read
 from evalsuite.plan import Plan, PolicyEntry, Stopping
 from evalsuite.results import Results

@@ -7,6 +7,7 @@ planned episodes and the same ``results.json`` as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -20,18 +21,18 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from evalsuite import plan as plan_mod
 from evalsuite import fsio, registry, report, sequential, trust
+from evalsuite import plan as plan_mod
 from evalsuite.analysis import AnalysisOptions, analyze
-from evalsuite.results import Results
 from evalsuite.errors import UsageError, choices
 from evalsuite.interfaces import Policy, check_compatible
 from evalsuite.journal import ERROR, JOURNAL_FILE, POLICY_ERROR, Journal, attempts_so_far, finished_trials
 from evalsuite.plan import PolicyEntry, Stopping
+from evalsuite.results import Results
+from evalsuite.runlock import RunLock
 from evalsuite.runner import LocalExecutor, RunContext
 from evalsuite.runner.envs import env_info
 from evalsuite.runner.parallel import threads_limited
-from evalsuite.runlock import RunLock
 from evalsuite.specs import PolicySpec, SuiteSpec, load_entry_point
 
 RESULTS_FILE = "results.json"
@@ -135,10 +136,8 @@ def package_versions(suite: SuiteSpec | None = None) -> dict[str, str]:
     """Python's version and the installed versions of the core's packages and the suite's own."""
     out = {"python": platform.python_version()}
     for name in (*CORE_PACKAGES, *(suite.packages if suite else ())):
-        try:
+        with contextlib.suppress(PackageNotFoundError):
             out[name] = version(name)
-        except PackageNotFoundError:
-            pass
     return out
 
 
@@ -479,8 +478,14 @@ class _Progress:
 
     def __enter__(self) -> _Progress:
         if self.enabled:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                       TimeElapsedColumn, TimeRemainingColumn)
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
             self._bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),

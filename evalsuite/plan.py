@@ -104,7 +104,7 @@ class Stopping:
         if self.metric != "success":
             out["metric"] = self.metric
         if self.planned is not None:
-            out["planned"] = dict(zip(("p_baseline", "delta", "discordance"), self.planned))
+            out["planned"] = dict(zip(("p_baseline", "delta", "discordance"), self.planned, strict=False))
         if self.decision != "compare":
             out.update(decision=self.decision, baseline=self.baseline)
         return out
@@ -191,7 +191,7 @@ def make_plan(
     codes = blinding_codes(len(policies))
     assignment = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2,))).permutation(len(policies))
     key = {codes[int(slot)]: {"id": p.id, "params": p.params, "label": p.label}
-           for p, slot in zip(policies, assignment)}
+           for p, slot in zip(policies, assignment, strict=False)}
     trials = []
     for task in tasks:
         for i in range(episodes):

@@ -16,8 +16,8 @@ from __future__ import annotations
 import base64
 import html
 import io
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from evalsuite import fsio
 from evalsuite.plotting import colors, subplots
@@ -81,7 +81,7 @@ def violin_figure(results: Results):
                          sharey=True, squeeze=False)
     grid = np.linspace(0, 1, 401)
     palette = colors()
-    for ax, task in zip(axes[0], tasks):
+    for ax, task in zip(axes[0], tasks, strict=False):
         for j, pol in enumerate(policies):
             r = results.task(task, pol)
             dist = stats.beta(r.posterior_alpha, r.posterior_beta)

@@ -17,14 +17,17 @@ import os
 import socket
 import sys
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 try:
     import fcntl
 except ImportError:  # not on POSIX: only the lock-file fallback
     fcntl = None  # type: ignore[assignment]
+
+import contextlib
 
 from evalsuite.errors import UsageError
 
@@ -62,7 +65,7 @@ class RunLock:
         self.purpose = purpose
         self.log = log
         self.info = {"pid": os.getpid(), "host": socket.gethostname(),
-                     "started": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "purpose": purpose}
+                     "started": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "purpose": purpose}
         self._fd: int | None = None
         self._flock = False
         self._fallback = False  # True when the file system has no flock: the O_EXCL lock file
@@ -163,10 +166,8 @@ class RunLock:
         except FileNotFoundError:
             return
         if _read(aside) != holder:
-            try:
+            with contextlib.suppress(FileExistsError):
                 os.link(aside, self.path)  # never overwrites
-            except FileExistsError:
-                pass
             os.unlink(aside)
             raise self._in_use(_read(self.path))
         os.unlink(aside)
@@ -185,10 +186,8 @@ class RunLock:
             return
         try:
             if _read(self.path) == self.info:
-                try:
+                with contextlib.suppress(FileNotFoundError):
                     self.path.unlink()
-                except FileNotFoundError:
-                    pass
         finally:
             if self._flock:
                 fcntl.flock(fd, fcntl.LOCK_UN)

@@ -13,6 +13,7 @@ retrying for minutes and ending in pages of traceback.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -203,10 +204,8 @@ class LiveProgress:
 
     def close(self) -> None:
         self._flush()
-        try:
+        with contextlib.suppress(Exception):
             self.client.set_terminated(self.run_id)
-        except Exception:
-            pass
 
 
 def _metric_key(text: str) -> str:
@@ -382,10 +381,8 @@ def log_run(run_dir: Path, uri: str, experiment: str = "evalsuite", results: Res
         mlflow_client.log_artifacts(parent_id, str(run_dir), artifact_path="run")
     except BaseException:
         if reused is None:
-            try:  # a new run left half-written says so; the next sync replaces it (same uid tag)
+            with contextlib.suppress(Exception):  # a new run left half-written says so; the next sync replaces it
                 mlflow_client.set_terminated(parent_id, "FAILED")
-            except Exception:
-                pass
         raise
     mlflow_client.set_terminated(parent_id)
     for old in mlflow_client.search_runs([exp_id], filter_string=f"tags.`{UID_TAG}` = '{uid}'"):

@@ -79,7 +79,7 @@ def unavailable() -> str | None:
 
 def check_size(size: tuple[int, int]) -> None:
     """Frame width and height within MIN_SIDE..MAX_SIDE pixels, or a one-line UsageError."""
-    for key, side in zip(("width", "height"), size):
+    for key, side in zip(("width", "height"), size, strict=False):
         if side < MIN_SIDE:
             raise UsageError(f"{key}={side} must be >= {MIN_SIDE}")
         if side > MAX_SIDE:
@@ -277,7 +277,7 @@ class _Encoder:
                "-s", f"{width}x{height}", "-r", str(FPS), "-i", "-", "-an", "-c:v", "libx264", "-pix_fmt", "yuv420p",
                "-crf", "25", *scale, "-movflags", "+faststart", "-f", "mp4", path]
         self.label = label
-        self._log = tempfile.TemporaryFile()
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 (closed with the encoder: it holds ffmpeg's messages)
         try:
             self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log,
                                           bufsize=0, preexec_fn=_kill_me_with_parent if _PRCTL is not None else None)

@@ -25,8 +25,8 @@ from torch import nn
 
 from evalsuite.interfaces import PolicyRequirements
 from evalsuite_policies import generative as gen
-from evalsuite_policies.nets import CPU_DOWN_DIMS, ConditionalUnet1D, ObservationEncoder
 from evalsuite_policies._util import flush_denormals
+from evalsuite_policies.nets import CPU_DOWN_DIMS, ConditionalUnet1D, ObservationEncoder
 
 DEFAULT_STEPS = {"dp3": 10, "flowpolicy": 1, "mp1": 1, "dm1": 1, "ebt": 20, "lbm": 10}
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from evalsuite.commands.options import choice as _choice, parse_bool, parse_float, parse_int, parse_list, parse_overrides
+from evalsuite.commands.options import choice as _choice
+from evalsuite.commands.options import parse_bool, parse_float, parse_int, parse_list, parse_overrides
 from evalsuite.errors import UsageError, choices
 
 KEYS = {

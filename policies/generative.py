@@ -27,6 +27,7 @@ conditional UNet.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 
@@ -36,10 +37,8 @@ from torch.func import jvp
 
 with warnings.catch_warnings():  # torch's JVP decompositions still call the deprecated torch.jit.script
     warnings.simplefilter("ignore", DeprecationWarning)
-    try:
+    with contextlib.suppress(ImportError):  # other torch versions register them elsewhere
         import torch._decomp.decompositions_for_jvp  # noqa: F401
-    except ImportError:  # other torch versions register them elsewhere
-        pass
 
 FAMILIES = ("dp3", "flowpolicy", "mp1", "dm1")
 DISPERSIVE_VARIANTS = ("infonce-l2", "cosine", "hinge", "covariance")

@@ -126,14 +126,14 @@ def compose_sample(models, weights, conds: list[torch.Tensor], noise: torch.Tens
     ``conds``, each member's encoded observations) on ``times``. ``noise`` is the chunk at the
     first time in DDPM scale (as DDIM starts), rescaled to flow scale."""
     flows, ddpm = [], {}  # DDPM members grouped by their sampler: each group mixes before its step
-    for m, w, c in zip(models, weights, conds):
+    for m, w, c in zip(models, weights, conds, strict=False):
         if w != 0:
             if m.config.family in DDPM:
                 ddpm.setdefault((len(m.alphas_cumprod), *sampler(m)[:2]), []).append((m, w, c))
             else:
                 flows.append((m, w, c))
     z = flow_scale(times[0]) * noise
-    for t, r in zip(times[:-1], times[1:]):
+    for t, r in zip(times[:-1], times[1:], strict=False):
         v = sum(w * member_velocity(m, z, t, r, c) for m, w, c in flows)
         v = v + sum(sum(w for _, w, _ in group) * ddpm_velocity(group, z, t, r) for group in ddpm.values())
         z = z - (t - r) * v
@@ -142,7 +142,7 @@ def compose_sample(models, weights, conds: list[torch.Tensor], noise: torch.Tens
 
 def output_clamp(models, weights) -> float | None:
     """The clamp of the weighted members' samplers: the loosest, none when one of them has none."""
-    clamps = [sampler(m)[2] for m, w in zip(models, weights) if w != 0]
+    clamps = [sampler(m)[2] for m, w in zip(models, weights, strict=False) if w != 0]
     return None if None in clamps else max(clamps)
 
 
@@ -215,7 +215,7 @@ class ComposedPolicy:
 
     def _check_compatible(self, names: list[str], mix: str, schedule: str, steps: int) -> None:
         first, name0 = self.models[0], names[0]
-        for model, name in zip(self.models[1:], names[1:]):
+        for model, name in zip(self.models[1:], names[1:], strict=False):
             a, b = first.config, model.config
             for field in ("horizon", "action_dim", "n_obs_steps", "n_action_steps"):
                 if getattr(a, field) != getattr(b, field):

@@ -39,7 +39,7 @@ class SinusoidalEmbedding(nn.Module):
 
 def mlp(sizes: list[int], layer_norm: bool = False) -> nn.Sequential:
     layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=False)):
         layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2:
             if layer_norm:
@@ -166,14 +166,14 @@ class ConditionalUnet1D(nn.Module):
         c = time_dim * (n_times if time_merge == "concat" else 1) + cond_dim
         dims = [action_dim, *down_dims]
         self.down = nn.ModuleList()
-        for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+        for i, (a, b) in enumerate(zip(dims[:-1], dims[1:], strict=False)):
             last = i == len(down_dims) - 1
             self.down.append(nn.ModuleList([_FiLMResBlock(a, b, c, kernel, groups), _FiLMResBlock(b, b, c, kernel, groups),
                                             nn.Conv1d(b, b, 3, 2, 1) if not last else nn.Identity()]))
         mid = down_dims[-1]
         self.mid = nn.ModuleList([_FiLMResBlock(mid, mid, c, kernel, groups), _FiLMResBlock(mid, mid, c, kernel, groups)])
         self.up = nn.ModuleList()
-        for i, (a, b) in enumerate(zip(reversed(down_dims[1:]), reversed(down_dims[:-1]))):
+        for a, b in zip(reversed(down_dims[1:]), reversed(down_dims[:-1]), strict=False):
             self.up.append(nn.ModuleList([_FiLMResBlock(2 * a, b, c, kernel, groups), _FiLMResBlock(b, b, c, kernel, groups),
                                           nn.ConvTranspose1d(b, b, 4, 2, 1)]))
         self.final = nn.Sequential(_Conv1dBlock(down_dims[0], down_dims[0], kernel, groups),
@@ -182,7 +182,7 @@ class ConditionalUnet1D(nn.Module):
     def time_embeddings(self, times: list[torch.Tensor]) -> list[torch.Tensor]:
         """One (B, time_dim) embedding per time. Times are multiplied by ``time_scale`` first (flow
         codes differ: MP1 embeds t in [0, 1], FlowPolicy 99 t, some 1000 t)."""
-        return [enc(t * self.time_scale) for enc, t in zip(self.time_encoders, times)]
+        return [enc(t * self.time_scale) for enc, t in zip(self.time_encoders, times, strict=False)]
 
     def forward(self, x: torch.Tensor, times: list[torch.Tensor], cond: torch.Tensor, return_features: bool = False):
         """x (B, H, A); times: n_times tensors (B,); cond (B, cond_dim). Returns (B, H, A)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from evalsuite.specs import SuiteSpec, TaskSpec
 from evalsuite.interfaces import PolicyRequirements
+from evalsuite.specs import SuiteSpec, TaskSpec
 from evalsuite_policies._util import SlotRngs, config_fingerprint
 
 

@@ -21,12 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from evalsuite import trust
-from evalsuite_suites.compat import prepare_robomimic
 from evalsuite.errors import UsageError
 from evalsuite.interfaces import PolicyRequirements
-from evalsuite_policies._util import flush_denormals
 from evalsuite.specs import SuiteSpec, TaskSpec
-from evalsuite_policies._util import config_fingerprint
+from evalsuite_policies._util import config_fingerprint, flush_denormals
+from evalsuite_suites.compat import prepare_robomimic
 
 SHIPPED = Path(__file__).parent / "checkpoints"
 
@@ -41,8 +40,8 @@ def load_trusted_checkpoint(path: Path) -> dict:
 class RobomimicPolicy:
     def __init__(self, path: Path) -> None:
         prepare_robomimic()
-        import torch
         import robomimic.utils.file_utils as FileUtils
+        import torch
 
         self.path = Path(path)
         if not self.path.is_file():

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from evalsuite import fsio
-from evalsuite_policies.chunked import ModelConfig, build_model, save_checkpoint
 from evalsuite_policies._util import flush_denormals
+from evalsuite_policies.chunked import ModelConfig, build_model, save_checkpoint
 
 
 @dataclass
@@ -46,7 +46,7 @@ def load_demos(path: Path, obs: str | None = None) -> Demos:
             clouds = np.asarray(f["data/point_cloud"]) if "data/point_cloud" in f else None
             agent = np.asarray(f["data/state"]) if "data/state" in f else None
             starts = np.concatenate([[0], ends[:-1]])
-            for a, b in zip(starts, ends):
+            for a, b in zip(starts, ends, strict=False):
                 if clouds is not None and obs != "state":
                     frames = {"point_cloud": clouds[a:b], "agent_pos": agent[a:b]}
                 else:
@@ -140,9 +140,9 @@ def train(config: ModelConfig, demos: Demos, out: Path, *, iters: int = 3000, ba
         step += 1
         decay = min(ema_decay, (1 + step) / (10 + step))
         with torch.no_grad():
-            for pe, pm in zip(ema.parameters(), model.parameters()):
+            for pe, pm in zip(ema.parameters(), model.parameters(), strict=False):
                 pe.lerp_(pm, 1 - decay)
-            for be, bm in zip(ema.buffers(), model.buffers()):
+            for be, bm in zip(ema.buffers(), model.buffers(), strict=False):
                 be.copy_(bm)
         losses.append(loss.item())
         if bar is not None:

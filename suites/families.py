@@ -38,8 +38,8 @@ from typing import Any
 import numpy as np
 
 from evalsuite.errors import UsageError, choices
-from evalsuite.stats.intervals import proportion_interval
 from evalsuite.interfaces import StepResult
+from evalsuite.stats.intervals import proportion_interval
 
 KINDS = ("physics", "layout", "sensing", "actuation")
 SAMPLERS = ("sobol", "lhs", "grid")
@@ -166,7 +166,7 @@ def design(family: FamilySpec, sampler: str = "sobol", mdps: int = 16, seed: int
             units = engine.random(mdps)
     out = [family.nominal]
     for row in units:
-        out.append({**family.nominal, **{a.name: a.from_unit(float(u)) for a, u in zip(axes, row)}})
+        out.append({**family.nominal, **{a.name: a.from_unit(float(u)) for a, u in zip(axes, row, strict=False)}})
     return out
 
 
@@ -417,14 +417,14 @@ def worst_case(suite_id: str, task: str, policy, out: Path, *, suite_options: di
         return [(cells[i]["k"], cells[i]["n"]) for i in range(len(points))]
 
     def to_params(u: np.ndarray) -> dict[str, float]:
-        return {a.name: a.from_unit(float(x)) for a, x in zip(axes, u)}
+        return {a.name: a.from_unit(float(x)) for a, x in zip(axes, u, strict=False)}
 
     evaluated: list[tuple[dict, int, int]] = []
 
     def score(pts: np.ndarray, g: int) -> np.ndarray:
         points = [to_params(u) for u in pts]
         kn = run(points, f"cem/gen{g}", seeds[g], episodes_per_point)
-        evaluated.extend((p, k, n) for p, (k, n) in zip(points, kn))
+        evaluated.extend((p, k, n) for p, (k, n) in zip(points, kn, strict=False))
         return np.array([k / n for k, n in kn])
 
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(14,)))
@@ -468,7 +468,7 @@ def _needs_points(axis: str, options: dict[str, Any]) -> bool:
 
 
 def _dist(axes, params: dict, unit_mean: np.ndarray) -> float:
-    return float(np.linalg.norm([a.to_unit(params[a.name]) - m for a, m in zip(axes, unit_mean)]))
+    return float(np.linalg.norm([a.to_unit(params[a.name]) - m for a, m in zip(axes, unit_mean, strict=False)]))
 
 
 def _fmt(r: dict) -> str:

@@ -85,7 +85,6 @@ def make_robosuite_env(task_id: str, cameras: bool = False, seed: int | None = N
 
     quiet_import("robosuite")
     import robosuite
-
     from robosuite.controllers import load_composite_controller_config
 
     _cache_compilation()

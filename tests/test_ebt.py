@@ -71,7 +71,7 @@ def test_training_detaches_between_steps_and_randomises_step_count_and_size():
     for scheme, chained in (("detached", False), ("unrolled", True)):
         model = _model(scheme=scheme, train_descent_steps=3 if scheme == "unrolled" else 2)
         inputs, energy = [], model.energy
-        model.energy = lambda a, cond: (inputs.append(a), energy(a, cond))[1]  # noqa: E731
+        model.energy = lambda a, cond, inputs=inputs, energy=energy: (inputs.append(a), energy(a, cond))[1]  # noqa: E731
         counts = set()
         g = torch.Generator().manual_seed(0)
         for _ in range(12):

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from scipy.stats import qmc
 
-from evalsuite.cli import main
 from evalsuite.analyses.family import cem_minimize
+from evalsuite.cli import main
 from evalsuite.stats import family as fstats
 from evalsuite_suites.families import FAMILIES, FamilyTaskEnv, design
 
@@ -162,7 +162,7 @@ def test_percentile_logistic_curve_and_rank_reversal():
     y = rng.random(400) < 1 / (1 + np.exp(-(2.0 - 4.0 * x)))
     curve = fstats.logistic_curve(x, y, 0.0, 1.0)
     assert curve.slope_low < -4.0 < curve.slope_high and curve.p_value < 1e-6
-    assert curve.p[0] > curve.p[-1] and all(lo <= p <= hi for lo, p, hi in zip(curve.low, curve.p, curve.high))
+    assert curve.p[0] > curve.p[-1] and all(lo <= p <= hi for lo, p, hi in zip(curve.low, curve.p, curve.high, strict=False))
     flat = fstats.logistic_curve(x, np.ones(400, bool), 0.0, 1.0)
     assert flat.slope is None and flat.p[0] == 1.0
     k, n = np.array([0, 5, 10, 10, 10, 10, 10, 10, 10, 10]), np.full(10, 10)

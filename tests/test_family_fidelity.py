@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from evalsuite_policies.chunked import LEGACY_CONVENTIONS, ModelConfig, config_from_dict, load_checkpoint, save_checkpoint
+from evalsuite_policies.chunked import (
+    LEGACY_CONVENTIONS,
+    ModelConfig,
+    config_from_dict,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 LEGACY = Path(__file__).resolve().parents[1] / "policies" / "checkpoints" / "legacy"
 

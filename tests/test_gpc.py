@@ -93,9 +93,9 @@ def test_mixing_two_ddpm_members_is_native_epsilon_mixing(tmp_path, update):
         x = noise.double()
         for i, k in enumerate(ts):
             ab, ab_prev = ac[k], (ac[ts[i + 1]] if i + 1 < len(ts) else torch.tensor(1.0, dtype=torch.float64))
-            x0s = [m.net(x.float(), [torch.full((4,), float(k))], c).double() for m, c in zip(models, conds)]
+            x0s = [m.net(x.float(), [torch.full((4,), float(k))], c).double() for m, c in zip(models, conds, strict=False)]
             if mix_steps:
-                x = sum(wi * ddim_step(x, x0, ab, ab_prev, update=update) for wi, x0 in zip((w, 1 - w), x0s))
+                x = sum(wi * ddim_step(x, x0, ab, ab_prev, update=update) for wi, x0 in zip((w, 1 - w), x0s, strict=False))
                 continue
             eps = [(x - ab.sqrt() * x0) / (1 - ab).sqrt() for x0 in x0s]
             eps_mix = w * eps[0] + (1 - w) * eps[1]
@@ -120,7 +120,7 @@ def test_snr_matching_and_ddim_times():
         kk, abar = ddpm_timestep(ac, s / (a + s))
         assert kk == pytest.approx(k, abs=1e-4) and abar == pytest.approx(float(ac[k]), rel=1e-4)
     times = ddim_times(ac, 10)
-    assert len(times) == 11 and times[-1] == 0 and all(x > y for x, y in zip(times, times[1:]))
+    assert len(times) == 11 and times[-1] == 0 and all(x > y for x, y in zip(times, times[1:], strict=False))
 
 
 def test_mixing_changes_the_actions_between_the_members(tmp_path):

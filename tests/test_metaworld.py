@@ -15,7 +15,6 @@ from evalsuite.journal import read
 from evalsuite.testing import check_policy, check_suite
 from tests.conftest import REPO
 
-
 SLOW_SUITES = {"robomimic-image", "robomimic-family/lift"}  # minutes of robosuite: `nox -s tests_slow`
 
 

@@ -10,8 +10,8 @@ from evalsuite.analysis import AnalysisOptions
 from evalsuite.demos import collect, demo_seed
 from evalsuite.harness import EvaluateRequest, evaluate
 from evalsuite.plan import PolicyEntry, ic_seeds
-from evalsuite_policies.mlp_bc import MLPBCPolicy, MLPConfig, save, train_bc
 from evalsuite.testing import check_policy
+from evalsuite_policies.mlp_bc import MLPBCPolicy, MLPConfig, save, train_bc
 
 
 @pytest.fixture(scope="module")

@@ -53,7 +53,7 @@ def _official_state(family: str, seed: int = 0) -> dict[str, torch.Tensor]:
             weight(name + ".residual_conv", o, i, 1, fan_in=i)
 
     # obs_encoder: PointNetEncoderXYZ (use_layernorm, final_norm layernorm) + state_mlp (64, 64)
-    for idx, (i, o) in zip((0, 3, 6), ((3, 64), (64, 128), (128, 256))):
+    for idx, (i, o) in zip((0, 3, 6), ((3, 64), (64, 128), (128, 256)), strict=False):
         linear(f"obs_encoder.extractor.mlp.{idx}", i, o)
         norm(f"obs_encoder.extractor.mlp.{idx + 1}", o)
     linear("obs_encoder.extractor.final_projection.0", 256, ENC_OUT)
@@ -64,18 +64,18 @@ def _official_state(family: str, seed: int = 0) -> dict[str, torch.Tensor]:
     for enc in ("diffusion_step_encoder", "diffusion_step_encoder_rs") if family == "mp1" else ("diffusion_step_encoder",):
         linear(f"model.{enc}.1", DSED, 4 * DSED)
         linear(f"model.{enc}.3", 4 * DSED, DSED)
-    for idx, (i, o) in zip((0, 2, 4, 6), ((ACTION_DIM, 512), (512, 512), (512, 512), (512, 1))):
+    for idx, (i, o) in zip((0, 2, 4, 6), ((ACTION_DIM, 512), (512, 512), (512, 512), (512, 1)), strict=False):
         linear(f"model.var_est.{idx}", i, o)
     cond = DSED + N_OBS * (ENC_OUT + STATE_OUT)
     dims = [ACTION_DIM, *DOWN_DIMS]
-    for level, (i, o) in enumerate(zip(dims[:-1], dims[1:])):
+    for level, (i, o) in enumerate(zip(dims[:-1], dims[1:], strict=False)):
         res_block(f"model.down_modules.{level}.0", i, o, cond)
         res_block(f"model.down_modules.{level}.1", o, o, cond)
         if level < len(DOWN_DIMS) - 1:  # Downsample1d
             weight(f"model.down_modules.{level}.2.conv", o, o, 3, fan_in=3 * o)
     for m in (0, 1):
         res_block(f"model.mid_modules.{m}", DOWN_DIMS[-1], DOWN_DIMS[-1], cond)
-    for level, (o, i) in enumerate(zip(reversed(DOWN_DIMS[:-1]), reversed(DOWN_DIMS[1:]))):
+    for level, (o, i) in enumerate(zip(reversed(DOWN_DIMS[:-1]), reversed(DOWN_DIMS[1:]), strict=False)):
         res_block(f"model.up_modules.{level}.0", 2 * i, o, cond)
         res_block(f"model.up_modules.{level}.1", o, o, cond)
         weight(f"model.up_modules.{level}.2.conv", o, o, 4, fan_in=4 * o)  # Upsample1d: ConvTranspose1d(o, o, 4, 2, 1)

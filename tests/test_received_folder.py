@@ -208,10 +208,9 @@ def test_fsio_replaces_files_whole_and_refuses_links(tmp_path):
     os.symlink(tmp_path / "sub", tmp_path / "linked")
     with pytest.raises(UsageError, match="symbolic link inside"):
         fsio.write_text(tmp_path / "linked" / "x.txt", "no", root=tmp_path)
-    with pytest.raises(OSError):  # a failed write leaves the old file as it was
-        with fsio.atomic_path(target) as tmp:
-            tmp.write_text("half")
-            raise OSError("disk full")
+    with pytest.raises(OSError), fsio.atomic_path(target) as tmp:  # a failed write leaves the old file as it was
+        tmp.write_text("half")
+        raise OSError("disk full")
     assert json.loads(target.read_text()) == {"x": 2}
 
 

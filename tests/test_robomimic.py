@@ -93,10 +93,10 @@ def test_robomimic_reads_the_dataset_and_trains_bc(lift_demos):
     from evalsuite_suites.compat import prepare_robomimic
 
     prepare_robomimic()
-    import torch
     import robomimic.utils.file_utils as FileUtils
     import robomimic.utils.obs_utils as ObsUtils
     import robomimic.utils.train_utils as TrainUtils
+    import torch
     from robomimic.algo import algo_factory
     from robomimic.config import config_factory
 
@@ -171,9 +171,9 @@ def _robomimic_own_rollouts(checkpoint: Path, dataset: Path, n: int) -> list[boo
     from evalsuite_suites.compat import prepare_robomimic
 
     prepare_robomimic()
-    import torch
     import robomimic.utils.env_utils as EnvUtils
     import robomimic.utils.file_utils as FileUtils
+    import torch
     from robomimic.scripts.run_trained_agent import rollout
 
     from evalsuite_policies.robomimic_policy import load_trusted_checkpoint

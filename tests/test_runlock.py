@@ -96,9 +96,8 @@ def test_a_second_process_is_refused_with_one_line_naming_the_holder(tmp_path, h
     run = tmp_path / "run"
     h = holder()
     assert _lock_info(run)["pid"] == h.pid
-    with pytest.raises(UsageError) as exc:
-        with RunLock(run):
-            pytest.fail("took a lock another process holds")
+    with pytest.raises(UsageError) as exc, RunLock(run):
+        pytest.fail("took a lock another process holds")
     msg = str(exc.value)
     assert f"pid {h.pid} on host {socket.gethostname()}" in msg and "holder, since " in msg
     assert msg.startswith(f"out={run} is in use") and "\n" not in msg
@@ -142,17 +141,15 @@ def test_evaluate_refuses_a_folder_in_use_and_resumes_once_it_is_free(fake_suite
 def test_without_flock_a_live_holder_is_refused_and_a_dead_one_taken_over(tmp_path, holder, no_flock):
     run = tmp_path / "run"
     h = holder("no-flock")
-    with pytest.raises(UsageError, match=f"in use by pid {h.pid} on host {socket.gethostname()} "):
-        with RunLock(run):
-            pytest.fail("took a lock file a live process holds")
+    with pytest.raises(UsageError, match=f"in use by pid {h.pid} on host {socket.gethostname()} "), RunLock(run):
+        pytest.fail("took a lock file a live process holds")
     h.kill()
     assert _lock_info(run)["pid"] == h.pid
     said = []
     with RunLock(run, log=said.append):
         assert _lock_info(run)["pid"] == os.getpid()
-        with pytest.raises(UsageError, match=f"in use by pid {os.getpid()} "):  # and it is exclusive
-            with RunLock(run):
-                pass
+        with pytest.raises(UsageError, match=f"in use by pid {os.getpid()} "), RunLock(run):  # and it is exclusive
+            pass
     assert len(said) == 1 and f"taking over the lock of pid {h.pid}" in said[0]
     assert not (run / LOCK_FILE).exists()
 
@@ -162,9 +159,8 @@ def test_without_flock_a_holder_on_another_host_is_never_taken_over(tmp_path, no
     run.mkdir()
     other = {"pid": 999999, "host": "elsewhere", "started": "2026-11-29T22:00:00Z", "purpose": "evaluate"}
     (run / LOCK_FILE).write_text(json.dumps(other))
-    with pytest.raises(UsageError) as exc:
-        with RunLock(run):
-            pass
+    with pytest.raises(UsageError) as exc, RunLock(run):
+        pass
     assert "in use by pid 999999 on host elsewhere (evaluate, since 2026-11-29 22:00:00 UTC)" in str(exc.value)
     assert f"delete {run / LOCK_FILE}" in str(exc.value)
     assert _lock_info(run) == other

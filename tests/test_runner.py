@@ -273,13 +273,14 @@ def test_one_episode_raising_does_not_fail_its_batch_mates(fake_suite):
                 raise ValueError("cannot handle this episode")
             return super().act(observations, slots)
 
-    trials, ctx = _trials_and_ctx(fake_suite, lambda code, task, p=RaisesForSlotOne(None, None): p, episodes=3)
+    policy = RaisesForSlotOne(None, None)
+    trials, ctx = _trials_and_ctx(fake_suite, lambda code, task: policy, episodes=3)
     records = []
     LocalExecutor(batch_size=3).run(trials, ctx, records.append)
     statuses = sorted(r.status for r in records)
     assert statuses.count("policy_error") >= 1 and statuses.count("success") >= 2  # only slot 1's episodes
     failed = [r for r in records if r.status == "policy_error"]
-    assert all("ValueError: cannot handle this episode" == r.reason.removeprefix("policy error: ") for r in failed)
+    assert all(r.reason.removeprefix("policy error: ") == "ValueError: cannot handle this episode" for r in failed)
 
 
 def test_old_journals_read_their_policy_errors_as_failures(tmp_path):

@@ -10,11 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
-from evalsuite.plotting import subplots
 from scipy.stats import mannwhitneyu  # noqa: E402
 
 from evalsuite.analyses import AnalysisInput  # noqa: E402
+from evalsuite.plotting import subplots
 from evalsuite.results import Results  # noqa: E402
 from evalsuite.stats.auroc import auroc_interval  # noqa: E402
 from evalsuite.stats.family import logistic_curve  # noqa: E402
@@ -59,7 +58,7 @@ def compute(inp: AnalysisInput) -> dict[str, Any]:
             curve = logistic_curve(e, y, float(e.min()), float(e.max()), level=level, name="energy")
             entry["curve"] = {"x": curve.x, "p": curve.p, "low": curve.low, "high": curve.high, "slope": curve.slope,
                               "note": curve.note}
-        entry["points"] = [[float(a), bool(b)] for a, b in zip(e, y)]
+        entry["points"] = [[float(a), bool(b)] for a, b in zip(e, y, strict=False)]
         out[label[code] if len(tasks) == 1 else f"{label[code]} ({task})"] = entry
     return out
 

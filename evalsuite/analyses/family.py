@@ -320,7 +320,7 @@ def _heatmap_figure(fam: dict[str, Any], pair: tuple[str, str] | None = None, bi
             edges.append(np.geomspace(a["low"], a["high"], bins + 1) if a["log"] else np.linspace(a["low"], a["high"], bins + 1))
         total, count = np.zeros((bins, bins)), np.zeros((bins, bins))
         for c in cells:
-            ix = [min(bins - 1, max(0, int(np.searchsorted(e, c["params"][n], side="right") - 1))) for e, n in zip(edges, pair)]
+            ix = [min(bins - 1, max(0, int(np.searchsorted(e, c["params"][n], side="right") - 1))) for e, n in zip(edges, pair, strict=False)]
             total[ix[1], ix[0]] += c["k"] / c["n"]
             count[ix[1], ix[0]] += 1
         with np.errstate(invalid="ignore"):

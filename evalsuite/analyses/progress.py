@@ -192,7 +192,7 @@ def _failure_pairs(cells: dict[tuple[str, str], list[Any]], codes: list[str], la
                              "pairs": len(shared), "a_count": int(x.sum()), "b_count": int(y.sum()),
                              "difference": float(c.difference), "low": c.ci_low, "high": c.ci_high,
                              "p_value": c.p_value})
-    for row, p in zip(rows, adjust_pvalues([r["p_value"] for r in rows], "holm") if rows else []):
+    for row, p in zip(rows, adjust_pvalues([r["p_value"] for r in rows], "holm") if rows else [], strict=False):
         row["p_holm"] = float(p)
     return rows
 

@@ -6,8 +6,23 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from evalsuite.commands.options import (MAX_EPISODES, Option, Values, boolean, default_out, folder, integer, listing,
-                                        non_negative, number, one_of, parse, parse_policy, parse_tags, tracking_uri)
+from evalsuite.commands.options import (
+    MAX_EPISODES,
+    Option,
+    Values,
+    boolean,
+    default_out,
+    folder,
+    integer,
+    listing,
+    non_negative,
+    number,
+    one_of,
+    parse,
+    parse_policy,
+    parse_tags,
+    tracking_uri,
+)
 from evalsuite.errors import UsageError
 from evalsuite.results import Results
 

@@ -6,8 +6,18 @@ from __future__ import annotations
 import sys
 
 from evalsuite.commands.evaluate import TRACKING
-from evalsuite.commands.options import (MAX_EPISODES, Option, boolean, default_out, folder, integer, number, one_of,
-                                        parse, policy)
+from evalsuite.commands.options import (
+    MAX_EPISODES,
+    Option,
+    boolean,
+    default_out,
+    folder,
+    integer,
+    number,
+    one_of,
+    parse,
+    policy,
+)
 from evalsuite.errors import UsageError
 
 OPTIONS = (

@@ -92,10 +92,8 @@ class InProcessEnvs:
 
     def close(self) -> None:
         for env in self._envs.values():
-            try:
+            with contextlib.suppress(Exception):  # closing is best effort; results are already journaled
                 env.close()
-            except Exception:  # closing is best effort; results are already journaled
-                pass
         self._envs.clear()
 
 

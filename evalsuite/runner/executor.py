@@ -217,7 +217,7 @@ class LocalExecutor:
             slots[k].policy_time += spent
         expected = (len(members), req.action_dim) if not req.chunked else (len(members), None, req.action_dim)
         if out.ndim != len(expected) or out.size == 0 or any(e is not None and e != o
-                                                             for e, o in zip(expected, out.shape)):
+                                                             for e, o in zip(expected, out.shape, strict=False)):
             for k in members:
                 finish(k, POLICY_ERROR, f"policy returned actions of shape {out.shape}, expected {expected}")
             return

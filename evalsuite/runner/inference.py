@@ -80,12 +80,12 @@ class InferenceServer:
                     self._arrived.clear()
                     try:
                         await asyncio.wait_for(self._arrived.wait(), deadline - loop.time())
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         break
                 batch, self._queues[key] = self._queues[key], []
                 obs = {k: np.concatenate([o[k] for o, _, _ in batch]) for k in batch[0][0]}
                 slots = np.concatenate([s for _, s, _ in batch])
-                answer = _guarded(lambda: np.asarray(self.make_policy(*key).act(obs, slots)))
+                answer = _guarded(lambda obs=obs, slots=slots: np.asarray(self.make_policy(*key).act(obs, slots)))
                 self.calls, self.rows = self.calls + 1, self.rows + len(slots)
                 self.max_rows, self.max_requests = max(self.max_rows, len(slots)), max(self.max_requests, len(batch))
                 rows = answer[0] == "ok" and answer[1].ndim > 0 and len(answer[1]) == len(slots)

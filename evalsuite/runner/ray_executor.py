@@ -18,6 +18,7 @@ GPU and one CPU each.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -31,7 +32,6 @@ from evalsuite.journal import EpisodeRecord
 from evalsuite.plan import Trial
 from evalsuite.runner.executor import WALL_CLOCK_FACTOR, RunContext
 from evalsuite.runner.parallel import Shard, chunks, lost
-
 
 PLACEMENT_TIMEOUT_S = 180.0  # actors must start (imports, environments) within this
 
@@ -144,10 +144,8 @@ class RayExecutor:
                     running.pop(ref)
                     for r in lost(chunk, ctx.attempts, f"infrastructure error: {why}"):
                         on_record(r)
-            try:
+            with contextlib.suppress(Exception):  # already gone
                 ray.kill(self._actors[i], no_restart=True)
-            except Exception:  # already gone
-                pass
             self._actors[i] = self._new_actor(ctx)
 
         while todo or running:
@@ -188,10 +186,8 @@ class RayExecutor:
         if self._actors or self._servers:
             ray = _ray()
             for a in [*self._actors, *self._servers]:
-                try:
+                with contextlib.suppress(Exception):
                     ray.kill(a, no_restart=True)
-                except Exception:
-                    pass
             self._actors, self._servers = [], []
 
     def close(self) -> None:

@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence, cast
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -158,7 +159,7 @@ def family_curves(params: NDArray[Any], k: NDArray[Any], n: NDArray[Any], axes: 
 
     def no_fit(note: str, flat: FamilyMean | None = None) -> list[Curve]:
         p, lo, hi = ([flat.estimate] * points, [flat.low] * points, [flat.high] * points) if flat else ([], [], [])
-        return [Curve(a.name, g.tolist(), p, lo, hi, None, None, None, None, note) for a, g in zip(axes, grids)]
+        return [Curve(a.name, g.tolist(), p, lo, hi, None, None, None, None, note) for a, g in zip(axes, grids, strict=False)]
 
     if k.sum() in (0, n.sum()):  # nothing to fit: flat at the family mean, with its two-level interval
         return no_fit("every episode had the same outcome", family_mean(k, n, level))
@@ -188,7 +189,7 @@ def family_curves(params: NDArray[Any], k: NDArray[Any], n: NDArray[Any], axes: 
     jointly = f" on all {dims} axes jointly, the others at mid-range" if dims > 1 else ""
     note = f"logistic fit over {m} MDPs{jointly}; MDP-clustered (CR2) errors, t on {m - 1} df"
     curves = []
-    for j, (a, g) in enumerate(zip(axes, grids)):
+    for j, (a, g) in enumerate(zip(axes, grids, strict=False)):
         at = np.full((points, n_coef), 0.5)
         at[:, 0] = 1.0
         at[:, 1 + j] = a.to_unit(g)

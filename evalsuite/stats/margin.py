@@ -347,7 +347,7 @@ def _verdict(p_noninferior: float, p_regressed: float, p_improved: float, alpha:
 def paired_p_values(n10: int, n01: int, n: int, *, margin: float) -> tuple[float, float, float, str]:
     """(p_noninferior, p_regressed, p_improved, method) for n10 candidate-only and n01
     baseline-only successes among n pairs."""
-    if not (0 <= n10 and 0 <= n01 and n10 + n01 <= n):
+    if not (n10 >= 0 and n01 >= 0 and n10 + n01 <= n):
         raise ValueError(f"need 0 <= n10, n01 and n10 + n01 <= n, got n10={n10}, n01={n01}, n={n}")
     if n == 0:
         return 1.0, 1.0, 1.0, PAIRED_EXACT
@@ -460,7 +460,7 @@ def gate_power(n: int, p10: float, p01: float, *, margin: float, alpha: float, c
         raise ValueError(f"claim must be one of {', '.join(_CLAIMS)}, got {claim!r}")
     _check_levels(margin, alpha, None)
     _check_exact_n(n)
-    if not (0 <= p10 and 0 <= p01 and p10 + p01 <= 1):
+    if not (p10 >= 0 and p01 >= 0 and p10 + p01 <= 1):
         raise ValueError(f"need p10, p01 >= 0 and p10 + p01 <= 1, got p10={p10}, p01={p01}")
     space = _paired_space(n, -margin)
     tail = _LOWER if claim == "regressed" else _UPPER
@@ -530,7 +530,7 @@ def n_gate(p_baseline: float, drop: float, margin: float, *, alpha: float, power
     level, alpha / tasks). ``discordance`` defaults to independent outcomes within a pair."""
     if not 0 < p_baseline <= 1:
         raise ValueError(f"p_baseline must be in (0, 1], got {p_baseline}")
-    if not 0 <= p_baseline - drop:
+    if not p_baseline - drop >= 0:
         raise ValueError(f"need p_baseline - drop >= 0, got p_baseline={p_baseline}, drop={drop}")
     if not 0 < margin < drop:
         raise ValueError(f"need drop > margin > 0 to detect a regression, got drop={drop}, margin={margin}")

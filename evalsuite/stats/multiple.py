@@ -23,7 +23,7 @@ def adjust_pvalues(pvalues: ArrayLike, method: str = "holm") -> NDArray[np.float
     if method == "holm":
         adjusted = np.maximum.accumulate(np.minimum(1.0, (m - np.arange(m)) * ranked))
     else:
-        adjusted = np.minimum.accumulate((m / np.arange(m, 0, -1) * ranked[::-1]))[::-1]
+        adjusted = np.minimum.accumulate(m / np.arange(m, 0, -1) * ranked[::-1])[::-1]
         adjusted = np.minimum(1.0, adjusted)
     out = np.empty(m)
     out[order] = adjusted

@@ -18,7 +18,7 @@ def test_agrees_with_naive_episode_resampling():
     rng = np.random.default_rng(0)
     k, n = np.array([4, 11, 18, 9]), np.array([20, 25, 20, 30])
     fast = stratified_bootstrap_mean(k, n, rng=rng, reps=20_000)
-    outcomes = [np.r_[np.ones(ki), np.zeros(ni - ki)] for ki, ni in zip(k, n)]
+    outcomes = [np.r_[np.ones(ki), np.zeros(ni - ki)] for ki, ni in zip(k, n, strict=False)]
     naive = np.mean([[rng.choice(o, size=o.size).mean() for o in outcomes] for _ in range(4000)], axis=1)
     lo, hi = np.quantile(naive, [0.025, 0.975])
     assert fast.estimate == pytest.approx(np.mean(k / n))

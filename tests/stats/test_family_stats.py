@@ -91,8 +91,8 @@ def test_joint_clustered_slopes_cover_and_the_per_axis_episode_fit_does_not():
             params, k, nn = _overdispersed_family(rng, m, n, concentration=5.0)
             curves = fstats.family_curves(params, k, nn, AXES)
             episodes = np.repeat(params, nn, axis=0)
-            outcomes = np.concatenate([np.arange(n_i) < k_i for k_i, n_i in zip(k, nn)])
-            for j, (axis, curve) in enumerate(zip(AXES, curves)):
+            outcomes = np.concatenate([np.arange(n_i) < k_i for k_i, n_i in zip(k, nn, strict=False)])
+            for j, (axis, curve) in enumerate(zip(AXES, curves, strict=False)):
                 hits_new[j] += curve.slope_low <= TRUE_SLOPES[j] <= curve.slope_high
                 old = fstats.logistic_curve(episodes[:, j], outcomes, axis.low, axis.high, axis.log)
                 hits_old[j] += old.slope_low <= TRUE_SLOPES[j] <= old.slope_high
@@ -111,7 +111,7 @@ def test_family_curves_hold_other_axes_at_mid_range_and_note_what_they_cannot_fi
     assert curve_b.x[12] == pytest.approx(1.0)  # geometric middle of [0.5, 2]
     assert curve_a.p[0] < curve_a.p[-1] and curve_b.p[0] > curve_b.p[-1]
     assert "mid-range" in curve_a.note and curve_a.p_value < 0.05
-    assert all(lo <= p <= hi for lo, p, hi in zip(curve_a.low, curve_a.p, curve_a.high))
+    assert all(lo <= p <= hi for lo, p, hi in zip(curve_a.low, curve_a.p, curve_a.high, strict=False))
 
     flat = fstats.family_curves(params, np.zeros(40), n, AXES)
     assert flat[0].slope is None and "same outcome" in flat[0].note
@@ -128,7 +128,7 @@ def test_posterior_order_probability_is_exact():
     rng = np.random.default_rng(4)
     shapes = [(2, 4, 5, 1), (1, 5, 5, 1), (3.5, 2, 1, 1), (10, 3, 7, 9)]
     exact = fstats.prob_beta_greater(*np.array(shapes).T)
-    for (ax, bx, ay, by), p in zip(shapes, exact):
+    for (ax, bx, ay, by), p in zip(shapes, exact, strict=False):
         mc = np.mean(rng.beta(ay, by, 400_000) > rng.beta(ax, bx, 400_000))
         assert p == pytest.approx(mc, abs=0.003)
 

@@ -180,7 +180,7 @@ def _old_newcombe_pass_probability(n, p_baseline, psi, margin, alpha):
             n11 = np.arange(n - n10 - n01 + 1)
             cells = np.stack([n11, np.full_like(n11, n10), np.full_like(n11, n01), n - n10 - n01 - n11])
             log_p = gammaln(n + 1) - gammaln(cells + 1).sum(0) + xlogy(cells, probs[:, None]).sum(0)
-            for k, lp in zip(n11, log_p):
+            for k, lp in zip(n11, log_p, strict=False):
                 if lp > -30:
                     low, _ = newcombe_paired_interval(int(k), n10, n01, n - n10 - n01 - int(k), level=1 - 2 * alpha)
                     total += math.exp(lp) * (low > -margin)
