@@ -8,13 +8,14 @@ outcomes (no wall times), so an interrupted-and-resumed run gives the same file 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from evalsuite import stats
 from evalsuite.journal import ERROR, POLICY_ERROR, EpisodeRecord, finished_trials
-from evalsuite.plan import Plan
+from evalsuite.plan import BlindingKey, Plan
 from evalsuite.results import (
     AggregateResult,
     AnalysisOptions,
@@ -34,10 +35,11 @@ from evalsuite.stats.paired import newcombe_paired_interval
 __all__ = ["AnalysisOptions", "analyze"]
 
 
-def analyze(plan: Plan, key: dict[str, dict], records: list[EpisodeRecord], options: AnalysisOptions) -> Results:
+def analyze(plan: Plan, key: Mapping[str, Any], records: list[EpisodeRecord], options: AnalysisOptions) -> Results:
     """All statistics of a run (see module docstring); ``Results.to_dict`` is results.json."""
     final = finished_trials(records, options.max_attempts)
-    label = {code: entry["label"] for code, entry in key.items()}
+    key = BlindingKey.of(key)
+    label = key.labels
     codes = sorted(plan.codes, key=lambda c: label[c])  # report order: by name, not by code
     outcome: dict[tuple[str, str, int], bool] = {}
     missing: dict[tuple[str, str], list[int]] = {}  # ic indices lost to infrastructure errors
@@ -166,7 +168,7 @@ def analyze(plan: Plan, key: dict[str, dict], records: list[EpisodeRecord], opti
         extra["sequential"] = sequential.summary(plan, key, records, options.max_attempts)
     return Results(
         suite=plan.suite, tasks=list(plan.tasks), seed=plan.seed, episodes_per_task=plan.episodes, options=options,
-        policies={label[c]: {"code": c, **key[c]} for c in codes},
+        policies={label[c]: {"code": c, **key[c].to_dict()} for c in codes},
         trials=TrialCounts(planned=planned, finished=len(final), policy_errors=sum(policy_errors.values()),
                            missing=sum(len(v) for v in missing.values()), complete=len(final) == planned),
         per_task=per_task, pairwise=pairs, aggregate=aggregate, mean_differences=mean_differences, letters=letters,
@@ -174,19 +176,19 @@ def analyze(plan: Plan, key: dict[str, dict], records: list[EpisodeRecord], opti
     )
 
 
-def _groups(outcome: dict, plan: Plan, key: dict, codes: list[str], options: AnalysisOptions) -> dict[str, Any]:
+def _groups(outcome: dict, plan: Plan, key: BlindingKey, codes: list[str], options: AnalysisOptions) -> dict[str, Any]:
     """Algorithms rather than checkpoints: policies given the same ``group=`` (training seeds of one
     algorithm) are summarized together, with intervals from a hierarchical bootstrap over training
     seeds and initial conditions; every pair of groups is compared on the shared initial conditions.
     Policies without a group stand alone. Empty when no policy names a group."""
     from evalsuite.stats import groups as gs
 
-    if not any("group" in key[c]["params"] for c in codes):
+    if not any("group" in key[c].params for c in codes):
         return {}
     members: dict[str, list[str]] = {}
     for c in codes:
-        group = key[c]["params"].get("group")
-        members.setdefault(str(group) if group is not None else f"(alone) {key[c]['label']}", []).append(c)
+        group = key[c].params.get("group")
+        members.setdefault(str(group) if group is not None else f"(alone) {key.label(c)}", []).append(c)
     shared = {t: sorted(set.intersection(*({i for (tt, cc, i) in outcome if tt == t and cc == c} for c in codes)))
               for t in plan.tasks}
     episodes = min(len(v) for v in shared.values())
@@ -202,7 +204,7 @@ def _groups(outcome: dict, plan: Plan, key: dict, codes: list[str], options: Ana
     out: dict[str, Any] = {
         "method": gs.METHOD, "level": options.level, "reps": reps, "episodes_per_task": episodes,
         "covers": "training seeds (the group's runs) and initial conditions",
-        "groups": {g: {"policies": [key[c]["label"] for c in members[g]],
+        "groups": {g: {"policies": [key.label(c) for c in members[g]],
                        **gs.group_aggregates(arrays[g], rng=rng(0, i), reps=reps, level=options.level).to_dict()}
                    for i, g in enumerate(members)},
         "comparisons": [],

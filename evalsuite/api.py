@@ -106,7 +106,7 @@ class Run:
         rows = []
         for r in records:
             row = r.to_dict()
-            row["policy"] = self.key[r.policy_code]["label"]
+            row["policy"] = self.key.label(r.policy_code)
             row["init_state"] = json.dumps(row["init_state"], sort_keys=True)
             row["policy_info"] = json.dumps(row["policy_info"], sort_keys=True)
             row["milestones"] = json.dumps(row["milestones"], sort_keys=True)

@@ -18,7 +18,7 @@ import numpy as np
 from evalsuite import plan as plan_mod
 from evalsuite.errors import UsageError
 from evalsuite.journal import JOURNAL_FILE, EpisodeRecord, read, write
-from evalsuite.plan import Plan, Trial
+from evalsuite.plan import BlindingKey, KeyEntry, Plan, Trial
 
 
 def combine_runs(run_dirs: list[Path], out: Path) -> tuple[Plan, dict, list[EpisodeRecord]]:
@@ -46,20 +46,20 @@ def combine_runs(run_dirs: list[Path], out: Path) -> tuple[Plan, dict, list[Epis
             if value != expected:
                 raise UsageError(f"{d} ran with {name}={value!r}, {first_dir} with {expected!r}; only runs on the "
                                  "same initial conditions (same suite, seed, step limits and options) are combined")
-    labels = [entry["label"] for _, _, key in loaded for entry in key.values()]
+    labels = [entry.label for _, _, key in loaded for entry in key.values()]
     codes = plan_mod.blinding_codes(len(labels))
     order = np.random.default_rng(np.random.SeedSequence(first.seed, spawn_key=(2, len(labels)))).permutation(len(labels))
-    new_key: dict[str, dict] = {}
+    new_key: dict[str, KeyEntry] = {}
     recode: dict[tuple[int, str], str] = {}
     i = 0
     for run_index, (d, _, key) in enumerate(loaded):
         for old_code, entry in sorted(key.items()):
-            label = entry["label"] if labels.count(entry["label"]) == 1 else f"{entry['label']}@{d}"
+            label = entry.label if labels.count(entry.label) == 1 else f"{entry.label}@{d}"
             code = codes[int(order[i])]  # codes in a seeded random order, as a plan assigns them
-            new_key[code] = {**entry, "label": label, "run": str(d)}
+            new_key[code] = dataclasses.replace(entry, label=label, run=str(d))
             recode[run_index, old_code] = code
             i += 1
-    if len({e["label"] for e in new_key.values()}) != len(new_key):
+    if len({e.label for e in new_key.values()}) != len(new_key):
         raise UsageError("two run folders hold the same policy under the same label; rename one folder")
     trials, records = [], []
     for run_index, (d, plan, _) in enumerate(loaded):
@@ -72,20 +72,20 @@ def combine_runs(run_dirs: list[Path], out: Path) -> tuple[Plan, dict, list[Epis
             if r.task in tasks:
                 code = recode[run_index, r.policy_code]
                 records.append(dataclasses.replace(r, policy_code=code, trial_id=f"{r.task}/{r.ic_index:05d}/{code}"))
-    new_key = dict(sorted(new_key.items()))
+    combined_key = BlindingKey(new_key)
     combined = dataclasses.replace(first, tasks=tuple(tasks), episodes=max(p.episodes for _, p, _ in loaded),
-                                   max_steps={t: first.max_steps[t] for t in tasks}, codes=tuple(sorted(new_key)),
-                                   trials=tuple(trials), key_digest=plan_mod.key_digest(new_key))
+                                   max_steps={t: first.max_steps[t] for t in tasks}, codes=tuple(combined_key),
+                                   trials=tuple(trials), key_digest=plan_mod.key_digest(combined_key))
     if (out / plan_mod.PLAN_FILE).exists():
         raise UsageError(f"out={out} already holds a run folder; choose a new folder for the combined report")
-    plan_mod.save(out, combined, new_key)
+    plan_mod.save(out, combined, combined_key)
     notes = {}  # what each policy said about itself (family, network evaluations), kept per label
     for run_index, (d, _, key) in enumerate(loaded):
         if (d / "policy_notes.json").exists():
             saved = json.loads((d / "policy_notes.json").read_text())
             for old_code, entry in key.items():
-                if entry["label"] in saved:
-                    notes[new_key[recode[run_index, old_code]]["label"]] = saved[entry["label"]]
+                if entry.label in saved:
+                    notes[new_key[recode[run_index, old_code]].label] = saved[entry.label]
     plan_mod.write_json(out / "policy_notes.json", notes)
     write(out / JOURNAL_FILE, records)
-    return combined, new_key, records
+    return combined, combined_key, records

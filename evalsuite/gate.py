@@ -61,7 +61,7 @@ def load_side(run_dir: Path, label: str | None, role: str) -> Side:
         raise UsageError(f"{role}={run_dir} is not a run folder (no plan.json)")
     plan, key = plan_mod.load(run_dir)
     max_attempts = plan_mod.saved_max_attempts(run_dir)  # the run's own setting decides which trials are final
-    labels = {entry["label"]: code for code, entry in key.items()}
+    labels = {label: code for code, label in key.labels.items()}
     if label is None:
         if len(labels) != 1:
             raise UsageError(f"{role} run {run_dir} has {len(labels)} policies; choose one with "

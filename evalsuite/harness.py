@@ -15,7 +15,7 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -27,7 +27,7 @@ from evalsuite.analysis import AnalysisOptions, analyze
 from evalsuite.errors import UsageError, choices
 from evalsuite.interfaces import Policy, check_compatible
 from evalsuite.journal import ERROR, JOURNAL_FILE, POLICY_ERROR, Journal, attempts_so_far, finished_trials
-from evalsuite.plan import PolicyEntry, Stopping
+from evalsuite.plan import BlindingKey, PolicyEntry, Stopping
 from evalsuite.results import Results
 from evalsuite.runlock import RunLock
 from evalsuite.runner import LocalExecutor, RunContext
@@ -114,15 +114,15 @@ class PolicyBuilder:
     registry (whose runtime registrations the worker never saw). ``trusted``: the pickled files the
     command's own line allowed (evalsuite/trust.py) - never taken from the key."""
 
-    def __init__(self, suite: SuiteSpec, key: dict[str, dict[str, Any]], trusted: Sequence[str] = ()) -> None:
-        self.suite, self.key, self.trusted = policy_suite(suite), key, tuple(trusted)
-        self.specs = {code: registry.policies.get(entry["id"]) for code, entry in key.items()}
+    def __init__(self, suite: SuiteSpec, key: Mapping[str, Any], trusted: Sequence[str] = ()) -> None:
+        self.suite, self.key, self.trusted = policy_suite(suite), BlindingKey.of(key), tuple(trusted)
+        self.specs = {code: registry.policies.get(entry.id) for code, entry in self.key.items()}
         self._cache: dict[tuple[str, str], Policy] = {}
 
     def __call__(self, code: str, task: str) -> Policy:
         if (code, task) not in self._cache:
             with trust.allowing(self.trusted):
-                self._cache[code, task] = _build(self.specs[code], self.key[code]["params"], task, self.suite)
+                self._cache[code, task] = _build(self.specs[code], self.key[code].params, task, self.suite)
         return self._cache[code, task]
 
     def __getstate__(self) -> dict[str, Any]:
@@ -218,11 +218,11 @@ def evaluate(req: EvaluateRequest, log=print) -> Results:
                 raise UsageError(f"episodes={episodes}, but task {task!r} has only {info.n_initial_conditions} stored "
                                  f"initial states; use episodes<={info.n_initial_conditions}")
             for code in plan.codes:
-                check_compatible(key[code]["label"], builder(code, task).requirements, info, task)
+                check_compatible(key.label(code), builder(code, task).requirements, info, task)
         if not resuming:  # a failed start leaves no plan behind, so the corrected command starts afresh
             plan_mod.save(run_dir, plan, key)
         # what policies say about themselves (family, network evaluations per chunk): reported per policy
-        notes = {key[code]["label"]: builder(code, tasks[0]).requirements.notes for code in plan.codes}
+        notes = {key.label(code): builder(code, tasks[0]).requirements.notes for code in plan.codes}
         plan_mod.write_json(run_dir / POLICY_NOTES_FILE, notes)
 
         executor, parallelism = make_executor(req, suite)
@@ -290,7 +290,7 @@ def _check_fingerprints(records, builder: PolicyBuilder, run_dir: Path) -> None:
     for (task, code), journaled in sorted(seen.items()):
         now = builder(code, task).fingerprint()
         if now != journaled:
-            raise UsageError(f"{run_dir / JOURNAL_FILE}: policy {code} ({builder.key[code]['label']}) on {task} played "
+            raise UsageError(f"{run_dir / JOURNAL_FILE}: policy {code} ({builder.key.label(code)}) on {task} played "
                              f"its journaled episodes as {journaled!r} but is {now!r} now (its checkpoint or code "
                              "changed); use another out= folder")
 

@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import json
 import string
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,67 @@ class PolicyEntry:
     def label(self) -> str:
         extra = ":".join(f"{k}={v}" for k, v in sorted(self.params.items()))
         return fsio.one_line(f"{self.id}:{extra}" if extra else self.id)  # never a line break or escape code
+
+
+@dataclass(frozen=True, slots=True)
+class KeyEntry:
+    """The policy behind one blinding code: registry id, parameters, label, and - in a combined
+    run folder - the run folder it came from."""
+
+    id: str
+    params: dict[str, Any]
+    label: str
+    run: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {"id": self.id, "params": self.params, "label": self.label}
+        return {**data, "run": self.run} if self.run is not None else data
+
+
+class BlindingKey(Mapping[str, KeyEntry]):
+    """blinding.json, typed: code -> KeyEntry, in code order. The only way from codes to names
+    (``label(code)``) and back (``code(label)``)."""
+
+    def __init__(self, entries: Mapping[str, KeyEntry]) -> None:
+        self._entries = dict(sorted(entries.items()))
+
+    def __getitem__(self, code: str) -> KeyEntry:
+        return self._entries[code]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"BlindingKey({self._entries!r})"
+
+    def label(self, code: str) -> str:
+        return self._entries[code].label
+
+    def code(self, label: str) -> str:
+        for code, entry in self._entries.items():
+            if entry.label == label:
+                return code
+        raise KeyError(label)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """code -> label."""
+        return {code: entry.label for code, entry in self._entries.items()}
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return {code: entry.to_dict() for code, entry in self._entries.items()}
+
+    @classmethod
+    def of(cls, key: Mapping[str, Any]) -> BlindingKey:
+        """A key from blinding.json's mapping (code -> {"id", "params", "label"[, "run"]}), or itself."""
+        if isinstance(key, BlindingKey):
+            return key
+        return cls({code: entry if isinstance(entry, KeyEntry) else
+                    KeyEntry(entry["id"], entry["params"], entry["label"], entry.get("run"))
+                    for code, entry in key.items()})
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,16 +232,16 @@ class Plan:
 MAX_TRIALS = 10_000_000  # a plan holds every trial in memory and in plan.json
 
 
-def key_digest(key: dict[str, dict[str, Any]]) -> str:
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+def key_digest(key: BlindingKey) -> str:
+    return hashlib.sha256(json.dumps(key.to_dict(), sort_keys=True).encode()).hexdigest()
 
 
 def make_plan(
     *, suite: str, tasks: list[str], policies: list[PolicyEntry], episodes: int, seed: int,
     max_steps: dict[str, int], suite_options: dict[str, Any] | None = None,
     stopping: Stopping = Stopping(), suite_digest: str = "", family: dict[str, Any] | None = None,
-) -> tuple[Plan, dict[str, dict[str, Any]]]:
-    """Build the plan and its blinding key (code -> {"id", "params", "label"})."""
+) -> tuple[Plan, BlindingKey]:
+    """Build the plan and its blinding key."""
     if episodes < 1:
         raise UsageError(f"episodes must be >= 1, got {episodes}")
     if len(tasks) * episodes * len(policies) > MAX_TRIALS:
@@ -190,8 +252,8 @@ def make_plan(
         raise UsageError(f"the same policy is listed twice: {labels}")
     codes = blinding_codes(len(policies))
     assignment = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2,))).permutation(len(policies))
-    key = {codes[int(slot)]: {"id": p.id, "params": p.params, "label": p.label}
-           for p, slot in zip(policies, assignment, strict=False)}
+    key = BlindingKey({codes[int(slot)]: KeyEntry(p.id, p.params, p.label)
+                       for p, slot in zip(policies, assignment, strict=True)})
     trials = []
     for task in tasks:
         for i in range(episodes):
@@ -205,7 +267,7 @@ def make_plan(
         suite_options=dict(suite_options or {}), stopping=stopping,
         suite_digest=suite_digest, family=family,
     )
-    return plan, dict(sorted(key.items()))
+    return plan, key
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -214,13 +276,13 @@ def write_json(path: Path, data: Any) -> None:
     fsio.write_json(path, data, root=path.parent)
 
 
-def save(run_dir: Path, plan: Plan, key: dict[str, dict[str, Any]]) -> None:
+def save(run_dir: Path, plan: Plan, key: BlindingKey) -> None:
     fsio.make_dir(run_dir)
-    write_json(run_dir / KEY_FILE, key)
+    write_json(run_dir / KEY_FILE, key.to_dict())
     write_json(run_dir / PLAN_FILE, plan.to_dict())
 
 
-def load(run_dir: Path) -> tuple[Plan, dict[str, dict[str, Any]]]:
+def load(run_dir: Path) -> tuple[Plan, BlindingKey]:
     """The plan and blinding key of a run folder; a missing, damaged or foreign file is one line
     naming it."""
     plan_path, key_path = run_dir / PLAN_FILE, run_dir / KEY_FILE
@@ -238,7 +300,9 @@ def load(run_dir: Path) -> tuple[Plan, dict[str, dict[str, Any]]]:
         raise UsageError(f"{key_path}: not the blinding key of this plan (codes {', '.join(plan.codes)}); the run "
                          "folder is damaged - restore blinding.json or start a new out= folder")
     # a received folder's labels reach Markdown, CSV and log lines: never as line breaks or escape codes
-    return plan, {code: {**entry, "label": fsio.one_line(entry["label"])} for code, entry in key.items()}
+    return plan, BlindingKey({code: KeyEntry(str(entry["id"]), entry["params"], fsio.one_line(entry["label"]),
+                                             entry.get("run"))
+                              for code, entry in key.items()})
 
 
 def saved_max_attempts(run_dir: Path, default: int = 3) -> int:
@@ -263,7 +327,7 @@ def read_json(path: Path) -> Any:
         raise UsageError(f"{path}: not a text file; the file is damaged") from None
 
 
-def check_resumable(saved: Plan, saved_key: dict, new: Plan, new_key: dict, run_dir: Path) -> None:
+def check_resumable(saved: Plan, saved_key: BlindingKey, new: Plan, new_key: BlindingKey, run_dir: Path) -> None:
     """Refuse to resume a run folder with a different plan, naming what differs."""
     for name in ("suite", "tasks", "episodes", "seed", "max_steps", "suite_options", "stopping"):
         old_value, new_value = getattr(saved, name), getattr(new, name)
@@ -280,7 +344,7 @@ def check_resumable(saved: Plan, saved_key: dict, new: Plan, new_key: dict, run_
         )
     if saved_key != new_key:
         raise UsageError(
-            f"{run_dir} holds a run with other policies ({', '.join(v['label'] for v in saved_key.values())}); "
+            f"{run_dir} holds a run with other policies ({', '.join(saved_key.labels.values())}); "
             "use another out= folder or the original policies to resume"
         )
     if saved.trials != new.trials:

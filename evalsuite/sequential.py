@@ -30,12 +30,13 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from evalsuite.journal import EpisodeRecord, finished_trials
-from evalsuite.plan import Plan, Trial
+from evalsuite.plan import BlindingKey, Plan, Trial
 from evalsuite.stats.betting import PlannedEffect, first_decision, log_e_process
 from evalsuite.stats.margin import INCONCLUSIVE, sequential_verdict
 from evalsuite.stats.sequential import log_e_value, log_wealth_mean
@@ -153,10 +154,10 @@ def remaining_trials(plan: Plan, records: list[EpisodeRecord], max_attempts: int
     return []
 
 
-def summary(plan: Plan, key: dict[str, dict], records: list[EpisodeRecord], max_attempts: int) -> dict[str, Any]:
+def summary(plan: Plan, key: Mapping[str, Any], records: list[EpisodeRecord], max_attempts: int) -> dict[str, Any]:
     """What results.json reports about the sequential design (names unblinded here, in analysis)."""
     stops = stop_rounds(plan, records, max_attempts)
-    label = {c: v["label"] for c, v in key.items()}
+    label = BlindingKey.of(key).labels
     rs = plan.stopping.round_size
     out: dict[str, Any] = {
         "decision": plan.stopping.decision, "metric": plan.stopping.metric, "alpha": plan.stopping.alpha,

@@ -63,11 +63,10 @@ def pickled_files(spec: Any, params: dict[str, Any]) -> list[str]:
     return [value] if value and value.endswith(suffix) else []
 
 
-def check(specs: dict[str, Any], key: dict[str, dict[str, Any]], allowed: Iterable[str | Path]) -> None:
-    """Before any policy of a saved run is built: every pickle it would load must be allowed."""
+def check(specs: dict[str, Any], key: Any, allowed: Iterable[str | Path]) -> None:
+    """Before any policy of a saved run (its BlindingKey) is built: every pickle it would load must be allowed."""
     ok = resolved(allowed)
     for code in sorted(key):
-        for path in pickled_files(specs[code], key[code].get("params") or {}):
+        for path in pickled_files(specs[code], key[code].params):
             if Path(path).expanduser().resolve() not in ok:
-                raise UsageError(f"policy {code} ({one_line(key[code].get('label', ''))}): "
-                                 + refusal("its file", path))
+                raise UsageError(f"policy {code} ({one_line(key.label(code))}): " + refusal("its file", path))

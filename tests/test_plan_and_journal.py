@@ -58,7 +58,7 @@ def test_blinding_codes_hide_names(tmp_path):
         assert p.id not in text
     assert {v["label"] for v in json.loads((tmp_path / pm.KEY_FILE).read_text()).values()} == {p.label for p in POLICIES}
     # the assignment of codes is shuffled by the seed, not the listing order
-    assignments = {tuple(v["id"] for _, v in sorted(_plan(seed=s)[1].items())) for s in range(8)}
+    assignments = {tuple(v.id for _, v in sorted(_plan(seed=s)[1].items())) for s in range(8)}
     assert len(assignments) > 1
 
 

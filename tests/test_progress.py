@@ -49,7 +49,7 @@ def _record(trial, task, code, ic, status, progress, milestones, held=None, reas
 def test_milestone_rates_failure_modes_and_paired_progress():
     plan, key = make_plan(suite="fake", tasks=["t1"], policies=[PolicyEntry("a", {}), PolicyEntry("b", {})],
                           episodes=4, seed=0, max_steps={"t1": 10})
-    label = {code: entry["label"] for code, entry in key.items()}
+    label = key.labels
     a, b = sorted(label)
     none = {"reached": None, "moved": None}
     records = [

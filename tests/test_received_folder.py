@@ -133,7 +133,7 @@ def test_consent_comes_from_the_command_line_only(finished_run, tmp_path, fake_s
         PolicyBuilder(suite, key)("A", "drawer-open")
     assert not marker.exists()
     with pytest.raises(UsageError):  # not an official checkpoint: but it was unpickled, with consent
-        PolicyBuilder(suite, key, trusted=[key["A"]["params"]["checkpoint"]])("A", "drawer-open")
+        PolicyBuilder(suite, key, trusted=[key["A"].params["checkpoint"]])("A", "drawer-open")
     assert marker.exists()
 
 
