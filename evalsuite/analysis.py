@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from evalsuite import stats
+from evalsuite import stats, streams
 from evalsuite.journal import ERROR, POLICY_ERROR, EpisodeRecord, finished_trials
 from evalsuite.plan import BlindingKey, Plan
 from evalsuite.results import (
@@ -199,7 +199,7 @@ def _groups(outcome: dict, plan: Plan, key: BlindingKey, codes: list[str], optio
     reps = min(options.bootstrap_reps, 5000)
 
     def rng(*k):
-        return np.random.default_rng(np.random.SeedSequence(plan.seed, spawn_key=(13, *k)))
+        return streams.generator(plan.seed, streams.GROUPS, *k)
 
     out: dict[str, Any] = {
         "method": gs.METHOD, "level": options.level, "reps": reps, "episodes_per_task": episodes,
@@ -229,7 +229,7 @@ def _mixed_model(outcome: dict, plan: Plan, codes: list[str], label: dict, level
     pol_idx = np.array([codes.index(c) for _, c, _ in keys])
     y = np.array([outcome[k] for k in keys], dtype=float)
     fit = fit_policy_effects(task_idx, pol_idx, y, level=level, n_policies=len(codes),
-                             rng=np.random.default_rng(np.random.SeedSequence(plan.seed, spawn_key=(5,))))
+                             rng=streams.generator(plan.seed, streams.MIXED_MODEL))
     return {"model": "success ~ policy + (1 | task), logit, statsmodels BinomialBayesMixedGLM fit_vb",
             "reference": label[codes[0]], "task_sd_median": fit.task_sd_median, "task_sd_mean": fit.task_sd_mean,
             "converged": fit.converged, "message": fit.message, "fit_warnings": list(fit.fit_warnings),
@@ -245,7 +245,7 @@ def _aggregates(per_task: list[TaskResult], plan: Plan, policies: list[str], opt
     cell = {(r.policy, r.task): r for r in per_task}
     k = np.array([[cell[p, t].successes for t in plan.tasks] for p in policies])
     n = np.array([[cell[p, t].n for t in plan.tasks] for p in policies])
-    rng = np.random.default_rng(np.random.SeedSequence(plan.seed, spawn_key=(6,)))
+    rng = streams.generator(plan.seed, streams.AGGREGATES)
     metrics, poi = ag.run_aggregates(k, n, rng=rng, reps=options.bootstrap_reps, level=options.level)
     taus = np.linspace(0, 1, 21)
     return {

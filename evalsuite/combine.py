@@ -13,9 +13,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-import numpy as np
-
 from evalsuite import plan as plan_mod
+from evalsuite import streams
 from evalsuite.errors import UsageError
 from evalsuite.journal import JOURNAL_FILE, EpisodeRecord, read, write
 from evalsuite.plan import BlindingKey, KeyEntry, Plan, Trial
@@ -48,7 +47,7 @@ def combine_runs(run_dirs: list[Path], out: Path) -> tuple[Plan, dict, list[Epis
                                  "same initial conditions (same suite, seed, step limits and options) are combined")
     labels = [entry.label for _, _, key in loaded for entry in key.values()]
     codes = plan_mod.blinding_codes(len(labels))
-    order = np.random.default_rng(np.random.SeedSequence(first.seed, spawn_key=(2, len(labels)))).permutation(len(labels))
+    order = streams.generator(first.seed, streams.BLINDING, len(labels)).permutation(len(labels))
     new_key: dict[str, KeyEntry] = {}
     recode: dict[tuple[int, str], str] = {}
     i = 0

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from evalsuite import fsio, registry
+from evalsuite import fsio, registry, streams
 from evalsuite.harness import build_policy, with_options
 from evalsuite.plan import stable_hash32
 from evalsuite.runner.envs import build_env
@@ -56,7 +56,7 @@ class Demos:
 
 
 def demo_seed(seed: int, task: str, index: int) -> int:
-    state = np.random.SeedSequence(seed, spawn_key=(4, stable_hash32(task), index)).generate_state(2)
+    state = streams.sequence(seed, streams.DEMOS, stable_hash32(task), index).generate_state(2)
     return int(state[0]) << 32 | int(state[1])
 
 

@@ -20,9 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from evalsuite import fsio
+from evalsuite import fsio, streams
 from evalsuite.errors import UsageError
 
 PLAN_FILE = "plan.json"
@@ -36,7 +34,7 @@ def stable_hash32(text: str) -> int:
 
 def ic_seeds(root_seed: int, task_id: str, index: int) -> tuple[int, int]:
     """(environment seed, policy seed) of initial condition ``index`` of ``task_id``."""
-    state = np.random.SeedSequence(root_seed, spawn_key=(0, stable_hash32(task_id), index)).generate_state(4)
+    state = streams.sequence(root_seed, streams.INITIAL_CONDITIONS, stable_hash32(task_id), index).generate_state(4)
     env_seed = int(state[0]) << 32 | int(state[1])
     policy_seed = int(state[2]) << 32 | int(state[3])
     return env_seed, policy_seed
@@ -251,7 +249,7 @@ def make_plan(
     if len(set(labels)) != len(labels):
         raise UsageError(f"the same policy is listed twice: {labels}")
     codes = blinding_codes(len(policies))
-    assignment = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2,))).permutation(len(policies))
+    assignment = streams.generator(seed, streams.BLINDING).permutation(len(policies))
     key = BlindingKey({codes[int(slot)]: KeyEntry(p.id, p.params, p.label)
                        for p, slot in zip(policies, assignment, strict=True)})
     trials = []
@@ -260,7 +258,7 @@ def make_plan(
             env_seed, policy_seed = ic_seeds(seed, task, i)
             for code in codes:
                 trials.append(Trial(f"{task}/{i:05d}/{code}", task, i, env_seed, policy_seed, code))
-    order = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,))).permutation(len(trials))
+    order = streams.generator(seed, streams.TRIAL_ORDER).permutation(len(trials))
     plan = Plan(
         suite=suite, tasks=tuple(tasks), episodes=episodes, seed=seed, max_steps=dict(max_steps),
         codes=tuple(codes), trials=tuple(trials[int(j)] for j in order), key_digest=key_digest(key),

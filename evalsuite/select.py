@@ -15,9 +15,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import numpy as np
-
-from evalsuite import fsio
+from evalsuite import fsio, streams
 from evalsuite import plan as plan_mod
 from evalsuite.errors import UsageError
 from evalsuite.harness import EvaluateRequest, evaluate
@@ -27,7 +25,7 @@ SELECT_FILE, SUMMARY_FILE = "select.json", "select.md"
 
 def derived_fresh_seed(seed: int) -> int:
     """A root seed for the confirmation run, fixed by ``seed`` and never equal to it."""
-    fresh = int(np.random.SeedSequence(seed, spawn_key=(7,)).generate_state(1)[0])
+    fresh = int(streams.sequence(seed, streams.SELECT_FRESH).generate_state(1)[0])
     return fresh if fresh != seed else fresh + 1
 
 

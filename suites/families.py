@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from evalsuite import streams
 from evalsuite.errors import UsageError, choices
 from evalsuite.interfaces import StepResult
 from evalsuite.stats.intervals import proportion_interval
@@ -240,7 +241,7 @@ class FamilyTaskEnv:
         mdp = ic_index % len(self.design)
         self.params = p = self.design[mdp]
         # the episode's own noise stream, separate from the initial-condition draw
-        self._rng = np.random.default_rng(np.random.SeedSequence(ic_seed, spawn_key=(11,)))
+        self._rng = streams.generator(ic_seed, streams.FAMILY_EPISODE_NOISE)
         self.adapter.before_reset(p, self._rng)
         obs, init = self.base.reset(ic_seed, ic_index)
         self.adapter.after_reset(p)
@@ -404,7 +405,7 @@ def worst_case(suite_id: str, task: str, policy, out: Path, *, suite_options: di
         or [a.name for a in spec.axes if not _needs_points(a.name, suite_options)]
     axes = [spec.axis(n) for n in names]
     base_options = {k: v for k, v in suite_options.items() if k in ("obs",)}
-    seq = np.random.SeedSequence(seed, spawn_key=(13,))
+    seq = streams.sequence(seed, streams.WORST_CASE_SEARCH)
     seeds = [int(s.generate_state(1)[0]) for s in seq.spawn(generations + 3)]
 
     def run(points: list[dict[str, float]], folder: str, run_seed: int, per_point: int) -> list[tuple[int, int]]:
@@ -427,7 +428,7 @@ def worst_case(suite_id: str, task: str, policy, out: Path, *, suite_options: di
         evaluated.extend((p, k, n) for p, (k, n) in zip(points, kn, strict=False))
         return np.array([k / n for k, n in kn])
 
-    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(14,)))
+    rng = streams.generator(seed, streams.WORST_CASE_CEM)
     history = cem_minimize(score, len(axes), generations=generations, population=population, rng=rng)
     budget = generations * population * episodes_per_point
     final_mean = np.array(history[-1]["elite_mean"])

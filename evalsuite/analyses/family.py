@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from evalsuite import streams
 from evalsuite.results import Results
 from evalsuite.stats import family as fstats
 from evalsuite.stats.intervals import proportion_interval
@@ -101,7 +102,7 @@ def analyze_family(spec, plan_seed: int, records, label: dict[str, str], level: 
     all_params = [c["params"] for cells in table.values() for c in cells.values()]
     varied = [a for a in spec.axes if len({p[a.name] for p in all_params}) > 1]
     policies: dict[str, Any] = {}
-    rng = np.random.default_rng(np.random.SeedSequence(plan_seed, spawn_key=(12,)))
+    rng = streams.generator(plan_seed, streams.FAMILY_ANALYSIS)
     for policy, cells in sorted(table.items()):
         nominal_ids = [i for i, c in cells.items() if c["params"] == nominal]
         sampled = sorted(i for i in cells if i not in nominal_ids)

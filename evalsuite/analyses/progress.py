@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from evalsuite import streams
 from evalsuite.analyses import AnalysisInput
 from evalsuite.results import Results
 from evalsuite.stats.intervals import proportion_interval, wilson_bounds
@@ -103,7 +104,7 @@ def compute(inp: AnalysisInput) -> dict[str, Any] | None:
     # failed) has no progress recorded: it got nowhere, and it counts.
     records = [r if r.progress is not None else dataclasses.replace(r, progress=0.0)
                for r in inp.records if r.is_outcome and r.task in with_progress]
-    rng = np.random.default_rng(np.random.SeedSequence(inp.seed, spawn_key=(21,)))
+    rng = streams.generator(inp.seed, streams.PROGRESS)
     level = inp.level
     cells: dict[tuple[str, str], list[Any]] = {}
     for r in records:
