@@ -442,12 +442,7 @@ def _write_results(run_dir: Path, plan, key, records, options: AnalysisOptions, 
                    worst_case: dict[str, Any] | None, clips: dict[str, str], final=None) -> Results:
     """The one analysis of a run, then results.json, report.md and report.html: every input passed
     in (policy notes, worst cases, the video index), nothing read back from the folder."""
-    results = analyze(plan, key, records, options)
-    if results.section("family") and worst_case is not None:
-        results.sections["family"]["worst_case"] = worst_case
-    for label, said in notes.items():
-        if label in results.policies and said:
-            results.policies[label]["notes"] = said
+    results = analyze(plan, key, records, options, notes=notes, worst_case=worst_case)
     plan_mod.write_json(run_dir / RESULTS_FILE, results.to_dict())
     final = final if final is not None else finished_trials(records, options.max_attempts)
     gallery = report.video_clips(run_dir, results, clips, final, plan.max_steps) if clips else {}

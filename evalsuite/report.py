@@ -97,51 +97,6 @@ def violin_figure(results: Results):
     return fig
 
 
-def profile_figure(results: Results):
-    prof = results.sections["aggregates"]["profile"]
-    fig, ax = subplots(figsize=(5, 3.4))
-    for pol, values in prof.items():
-        if pol != "taus":
-            ax.step(prof["taus"], values, where="post", label=pol)
-    ax.set_xlabel("success rate threshold tau")
-    ax.set_ylabel("fraction of tasks with rate > tau")
-    ax.set_ylim(-0.02, 1.02)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    return fig
-
-
-def group_lines(results: Results) -> list[str]:
-    """Algorithms over their training seeds (policies sharing ``group=``)."""
-    g = results.section("groups")
-    if not g:
-        return []
-    if "groups" not in g:
-        return ["", "### Algorithms (groups of checkpoints)", "", g.get("note", "")]
-    level = f"{100 * g['level']:g}%"
-    lines = ["", "### Algorithms (groups of checkpoints)", "",
-             f"Each group's runs are its checkpoints (training seeds); the {level} intervals cover {g['covers']} "
-             f"({g['method']}, {g['reps']} resamples, {g['episodes_per_task']} shared initial conditions per task). "
-             "Means and differences of means cover 0.95-1.00 at 3, 5 and 10 runs in simulation (seed spread up to "
-             "sd 1 on the logit scale; wider spreads near 0% or 100%: down to 0.90), and are wide with few runs: "
-             "the seed spread rests on runs - 1 degrees of freedom. A group of one run covers initial conditions "
-             "only. IQM, median, optimality gap and P(X > Y) are bootstrap intervals: with 3 runs read them as "
-             "roughly 85% ones (measured for the mean), with 5 or more as ~90%.", "",
-             "| group | runs | mean % | IQM % | median % | optimality gap % | policies |", "|---|---|---|---|---|---|---|"]
-    for name, grp in g["groups"].items():
-        m = grp["metrics"]
-        cells = [f"{_pct(m[k]['estimate'])} [{_pct(m[k]['low'])}, {_pct(m[k]['high'])}]"
-                 for k in ("mean", "iqm", "median", "optimality_gap")]
-        lines.append(f"| {name} | {grp['runs']} | " + " | ".join(cells) + f" | {', '.join(grp['policies'])} |")
-    if g["comparisons"]:
-        lines += ["", "| X | Y | mean X - mean Y % | P(X > Y) |", "|---|---|---|---|"]
-        for c in g["comparisons"]:
-            d, q = c["mean_difference"], c["probability_of_improvement"]
-            lines.append(f"| {c['x']} | {c['y']} | {_pct(d['estimate'])} [{_pct(d['low'])}, {_pct(d['high'])}] | "
-                         f"{q['estimate']:.2f} [{q['low']:.2f}, {q['high']:.2f}] |")
-    return lines
-
-
-
 def _png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")  # room for long policy labels
@@ -274,11 +229,14 @@ def section_lines(results: Results) -> list[tuple[str, list[str]]]:
     """(section id, markdown lines) of every analysis section present in this run."""
     from evalsuite import analyses
 
-    return [(spec.id, render(results.section(spec.id), results)) for spec, render in analyses.present(results, "report")]
+    return [(spec.id, render(results.section(spec.id), results))
+            for spec, render in analyses.present(results, "report", where="sections")]
 
 
 def detail_lines(results: Results) -> list[str]:
-    """The statistical detail: every table behind the summary."""
+    """The statistical detail: every table behind the summary, then the detail sections."""
+    from evalsuite import analyses
+
     opts = results.options
     level = f"{100 * opts.level:g}%"
     lines = ["", "## Statistical detail", "",
@@ -326,54 +284,8 @@ def detail_lines(results: Results) -> list[str]:
                   "| A | B | mean A - mean B % | CI % |", "|---|---|---|---|"]
         for d in results.mean_differences:
             lines.append(f"| {d.policy_a} | {d.policy_b} | {_pct(d.difference)} | [{_pct(d.ci_low)}, {_pct(d.ci_high)}] |")
-    agg = results.section("aggregates")
-    if agg:
-        lines += ["", f"### Aggregates over tasks (rliable's definitions, {100 * agg['level']:g}% intervals)", "",
-                  f"{agg['method']}, {agg['reps']} resamples.", "",
-                  "| policy | mean % | median % | IQM % | optimality gap % |", "|---|---|---|---|---|"]
-        by = {(m["policy"], m["metric"]): m for m in agg["metrics"]}
-        for pol in dict.fromkeys(m["policy"] for m in agg["metrics"]):
-            cells = [f"{_pct(by[pol, k]['estimate'])} [{_pct(by[pol, k]['low'])}, {_pct(by[pol, k]['high'])}]"
-                     for k in ("mean", "median", "iqm", "optimality_gap")]
-            lines.append(f"| {pol} | " + " | ".join(cells) + " |")
-        if agg["probability_of_improvement"]:
-            lines += ["", "| X | Y | P(X > Y) | interval |", "|---|---|---|---|"]
-            for q in agg["probability_of_improvement"]:
-                lines.append(f"| {q['x']} | {q['y']} | {q['estimate']:.2f} | [{q['low']:.2f}, {q['high']:.2f}] |")
-    lines += group_lines(results)
-    mixed = results.section("mixed_model")
-    if mixed:
-        sd = mixed.get("task_sd_median", mixed.get("task_sd"))
-        converged = mixed.get("converged", True)
-        lines += ["", f"### Mixed-effects logistic model ({mixed['model']})", "",
-                  f"Log-odds of success against {mixed['reference']}; task random-intercept sd {sd:.2f} (posterior "
-                  "median). Separated data (a policy at 0% or 100%) makes these unstable."
-                  + ("" if converged else f" **The fit did not converge ({mixed.get('message', '')}): do not "
-                     "read these effects.**"), "",
-                  "| policy | log-odds vs reference | interval |", "|---|---|---|"]
-        for e in mixed["effects"]:
-            lines.append(f"| {e['policy']} | {e['log_odds']:.2f} | [{e['low']:.2f}, {e['high']:.2f}] |")
-    seq = results.section("sequential")
-    if seq and seq.get("decision") == "gate":
-        lines += ["", f"### Sequential gate (anytime-valid, alpha {seq['alpha']:g} over tasks and looks, "
-                  f"margin {seq['margin']:g})", "", "| task | pairs | verdict | episodes |", "|---|---|---|---|"]
-        for task, g in seq["gate"].items():
-            lines.append(f"| {task} | {g['pairs']} | {g['verdict']} | {seq['tasks'][task]['episodes']} of "
-                         f"{seq['max_episodes']} |")
-    elif seq:
-        margin = f", margin {seq['margin']:g} for equivalence" if seq.get("margin") else ""
-        if seq.get("planned"):
-            p0, delta = seq["planned"]["p_baseline"], seq["planned"]["delta"]
-            margin += f", bets tuned to the planned {p0:g} vs {p0 + delta:g}"
-        lines += ["", f"### Sequential decisions (anytime-valid, alpha {seq['alpha']:g} over all pairs and looks{margin})",
-                  "", "With early stopping, the McNemar p-values above are descriptive; these decisions are the "
-                  "valid ones.", "",
-                  "| task | A | B | A wins | B wins | pairs | log e-value | decision | episodes |",
-                  "|---|---|---|---|---|---|---|---|---|"]
-        for q in seq["pairs"]:
-            lines.append(f"| {q['task']} | {q['policy_a']} | {q['policy_b']} | {q['a_wins']} | {q['b_wins']} | "
-                         f"{q['pairs']} | {q['log_e']:.2f} | {q['decision']} | "
-                         f"{seq['tasks'][q['task']]['episodes']} of {seq['max_episodes']} |")
+    for spec, render in analyses.present(results, "report", where="detail"):  # aggregates, groups, mixed, ...
+        lines += render(results.section(spec.id), results)
     return lines
 
 
@@ -427,12 +339,12 @@ def _figures(results: Results) -> dict[str, dict[str, bytes]]:
         "detail": {}}
     if results.pairwise:
         parts["detail"]["paired differences"] = _png(forest_figure(results))
-    if results.section("aggregates"):
-        parts["detail"]["performance profiles"] = _png(profile_figure(results))
     from evalsuite import analyses
 
     for spec, draw in analyses.present(results, "figures"):
-        parts[spec.id] = {name: _png(fig) for name, fig in draw(results.section(spec.id), results).items()}
+        drawn = {name: _png(fig) for name, fig in draw(results.section(spec.id), results).items()}
+        target = "detail" if spec.part == "detail" else spec.id  # a detail section's figures join the detail's
+        parts[target] = {**parts.get(target, {}), **drawn}
     return parts
 
 

@@ -150,9 +150,11 @@ class AnalysisSpec:
     ``compute(AnalysisInput) -> dict | None`` (None: nothing to add for this run; the dict must be
     JSON-serializable), ``report(section, results) -> list[str]`` (markdown lines; ``results`` is the run's typed
     ``evalsuite.results.Results``),
-    ``figures(section, results) -> dict[str, matplotlib Figure]`` and
-    ``metrics(section) -> dict[str, float]`` (MLflow metric name -> value). ``order`` places the
-    section among the others in the report.
+    ``figures(section, results) -> dict[str, matplotlib Figure]``,
+    ``metrics(section) -> dict[str, float]`` (MLflow metric name -> value) and
+    ``tags(section) -> dict[str, str]`` (MLflow tags, e.g. decisions). ``order`` places the
+    section among the others in results.json and in its part of the report: ``part`` "sections"
+    (after the summary and videos) or "detail" (the statistical detail at the end).
     """
 
     id: str
@@ -161,3 +163,5 @@ class AnalysisSpec:
     figures: str = ""
     metrics: str = ""
     order: int = 100
+    tags: str = ""
+    part: str = "sections"

@@ -260,24 +260,14 @@ class _Logged:
             metrics[_metric_key(f"{agg.policy}/mean_ci_high")] = agg.ci_high
         if info.get("episodes_per_s"):
             metrics["episodes_per_s"] = info["episodes_per_s"]
-        for m in (results.section("aggregates") or {}).get("metrics", []):
-            metrics[_metric_key(f"{m['policy']}/{m['metric']}")] = m["estimate"]
-            metrics[_metric_key(f"{m['policy']}/{m['metric']}_ci_low")] = m["low"]
-            metrics[_metric_key(f"{m['policy']}/{m['metric']}_ci_high")] = m["high"]
-        for effect in (results.section("mixed_model") or {}).get("effects", []):
-            metrics[_metric_key(f"mixed/{effect['policy']}/log_odds")] = effect["log_odds"]
         for spec, section_metrics in analyses.present(results, "metrics"):
             metrics.update({_metric_key(name): value
                             for name, value in section_metrics(results.section(spec.id)).items()})
         self.metrics = metrics
         self.tags.update({_metric_key(f"letters.{task}"): " ".join(f"{p}={g}" for p, g in groups.items())
                           for task, groups in results.letters.items()})
-        sequential = results.section("sequential") or {}
-        for pair in sequential.get("pairs", []):
-            self.tags[_metric_key(f"sequential.{pair['task']}.{pair['policy_a']}_vs_{pair['policy_b']}")] = \
-                pair["decision"]
-        for task, gate in sequential.get("gate", {}).items():
-            self.tags[_metric_key(f"sequential.{task}.gate")] = gate["verdict"]
+        for spec, section_tags in analyses.present(results, "tags"):
+            self.tags.update({_metric_key(name): value for name, value in section_tags(results.section(spec.id)).items()})
         self.children: dict[str, tuple[dict[str, Any], dict[str, float]]] = {}
         for name, pol in results.policies.items():
             rows = [r for r in results.per_task if r.policy == name]

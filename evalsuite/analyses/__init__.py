@@ -2,22 +2,33 @@
 
 A section is an ``AnalysisSpec`` (``evalsuite/specs.py``) registered through the
 ``evalsuite.analyses`` entry-point group - the built-ins below exactly as a third-party package
-would register its own. ``analysis.analyze`` calls every section's ``compute`` with the run's
-final episodes; the report and MLflow call its ``report``/``figures``/``metrics`` for the
-sections present in ``results.json``. Adding a section is one module plus one line here (or in a
-plugin's own entry point).
+would register its own: rliable's aggregates, the mixed model, algorithm groups, task progress,
+MDP families, energy and sequential decisions. ``analysis.analyze`` calls every section's
+``compute`` with the run's outcomes; the report and MLflow have one loop each over the sections
+present in ``results.json`` (``report``/``figures``/``metrics``/``tags``). Adding a section is one
+module plus one line here (or in a plugin's own entry point).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from evalsuite.results import Results
 from evalsuite.specs import AnalysisSpec, load_entry_point
 
-BUILTIN = [
+BUILTIN = [  # ``order``: results.json's order of sections (and the report's within each part)
+    AnalysisSpec(id="aggregates", compute="evalsuite.analyses.aggregates:compute",
+                 report="evalsuite.analyses.aggregates:report", figures="evalsuite.analyses.aggregates:figures",
+                 metrics="evalsuite.analyses.aggregates:metrics", order=1, part="detail"),
+    AnalysisSpec(id="mixed_model", compute="evalsuite.analyses.mixed:compute", report="evalsuite.analyses.mixed:report",
+                 metrics="evalsuite.analyses.mixed:metrics", order=2, part="detail"),
+    AnalysisSpec(id="groups", compute="evalsuite.analyses.groups:compute", report="evalsuite.analyses.groups:report",
+                 order=3, part="detail"),
+    AnalysisSpec(id="sequential", compute="evalsuite.analyses.sequential:compute",
+                 report="evalsuite.analyses.sequential:report", tags="evalsuite.analyses.sequential:tags", order=90,
+                 part="detail"),
     AnalysisSpec(id="family", compute="evalsuite.analyses.family:compute", report="evalsuite.analyses.family:report",
                  figures="evalsuite.analyses.family:figures", metrics="evalsuite.analyses.family:metrics", order=10),
     AnalysisSpec(id="energy", compute="evalsuite.analyses.energy:compute", report="evalsuite.analyses.energy:report",
@@ -30,14 +41,23 @@ BUILTIN = [
 @dataclass(frozen=True)
 class AnalysisInput:
     """What a section's ``compute`` gets: the plan, the blinding key, one final record per finished
-    trial (outcomes and policy errors; infrastructure errors left out), code -> label, the options."""
+    trial, code -> label, the confidence level and the root seed (for a section's own resampling);
+    and what the core analysis already has: its options, the codes in report order, the outcome
+    cube, the per-task results, every journaled attempt, and inputs made beside the episodes (an
+    MDP family's worst-case search)."""
 
     plan: Any  # evalsuite.plan.Plan
-    key: dict[str, dict[str, Any]]
+    key: Any  # evalsuite.plan.BlindingKey
     records: list[Any]  # evalsuite.journal.EpisodeRecord
     label: dict[str, str]
     level: float
-    seed: int  # for a section's own resampling: the plan's root seed
+    seed: int
+    options: Any = None  # evalsuite.results.AnalysisOptions
+    codes: list[str] = field(default_factory=list)
+    outcomes: Any = None  # evalsuite.outcomes.Outcomes
+    per_task: list[Any] = field(default_factory=list)  # evalsuite.results.TaskResult
+    all_records: list[Any] = field(default_factory=list)
+    worst_case: dict[str, Any] | None = None
 
 
 def registered() -> list[AnalysisSpec]:
@@ -56,9 +76,10 @@ def compute_all(inp: AnalysisInput) -> dict[str, Any]:
     return out
 
 
-def present(results: Results, part: str) -> Iterator[tuple[AnalysisSpec, Any]]:
-    """(spec, the function for ``part``: report | figures | metrics) of the sections in ``results``."""
+def present(results: Results, part: str, where: str | None = None) -> Iterator[tuple[AnalysisSpec, Any]]:
+    """(spec, the function for ``part``: report | figures | metrics | tags) of the sections in
+    ``results``; ``where``: only those shown in that part of the report (sections | detail)."""
     for spec in registered():
         entry = getattr(spec, part)
-        if entry and results.section(spec.id):
+        if entry and results.section(spec.id) and where in (None, spec.part):
             yield spec, load_entry_point(entry)

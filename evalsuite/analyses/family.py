@@ -93,7 +93,12 @@ def mdp_table(records, label: dict[str, str]) -> dict[str, dict[int, dict]]:
 
 def compute(inp: AnalysisInput) -> dict[str, Any] | None:
     spec = family_of(inp.plan)
-    return None if spec is None else analyze_family(spec, inp.plan.seed, inp.records, inp.label, inp.level)
+    if spec is None:
+        return None
+    section = analyze_family(spec, inp.plan.seed, inp.records, inp.label, inp.level)
+    if inp.worst_case is not None:  # the search ran beside the episodes (evalsuite_suites.families.worst_case)
+        section["worst_case"] = inp.worst_case
+    return section
 
 
 def analyze_family(spec, plan_seed: int, records, label: dict[str, str], level: float) -> dict[str, Any]:
