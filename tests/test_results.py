@@ -55,3 +55,18 @@ def test_a_foreign_file_is_a_one_line_error():
         Results.from_dict({"pairwise": []}, "x.json")
     with pytest.raises(UsageError, match="not an evalsuite results file"):
         Results.from_dict([], "x.json")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("run", SHIPPED, ids=[str(p.relative_to(REPO / "reports")) for p in SHIPPED])
+def test_a_committed_run_folder_re_analyses_to_its_results_file(run):
+    """Behaviour unchanged: the analysis of a committed folder's journal, with its saved options,
+    policy notes and worst cases, is its results.json, key for key and in the same order."""
+    from evalsuite.analysis import analyze
+    from evalsuite.api import Run
+    from evalsuite.results import AnalysisOptions
+
+    folder = Run(run)
+    again = analyze(folder.plan, folder.key, folder.records, AnalysisOptions(**folder.saved_options),
+                    notes=folder.policy_notes, worst_case=folder.worst_case)
+    text = json.dumps(again.to_dict(), indent=1) + "\n"
+    assert text == (run / "results.json").read_text(), f"{run} no longer re-analyses to itself"
