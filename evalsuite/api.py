@@ -15,7 +15,7 @@ import dataclasses
 import functools
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evalsuite import fsio
 from evalsuite import plan as plan_mod
@@ -23,6 +23,9 @@ from evalsuite.errors import UsageError
 from evalsuite.journal import JOURNAL_FILE, EpisodeRecord, finished_trials, read
 from evalsuite.results import RESULTS_FILE, Results
 from evalsuite.results import load as load_results
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 EXPORT_FORMATS = ("csv", "parquet")
 
@@ -95,7 +98,7 @@ class Run:
 
         return video.read_index(self.path)
 
-    def episodes(self, *, all_attempts: bool = False):
+    def episodes(self, *, all_attempts: bool = False) -> pd.DataFrame:
         """A DataFrame with one row per final episode (``all_attempts``: every journaled attempt),
         the policy's label beside its blinding code; initial state and policy info as JSON text."""
         import pandas as pd

@@ -23,7 +23,7 @@ class Registry(Generic[SpecT]):
 
     def __init__(self, kind: str, spec_type: type[SpecT], group: str) -> None:
         self.kind = kind
-        self.spec_type = spec_type
+        self.spec_type: type[SpecT] = spec_type
         self.group = group
         self._specs: dict[str, SpecT] = {}
         self._loaded = False

@@ -175,7 +175,7 @@ class RunLock:
 
     # -- leaving -------------------------------------------------------------------------------------
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.release()
 
     def release(self) -> None:
@@ -197,8 +197,11 @@ class RunLock:
 
     def _stale(self, holder: dict[str, Any]) -> bool:
         """A holder on this host whose pid is gone; on another host we cannot tell, so never stale."""
+        raw = holder.get("pid")
+        if raw is None:  # no pid written: as int(None) would say, stale
+            return True
         try:
-            pid = int(holder.get("pid"))
+            pid = int(raw)
         except (TypeError, ValueError):
             return True
         return holder.get("host") == self.info["host"] and not pid_alive(pid)

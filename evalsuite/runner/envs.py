@@ -12,14 +12,19 @@ import contextlib
 import multiprocessing as mp
 import os
 import traceback
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
-from evalsuite.interfaces import EnvInfo, InfrastructureError, StepResult, TaskEnv
+from evalsuite.interfaces import EnvInfo, InfrastructureError, Observation, StepResult, TaskEnv
 from evalsuite.specs import SuiteSpec, load_entry_point
 
-ResetResult = tuple[dict[str, np.ndarray], dict[str, Any]]
+ResetResult = tuple[Observation, dict[str, Any]]
 
 
 class EpisodeError(Exception):
@@ -30,7 +35,7 @@ class EpisodeError(Exception):
         super().__init__(reason)
         self.policy_fault = policy_fault
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[EpisodeError], tuple[str, bool]]:
         return EpisodeError, (str(self), self.policy_fault)
 
 
@@ -43,7 +48,8 @@ def _reason(exc: BaseException, where: bool = True) -> str:
 
 def build_env(suite: SuiteSpec, task_id: str, max_steps: int) -> TaskEnv:
     factory = load_entry_point(suite.entry_point)
-    return factory(task_id, max_steps=max_steps, **suite.kwargs)
+    env: TaskEnv = factory(task_id, max_steps=max_steps, **suite.kwargs)
+    return env
 
 
 class InProcessEnvs:
@@ -73,7 +79,7 @@ class InProcessEnvs:
                 out[slot] = EpisodeError(f"reset failed: {_reason(exc)}")
         return out
 
-    def step(self, actions: dict[int, np.ndarray]) -> dict[int, StepResult | EpisodeError]:
+    def step(self, actions: dict[int, NDArray[Any]]) -> dict[int, StepResult | EpisodeError]:
         out: dict[int, StepResult | EpisodeError] = {}
         for slot, action in actions.items():
             try:
@@ -97,7 +103,7 @@ class InProcessEnvs:
         self._envs.clear()
 
 
-def _worker(conn, suite: SuiteSpec, max_steps: dict[str, int]) -> None:
+def _worker(conn: Connection, suite: SuiteSpec, max_steps: dict[str, int]) -> None:
     envs = InProcessEnvs(suite, max_steps)
     try:
         while True:
@@ -121,7 +127,7 @@ THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 @contextlib.contextmanager
-def environ(values: dict[str, str]):
+def environ(values: dict[str, str]) -> Iterator[None]:
     """Environment variables set for what starts inside (child processes), then as they were."""
     saved = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
@@ -135,7 +141,7 @@ def environ(values: dict[str, str]):
                 os.environ[k] = v
 
 
-def thread_env(n: int):
+def thread_env(n: int) -> AbstractContextManager[None]:
     """The BLAS/OpenMP thread variables at ``n`` for what starts inside (child processes, torch
     loaded later), then as they were."""
     return environ({k: str(n) for k in THREAD_VARS})
@@ -147,17 +153,25 @@ class SubprocessEnvs:
     def __init__(self, suite: SuiteSpec, max_steps: dict[str, int], n_workers: int) -> None:
         self.suite, self.max_steps, self.n_workers = suite, max_steps, n_workers
         self._ctx = mp.get_context("spawn")  # never fork a process that holds torch threads
-        self._workers: list[tuple[Any, Any] | None] = [None] * n_workers
+        self._workers: list[tuple[BaseProcess, Connection] | None] = [None] * n_workers
 
-    def _conn(self, w: int):
-        if self._workers[w] is None:
+    def _conn(self, w: int) -> Connection:
+        """The connection of worker ``w``, started now if it is not running."""
+        worker = self._workers[w]
+        if worker is None:
             parent, child = self._ctx.Pipe()
             proc = self._ctx.Process(target=_worker, args=(child, self.suite, self.max_steps), daemon=True)
             with thread_env(1):  # a simulator worker needs one core, not thread pools competing with others
                 proc.start()
             child.close()
-            self._workers[w] = (proc, parent)
-        return self._workers[w][1]
+            worker = self._workers[w] = (proc, parent)
+        return worker[1]
+
+    def _started(self, w: int) -> Connection:
+        """The connection of worker ``w``, which a request has just been sent to."""
+        worker = self._workers[w]
+        assert worker is not None, f"environment worker {w} is not running"
+        return worker[1]
 
     def _call(self, cmd: str, per_slot: dict[int, Any]) -> dict[int, Any]:
         by_worker: dict[int, dict[int, Any]] = {}
@@ -168,7 +182,7 @@ class SubprocessEnvs:
         out: dict[int, Any] = {}
         for w, items in by_worker.items():
             try:
-                out.update(self._workers[w][1].recv())
+                out.update(self._started(w).recv())
             except (EOFError, OSError) as exc:  # the worker died: its episodes fail, it restarts
                 self._kill(w)
                 out.update({slot: EpisodeError(f"environment worker died: {exc!r}") for slot in items})
@@ -181,17 +195,18 @@ class SubprocessEnvs:
         for w, items in by_worker.items():  # workers build in parallel
             self._conn(w).send(("warm", items))
         for w in by_worker:
-            self._workers[w][1].recv()
+            self._started(w).recv()
 
     def reset(self, requests: dict[int, tuple[str, int, int]]) -> dict[int, ResetResult | EpisodeError]:
         return self._call("reset", requests)
 
-    def step(self, actions: dict[int, np.ndarray]) -> dict[int, StepResult | EpisodeError]:
+    def step(self, actions: dict[int, NDArray[Any]]) -> dict[int, StepResult | EpisodeError]:
         return self._call("step", actions)
 
     def _kill(self, w: int) -> None:
-        if self._workers[w] is not None:
-            proc, conn = self._workers[w]
+        worker = self._workers[w]
+        if worker is not None:
+            proc, conn = worker
             proc.kill()
             proc.join()
             conn.close()

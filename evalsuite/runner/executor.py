@@ -12,11 +12,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
+from numpy.typing import NDArray
 
-from evalsuite.interfaces import InfrastructureError, Policy, StepResult
+from evalsuite.interfaces import InfrastructureError, Observation, Policy, StepResult
 from evalsuite.journal import ERROR, FAILURE, POLICY_ERROR, SUCCESS, EpisodeRecord
 from evalsuite.plan import Trial
 from evalsuite.runner.envs import EpisodeError, InProcessEnvs, SubprocessEnvs, _reason
@@ -39,6 +40,18 @@ class RunContext:
     episode_timeout_s: float = 600.0
 
 
+class EpisodeInfoPolicy(Protocol):
+    """A policy declaring ``requirements.episode_info``: it reports on the episode that just ended."""
+
+    def episode_info(self, slot: int) -> dict[str, Any]: ...
+
+
+class _Finish(Protocol):
+    """Ends the episode in a slot with a status and a reason, reporting its record."""
+
+    def __call__(self, slot: int, status: str, reason: str = "", /) -> None: ...
+
+
 class Executor(Protocol):
     def run(self, trials: Sequence[Trial], ctx: RunContext, on_record: Callable[[EpisodeRecord], None]) -> None: ...
 
@@ -55,11 +68,11 @@ class _Slot:
     fingerprint: str
     started: float
     init_state: dict[str, Any] = field(default_factory=dict)
-    obs: dict[str, np.ndarray] | None = None
+    obs: Observation = field(default_factory=dict)  # the environment's last observation (set by its reset)
     steps: int = 0
     ret: float = 0.0
-    queue: deque = field(default_factory=deque)
-    history: deque = field(default_factory=deque)  # the last n_obs_steps observations
+    queue: deque[NDArray[Any]] = field(default_factory=deque)
+    history: deque[Observation] = field(default_factory=deque)  # the last n_obs_steps observations
     policy_time: float = 0.0  # seconds spent in the policy's calls for this episode
     milestones: dict[str, int | None] = field(default_factory=dict)  # first step each held
     progress: float | None = None  # best so far
@@ -102,7 +115,7 @@ class LocalExecutor:
     def __enter__(self) -> LocalExecutor:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def run(self, trials: Sequence[Trial], ctx: RunContext, on_record: Callable[[EpisodeRecord], None]) -> None:
@@ -113,7 +126,8 @@ class LocalExecutor:
         def finish(slot: int, status: str, reason: str = "") -> None:
             s = slots.pop(slot)
             try:
-                info = s.policy.episode_info(slot) if s.policy.requirements.episode_info else {}
+                info = (cast(EpisodeInfoPolicy, s.policy).episode_info(slot) if s.policy.requirements.episode_info
+                        else {})
             except Exception as exc:  # diagnostics never cost an outcome
                 info = {"error": _reason(exc)}
             on_record(EpisodeRecord(
@@ -156,9 +170,10 @@ class LocalExecutor:
             self.close()  # environments may be mid-episode; start clean next time
             raise
 
-    def _fill(self, pending, slots, envs, ctx, finish) -> None:
+    def _fill(self, pending: deque[Trial], slots: dict[int, _Slot], envs: InProcessEnvs | SubprocessEnvs,
+              ctx: RunContext, finish: _Finish) -> None:
         free = [k for k in range(self.batch_size) if k not in slots]
-        requests = {}
+        requests: dict[int, tuple[str, int, int]] = {}
         for k in free:
             if not pending:
                 break
@@ -179,7 +194,7 @@ class LocalExecutor:
             except Exception as exc:
                 finish(k, *_fault(exc, "policy reset failed"))
 
-    def _act(self, slots: dict[int, _Slot], finish) -> dict[int, np.ndarray]:
+    def _act(self, slots: dict[int, _Slot], finish: _Finish) -> dict[int, NDArray[Any]]:
         groups: dict[tuple[str, str], list[int]] = {}
         for k, s in slots.items():
             if not s.queue:
@@ -201,7 +216,7 @@ class LocalExecutor:
         return {k: s.queue.popleft() for k, s in slots.items()}
 
     @staticmethod
-    def _infer(policy: Policy, members: list[int], slots: dict[int, _Slot], finish) -> None:
+    def _infer(policy: Policy, members: list[int], slots: dict[int, _Slot], finish: _Finish) -> None:
         """One batched policy call for ``members``; fills their action queues or ends them with a
         policy error. Raises what the policy raised."""
         req = policy.requirements

@@ -18,13 +18,21 @@ episodes are recorded as infrastructure errors and retried, none lost, none coun
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
+from numpy.typing import NDArray
 
 from evalsuite.interfaces import InfrastructureError, Observation, PolicyRequirements
+
+if TYPE_CHECKING:
+    from evalsuite.runner.executor import PolicyFactory
+
+Answer = tuple[str, Any]  # ("ok", value) or ("raise", the exception to raise where it is received)
 
 SLOTS_PER_SHARD = 1_000_000  # slot offset between environment actors
 # How long the first queued request waits for the others to make a full batch. Without a window two
@@ -35,32 +43,35 @@ BATCH_WINDOW_S = 0.01
 class InferenceServer:
     """Runs in a Ray actor (async: requests are served concurrently, so they can be batched)."""
 
-    def __init__(self, make_policy, threads: int, full_batch: int) -> None:
+    def __init__(self, make_policy: PolicyFactory, threads: int, full_batch: int) -> None:
         from evalsuite.runner.parallel import limit_threads
 
         limit_threads(threads)
         self.make_policy, self.full_batch = make_policy, full_batch  # rows: its actors' slots together
         self._arrived = asyncio.Event()
-        self._queues: dict[tuple[str, str], list[tuple[Observation, np.ndarray, asyncio.Future]]] = {}
+        self._queues: dict[tuple[str, str], list[tuple[Observation, NDArray[Any], asyncio.Future[Answer]]]] = {}
         self._draining: set[tuple[str, str]] = set()
         self._episodes: set[tuple[str, str, int]] = set()  # slots reset on this incarnation
         self.calls = self.rows = self.max_rows = self.max_requests = 0
 
-    async def describe(self, code: str, task: str) -> tuple[str, Any]:
+    async def describe(self, code: str, task: str) -> Answer:
         return _guarded(lambda: (self.make_policy(code, task).requirements, self.make_policy(code, task).fingerprint()))
 
-    async def reset(self, code: str, task: str, seed: int, slot: int) -> tuple[str, Any]:
+    async def reset(self, code: str, task: str, seed: int, slot: int) -> Answer:
         self._episodes.add((code, task, slot))
         return _guarded(lambda: self.make_policy(code, task).reset(seed, slot))
 
-    async def episode_info(self, code: str, task: str, slot: int) -> tuple[str, Any]:
-        policy = self.make_policy(code, task)
-        return _guarded(lambda: policy.episode_info(slot) if policy.requirements.episode_info else {})
+    async def episode_info(self, code: str, task: str, slot: int) -> Answer:
+        from evalsuite.runner.executor import EpisodeInfoPolicy
 
-    async def act(self, code: str, task: str, observations: Observation, slots: np.ndarray) -> tuple[str, Any]:
+        policy = self.make_policy(code, task)
+        return _guarded(lambda: cast(EpisodeInfoPolicy, policy).episode_info(slot) if policy.requirements.episode_info
+                        else {})
+
+    async def act(self, code: str, task: str, observations: Observation, slots: NDArray[Any]) -> Answer:
         if any((code, task, int(s)) not in self._episodes for s in slots):
             return "raise", InfrastructureError("the inference server restarted mid-episode; the episode's state is lost")
-        future = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         key = (code, task)
         self._queues.setdefault(key, []).append((observations, slots, future))
         self._arrived.set()
@@ -85,7 +96,7 @@ class InferenceServer:
                 batch, self._queues[key] = self._queues[key], []
                 obs = {k: np.concatenate([o[k] for o, _, _ in batch]) for k in batch[0][0]}
                 slots = np.concatenate([s for _, s, _ in batch])
-                answer = _guarded(lambda obs=obs, slots=slots: np.asarray(self.make_policy(*key).act(obs, slots)))
+                answer = _guarded(functools.partial(self._act_now, key, obs, slots))
                 self.calls, self.rows = self.calls + 1, self.rows + len(slots)
                 self.max_rows, self.max_requests = max(self.max_rows, len(slots)), max(self.max_requests, len(batch))
                 rows = answer[0] == "ok" and answer[1].ndim > 0 and len(answer[1]) == len(slots)
@@ -97,12 +108,16 @@ class InferenceServer:
         finally:
             self._draining.discard(key)
 
+    def _act_now(self, key: tuple[str, str], obs: Observation, slots: NDArray[Any]) -> NDArray[Any]:
+        """One batched call of a policy."""
+        return np.asarray(self.make_policy(*key).act(obs, slots))
+
     async def stats(self) -> dict[str, int]:
         return {"calls": self.calls, "rows": self.rows, "max_rows": self.max_rows, "max_requests": self.max_requests,
                 "pid": os.getpid()}
 
 
-def _guarded(call) -> tuple[str, Any]:
+def _guarded(call: Callable[[], Any]) -> Answer:
     """A policy's exception travels back as a value, so the environment actor re-raises exactly
     it (a policy error stays a policy error; Ray would wrap it)."""
     try:
@@ -111,7 +126,7 @@ def _guarded(call) -> tuple[str, Any]:
         return "raise", exc
 
 
-def _answer(ref) -> Any:
+def _answer(ref: Any) -> Any:  # ref: a Ray object reference of an Answer
     import ray
     from ray.exceptions import RayError
 
@@ -127,19 +142,22 @@ def _answer(ref) -> Any:
 class RemotePolicy:
     """A policy whose every call runs on an inference server (``Policy`` protocol)."""
 
-    def __init__(self, server, code: str, task: str, offset: int) -> None:
+    def __init__(self, server: Any, code: str, task: str, offset: int) -> None:  # server: a Ray actor handle
         self.server, self.code, self.task, self.offset = server, code, task, offset
         self.requirements: PolicyRequirements
+        self._fingerprint: str
         self.requirements, self._fingerprint = _answer(server.describe.remote(code, task))
 
     def reset(self, seed: int, slot: int) -> None:
         _answer(self.server.reset.remote(self.code, self.task, seed, slot + self.offset))
 
-    def act(self, observations: Observation, slots: np.ndarray) -> np.ndarray:
-        return _answer(self.server.act.remote(self.code, self.task, observations, np.asarray(slots) + self.offset))
+    def act(self, observations: Observation, slots: NDArray[Any]) -> NDArray[Any]:
+        actions = _answer(self.server.act.remote(self.code, self.task, observations, np.asarray(slots) + self.offset))
+        return cast(NDArray[Any], actions)
 
     def episode_info(self, slot: int) -> dict[str, Any]:
-        return _answer(self.server.episode_info.remote(self.code, self.task, slot + self.offset))
+        info = _answer(self.server.episode_info.remote(self.code, self.task, slot + self.offset))
+        return cast(dict[str, Any], info)
 
     def fingerprint(self) -> str:
         return self._fingerprint

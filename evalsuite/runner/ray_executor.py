@@ -25,6 +25,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from types import ModuleType
 from typing import Any
 
 from evalsuite.errors import UsageError
@@ -36,7 +37,7 @@ from evalsuite.runner.parallel import Shard, chunks, lost
 PLACEMENT_TIMEOUT_S = 180.0  # actors must start (imports, environments) within this
 
 
-def _ray():
+def _ray() -> ModuleType:
     try:
         import ray
     except ImportError:
@@ -82,7 +83,7 @@ class RayExecutor:
                              "auto (RAY_ADDRESS or a local `ray start`), HOST:PORT, or leave it out for a local Ray"
                              ) from None
 
-    def _new_actor(self, ctx: RunContext):
+    def _new_actor(self, ctx: RunContext) -> Any:  # a Ray actor handle (untyped)
         if self._remote is None:  # the actor class, declared to Ray once
             self._remote = _ray().remote(num_cpus=self.worker_cpus, num_gpus=self.worker_gpus, max_restarts=0)(Shard)
         if self._servers:  # this actor's policies are proxies to one server
@@ -128,48 +129,13 @@ class RayExecutor:
         from ray.exceptions import RayError
 
         self._start(ctx)
-        todo = chunks(trials, self.batch_size)
-        running: dict[Any, tuple[int, list[Trial], float]] = {}  # object ref -> (actor index, chunk, start)
-        limit = WALL_CLOCK_FACTOR * ctx.episode_timeout_s
-        done_count = 0
-
-        def submit(i: int) -> None:
-            chunk = todo.pop(0)
-            attempts = {t.trial_id: ctx.attempts.get(t.trial_id, 1) for t in chunk}
-            running[self._actors[i].run.remote(chunk, attempts)] = (i, chunk, time.monotonic())
-
-        def replace_actor(i: int, why: str) -> None:
-            for ref, (j, chunk, _) in list(running.items()):
-                if j == i:
-                    running.pop(ref)
-                    for r in lost(chunk, ctx.attempts, f"infrastructure error: {why}"):
-                        on_record(r)
-            with contextlib.suppress(Exception):  # already gone
-                ray.kill(self._actors[i], no_restart=True)
-            self._actors[i] = self._new_actor(ctx)
-
-        while todo or running:
-            for i in range(len(self._actors)):
-                while todo and sum(1 for j, _, _ in running.values() if j == i) < self.in_flight:
-                    submit(i)
-            ready, _ = ray.wait(list(running), num_returns=1, timeout=5.0)
+        dispatch = _Dispatch(self, ray, RayError, ctx, on_record, chunks(trials, self.batch_size))
+        while dispatch.todo or dispatch.running:
+            dispatch.fill()
+            ready, _ = ray.wait(list(dispatch.running), num_returns=1, timeout=5.0)
             for ref in ready:
-                i, chunk, _ = running.pop(ref)
-                try:
-                    records = ray.get(ref, timeout=60)
-                except RayError as exc:  # the actor, its node or the object is gone: charge, replace
-                    running[ref] = (i, chunk, 0.0)  # charged with the actor's other chunks below
-                    replace_actor(i, f"Ray worker lost ({type(exc).__name__})")
-                    continue
-                for r in records:
-                    on_record(r)
-                done_count += len(records)
-                if self.progress:
-                    self.progress({"episodes": done_count, "in_flight": sum(len(c) for _, c, _ in running.values())})
-            for ref, (i, chunk, t0) in list(running.items()):
-                if ref in running and time.monotonic() - t0 > limit * len(chunk):
-                    replace_actor(i, f"chunk still running after {WALL_CLOCK_FACTOR} x the episode time limit "
-                                     "per trial")
+                dispatch.collect(ref)
+            dispatch.expire()
 
     def summary(self) -> dict[str, Any]:
         """Per policy server (this incarnation): batched calls, rows served, the largest batch."""
@@ -199,5 +165,65 @@ class RayExecutor:
     def __enter__(self) -> RayExecutor:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@dataclass
+class _Dispatch:
+    """One ``RayExecutor.run``: chunks of trials kept queued on the actors, their records passed on as
+    they return; an actor lost or over its time limit is replaced and its chunks recorded as lost."""
+
+    executor: RayExecutor
+    ray: ModuleType
+    ray_error: type[Exception]
+    ctx: RunContext
+    on_record: Callable[[EpisodeRecord], None]
+    todo: list[list[Trial]]
+    running: dict[Any, tuple[int, list[Trial], float]] = field(default_factory=dict)  # ref -> (actor, chunk, start)
+    done_count: int = 0
+
+    def fill(self) -> None:
+        """Keep ``in_flight`` chunks queued on every actor while there are chunks to run."""
+        for i in range(len(self.executor._actors)):
+            while self.todo and sum(1 for j, _, _ in self.running.values() if j == i) < self.executor.in_flight:
+                self.submit(i)
+
+    def submit(self, i: int) -> None:
+        chunk = self.todo.pop(0)
+        attempts = {t.trial_id: self.ctx.attempts.get(t.trial_id, 1) for t in chunk}
+        self.running[self.executor._actors[i].run.remote(chunk, attempts)] = (i, chunk, time.monotonic())
+
+    def collect(self, ref: Any) -> None:
+        """The records of a finished chunk; a chunk whose actor is gone replaces that actor."""
+        i, chunk, _ = self.running.pop(ref)
+        try:
+            records: list[EpisodeRecord] = self.ray.get(ref, timeout=60)
+        except self.ray_error as exc:  # the actor, its node or the object is gone: charge, replace
+            self.running[ref] = (i, chunk, 0.0)  # charged with the actor's other chunks below
+            self.replace_actor(i, f"Ray worker lost ({type(exc).__name__})")
+            return
+        for r in records:
+            self.on_record(r)
+        self.done_count += len(records)
+        if self.executor.progress:
+            self.executor.progress({"episodes": self.done_count,
+                                    "in_flight": sum(len(c) for _, c, _ in self.running.values())})
+
+    def expire(self) -> None:
+        """Replace the actors whose chunks outlive the time limit."""
+        limit = WALL_CLOCK_FACTOR * self.ctx.episode_timeout_s
+        for ref, (i, chunk, t0) in list(self.running.items()):
+            if ref in self.running and time.monotonic() - t0 > limit * len(chunk):
+                self.replace_actor(i, f"chunk still running after {WALL_CLOCK_FACTOR} x the episode time limit "
+                                      "per trial")
+
+    def replace_actor(self, i: int, why: str) -> None:
+        for ref, (j, chunk, _) in list(self.running.items()):
+            if j == i:
+                self.running.pop(ref)
+                for r in lost(chunk, self.ctx.attempts, f"infrastructure error: {why}"):
+                    self.on_record(r)
+        with contextlib.suppress(Exception):  # already gone
+            self.ray.kill(self.executor._actors[i], no_restart=True)
+        self.executor._actors[i] = self.executor._new_actor(self.ctx)
