@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from evalsuite.commands.options import choice as _choice
 from evalsuite.commands.options import parse_bool, parse_float, parse_int, parse_list, parse_overrides
 from evalsuite.errors import UsageError, choices
+from evalsuite.specs import SuiteSpec
+
+if TYPE_CHECKING:
+    from evalsuite_policies.train import Demos
 
 KEYS = {
     "policy": "dp3 | flowpolicy | mp1 | dm1 | ebt | lbm",
@@ -49,8 +54,32 @@ def _training_demos(kv: dict[str, str], suite, task: str, out: Path, seed: int, 
 
 def train_command(args: list[str]) -> int:
     """Train a policy family on scripted demos; writes a safetensors + JSON checkpoint folder."""
-    from evalsuite import registry
+    kv = _parsed(args)
+    from evalsuite_policies import train as tr
 
+    family, suite, tasks = _family_suite_tasks(kv)
+    seed = parse_int("seed", kv.get("seed", "0"), 0)
+    out = Path(kv["out"])
+    if kv.get("obs", "state") not in ("state", "pointcloud"):
+        raise UsageError(f"obs={kv['obs']!r}; accepted: pointcloud, state")
+    per_task = {t: _training_demos(kv, suite, t, out, seed, "demos.hdf5" if len(tasks) == 1 else f"demos-{t}.hdf5")
+                for t in tasks}
+    instructions = _with_instructions(per_task) if family == "lbm" else {}
+    demos = tr.Demos([ep for d in per_task.values() for ep in d.episodes], next(iter(per_task.values())).obs_kinds,
+                     ", ".join(d.source for d in per_task.values()))
+    config = _model_config(kv, family, demos, suite, tasks, instructions)
+    tr.train(config, demos, out, iters=parse_int("iters", kv.get("iters", "3000"), 1),
+             batch_size=parse_int("batch_size", kv.get("batch_size", "64"), 2),
+             lr=parse_float("lr", kv.get("lr", "3e-4"), 0.0, 1.0), seed=seed,
+             half=_choice("storage", kv.get("storage", "float32"), ("float32", "float16")) == "float16",
+             device=_device(kv.get("device", "cpu")),
+             deadline_s=parse_float("deadline", kv["deadline"], 0.0) if "deadline" in kv else None,
+             progress=parse_bool("progress", kv.get("progress", "true" if sys.stderr.isatty() else "false")))
+    return 0
+
+
+def _parsed(args: list[str]) -> dict[str, str]:
+    """The command's key=value arguments, every required key present (``task`` from ``tasks``)."""
     kv = parse_overrides(args, KEYS)
     if "tasks" in kv and "task" not in kv:
         kv["task"] = parse_list("tasks", kv["tasks"])[0]
@@ -58,8 +87,13 @@ def train_command(args: list[str]) -> int:
         if key not in kv:
             raise UsageError(f"missing {key}=...; usage: evalsuite train policy=mp1 suite=metaworld task=hammer "
                              "demos=10 seed=0 out=checkpoints/mp1-hammer")
-    from evalsuite_policies import chunked, generative
-    from evalsuite_policies import train as tr
+    return kv
+
+
+def _family_suite_tasks(kv: dict[str, str]) -> tuple[str, SuiteSpec, list[str]]:
+    """The trainable family, its suite and the tasks it trains on (several only for lbm), checked."""
+    from evalsuite import registry
+    from evalsuite_policies import chunked
 
     family = kv["policy"]
     if family not in chunked.FAMILY_CHUNKING:
@@ -72,25 +106,31 @@ def train_command(args: list[str]) -> int:
         raise UsageError("with several tasks give demos=N (collected per task), not one file")
     for task in tasks:
         suite.task(task)
-    seed = parse_int("seed", kv.get("seed", "0"), 0)
-    out = Path(kv["out"])
-    if kv.get("obs", "state") not in ("state", "pointcloud"):
-        raise UsageError(f"obs={kv['obs']!r}; accepted: pointcloud, state")
-    per_task = {t: _training_demos(kv, suite, t, out, seed, "demos.hdf5" if len(tasks) == 1 else f"demos-{t}.hdf5")
-                for t in tasks}
+    return family, suite, tasks
+
+
+def _with_instructions(per_task: dict[str, Demos]) -> dict[str, str]:
+    """lbm: every demonstration gets its task's instruction, embedded, as its ``language``
+    observation (in place); returns task -> instruction."""
+    import numpy as np
+
+    from evalsuite_policies.lbm import embed_instruction, instruction_for
+
     instructions = {}
-    if family == "lbm":  # every demonstration carries its task's instruction, embedded
-        import numpy as np
+    for t, d in per_task.items():
+        instructions[t] = instruction_for(t)
+        language = embed_instruction(instructions[t])
+        for obs, _ in d.episodes:
+            obs["language"] = np.tile(language, (len(next(iter(obs.values()))), 1))
+    return instructions
 
-        from evalsuite_policies.lbm import embed_instruction, instruction_for
 
-        for t, d in per_task.items():
-            instructions[t] = instruction_for(t)
-            language = embed_instruction(instructions[t])
-            for obs, _ in d.episodes:
-                obs["language"] = np.tile(language, (len(next(iter(obs.values()))), 1))
-    demos = tr.Demos([ep for d in per_task.values() for ep in d.episodes], next(iter(per_task.values())).obs_kinds,
-                     ", ".join(d.source for d in per_task.values()))
+def _model_config(kv: dict[str, str], family: str, demos: Demos, suite: SuiteSpec, tasks: list[str],
+                  instructions: dict[str, str]) -> Any:  # ModelConfig, EBTConfig or LBMConfig
+    """The family's model configuration: shapes from the demos, chunking from the family's defaults
+    or the command line."""
+    from evalsuite_policies import chunked, generative
+
     horizon, n_obs, n_act = chunked.FAMILY_CHUNKING[family]
     variant = kv.get("variant", "infonce-l2")
     if variant not in generative.DISPERSIVE_VARIANTS:
@@ -107,26 +147,17 @@ def train_command(args: list[str]) -> int:
         if family == "ebt":
             from evalsuite_policies.ebt import EBTConfig
 
-            config = EBTConfig(**common)
-        elif family == "lbm":
+            return EBTConfig(**common)
+        if family == "lbm":
             from evalsuite_policies.lbm import LBMConfig
 
-            config = LBMConfig(**common, tasks=instructions)
-        else:
-            config = chunked.ModelConfig(
-                **common, dispersive_variant=variant,
-                down_dims=tuple(parse_int("down_dims", d, 8)
-                                for d in parse_list("down_dims", kv.get("down_dims", "[64,128,256]"))))
+            return LBMConfig(**common, tasks=instructions)
+        return chunked.ModelConfig(
+            **common, dispersive_variant=variant,
+            down_dims=tuple(parse_int("down_dims", d, 8)
+                            for d in parse_list("down_dims", kv.get("down_dims", "[64,128,256]"))))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    tr.train(config, demos, out, iters=parse_int("iters", kv.get("iters", "3000"), 1),
-             batch_size=parse_int("batch_size", kv.get("batch_size", "64"), 2),
-             lr=parse_float("lr", kv.get("lr", "3e-4"), 0.0, 1.0), seed=seed,
-             half=_choice("storage", kv.get("storage", "float32"), ("float32", "float16")) == "float16",
-             device=_device(kv.get("device", "cpu")),
-             deadline_s=parse_float("deadline", kv["deadline"], 0.0) if "deadline" in kv else None,
-             progress=parse_bool("progress", kv.get("progress", "true" if sys.stderr.isatty() else "false")))
-    return 0
 
 
 def _device(value: str) -> str:

@@ -26,69 +26,90 @@ DOWN_DIMS, DSED, ENC_OUT, STATE_OUT, N_POINTS, STATE_DIM, ACTION_DIM, N_OBS = (1
 
 # ---------------------------------------------------------------- the official layout
 
-def _official_state(family: str, seed: int = 0) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    sd: dict[str, torch.Tensor] = {"_dummy_variable": torch.empty(0), "mask_generator._dummy_variable": torch.empty(0)}
+class _Layers:
+    """Writes the parameters of official layers into a state dict, each drawn from one seeded generator
+    in the order the layers are declared."""
 
-    def weight(name, *shape, fan_in):
-        sd[name + ".weight"] = torch.randn(shape, generator=g) / math.sqrt(fan_in)
-        sd[name + ".bias"] = 0.1 * torch.randn(shape[0], generator=g)
+    def __init__(self, seed: int) -> None:
+        self.g = torch.Generator().manual_seed(seed)
+        self.sd: dict[str, torch.Tensor] = {"_dummy_variable": torch.empty(0),
+                                            "mask_generator._dummy_variable": torch.empty(0)}
 
-    def linear(name, i, o):
-        weight(name, o, i, fan_in=i)
+    def weight(self, name, *shape, fan_in):
+        self.sd[name + ".weight"] = torch.randn(shape, generator=self.g) / math.sqrt(fan_in)
+        self.sd[name + ".bias"] = 0.1 * torch.randn(shape[0], generator=self.g)
 
-    def norm(name, d):  # LayerNorm / GroupNorm affine
-        sd[name + ".weight"] = 1 + 0.1 * torch.randn(d, generator=g)
-        sd[name + ".bias"] = 0.1 * torch.randn(d, generator=g)
+    def linear(self, name, i, o):
+        self.weight(name, o, i, fan_in=i)
 
-    def conv_block(name, i, o, k=5):  # Conv1dBlock: Conv1d, GroupNorm(8), Mish
-        weight(name + ".block.0", o, i, k, fan_in=i * k)
-        norm(name + ".block.1", o)
+    def norm(self, name, d):  # LayerNorm / GroupNorm affine
+        self.sd[name + ".weight"] = 1 + 0.1 * torch.randn(d, generator=self.g)
+        self.sd[name + ".bias"] = 0.1 * torch.randn(d, generator=self.g)
 
-    def res_block(name, i, o, cond):  # ConditionalResidualBlock1D, condition_type film
-        conv_block(name + ".blocks.0", i, o)
-        conv_block(name + ".blocks.1", o, o)
-        linear(name + ".cond_encoder.1", cond, 2 * o)
+    def conv_block(self, name, i, o, k=5):  # Conv1dBlock: Conv1d, GroupNorm(8), Mish
+        self.weight(name + ".block.0", o, i, k, fan_in=i * k)
+        self.norm(name + ".block.1", o)
+
+    def res_block(self, name, i, o, cond):  # ConditionalResidualBlock1D, condition_type film
+        self.conv_block(name + ".blocks.0", i, o)
+        self.conv_block(name + ".blocks.1", o, o)
+        self.linear(name + ".cond_encoder.1", cond, 2 * o)
         if i != o:
-            weight(name + ".residual_conv", o, i, 1, fan_in=i)
+            self.weight(name + ".residual_conv", o, i, 1, fan_in=i)
 
-    # obs_encoder: PointNetEncoderXYZ (use_layernorm, final_norm layernorm) + state_mlp (64, 64)
+
+def _official_state(family: str, seed: int = 0) -> dict[str, torch.Tensor]:
+    layers = _Layers(seed)
+    _obs_encoder_params(layers)
+    _unet_params(layers, family)
+    _normalizer_params(layers)
+    return layers.sd
+
+
+def _obs_encoder_params(layers: _Layers) -> None:
+    """obs_encoder: PointNetEncoderXYZ (use_layernorm, final_norm layernorm) + state_mlp (64, 64)."""
     for idx, (i, o) in zip((0, 3, 6), ((3, 64), (64, 128), (128, 256)), strict=False):
-        linear(f"obs_encoder.extractor.mlp.{idx}", i, o)
-        norm(f"obs_encoder.extractor.mlp.{idx + 1}", o)
-    linear("obs_encoder.extractor.final_projection.0", 256, ENC_OUT)
-    norm("obs_encoder.extractor.final_projection.1", ENC_OUT)
-    linear("obs_encoder.state_mlp.0", STATE_DIM, STATE_OUT)
-    linear("obs_encoder.state_mlp.2", STATE_OUT, STATE_OUT)
-    # model: ConditionalUnet1D; cond = diffusion_step_embed_dim + n_obs_steps * obs features (MP1 sums t and r)
+        layers.linear(f"obs_encoder.extractor.mlp.{idx}", i, o)
+        layers.norm(f"obs_encoder.extractor.mlp.{idx + 1}", o)
+    layers.linear("obs_encoder.extractor.final_projection.0", 256, ENC_OUT)
+    layers.norm("obs_encoder.extractor.final_projection.1", ENC_OUT)
+    layers.linear("obs_encoder.state_mlp.0", STATE_DIM, STATE_OUT)
+    layers.linear("obs_encoder.state_mlp.2", STATE_OUT, STATE_OUT)
+
+
+def _unet_params(layers: _Layers, family: str) -> None:
+    """model: ConditionalUnet1D; cond = diffusion_step_embed_dim + n_obs_steps * obs features (MP1 sums t and r)."""
     for enc in ("diffusion_step_encoder", "diffusion_step_encoder_rs") if family == "mp1" else ("diffusion_step_encoder",):
-        linear(f"model.{enc}.1", DSED, 4 * DSED)
-        linear(f"model.{enc}.3", 4 * DSED, DSED)
+        layers.linear(f"model.{enc}.1", DSED, 4 * DSED)
+        layers.linear(f"model.{enc}.3", 4 * DSED, DSED)
     for idx, (i, o) in zip((0, 2, 4, 6), ((ACTION_DIM, 512), (512, 512), (512, 512), (512, 1)), strict=False):
-        linear(f"model.var_est.{idx}", i, o)
+        layers.linear(f"model.var_est.{idx}", i, o)
     cond = DSED + N_OBS * (ENC_OUT + STATE_OUT)
     dims = [ACTION_DIM, *DOWN_DIMS]
     for level, (i, o) in enumerate(zip(dims[:-1], dims[1:], strict=False)):
-        res_block(f"model.down_modules.{level}.0", i, o, cond)
-        res_block(f"model.down_modules.{level}.1", o, o, cond)
+        layers.res_block(f"model.down_modules.{level}.0", i, o, cond)
+        layers.res_block(f"model.down_modules.{level}.1", o, o, cond)
         if level < len(DOWN_DIMS) - 1:  # Downsample1d
-            weight(f"model.down_modules.{level}.2.conv", o, o, 3, fan_in=3 * o)
+            layers.weight(f"model.down_modules.{level}.2.conv", o, o, 3, fan_in=3 * o)
     for m in (0, 1):
-        res_block(f"model.mid_modules.{m}", DOWN_DIMS[-1], DOWN_DIMS[-1], cond)
+        layers.res_block(f"model.mid_modules.{m}", DOWN_DIMS[-1], DOWN_DIMS[-1], cond)
     for level, (o, i) in enumerate(zip(reversed(DOWN_DIMS[:-1]), reversed(DOWN_DIMS[1:]), strict=False)):
-        res_block(f"model.up_modules.{level}.0", 2 * i, o, cond)
-        res_block(f"model.up_modules.{level}.1", o, o, cond)
-        weight(f"model.up_modules.{level}.2.conv", o, o, 4, fan_in=4 * o)  # Upsample1d: ConvTranspose1d(o, o, 4, 2, 1)
-    conv_block("model.final_conv.0", DOWN_DIMS[0], DOWN_DIMS[0])
-    weight("model.final_conv.1", ACTION_DIM, DOWN_DIMS[0], 1, fan_in=DOWN_DIMS[0])
-    # LinearNormalizer: x * scale + offset per field
+        layers.res_block(f"model.up_modules.{level}.0", 2 * i, o, cond)
+        layers.res_block(f"model.up_modules.{level}.1", o, o, cond)
+        # Upsample1d: ConvTranspose1d(o, o, 4, 2, 1)
+        layers.weight(f"model.up_modules.{level}.2.conv", o, o, 4, fan_in=4 * o)
+    layers.conv_block("model.final_conv.0", DOWN_DIMS[0], DOWN_DIMS[0])
+    layers.weight("model.final_conv.1", ACTION_DIM, DOWN_DIMS[0], 1, fan_in=DOWN_DIMS[0])
+
+
+def _normalizer_params(layers: _Layers) -> None:
+    """LinearNormalizer: x * scale + offset per field."""
     for key, dim in (("point_cloud", 3), ("agent_pos", STATE_DIM), ("action", ACTION_DIM)):
         p = f"normalizer.params_dict.{key}"
-        sd[p + ".scale"] = 0.5 + torch.rand(dim, generator=g)
-        sd[p + ".offset"] = 0.2 * torch.randn(dim, generator=g)
+        layers.sd[p + ".scale"] = 0.5 + torch.rand(dim, generator=layers.g)
+        layers.sd[p + ".offset"] = 0.2 * torch.randn(dim, generator=layers.g)
         for stat in ("min", "max", "mean", "std"):
-            sd[f"{p}.input_stats.{stat}"] = torch.randn(dim, generator=g)
-    return sd
+            layers.sd[f"{p}.input_stats.{stat}"] = torch.randn(dim, generator=layers.g)
 
 
 def _official_cfg(family: str):
