@@ -133,11 +133,11 @@ def _letters(plan: Plan, label: dict[str, str], codes: list[str], per_task: list
              pairs: list[PairResult]) -> dict[str, dict[str, str]]:
     """Per task: policies sharing a letter cannot be told apart (after the correction); past 26
     letters, rank ranges."""
-    rate = {(r.task, r.code): r.rate or 0 for r in per_task}
+    rate = {(r.task, r.code): r.rate or 0.0 for r in per_task}
     letters = {}
     for task in plan.tasks:
-        by_rate = sorted(codes, key=lambda c, task=task: -rate[task, c])
-        better = {(p.policy_a, p.policy_b) if p.difference > 0 else (p.policy_b, p.policy_a)
+        by_rate = sorted(codes, key=lambda c: -rate[task, c])  # noqa: B023 (used at once, inside the loop)
+        better = {(p.policy_a, p.policy_b) if (p.difference or 0.0) > 0 else (p.policy_b, p.policy_a)
                   for p in pairs if p.task == task and p.significant}  # (winner, loser)
         letters[task] = letter_display([label[c] for c in by_rate], better)
     return letters
@@ -186,7 +186,7 @@ def _planned(plan: Plan, records: list[EpisodeRecord], options: AnalysisOptions)
     from evalsuite import sequential
 
     stops = sequential.stop_rounds(plan, records, options.max_attempts)
-    return sum(1 for t in plan.trials if stops[t.task] is None or sequential.round_of(t, plan) <= stops[t.task])
+    return sum(1 for t in plan.trials if (stop := stops[t.task]) is None or sequential.round_of(t, plan) <= stop)
 
 
 def _num(x: float) -> float | None:

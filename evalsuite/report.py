@@ -17,21 +17,25 @@ import base64
 import html
 import io
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evalsuite import fsio
 from evalsuite.plotting import colors, subplots
 from evalsuite.results import Results
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}"
 
 
-def success_figure(results: Results):
+def success_figure(results: Results) -> Figure:
     tasks = results.tasks
     policies = list(results.policies)
     width = 0.8 / max(1, len(policies))
+    fig: Figure  # plotting.subplots is typed Any (matplotlib's Figure and Axes)
     fig, ax = subplots(figsize=(max(6, 1.6 * len(tasks) * max(1, len(policies)) / 2), 3.8))
     for j, pol in enumerate(policies):
         xs, ys, lo, hi = [], [], [], []
@@ -52,8 +56,9 @@ def success_figure(results: Results):
     return fig
 
 
-def forest_figure(results: Results):
+def forest_figure(results: Results) -> Figure:
     pairs = results.pairwise
+    fig: Figure  # plotting.subplots is typed Any (matplotlib's Figure and Axes)
     fig, ax = subplots(figsize=(7, 0.45 * max(2, len(pairs)) + 1))
     labels = []
     for i, p in enumerate(pairs):
@@ -70,13 +75,14 @@ def forest_figure(results: Results):
     return fig
 
 
-def violin_figure(results: Results):
+def violin_figure(results: Results) -> Figure:
     """Per task, each policy's Beta(successes + 1, failures + 1) posterior density drawn as a violin
     (exact densities, no sampling), with the 95% equal-tailed credible interval marked."""
     import numpy as np
     from scipy import stats
 
     tasks, policies = results.tasks, list(results.policies)
+    fig: Figure  # plotting.subplots is typed Any (matplotlib's Figure and Axes)
     fig, axes = subplots(1, len(tasks), figsize=(max(4, 0.9 * len(policies)) * len(tasks) / 1.5 + 1, 3.6),
                          sharey=True, squeeze=False)
     grid = np.linspace(0, 1, 401)
@@ -97,7 +103,7 @@ def violin_figure(results: Results):
     return fig
 
 
-def _png(fig) -> bytes:
+def _png(fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")  # room for long policy labels
     return buf.getvalue()
@@ -135,47 +141,11 @@ def headline(results: Results) -> list[str]:
         lines.append(f"Sequential regression gate of {', '.join(policies)} (alpha {seq['alpha']:g}, margin "
                      f"{seq['margin']:g}): {verdicts}.")
     elif groups and groups.get("comparisons"):
-        for c in groups["comparisons"]:
-            d = c["mean_difference"]
-            lines.append(f"- **{c['x']} vs {c['y']}** (algorithms over their training seeds): mean {c['x']} - "
-                         f"{c['y']} = {_points(d['estimate'])} points [{_points(d['low'])}, {_points(d['high'])}] "
-                         f"({level}; covers training seeds and initial conditions): "
-                         f"{_verdict(d['low'], d['high'], c['x'], c['y'])}.")
+        lines += _groups_headline(groups["comparisons"], level)
     elif len(policies) == 2:
-        a, b = policies
-        if results.mean_differences:
-            d = results.mean_differences[0]
-            lines.append(f"**{d.policy_a} vs {d.policy_b}** over {len(results.tasks)} tasks: mean {d.policy_a} - "
-                         f"{d.policy_b} = {_points(d.difference)} points [{_points(d.ci_low)}, {_points(d.ci_high)}] "
-                         f"({level} {d.method}; initial conditions only): "
-                         f"{_verdict(d.ci_low, d.ci_high, d.policy_a, d.policy_b)}.")
-            lines.append("")
-        for p in results.pairwise:
-            ra, rb = results.task(p.task, p.policy_a), results.task(p.task, p.policy_b)
-            lines.append(f"- {p.task}: {p.policy_a} {_pct(ra.rate)}% vs {p.policy_b} {_pct(rb.rate)}%, difference "
-                         f"{_points(p.difference)} points [{_points(p.ci_low)}, {_points(p.ci_high)}] ({level} "
-                         f"paired, {p.n_pairs} pairs), exact McNemar p = {p.p_value:.3g}"
-                         + (f" ({p.correction}: {p.p_adjusted:.3g})" if len(results.pairwise) > 1 else "")
-                         + (": " + _verdict(p.simultaneous_low, p.simultaneous_high, p.policy_a, p.policy_b)
-                            if p.significant else ": no difference shown"))
+        lines += _two_policies_headline(results, level)
     elif len(policies) > 2:
-        if len(results.tasks) > 1:
-            complete = sorted((x for x in results.aggregate if x.tasks == len(results.tasks)), key=lambda x: -x.mean)
-            left_out = [p for p in policies if p not in {x.policy for x in complete}]
-            if complete:
-                lines.append("Ranked by mean success over tasks: " + "; ".join(
-                    f"{x.policy} {_pct(x.mean)}% [{_pct(x.ci_low)}, {_pct(x.ci_high)}]" for x in complete) + "."
-                    + (f" Not ranked (no outcome on some task): {', '.join(left_out)}." if left_out else ""))
-        else:
-            task = results.tasks[0]
-            ranked_rows = sorted((results.task(task, p) for p in policies), key=lambda r: -(r.rate or 0))
-            lines.append(f"Ranked on {task}: " + "; ".join(
-                f"{r.policy} {_pct(r.rate)}% [{_pct(r.ci_low)}, {_pct(r.ci_high)}]" for r in ranked_rows) + ".")
-        significant = [p for p in results.pairwise if p.significant]
-        lines.append("")
-        lines.append(f"{len(significant)} of {len(results.pairwise)} paired comparisons significant "
-                     f"({results.options.correction} correction); the letters below group the policies that "
-                     "cannot be told apart.")
+        lines += _ranking_headline(results, policies)
     elif policies:
         means = results.aggregate
         if means and len(results.tasks) > 1:
@@ -187,6 +157,63 @@ def headline(results: Results) -> list[str]:
                   + "; ".join(f"{q['task']} {q['policy_a']} vs {q['policy_b']}: {q['decision']}" for q in seq["pairs"])
                   + "."]
     return lines + [""] if lines else []
+
+
+def _groups_headline(comparisons: list[dict[str, Any]], level: str) -> list[str]:
+    """Algorithms (groups of training seeds) against each other: each pair's difference of means."""
+    lines = []
+    for c in comparisons:
+        d = c["mean_difference"]
+        lines.append(f"- **{c['x']} vs {c['y']}** (algorithms over their training seeds): mean {c['x']} - "
+                     f"{c['y']} = {_points(d['estimate'])} points [{_points(d['low'])}, {_points(d['high'])}] "
+                     f"({level}; covers training seeds and initial conditions): "
+                     f"{_verdict(d['low'], d['high'], c['x'], c['y'])}.")
+    return lines
+
+
+def _two_policies_headline(results: Results, level: str) -> list[str]:
+    """Two policies: the difference of their means over tasks, then each task's paired comparison."""
+    lines = []
+    if results.mean_differences:
+        d = results.mean_differences[0]
+        lines.append(f"**{d.policy_a} vs {d.policy_b}** over {len(results.tasks)} tasks: mean {d.policy_a} - "
+                     f"{d.policy_b} = {_points(d.difference)} points [{_points(d.ci_low)}, {_points(d.ci_high)}] "
+                     f"({level} {d.method}; initial conditions only): "
+                     f"{_verdict(d.ci_low, d.ci_high, d.policy_a, d.policy_b)}.")
+        lines.append("")
+    for p in results.pairwise:
+        ra, rb = results.task(p.task, p.policy_a), results.task(p.task, p.policy_b)
+        lines.append(f"- {p.task}: {p.policy_a} {_pct(ra.rate)}% vs {p.policy_b} {_pct(rb.rate)}%, difference "
+                     f"{_points(p.difference)} points [{_points(p.ci_low)}, {_points(p.ci_high)}] ({level} "
+                     f"paired, {p.n_pairs} pairs), exact McNemar p = {p.p_value:.3g}"
+                     + (f" ({p.correction}: {p.p_adjusted:.3g})" if len(results.pairwise) > 1 else "")
+                     + (": " + _verdict(p.simultaneous_low, p.simultaneous_high, p.policy_a, p.policy_b)
+                        if p.significant else ": no difference shown"))
+    return lines
+
+
+def _ranking_headline(results: Results, policies: list[str]) -> list[str]:
+    """Three or more policies: a ranking (by the mean over tasks, or on the one task), and how many
+    paired comparisons are significant."""
+    lines = []
+    if len(results.tasks) > 1:
+        complete = sorted((x for x in results.aggregate if x.tasks == len(results.tasks)), key=lambda x: -x.mean)
+        left_out = [p for p in policies if p not in {x.policy for x in complete}]
+        if complete:
+            lines.append("Ranked by mean success over tasks: " + "; ".join(
+                f"{x.policy} {_pct(x.mean)}% [{_pct(x.ci_low)}, {_pct(x.ci_high)}]" for x in complete) + "."
+                + (f" Not ranked (no outcome on some task): {', '.join(left_out)}." if left_out else ""))
+    else:
+        task = results.tasks[0]
+        ranked_rows = sorted((results.task(task, p) for p in policies), key=lambda r: -(r.rate or 0))
+        lines.append(f"Ranked on {task}: " + "; ".join(
+            f"{r.policy} {_pct(r.rate)}% [{_pct(r.ci_low)}, {_pct(r.ci_high)}]" for r in ranked_rows) + ".")
+    significant = [p for p in results.pairwise if p.significant]
+    lines.append("")
+    lines.append(f"{len(significant)} of {len(results.pairwise)} paired comparisons significant "
+                 f"({results.options.correction} correction); the letters below group the policies that "
+                 "cannot be told apart.")
+    return lines
 
 
 def summary_matrix(results: Results) -> list[str]:
@@ -403,4 +430,5 @@ def _to_html(lines: list[str]) -> str:
     """Markdown lines as HTML (CommonMark and tables; raw HTML in the text is escaped, not obeyed)."""
     from markdown_it import MarkdownIt
 
-    return MarkdownIt("commonmark", {"html": False}).enable("table").render("\n".join(lines) + "\n")
+    rendered: str = MarkdownIt("commonmark", {"html": False}).enable("table").render("\n".join(lines) + "\n")
+    return rendered  # markdown-it types render as Any (a renderer may be swapped); its HTML renderer gives str

@@ -22,12 +22,21 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evalsuite import fsio
 from evalsuite.errors import UsageError
 from evalsuite.results import Results
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
+    from mlflow.tracking import MlflowClient
+
+    from evalsuite.plan import Plan
+
+Log = Callable[[str], object]  # where a one-line message goes (print, by default)
 
 DEFAULT_DB = "mlflow.db"
 DEFAULT_ARTIFACTS = "mlartifacts"
@@ -117,7 +126,7 @@ def _check_url(uri: str, key: str) -> None:
         raise UsageError(f"{key}={uri!r} names no host; accepted: http://HOST:PORT, https://HOST:PORT")
 
 
-def run_uid(run_dir: Path, plan: Any = None) -> str:
+def run_uid(run_dir: Path, plan: Plan | None = None) -> str:
     """The run folder's MLflow identity: its plan.json bytes and where it is. ``plan``: the plan the
     caller just wrote there (its bytes are known), else the file is read."""
     data = fsio.json_text(plan.to_dict()).encode() if plan is not None else (run_dir / "plan.json").read_bytes()
@@ -135,7 +144,7 @@ def _check_reachable(uri: str) -> None:
                              "https://HOST:PORT") from None
 
 
-def client(uri: str):
+def client(uri: str) -> MlflowClient:
     """An MlflowClient for a resolved ``uri`` that fails fast: no HTTP retries, and no SQLAlchemy
     engine retries for SQLite (MLflow retries a bad database for minutes; a local file that fails
     once fails again, and resolve_uri already said what is wrong with it)."""
@@ -157,14 +166,15 @@ class LiveProgress:
     blinding code - codes only, so whoever watches stays blind) are written at most every
     ``interval_s``. ``log_run`` replaces it with the final run (same uid) at the end."""
 
-    def __init__(self, client, run_id: str, interval_s: float) -> None:
+    def __init__(self, client: MlflowClient, run_id: str, interval_s: float) -> None:
         self.client, self.run_id, self.interval_s = client, run_id, interval_s
         self._last = -float("inf")
-        self._state: tuple[dict, int, float] | None = None
+        self._state: tuple[dict[tuple[str, str], int], int, float] | None = None
         self._step = 0
 
     @classmethod
-    def start(cls, run_dir: Path, uri: str, experiment: str, log=print, interval_s: float = 5.0, plan: Any = None):
+    def start(cls, run_dir: Path, uri: str, experiment: str, log: Log = print, interval_s: float = 5.0,
+              plan: Plan | None = None) -> LiveProgress | None:
         """The live run, or None (said in one line) when the backend cannot take it."""
         try:
             uri = resolve_uri(uri)
@@ -217,7 +227,7 @@ def _metric_key(text: str) -> str:
     return key[:250].strip().rstrip("/").strip() or "_"
 
 
-def _experiment_id(mlflow_client, experiment: str, uri: str) -> str:
+def _experiment_id(mlflow_client: MlflowClient, experiment: str, uri: str) -> str:
     """The experiment's id, created on first use (sqlite: artifacts beside the database, which
     resolve_uri found writable - not in whatever the working directory is)."""
     exp = mlflow_client.get_experiment_by_name(experiment)
@@ -279,19 +289,20 @@ class _Logged:
             self.children[name] = (child_params, child_metrics)
 
 
-def _stale(run, params: dict[str, Any], metrics: dict[str, float]) -> bool:
+def _stale(run: Run, params: dict[str, Any], metrics: dict[str, float]) -> bool:
     """Whether updating ``run`` in place would leave a wrong value behind: MLflow never changes a
     logged parameter, and a metric the results no longer have would stay."""
     return (any(key in run.data.params and run.data.params[key] != str(value) for key, value in params.items())
             or any(key not in metrics for key in run.data.metrics))
 
 
-def _children(mlflow_client, exp_id: str, parent_id: str) -> dict[str, Any]:
+def _children(mlflow_client: MlflowClient, exp_id: str, parent_id: str) -> dict[str, Run]:
     runs = mlflow_client.search_runs([exp_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'")
     return {run.info.run_name: run for run in runs}
 
 
-def _recorded_run(mlflow_client, run_dir: Path, uri: str, exp_id: str, uid: str, logged: _Logged):
+def _recorded_run(mlflow_client: MlflowClient, run_dir: Path, uri: str, exp_id: str, uid: str,
+                  logged: _Logged) -> Run | None:
     """The run RUN_DIR/tracking.json records at ``uri`` when it can be updated in place: still
     active, in this experiment, logged from this folder (a copy of the folder gets its own run),
     and nothing would go stale. Otherwise None: a new run replaces it."""
@@ -317,7 +328,7 @@ def _recorded_run(mlflow_client, run_dir: Path, uri: str, exp_id: str, uid: str,
     return run
 
 
-def _write(mlflow_client, run_id: str, params: dict[str, Any], metrics: dict[str, float], tags: dict[str, str]) -> None:
+def _write(mlflow_client: MlflowClient, run_id: str, params: dict[str, Any], metrics: dict[str, float], tags: dict[str, str]) -> None:
     from mlflow.entities import Metric, Param, RunTag
 
     now = int(time.time() * 1000)
@@ -326,18 +337,18 @@ def _write(mlflow_client, run_id: str, params: dict[str, Any], metrics: dict[str
                             tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
 
-def _new_run(mlflow_client, exp_id: str, name: str, tags: dict[str, str]) -> str:
+def _new_run(mlflow_client: MlflowClient, exp_id: str, name: str, tags: dict[str, str]) -> str:
     try:  # the tags MLflow's own start_run adds (user, source)
         from mlflow.tracking.context.registry import resolve_tags
 
         tags = resolve_tags(tags)
     except Exception:
         pass
-    return mlflow_client.create_run(exp_id, run_name=name, tags=tags).info.run_id
+    return str(mlflow_client.create_run(exp_id, run_name=name, tags=tags).info.run_id)  # RunInfo.run_id is untyped
 
 
 def log_run(run_dir: Path, uri: str, experiment: str = "evalsuite", results: Results | None = None,
-            info: dict[str, Any] | None = None, plan: Any = None) -> str:
+            info: dict[str, Any] | None = None, plan: Plan | None = None) -> str:
     """Log ``run_dir`` (results, plan, versions, artifacts) to MLflow; returns the parent run id.
     ``results`` and ``info`` (run_info.json): what the caller holds, else read from the folder.
     The run tracking.json records there is updated in place when it can be (see _recorded_run);
@@ -383,8 +394,8 @@ def log_run(run_dir: Path, uri: str, experiment: str = "evalsuite", results: Res
     return parent_id
 
 
-def log_or_explain(run_dir: Path, uri: str, experiment: str, log=print, results: Results | None = None,
-                   info: dict[str, Any] | None = None, plan: Any = None) -> str | None:
+def log_or_explain(run_dir: Path, uri: str, experiment: str, log: Log = print, results: Results | None = None,
+                   info: dict[str, Any] | None = None, plan: Plan | None = None) -> str | None:
     """Log the run and record it in RUN_DIR/tracking.json. When the backend is unreachable or fails
     midway, say so in one line and how to sync later, and keep going: the results are on disk."""
     record = run_dir / TRACKING_FILE
@@ -428,10 +439,10 @@ def log_gate(gate_dir: Path, uri: str, experiment: str = "evalsuite") -> str:
                             for k in ("difference", "low", "high", "p_noninferior", "p_regressed",
                                       "candidate_policy_errors", "candidate_missing") if r.get(k) is not None})
         mlflow.log_artifacts(str(gate_dir), artifact_path="gate")
-        return run.info.run_id
+        return str(run.info.run_id)  # RunInfo.run_id is untyped
 
 
-def log_gate_or_explain(gate_dir: Path, uri: str, experiment: str, log=print) -> str | None:
+def log_gate_or_explain(gate_dir: Path, uri: str, experiment: str, log: Log = print) -> str | None:
     """Log the gate; a backend that is unreachable or fails is one line, the verdicts stay on disk."""
     try:
         run_id = log_gate(gate_dir, uri, experiment)

@@ -13,10 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from evalsuite.results import Results
+from evalsuite.results import AnalysisOptions, Results, TaskResult
 from evalsuite.specs import AnalysisSpec, load_entry_point
+
+if TYPE_CHECKING:
+    from evalsuite.journal import EpisodeRecord
+    from evalsuite.outcomes import Outcomes
+    from evalsuite.plan import BlindingKey, Plan
 
 BUILTIN = [  # ``order``: results.json's order of sections (and the report's within each part)
     AnalysisSpec(id="aggregates", compute="evalsuite.analyses.aggregates:compute",
@@ -44,19 +49,21 @@ class AnalysisInput:
     trial, code -> label, the confidence level and the root seed (for a section's own resampling);
     and what the core analysis already has: its options, the codes in report order, the outcome
     cube, the per-task results, every journaled attempt, and inputs made beside the episodes (an
-    MDP family's worst-case search)."""
+    MDP family's worst-case search). ``options`` and ``outcomes`` are None only where a caller
+    builds the input by hand for a section that does not read them (``analysis.analyze`` passes
+    both)."""
 
-    plan: Any  # evalsuite.plan.Plan
-    key: Any  # evalsuite.plan.BlindingKey
-    records: list[Any]  # evalsuite.journal.EpisodeRecord
+    plan: Plan
+    key: BlindingKey
+    records: list[EpisodeRecord]
     label: dict[str, str]
     level: float
     seed: int
-    options: Any = None  # evalsuite.results.AnalysisOptions
+    options: AnalysisOptions | None = None
     codes: list[str] = field(default_factory=list)
-    outcomes: Any = None  # evalsuite.outcomes.Outcomes
-    per_task: list[Any] = field(default_factory=list)  # evalsuite.results.TaskResult
-    all_records: list[Any] = field(default_factory=list)
+    outcomes: Outcomes | None = None
+    per_task: list[TaskResult] = field(default_factory=list)
+    all_records: list[EpisodeRecord] = field(default_factory=list)
     worst_case: dict[str, Any] | None = None
 
 

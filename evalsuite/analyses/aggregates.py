@@ -27,6 +27,7 @@ def compute(inp: AnalysisInput) -> dict[str, Any] | None:
     cell = {(r.policy, r.task): r for r in inp.per_task}
     k = np.array([[cell[p, t].successes for t in inp.plan.tasks] for p in policies])
     n = np.array([[cell[p, t].n for t in inp.plan.tasks] for p in policies])
+    assert inp.options is not None, "needs the core analysis's options (analysis.analyze passes them)"
     reps = inp.options.bootstrap_reps
     metrics, poi = ag.run_aggregates(k, n, rng=streams.generator(inp.seed, streams.AGGREGATES), reps=reps,
                                      level=inp.level)

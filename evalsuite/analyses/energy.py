@@ -7,7 +7,7 @@ logit interval), success against energy (a logistic fit), and the mean number of
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.stats import mannwhitneyu  # noqa: E402
@@ -17,6 +17,9 @@ from evalsuite.plotting import subplots
 from evalsuite.results import Results  # noqa: E402
 from evalsuite.stats.auroc import auroc_interval  # noqa: E402
 from evalsuite.stats.family import logistic_curve  # noqa: E402
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def compute(inp: AnalysisInput) -> dict[str, Any]:
@@ -73,17 +76,20 @@ def report(section: dict[str, Any], results: Results) -> list[str]:
              "failure | p | descent steps | stopped by gradient | steps AUROC for failure |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for pol, e in section.items():
-        fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
         p = e.get("auroc_p_value")
-        auroc = fmt(e["auroc_failure"]) + (f" [{e['auroc_low']:.3f}, {e['auroc_high']:.3f}]" if "auroc_low" in e else "")
+        auroc = _fmt(e["auroc_failure"]) + (f" [{e['auroc_low']:.3f}, {e['auroc_high']:.3f}]" if "auroc_low" in e else "")
         steps = (f"{e['steps_auroc_failure']:.3f} [{e['steps_auroc_low']:.3f}, {e['steps_auroc_high']:.3f}]"
                  if "steps_auroc_failure" in e else "n/a")
         stopped = e.get("stopped_by_gradient")
         stopped_text = "n/a" if stopped is None or stopped != stopped else f"{100 * stopped:.0f}%"
-        lines.append(f"| {pol} | {e['episodes']} | {e['successes']} | {fmt(e['energy_success'])} | "
-                     f"{fmt(e['energy_failure'])} | {auroc} | {'' if p is None else f'{p:.2g}'} | "
+        lines.append(f"| {pol} | {e['episodes']} | {e['successes']} | {_fmt(e['energy_success'])} | "
+                     f"{_fmt(e['energy_failure'])} | {auroc} | {'' if p is None else f'{p:.2g}'} | "
                      f"{e['descent_steps_mean']:.1f} | {stopped_text} | {steps} |")
     return lines
+
+
+def _fmt(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
 
 
 def figures(section: dict[str, Any], results: Results) -> dict[str, Any]:
@@ -95,8 +101,9 @@ def metrics(section: dict[str, Any]) -> dict[str, float]:
             if e.get("auroc_failure") is not None}
 
 
-def _figure(section: dict[str, Any]):
+def _figure(section: dict[str, Any]) -> Figure:
     """Success against the episode's mean chunk energy, per energy-based policy."""
+    fig: Figure  # plotting.subplots is typed Any (matplotlib's Figure and Axes)
     fig, ax = subplots(figsize=(5, 3.2))
     for i, (pol, e) in enumerate(section.items()):
         color = f"C{i}"

@@ -16,10 +16,12 @@ budget goes through the same steps, for comparison.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from evalsuite import streams
 from evalsuite.results import Results
@@ -27,7 +29,12 @@ from evalsuite.stats import family as fstats
 from evalsuite.stats.intervals import proportion_interval
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
     from evalsuite.analyses import AnalysisInput
+    from evalsuite.journal import EpisodeRecord
+    from evalsuite.plan import Plan
 
 WORST_CASE_FILE = "worst_case.json"
 
@@ -62,7 +69,7 @@ class FamilyDescription:
         return {a.name: a.nominal for a in self.axes}
 
 
-def family_of(plan) -> FamilyDescription | None:
+def family_of(plan: Plan) -> FamilyDescription | None:
     """The family a run evaluated, from its plan; plans written before families were recorded there
     fall back to the installed suite's description (None when it is not installed)."""
     if plan.family:
@@ -77,9 +84,9 @@ def family_of(plan) -> FamilyDescription | None:
     return FamilyDescription.from_dict(described) if described else None
 
 
-def mdp_table(records, label: dict[str, str]) -> dict[str, dict[int, dict]]:
+def mdp_table(records: Iterable[EpisodeRecord], label: dict[str, str]) -> dict[str, dict[int, dict[str, Any]]]:
     """policy -> MDP index -> {params, k, n, outcomes (ic_index -> success)} from final records."""
-    out: dict[str, dict[int, dict]] = {}
+    out: dict[str, dict[int, dict[str, Any]]] = {}
     for r in records:
         if not r.is_outcome or "mdp" not in r.init_state:
             continue
@@ -101,7 +108,8 @@ def compute(inp: AnalysisInput) -> dict[str, Any] | None:
     return section
 
 
-def analyze_family(spec, plan_seed: int, records, label: dict[str, str], level: float) -> dict[str, Any]:
+def analyze_family(spec: FamilyDescription, plan_seed: int, records: Iterable[EpisodeRecord], label: dict[str, str],
+                   level: float) -> dict[str, Any]:
     table = mdp_table(records, label)
     nominal = spec.nominal
     all_params = [c["params"] for cells in table.values() for c in cells.values()]
@@ -148,14 +156,19 @@ def analyze_family(spec, plan_seed: int, records, label: dict[str, str], level: 
             "policies": policies, "rank_reversals": reversals}
 
 
-def vars_of(obj) -> dict[str, Any]:
-    return obj.to_dict() if hasattr(obj, "to_dict") else {name: getattr(obj, name) for name in obj.__slots__}
+def vars_of(obj: Any) -> dict[str, Any]:
+    """A ``stats.family`` result as a JSON-ready mapping (its ``to_dict``, else its slots)."""
+    if hasattr(obj, "to_dict"):
+        d: dict[str, Any] = obj.to_dict()
+        return d
+    return {name: getattr(obj, name) for name in obj.__slots__}
 
 
 # ------------------------------------------------------------------------------------ worst case
 
-def cem_minimize(score, dims: int, *, generations: int = 4, population: int = 8, elite_frac: float = 0.25,
-                 rng: np.random.Generator, init_std: float = 0.35, min_std: float = 0.05) -> list[dict]:
+def cem_minimize(score: Callable[[NDArray[np.float64], int], ArrayLike], dims: int, *, generations: int = 4,
+                 population: int = 8, elite_frac: float = 0.25, rng: np.random.Generator, init_std: float = 0.35,
+                 min_std: float = 0.05) -> list[dict[str, Any]]:
     """Cross-entropy minimization of a noisy ``score(points (P, d) in [0,1]^d) -> (P,)``.
 
     Each generation samples a Gaussian clipped to the unit cube, keeps the lowest-scoring
@@ -163,7 +176,7 @@ def cem_minimize(score, dims: int, *, generations: int = 4, population: int = 8,
     ``min_std`` so a noisy early minimum cannot freeze the search). Returns every generation."""
     mean, std = np.full(dims, 0.5), np.full(dims, init_std)
     n_elite = max(2, int(round(elite_frac * population)))
-    history = []
+    history: list[dict[str, Any]] = []
     for g in range(generations):
         pts = np.clip(mean + std * rng.standard_normal((population, dims)), 0.0, 1.0)
         scores = np.asarray(score(pts, g), dtype=float)
@@ -181,12 +194,12 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}"
 
 
+def _interval(e: dict[str, Any] | None) -> str:
+    return f"{_pct(e['estimate'])} [{_pct(e['low'])}, {_pct(e['high'])}]" if e else "n/a"
+
+
 def report(section: dict[str, Any], results: Results) -> list[str]:
     fam = section
-
-    def iv(e):
-        return f"{_pct(e['estimate'])} [{_pct(e['low'])}, {_pct(e['high'])}]" if e else "n/a"
-
     lines = ["", f"## MDP family {fam['family']}", "",
              "Varied axes: " + (", ".join(f"{a['name']} {a['low']:g}..{a['high']:g} (nominal {a['nominal']:g})"
                                          for a in fam["axes"]) or "none") + ".", "",
@@ -198,47 +211,66 @@ def report(section: dict[str, Any], results: Results) -> list[str]:
     for pol, e in fam["policies"].items():
         nom = e.get("nominal")
         nom_s = f"{_pct(nom['rate'])} [{_pct(nom['low'])}, {_pct(nom['high'])}] ({nom['k']}/{nom['n']})" if nom else "n/a"
-        lines.append(f"| {pol} | {nom_s} | {iv(e.get('family_mean'))} | {iv(e.get('p10'))} | {e['mdps']} | {e['episodes']} |")
+        lines.append(f"| {pol} | {nom_s} | {_interval(e.get('family_mean'))} | {_interval(e.get('p10'))} | "
+                     f"{e['mdps']} | {e['episodes']} |")
     curves = [(pol, c) for pol, e in fam["policies"].items() for c in e.get("curves", [])]
     if curves:
-        lines += ["", "Success against each axis (one logistic fit on all varied axes, the others at mid-range, "
-                  "MDP-clustered CR2 errors with t on MDPs - 1 df; slope = change in log-odds from the low to the "
-                  "high end of the range):", "",
-                  "| policy | axis | slope | interval | p |", "|---|---|---|---|---|"]
-        for pol, c in curves:
-            if c["slope"] is None:
-                lines.append(f"| {pol} | {c['axis']} | n/a | {c['note']} | |")
-            else:
-                lines.append(f"| {pol} | {c['axis']} | {c['slope']:.2f} | [{c['slope_low']:.2f}, {c['slope_high']:.2f}] "
-                             f"| {c['p_value']:.2g} |")
+        lines += _curve_lines(curves)
     if fam["rank_reversals"]:
-        lines += ["", "Rank reversals: an MDP counts as reversed when the posterior probability that the nominal "
-                  "order flips there is at least 0.95 (Beta(1,1) priors per policy and MDP); the naive count of "
-                  "flipped per-MDP rates counts noise and is shown for comparison only.", "",
-                  "| A | B | nominal order | credibly reversed MDPs | mean P(reversed) | naive flip rate |",
-                  "|---|---|---|---|---|---|"]
-        for r in fam["rank_reversals"]:
-            if r.get("credible_reversals") is None:
-                lines.append(f"| {r['a']} | {r['b']} | {r['nominal_order']} | n/a | | |")
-                continue
-            lines.append(f"| {r['a']} | {r['b']} | {r['nominal_order']} | {r['credible_reversals']} of "
-                         f"{r['mdps_compared']} | {r['mean_reversal_probability']:.2f} | "
-                         f"{_pct(r['naive_reversal_rate'])}% |")
+        lines += _reversal_lines(fam["rank_reversals"])
     if fam.get("worst_case"):
-        lines += ["", "Worst case: the CEM search's lowest-scoring parameters and the worst point of a grid of the "
-                  "same episode budget, each re-run on fresh initial conditions (the search's own figure is "
-                  "optimistic: it won a noisy minimum).", "",
-                  "| policy | method | parameters | search % | fresh % [interval] | episodes |", "|---|---|---|---|---|---|"]
-        for pol, w in fam["worst_case"].items():
-            for method in ("cem", "grid"):
-                r = w[method]
-                if "skipped" in r:
-                    lines.append(f"| {pol} | {method} | skipped: {r['skipped']} | | | |")
-                    continue
-                params = ", ".join(f"{k}={v:.3g}" for k, v in r["params"].items())
-                lines.append(f"| {pol} | {method} | {params} | {_pct(r['search_rate'])} | {_pct(r['fresh_rate'])} "
-                             f"[{_pct(r['fresh_low'])}, {_pct(r['fresh_high'])}] | {r['episodes_spent']} + "
-                             f"{r['fresh_episodes']} |")
+        lines += _worst_case_lines(fam["worst_case"])
+    return lines
+
+
+def _curve_lines(curves: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """The joint logistic fit's slope per policy and axis."""
+    lines = ["", "Success against each axis (one logistic fit on all varied axes, the others at mid-range, "
+             "MDP-clustered CR2 errors with t on MDPs - 1 df; slope = change in log-odds from the low to the "
+             "high end of the range):", "",
+             "| policy | axis | slope | interval | p |", "|---|---|---|---|---|"]
+    for pol, c in curves:
+        if c["slope"] is None:
+            lines.append(f"| {pol} | {c['axis']} | n/a | {c['note']} | |")
+        else:
+            lines.append(f"| {pol} | {c['axis']} | {c['slope']:.2f} | [{c['slope_low']:.2f}, {c['slope_high']:.2f}] "
+                         f"| {c['p_value']:.2g} |")
+    return lines
+
+
+def _reversal_lines(reversals: list[dict[str, Any]]) -> list[str]:
+    """Per pair of policies: the MDPs on which the nominal order is credibly reversed."""
+    lines = ["", "Rank reversals: an MDP counts as reversed when the posterior probability that the nominal "
+             "order flips there is at least 0.95 (Beta(1,1) priors per policy and MDP); the naive count of "
+             "flipped per-MDP rates counts noise and is shown for comparison only.", "",
+             "| A | B | nominal order | credibly reversed MDPs | mean P(reversed) | naive flip rate |",
+             "|---|---|---|---|---|---|"]
+    for r in reversals:
+        if r.get("credible_reversals") is None:
+            lines.append(f"| {r['a']} | {r['b']} | {r['nominal_order']} | n/a | | |")
+            continue
+        lines.append(f"| {r['a']} | {r['b']} | {r['nominal_order']} | {r['credible_reversals']} of "
+                     f"{r['mdps_compared']} | {r['mean_reversal_probability']:.2f} | "
+                     f"{_pct(r['naive_reversal_rate'])}% |")
+    return lines
+
+
+def _worst_case_lines(worst_case: dict[str, Any]) -> list[str]:
+    """Per policy: the CEM search's and the grid's worst parameters, re-run on fresh initial conditions."""
+    lines = ["", "Worst case: the CEM search's lowest-scoring parameters and the worst point of a grid of the "
+             "same episode budget, each re-run on fresh initial conditions (the search's own figure is "
+             "optimistic: it won a noisy minimum).", "",
+             "| policy | method | parameters | search % | fresh % [interval] | episodes |", "|---|---|---|---|---|---|"]
+    for pol, w in worst_case.items():
+        for method in ("cem", "grid"):
+            r = w[method]
+            if "skipped" in r:
+                lines.append(f"| {pol} | {method} | skipped: {r['skipped']} | | | |")
+                continue
+            params = ", ".join(f"{k}={v:.3g}" for k, v in r["params"].items())
+            lines.append(f"| {pol} | {method} | {params} | {_pct(r['search_rate'])} | {_pct(r['fresh_rate'])} "
+                         f"[{_pct(r['fresh_low'])}, {_pct(r['fresh_high'])}] | {r['episodes_spent']} + "
+                         f"{r['fresh_episodes']} |")
     return lines
 
 
@@ -251,7 +283,7 @@ def figures(section: dict[str, Any], results: Results) -> dict[str, Any]:
     return out
 
 
-def _curves_figure(fam: dict[str, Any]):
+def _curves_figure(fam: dict[str, Any]) -> Figure:
     """Success against each varied axis, per policy: per-MDP rates (dots), logistic fit with its
     band, the nominal value (dashed) and the worst case found (x, re-evaluated rate)."""
     from evalsuite.plotting import colors, subplots
@@ -259,6 +291,7 @@ def _curves_figure(fam: dict[str, Any]):
     axes = fam["axes"]
     cols = min(3, max(1, len(axes)))
     rows = max(1, -(-len(axes) // cols))
+    fig: Figure  # plotting.subplots is typed Any (matplotlib's Figure and Axes)
     fig, grid = subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
     palette = colors()
     for a_idx, axis in enumerate(axes):
@@ -289,7 +322,7 @@ def _curves_figure(fam: dict[str, Any]):
     return fig
 
 
-def _readable_log_axis(ax, low: float, high: float, most: int = 5) -> None:
+def _readable_log_axis(ax: Axes, low: float, high: float, most: int = 5) -> None:
     """A log axis labelled at a few round values (1, 2, 5 x 10^k) and the range's ends, in plain numbers: matplotlib's
     default labels every minor tick of a short log range in 10^x notation, and they overlap."""
     from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
@@ -306,7 +339,7 @@ def _readable_log_axis(ax, low: float, high: float, most: int = 5) -> None:
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
 
 
-def _heatmap_figure(fam: dict[str, Any], pair: tuple[str, str] | None = None, bins: int = 4):
+def _heatmap_figure(fam: dict[str, Any], pair: tuple[str, str] | None = None, bins: int = 4) -> Figure:
     """Mean per-MDP success over a 2-D binning of two axes, per policy (default: the two axes with
     the steepest fitted slopes of the first policy)."""
     from evalsuite.plotting import subplots
@@ -316,6 +349,7 @@ def _heatmap_figure(fam: dict[str, Any], pair: tuple[str, str] | None = None, bi
     if pair is None:
         slopes = {c["axis"]: abs(c["slope"] or 0) for c in fam["policies"][policies[0]].get("curves", [])}
         pair = tuple(sorted(axes, key=lambda n: -slopes.get(n, 0))[:2])
+    fig: Figure  # plotting.subplots is typed Any (matplotlib's Figure and Axes)
     fig, grid = subplots(1, len(policies), figsize=(3.8 * len(policies), 3.2), squeeze=False)
     for i, pol in enumerate(policies):
         ax = grid[0][i]

@@ -23,6 +23,7 @@ def compute(inp: AnalysisInput) -> dict[str, Any] | None:
     plan, key, codes, options = inp.plan, inp.key, inp.codes, inp.options
     if not any("group" in key[c].params for c in codes):
         return None
+    assert options is not None and inp.outcomes is not None, "needs the core analysis's options and outcome cube"
     outcome = inp.outcomes.triples()
     members: dict[str, list[str]] = {}
     for c in codes:
@@ -37,7 +38,7 @@ def compute(inp: AnalysisInput) -> dict[str, Any] | None:
                           dtype=float) for g, cs in members.items()}
     reps = min(options.bootstrap_reps, 5000)
 
-    def rng(*k):
+    def rng(*k: int) -> np.random.Generator:
         return streams.generator(inp.seed, streams.GROUPS, *k)
 
     out: dict[str, Any] = {

@@ -16,6 +16,7 @@ def compute(inp: AnalysisInput) -> dict[str, Any] | None:
     """Over two or more tasks and policies, when outcomes differ (else there is nothing to fit)."""
     from evalsuite.stats.mixed import fit_policy_effects
 
+    assert inp.outcomes is not None, "needs the outcome cube (analysis.analyze passes it)"
     outcome = inp.outcomes.triples()
     codes, tasks = inp.codes, list(inp.plan.tasks)
     if len(tasks) < 2 or len(codes) < 2 or len(set(outcome.values())) != 2:

@@ -27,9 +27,11 @@ import itertools
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from evalsuite import streams
 from evalsuite.analyses import AnalysisInput
+from evalsuite.journal import EpisodeRecord
 from evalsuite.results import Results
 from evalsuite.stats.intervals import proportion_interval, wilson_bounds
 from evalsuite.stats.multiple import adjust_pvalues
@@ -41,7 +43,7 @@ RANDOM_FLIPS = 20_000
 EXAMPLES = 3  # trial ids kept per failure category
 
 
-def sign_flip_p_value(differences: np.ndarray, rng: np.random.Generator) -> tuple[float, str]:
+def sign_flip_p_value(differences: NDArray[np.float64], rng: np.random.Generator) -> tuple[float, str]:
     """Two-sided p-value of mean difference 0 under exchangeable signs (the paired permutation test).
     Exact over all sign patterns of the non-zero differences up to EXACT_UP_TO of them."""
     d = differences[differences != 0]
@@ -57,7 +59,7 @@ def sign_flip_p_value(differences: np.ndarray, rng: np.random.Generator) -> tupl
     return float((1 + np.sum(sums >= observed - 1e-12)) / (RANDOM_FLIPS + 1)), f"sign-flip ({RANDOM_FLIPS} random)"
 
 
-def progress_interval(progress: np.ndarray, level: float) -> tuple[float, float]:
+def progress_interval(progress: NDArray[np.float64], level: float) -> tuple[float, float]:
     """Wilson's interval at the summed scores: conservative for scores spread inside [0, 1], exactly
     Wilson's (and its coverage, below nominal at some p) for 0/1 scores - see the module doc."""
     low, high = wilson_bounds(progress.sum(), len(progress), level=level)
@@ -72,7 +74,7 @@ NO_MILESTONE = "reached no milestone"
 NEAR_GOAL = "near the goal at the step limit"
 
 
-def failure_category(record: Any, max_steps: int | None = None) -> str:
+def failure_category(record: EpisodeRecord, max_steps: int | None = None) -> str:
     """A failed episode's failure mode, from how it ended and its milestones (in the suite's order).
 
     ``lost '<m>'``: the furthest milestone it reached no longer held at the end (a dropped grasp);
@@ -179,13 +181,13 @@ def _failure_pairs(cells: dict[tuple[str, str], list[Any]], codes: list[str], la
                    mode_of: dict[str, str], level: float) -> list[dict[str, Any]]:
     """Per task, pair of policies and failure mode seen in either: the paired difference of the
     mode's rate on the shared initial conditions (exact McNemar, Newcombe), Holm-adjusted."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for task in sorted({t for t, _ in cells}):
         for a, b in itertools.combinations(codes, 2):
             mode = {side: {r.ic_index: mode_of.get(r.trial_id) for r in cells.get((task, side), [])}
                     for side in (a, b)}
             shared = sorted(set(mode[a]) & set(mode[b]))
-            for category in sorted({mode[side][i] for side in (a, b) for i in shared} - {None}):
+            for category in sorted({m for side in (a, b) for i in shared if (m := mode[side][i]) is not None}):
                 x = np.array([mode[a][i] == category for i in shared])
                 y = np.array([mode[b][i] == category for i in shared])
                 c = paired_comparison(x, y, level=level)
@@ -198,8 +200,11 @@ def _failure_pairs(cells: dict[tuple[str, str], list[Any]], codes: list[str], la
     return rows
 
 
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
 def report(section: dict[str, Any], results: Results) -> list[str]:
-    pct = lambda x: f"{100 * x:.1f}"  # noqa: E731
     lines = ["", "## Task progress", "",
              f"Progress in [0, 1]: the furthest milestone an episode reached as a share of the task's stages "
              f"(success = 1). Mean progress with a {100 * section['level']:g}% Wilson score interval (conservative "
@@ -208,7 +213,7 @@ def report(section: dict[str, Any], results: Results) -> list[str]:
              "| task | policy | episodes | mean progress | milestones (rate %) |", "|---|---|---|---|---|"]
     for c in section["per_task"]:
         p = c["progress"]
-        stones = "; ".join(f"{name} {pct(m['rate'])} [{pct(m['low'])}, {pct(m['high'])}]"
+        stones = "; ".join(f"{name} {_pct(m['rate'])} [{_pct(m['low'])}, {_pct(m['high'])}]"
                            for name, m in c["milestones"].items())
         lines.append(f"| {c['task']} | {c['policy']} | {c['episodes']} | {p['mean']:.3f} [{p['low']:.3f}, "
                      f"{p['high']:.3f}] | {stones} |")
@@ -231,7 +236,7 @@ def report(section: dict[str, Any], results: Results) -> list[str]:
                   "(their videos, where rendered, are captioned with the mode).", "",
                   "| task | policy | failure mode | episodes | rate % | examples |", "|---|---|---|---|---|---|"]
         for task, policy, cat, f in rows:
-            share = (f"{pct(f['rate'])} [{pct(f['low'])}, {pct(f['high'])}]" if "rate" in f else "")
+            share = (f"{_pct(f['rate'])} [{_pct(f['low'])}, {_pct(f['high'])}]" if "rate" in f else "")
             count = f"{f['count']} / {f['episodes']}" if "episodes" in f else str(f["count"])
             lines.append(f"| {task} | {policy} | {cat} | {count} | {share} | {', '.join(f['examples'])} |")
     if section.get("failure_pairs"):
@@ -241,7 +246,7 @@ def report(section: dict[str, Any], results: Results) -> list[str]:
                   "|---|---|---|---|---|---|---|---|---|"]
         for q in section["failure_pairs"]:
             lines.append(f"| {q['task']} | {q['policy_a']} | {q['policy_b']} | {q['failure']} | {q['a_count']} | "
-                         f"{q['b_count']} | {100 * q['difference']:+.1f} | [{pct(q['low'])}, {pct(q['high'])}] | "
+                         f"{q['b_count']} | {100 * q['difference']:+.1f} | [{_pct(q['low'])}, {_pct(q['high'])}] | "
                          f"{q['p_holm']:.3g}{' **significant**' if q['p_holm'] < 1 - section['level'] else ''} |")
     return lines
 

@@ -14,6 +14,7 @@ def compute(inp: AnalysisInput) -> dict[str, Any] | None:
 
     if not inp.plan.stopping.sequential:
         return None
+    assert inp.options is not None, "needs the core analysis's options (analysis.analyze passes them)"
     return sequential.summary(inp.plan, inp.key, inp.all_records, inp.options.max_attempts)
 
 
