@@ -9,7 +9,8 @@ part in the choice. (The public GPC code picks the weight on the episodes it rep
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from evalsuite import fsio
@@ -28,20 +29,21 @@ def member_entry(member: str) -> PolicyEntry:
 
 
 def run_compose(base: EvaluateRequest, members: list[str], weights: list[float], *, fresh_episodes: int,
-                fresh_seed: int | None = None, gpc_params: dict[str, Any] | None = None, log=print) -> dict[str, Any]:
+                fresh_seed: int | None = None, gpc_params: dict[str, Any] | None = None,
+                log: Callable[[str], Any] = print) -> dict[str, Any]:
     if len(members) != 2:
         raise UsageError(f"members={members}: compose searches the weight between two members")
     if any(not 0 < w < 1 for w in weights):
         raise UsageError(f"weights={weights}: give weights strictly between 0 and 1 (the members alone are "
                          "always run as weights 1 and 0)")
-    fresh = derived_fresh_seed(base.seed) if fresh_seed is None else fresh_seed
+    fresh = derived_fresh_seed(base.design.seed) if fresh_seed is None else fresh_seed
     a, b = (member_entry(m) for m in members)
     composed = {w: PolicyEntry("gpc", {"members": "+".join(members), "w": w, **(gpc_params or {})})
                 for w in sorted(weights)}
     candidates = {1.0: a, **{w: composed[w] for w in sorted(weights, reverse=True)}, 0.0: b}
     out = base.out
-    selection = evaluate(dataclasses.replace(base, policies=list(candidates.values()), out=out / "selection",
-                                             tags={**base.tags, "evalsuite.compose": "selection"}), log=log)
+    selection = evaluate(base.replace(policies=list(candidates.values()), out=out / "selection",
+                                      tags={**base.tracking.tags, "evalsuite.compose": "selection"}), log=log)
     agg = {r.policy: r for r in selection.aggregate}
     curve = [{"w": w, "label": e.label, "mean": agg[e.label].mean, "low": agg[e.label].ci_low,
               "high": agg[e.label].ci_high} for w, e in sorted(candidates.items())]
@@ -49,10 +51,10 @@ def run_compose(base: EvaluateRequest, members: list[str], weights: list[float],
     chosen = composed[best_w]
     log(f"compose: chose w={best_w} on the selection episodes; confirming with both members on fresh initial "
         f"conditions (seed {fresh})")
-    confirm = evaluate(dataclasses.replace(base, policies=[chosen, a, b], seed=fresh, episodes=fresh_episodes,
-                                           out=out / "confirmation",
-                                           tags={**base.tags, "evalsuite.compose": "confirmation"}), log=log)
-    tests = []
+    confirm = evaluate(base.replace(policies=[chosen, a, b], seed=fresh, episodes=fresh_episodes,
+                                    out=out / "confirmation",
+                                    tags={**base.tracking.tags, "evalsuite.compose": "confirmation"}), log=log)
+    tests: list[dict[str, Any]] = []
     for member in (a, b):
         for p, sign in confirm.pairs_of(chosen.label, member.label):
             if p.difference is not None:
@@ -62,7 +64,7 @@ def run_compose(base: EvaluateRequest, members: list[str], weights: list[float],
                               "p_adjusted": p.p_adjusted, "significant": p.significant})
     beats = all(t["significant"] and t["difference"] > 0 for t in tests)
     result = {"kind": "compose", "suite": selection.suite, "tasks": selection.tasks, "members": members,
-              "selection_seed": base.seed, "fresh_seed": fresh, "curve": curve, "chosen_w": best_w,
+              "selection_seed": base.design.seed, "fresh_seed": fresh, "curve": curve, "chosen_w": best_w,
               "chosen": chosen.label,
               "fresh": {r.policy: {"mean": r.mean, "low": r.ci_low, "high": r.ci_high} for r in confirm.aggregate},
               "paired_tests": tests, "beats_both_members": beats}
@@ -72,7 +74,7 @@ def run_compose(base: EvaluateRequest, members: list[str], weights: list[float],
     return result
 
 
-def _figure(result: dict[str, Any], path) -> None:
+def _figure(result: dict[str, Any], path: Path) -> None:
     from evalsuite.plotting import subplots
 
     ws = [c["w"] for c in result["curve"]]
@@ -92,22 +94,25 @@ def _figure(result: dict[str, Any], path) -> None:
         fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
 
 
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
 def markdown(result: dict[str, Any]) -> str:
-    pct = lambda x: f"{100 * x:.1f}"  # noqa: E731
     lines = [f"# GPC composition of {' and '.join(result['members'])} on {result['suite']}", "",
              f"Weight chosen on the selection initial conditions (seed {result['selection_seed']}): "
              f"**w = {result['chosen_w']:g}**; reported with both members on fresh initial conditions "
              f"(seed {result['fresh_seed']}), paired.", "",
              "| w | policy | selection success % [95% interval] |", "|---|---|---|"]
     for c in result["curve"]:
-        lines.append(f"| {c['w']:g} | {c['label']} | {pct(c['mean'])} [{pct(c['low'])}, {pct(c['high'])}] |")
+        lines.append(f"| {c['w']:g} | {c['label']} | {_pct(c['mean'])} [{_pct(c['low'])}, {_pct(c['high'])}] |")
     lines += ["", "| fresh episodes | success % [95% interval] |", "|---|---|"]
     for label, r in result["fresh"].items():
-        lines.append(f"| {label} | {pct(r['mean'])} [{pct(r['low'])}, {pct(r['high'])}] |")
+        lines.append(f"| {label} | {_pct(r['mean'])} [{_pct(r['low'])}, {_pct(r['high'])}] |")
     lines += ["", "| task | composition - member | difference % | interval % | p (Holm) | |", "|---|---|---|---|---|---|"]
     for t in result["paired_tests"]:
-        lines.append(f"| {t['task']} | - {t['member']} | {100 * t['difference'] + 0.0:+.1f} | [{pct(t['low'])}, "
-                     f"{pct(t['high'])}] | {t['p_adjusted']:.3g} | {'significant' if t['significant'] else ''} |")
+        lines.append(f"| {t['task']} | - {t['member']} | {100 * t['difference'] + 0.0:+.1f} | [{_pct(t['low'])}, "
+                     f"{_pct(t['high'])}] | {t['p_adjusted']:.3g} | {'significant' if t['significant'] else ''} |")
     lines += ["", f"Beats both members (significant paired improvement over each, every task): "
                   f"**{'yes' if result['beats_both_members'] else 'no'}**", "", "![weight curve](compose.png)"]
     return "\n".join(lines) + "\n"

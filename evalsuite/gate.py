@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from evalsuite import fsio, journal
 from evalsuite import plan as plan_mod
 from evalsuite.errors import UsageError, choices
 from evalsuite.journal import ERROR, JOURNAL_FILE, POLICY_ERROR, finished_trials, read
-from evalsuite.plan import Plan, PolicyEntry, Stopping
+from evalsuite.plan import BlindingKey, Plan, PolicyEntry, Stopping
 from evalsuite.results import Results
 from evalsuite.stats import margin as mg
 
@@ -138,7 +139,8 @@ class GateOptions:
     inconclusive_passes: bool = False
 
 
-def compare(candidate: Side, baseline: Side, options: GateOptions, sequential: dict | None = None) -> dict[str, Any]:
+def compare(candidate: Side, baseline: Side, options: GateOptions,
+            sequential: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Per-task and overall verdicts of ``candidate`` against ``baseline`` (see module docstring)."""
     tasks = [t for t in baseline.plan.tasks if t in candidate.plan.tasks]
     if not tasks:
@@ -297,7 +299,7 @@ class GateRequest:
     progress: bool = False
 
 
-def run_gate(req: GateRequest, log=print) -> dict[str, Any]:
+def run_gate(req: GateRequest, log: Callable[[str], Any] = print) -> dict[str, Any]:
     """Resolve both runs (evaluating the candidate if asked), decide, write and log the verdicts."""
     if (req.candidate is None) == (req.candidate_policy is None):
         raise UsageError("give exactly one of candidate=RUN and candidate_policy=ID")
@@ -316,11 +318,12 @@ def run_gate(req: GateRequest, log=print) -> dict[str, Any]:
                              "must meet the baseline's suite (leave suite= out)")
         sequential_verdicts = None
         if req.candidate_policy is not None:
-            cand_dir, cand_results = _evaluate_candidate(req, baseline, log)
+            cand_dir, cand_results = _evaluate_candidate(req, req.candidate_policy, baseline, log)
             candidate = load_side(cand_dir, None, "candidate")
             if req.sequential:
                 sequential_verdicts = cand_results.section("sequential")["gate"]
         else:
+            assert req.candidate is not None  # exactly one of candidate and candidate_policy, checked above
             candidate = load_side(resolve_ref(req.candidate, "candidate", uri, req.experiment, Path(scratch)),
                                   req.candidate_label, "candidate")
             candidate.ref = req.candidate
@@ -339,7 +342,7 @@ def run_gate(req: GateRequest, log=print) -> dict[str, Any]:
     return result
 
 
-def _reuse_fixed_candidate(fixed: Path, sequential: Path, plan: Plan, key: dict, budget: int) -> None:
+def _reuse_fixed_candidate(fixed: Path, sequential: Path, plan: Plan, key: BlindingKey, budget: int) -> None:
     """A sequential gate after an INCONCLUSIVE fixed one in the same gate folder starts from the
     candidate episodes already run - only when that run is this candidate on these initial
     conditions (same policy, suite, seed, tasks, step limits, options). Its e-processes are valid at
@@ -359,9 +362,10 @@ def _reuse_fixed_candidate(fixed: Path, sequential: Path, plan: Plan, key: dict,
     journal.write(sequential / JOURNAL_FILE, copied)
 
 
-def _evaluate_candidate(req: GateRequest, baseline: Side, log) -> tuple[Path, Results]:
-    """The candidate on the baseline's initial conditions (same suite, tasks, seed, step limits): its run
-    folder and its results."""
+def _evaluate_candidate(req: GateRequest, policy: PolicyEntry, baseline: Side, log: Callable[[str], Any]
+                        ) -> tuple[Path, Results]:
+    """The candidate ``policy`` (``req.candidate_policy``) on the baseline's initial conditions (same
+    suite, tasks, seed, step limits): its run folder and its results."""
     from evalsuite.harness import EvaluateRequest, evaluate
 
     plan = baseline.plan
@@ -379,14 +383,15 @@ def _evaluate_candidate(req: GateRequest, baseline: Side, log) -> tuple[Path, Re
         stopping, episodes = Stopping(), plan.episodes
     out = req.out / ("candidate-sequential" if req.sequential else "candidate")
     if req.sequential:  # the plan the candidate's evaluation makes (its suite digest is checked when it resumes)
-        own_plan, key = plan_mod.make_plan(suite=plan.suite, tasks=list(plan.tasks), policies=[req.candidate_policy],
+        own_plan, key = plan_mod.make_plan(suite=plan.suite, tasks=list(plan.tasks), policies=[policy],
                                            episodes=budget, seed=plan.seed, max_steps=dict(plan.max_steps),
                                            suite_options=dict(plan.suite_options), stopping=stopping,
                                            family=plan.family)
         _reuse_fixed_candidate(req.out / "candidate", out, own_plan, key, budget)
-    results = evaluate(EvaluateRequest(suite=plan.suite, policies=[req.candidate_policy], out=out, tasks=list(plan.tasks),
-                             suite_options=dict(plan.suite_options), episodes=episodes, seed=plan.seed,
-                             max_steps=dict(plan.max_steps), batch_size=req.batch_size, env_workers=req.env_workers,
-                             stopping=stopping, tracking_uri=req.tracking_uri, experiment=req.experiment,
-                             tags={"evalsuite.gate_candidate": "true"}, progress=req.progress), log=log)
+    results = evaluate(EvaluateRequest.of(suite=plan.suite, policies=[policy], out=out, tasks=list(plan.tasks),
+                                          suite_options=dict(plan.suite_options), episodes=episodes, seed=plan.seed,
+                                          max_steps=dict(plan.max_steps), batch_size=req.batch_size,
+                                          env_workers=req.env_workers, stopping=stopping,
+                                          tracking_uri=req.tracking_uri, experiment=req.experiment,
+                                          tags={"evalsuite.gate_candidate": "true"}, progress=req.progress), log=log)
     return out, results

@@ -15,8 +15,8 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -26,11 +26,20 @@ from evalsuite import plan as plan_mod
 from evalsuite.analysis import AnalysisOptions, analyze
 from evalsuite.errors import UsageError, choices
 from evalsuite.interfaces import Policy, check_compatible
-from evalsuite.journal import ERROR, JOURNAL_FILE, POLICY_ERROR, Journal, attempts_so_far, finished_trials
-from evalsuite.plan import BlindingKey, PolicyEntry, Stopping
+from evalsuite.journal import (
+    ERROR,
+    JOURNAL_FILE,
+    POLICY_ERROR,
+    EpisodeRecord,
+    Journal,
+    attempts_so_far,
+    finished_trials,
+)
+from evalsuite.plan import BlindingKey, Plan, PolicyEntry
+from evalsuite.request import EvaluateRequest, Execution
 from evalsuite.results import Results
 from evalsuite.runlock import RunLock
-from evalsuite.runner import LocalExecutor, RunContext
+from evalsuite.runner import Executor, LocalExecutor, RunContext
 from evalsuite.runner.envs import env_info
 from evalsuite.runner.parallel import threads_limited
 from evalsuite.specs import PolicySpec, SuiteSpec, load_entry_point
@@ -38,42 +47,6 @@ from evalsuite.specs import PolicySpec, SuiteSpec, load_entry_point
 RESULTS_FILE = "results.json"
 RUN_INFO_FILE = "run_info.json"
 POLICY_NOTES_FILE = "policy_notes.json"
-
-
-@dataclass
-class EvaluateRequest:
-    suite: str
-    policies: list[PolicyEntry]
-    out: Path
-    tasks: list[str] | None = None  # None: the suite's default tasks
-    suite_options: dict[str, Any] = field(default_factory=dict)  # extra env kwargs, e.g. init_states
-    episodes: int | None = None
-    seed: int = 0
-    max_steps: int | dict[str, int] | None = None  # caps every task's own step limit (or per task)
-    batch_size: int = 8
-    env_workers: int | None = None  # None: the suite's default
-    executor: str = "local"  # local | ray
-    workers: int | None = None  # whole-episode workers (processes, or Ray actors); None/0 locally: lock-step
-    cpus: int | None = None  # cores evalsuite may use (threads x processes stay within); None: all
-    ray_address: str | None = None  # executor=ray: None starts Ray here; "auto" or HOST:PORT joins a cluster
-    worker_cpus: float = 1.0  # executor=ray: CPUs per actor (its inference threads)
-    worker_gpus: float = 0.0  # executor=ray: GPUs per actor
-    inference_actors: int = 0  # executor=ray: policy servers batching every actor's requests (0: in the actors)
-    inference_cpus: float = 1.0  # executor=ray: CPUs per policy server (its inference threads)
-    inference_gpus: float = 0.0  # executor=ray: GPUs per policy server
-    video: str = "none"  # none | sample | failures | all: episodes replayed into videos after the run
-    camera: str = ""  # the videos' camera (default: the suite's first)
-    episode_timeout_s: float = 600.0
-    options: AnalysisOptions = field(default_factory=AnalysisOptions)
-    stopping: Stopping = Stopping()  # see evalsuite/sequential.py
-    tags: dict[str, str] = field(default_factory=dict)  # MLflow tags, e.g. {"role": "baseline"}
-    # the suite's worst-case search options as typed (SuiteSpec.options with target "search", e.g.
-    # an MDP family's {"worst_case": "cem", "generations": "4"}): given, the search runs after the episodes
-    search: dict[str, str] | None = None
-    tracking_uri: str | None = "default"  # "default": sqlite in the working directory; None: off
-    live_tracking: bool = True  # progress metrics to an MLflow run while the run goes (replaced at the end)
-    experiment: str = "evalsuite"
-    progress: bool = True
 
 
 GROUP_PARAM = "group"  # every policy takes it: checkpoints of one algorithm (training seeds) form a group
@@ -173,114 +146,156 @@ def with_options(suite: SuiteSpec, options: dict[str, Any]) -> SuiteSpec:
     return dataclasses.replace(suite, kwargs={**suite.kwargs, **options})
 
 
-def evaluate(req: EvaluateRequest, log=print) -> Results:
-    suite = with_options(registry.suites.get(req.suite), req.suite_options)
-    tasks = suite.select_tasks(list(req.tasks)) if req.tasks else list(suite.default_tasks or suite.task_ids)
-    if not req.tasks and suite.default_tasks and len(suite.default_tasks) < len(suite.tasks):
+@dataclass(frozen=True)
+class Prepared:
+    """A request resolved against its suite: the tasks, step limits, plan and blinding key it makes,
+    checked before anything is written."""
+
+    req: EvaluateRequest
+    suite: SuiteSpec
+    tasks: list[str]
+    max_steps: dict[str, int]
+    plan: Plan
+    key: BlindingKey
+
+
+def evaluate(req: EvaluateRequest, log: Callable[[str], None] = print) -> Results:
+    """One evaluation in a straight line: prepare the plan, open the run folder (every policy built
+    before the plan is written), run the episodes, then the worst-case search and the videos as
+    inputs of the one analysis, its report, and MLflow - nothing written is read back."""
+    run = prepare(req, log)
+    fsio.make_dir(req.out)
+    # one process per run folder: a second one would run every trial again into the same journal
+    with RunLock(req.out, purpose="evaluate", log=log):
+        resuming, builder, notes = _open(run)
+        records, info = _execute(run, builder, resuming, log)
+        worst_case = _worst_cases(req, run.suite, run.tasks[0], req.out, log) if req.search is not None else None
+        clips = _render_videos(run, builder, records, info, log) if req.video.mode != "none" else {}
+        plan_mod.write_json(req.out / RUN_INFO_FILE, info)
+        results = _write_results(req.out, run.plan, run.key, records, req.analysis, log, notes=notes,
+                                 worst_case=worst_case, clips=clips)
+    if req.tracking.uri:  # after the lock is gone, so its file is not uploaded
+        from evalsuite import tracking
+
+        tracking.log_or_explain(req.out, req.tracking.uri, req.tracking.experiment, log=log, results=results,
+                                info=info, plan=None if resuming else run.plan)
+    return results
+
+
+def prepare(req: EvaluateRequest, log: Callable[[str], None] = print) -> Prepared:
+    """The suite with the request's options, its tasks and step limits, the plan and the key."""
+    design = req.design
+    suite = with_options(registry.suites.get(req.suite), design.suite_options)
+    tasks = suite.select_tasks(list(design.tasks)) if design.tasks else list(suite.default_tasks or suite.task_ids)
+    if not design.tasks and suite.default_tasks and len(suite.default_tasks) < len(suite.tasks):
         log(f"suite {suite.id!r}: its default {len(tasks)} of {len(suite.tasks)} tasks ({', '.join(tasks)}); "
             "tasks=all runs every one")
     if not req.policies:
         raise UsageError(f"no policies given and suite {suite.id!r} has no default ones; e.g. policies=[scripted]")
     for entry in req.policies:
         resolve_policy(entry)
-    if req.stopping.sequential and req.stopping.decision != "gate" and len(req.policies) < 2:
+    if design.stopping.sequential and design.stopping.decision != "gate" and len(req.policies) < 2:
         raise UsageError("stopping=sequential compares policies: give at least two in policies=[...]")
-    episodes = req.episodes or suite.default_episodes
-    caps = req.max_steps if isinstance(req.max_steps, dict) else {t: req.max_steps for t in tasks}
+    caps = design.max_steps if isinstance(design.max_steps, dict) else {t: design.max_steps for t in tasks}
     max_steps = {t: min(suite.task(t).max_steps, caps.get(t) or suite.task(t).max_steps) for t in tasks}
-    plan, key = plan_mod.make_plan(suite=suite.id, tasks=tasks, policies=req.policies, episodes=episodes,
-                                   seed=req.seed, max_steps=max_steps, suite_options=req.suite_options,
-                                   stopping=req.stopping, suite_digest=suite_digest(suite, tasks),
-                                   family=suite.family)
-    run_dir = req.out
-    fsio.make_dir(run_dir)
-    # one process per run folder: a second one would run every trial again into the same journal
-    with RunLock(run_dir, purpose="evaluate", log=log):
-        resuming = (run_dir / plan_mod.PLAN_FILE).exists()
-        if resuming:
-            saved, saved_key = plan_mod.load(run_dir)
-            plan_mod.check_resumable(saved, saved_key, plan, key, run_dir)
-        elif (run_dir / JOURNAL_FILE).exists() and (run_dir / JOURNAL_FILE).stat().st_size:
-            raise UsageError(f"{run_dir} holds episodes ({JOURNAL_FILE}) but no {plan_mod.PLAN_FILE}: they cannot be "
-                             f"matched to policies; restore its {plan_mod.PLAN_FILE} and {plan_mod.KEY_FILE}, or use "
-                             "another out= folder")
-        # the pickles the request's own policies name are the ones it may load (evalsuite/trust.py)
-        builder = PolicyBuilder(suite, key, [path for entry in req.policies
+    plan, key = plan_mod.make_plan(suite=suite.id, tasks=tasks, policies=list(req.policies),
+                                   episodes=design.episodes or suite.default_episodes, seed=design.seed,
+                                   max_steps=max_steps, suite_options=design.suite_options, stopping=design.stopping,
+                                   suite_digest=suite_digest(suite, tasks), family=suite.family)
+    return Prepared(req, suite, tasks, max_steps, plan, key)
+
+
+def _open(run: Prepared) -> tuple[bool, PolicyBuilder, dict[str, Any]]:
+    """The run folder checked (a resume must be the same run; episodes without a plan are refused),
+    every policy built and checked against every task, then the plan written: (resuming, the
+    policies, what they say about themselves)."""
+    run_dir, plan, key = run.req.out, run.plan, run.key
+    resuming = (run_dir / plan_mod.PLAN_FILE).exists()
+    if resuming:
+        saved, saved_key = plan_mod.load(run_dir)
+        plan_mod.check_resumable(saved, saved_key, plan, key, run_dir)
+    elif (run_dir / JOURNAL_FILE).exists() and (run_dir / JOURNAL_FILE).stat().st_size:
+        raise UsageError(f"{run_dir} holds episodes ({JOURNAL_FILE}) but no {plan_mod.PLAN_FILE}: they cannot be "
+                         f"matched to policies; restore its {plan_mod.PLAN_FILE} and {plan_mod.KEY_FILE}, or use "
+                         "another out= folder")
+    # the pickles the request's own policies name are the ones it may load (evalsuite/trust.py)
+    builder = PolicyBuilder(run.suite, key, [path for entry in run.req.policies
                                              for path in trust.pickled_files(registry.policies.get(entry.id),
                                                                              entry.params)])
-        for task in tasks:  # every policy built and checked before the plan is written or an episode runs
-            info = env_info(suite, task, max_steps[task])
-            if req.video != "none":
-                from evalsuite import video
+    for task in run.tasks:
+        _check_task(run, builder, task)
+    if not resuming:  # a failed start leaves no plan behind, so the corrected command starts afresh
+        plan_mod.save(run_dir, plan, key)
+    # what policies say about themselves (family, network evaluations per chunk): reported per policy
+    notes = {key.label(code): builder(code, run.tasks[0]).requirements.notes for code in plan.codes}
+    plan_mod.write_json(run_dir / POLICY_NOTES_FILE, notes)
+    return resuming, builder, notes
 
-                video.check_camera(suite.id, info.cameras, req.camera)
-            if info.n_initial_conditions is not None and episodes > info.n_initial_conditions:
-                raise UsageError(f"episodes={episodes}, but task {task!r} has only {info.n_initial_conditions} stored "
-                                 f"initial states; use episodes<={info.n_initial_conditions}")
-            for code in plan.codes:
-                check_compatible(key.label(code), builder(code, task).requirements, info, task)
-        if not resuming:  # a failed start leaves no plan behind, so the corrected command starts afresh
-            plan_mod.save(run_dir, plan, key)
-        # what policies say about themselves (family, network evaluations per chunk): reported per policy
-        notes = {key.label(code): builder(code, tasks[0]).requirements.notes for code in plan.codes}
-        plan_mod.write_json(run_dir / POLICY_NOTES_FILE, notes)
 
-        executor, parallelism = make_executor(req, suite)
-        started = time.time()
-        ran = 0
-        with threads_limited(parallelism["driver_threads"]), executor, Journal(run_dir / JOURNAL_FILE, plan) as journal:
-            _check_fingerprints(journal.records, builder, run_dir)
-            done = finished_trials(journal.records, req.options.max_attempts)
-            if done:
-                log(f"resuming {run_dir}: {len(done)}/{len(plan.trials)} trials already finished")
-            live = None
-            if req.tracking_uri and req.live_tracking:
-                from evalsuite.tracking import LiveProgress
+def _check_task(run: Prepared, builder: PolicyBuilder, task: str) -> None:
+    """Refuse a mismatch on ``task`` before any episode runs: a camera it lacks, more episodes than
+    its stored initial states, a policy that does not fit it."""
+    info = env_info(run.suite, task, run.max_steps[task])
+    if run.req.video.mode != "none":
+        from evalsuite import video
 
-                live = LiveProgress.start(run_dir, req.tracking_uri, req.experiment, log=log,
-                                          plan=None if resuming else plan)
-            with _Progress(plan, done, req.options.max_attempts, req.progress, live) as progress:
-                def on_record(record):
-                    journal.append(record)
-                    progress.advance(record)
-                    if record.status == ERROR:  # codes only: whoever watches stays blind
-                        log(f"trial {record.trial_id} attempt {record.attempt}: infrastructure error (will retry up to "
-                            f"{req.options.max_attempts} attempts): {record.reason}")
-                    elif record.status == POLICY_ERROR:
-                        log(f"trial {record.trial_id}: policy error, counted as a failure: {record.reason}")
+        video.check_camera(run.suite.id, info.cameras, run.req.video.camera)
+    episodes = run.plan.episodes
+    if info.n_initial_conditions is not None and episodes > info.n_initial_conditions:
+        raise UsageError(f"episodes={episodes}, but task {task!r} has only {info.n_initial_conditions} stored "
+                         f"initial states; use episodes<={info.n_initial_conditions}")
+    for code in run.plan.codes:
+        check_compatible(run.key.label(code), builder(code, task).requirements, info, task)
 
-                rounds = sequential.n_rounds(plan) if plan.stopping.sequential else 1
-                for _ in range(rounds * req.options.max_attempts):  # bounded: rounds x retries of errors
-                    todo = _next_trials(plan, journal.records, req.options.max_attempts)
-                    if not todo:
-                        break
-                    attempts = attempts_so_far(journal.records)
-                    ctx = RunContext(suite=suite, max_steps=max_steps, make_policy=builder,
-                                     attempts={t.trial_id: attempts.get(t.trial_id, 0) + 1 for t in todo},
-                                     episode_timeout_s=req.episode_timeout_s)
-                    executor.run(todo, ctx, on_record)
-                    ran += len(todo)
-                parallelism.update(executor.summary())
-            records = journal.records
-        elapsed = time.time() - started
 
-        info = {"versions": package_versions(suite), "git_commit": git_commit(), "host": platform.node(),
-                "command": sys.argv, "batch_size": req.batch_size, "parallelism": parallelism,
-                "wall_time_s": round(elapsed, 2), "episodes_run": ran,
-                "episodes_per_s": round(ran / elapsed, 3) if elapsed > 0 and ran else None, "tags": req.tags}
-        # one straight line from here: every input of the analysis first, then one analysis, one
-        # report, one upload - nothing written to the folder is read back in this process
-        worst_case = _worst_cases(req, suite, tasks[0], run_dir, log) if req.search is not None else None
-        clips = _render_videos(req, run_dir, suite, builder, plan, records, info, log) if req.video != "none" else {}
-        plan_mod.write_json(run_dir / RUN_INFO_FILE, info)
-        results = _write_results(run_dir, plan, key, records, req.options, log, notes=notes, worst_case=worst_case,
-                                 clips=clips)
-    if req.tracking_uri:  # after the lock is gone, so its file is not uploaded
-        from evalsuite import tracking
+def _execute(run: Prepared, builder: PolicyBuilder, resuming: bool,
+             log: Callable[[str], None]) -> tuple[list[EpisodeRecord], dict[str, Any]]:
+    """Every unfinished trial (or round of them), journaled as it ends; returns every journaled
+    attempt and what run_info.json records about the run."""
+    req, plan, run_dir = run.req, run.plan, run.req.out
+    max_attempts = req.analysis.max_attempts
+    executor, parallelism = make_executor(req.execution, run.suite)
+    started, ran = time.time(), 0
+    with threads_limited(parallelism["driver_threads"]), executor, Journal(run_dir / JOURNAL_FILE, plan) as journal:
+        _check_fingerprints(journal.records, builder, run_dir)
+        done = finished_trials(journal.records, max_attempts)
+        if done:
+            log(f"resuming {run_dir}: {len(done)}/{len(plan.trials)} trials already finished")
+        live = None
+        if req.tracking.uri and req.tracking.live:
+            from evalsuite.tracking import LiveProgress
 
-        tracking.log_or_explain(run_dir, req.tracking_uri, req.experiment, log=log, results=results, info=info,
-                                plan=None if resuming else plan)
-    return results
+            live = LiveProgress.start(run_dir, req.tracking.uri, req.tracking.experiment, log=log,
+                                      plan=None if resuming else plan)
+        with _Progress(plan, done, max_attempts, req.progress, live) as progress:
+            def on_record(record: EpisodeRecord) -> None:
+                journal.append(record)
+                progress.advance(record)
+                if record.status == ERROR:  # codes only: whoever watches stays blind
+                    log(f"trial {record.trial_id} attempt {record.attempt}: infrastructure error (will retry up to "
+                        f"{max_attempts} attempts): {record.reason}")
+                elif record.status == POLICY_ERROR:
+                    log(f"trial {record.trial_id}: policy error, counted as a failure: {record.reason}")
+
+            rounds = sequential.n_rounds(plan) if plan.stopping.sequential else 1
+            for _ in range(rounds * max_attempts):  # bounded: rounds x retries of errors
+                todo = _next_trials(plan, journal.records, max_attempts)
+                if not todo:
+                    break
+                attempts = attempts_so_far(journal.records)
+                ctx = RunContext(suite=run.suite, max_steps=run.max_steps, make_policy=builder,
+                                 attempts={t.trial_id: attempts.get(t.trial_id, 0) + 1 for t in todo},
+                                 episode_timeout_s=req.execution.episode_timeout_s)
+                executor.run(todo, ctx, on_record)
+                ran += len(todo)
+            parallelism.update(executor.summary())
+        records = list(journal.records)
+    elapsed = time.time() - started
+    info = {"versions": package_versions(run.suite), "git_commit": git_commit(), "host": platform.node(),
+            "command": sys.argv, "batch_size": req.execution.batch_size, "parallelism": parallelism,
+            "wall_time_s": round(elapsed, 2), "episodes_run": ran,
+            "episodes_per_s": round(ran / elapsed, 3) if elapsed > 0 and ran else None, "tags": req.tracking.tags}
+    return records, info
 
 
 def _check_fingerprints(records, builder: PolicyBuilder, run_dir: Path) -> None:
@@ -295,12 +310,6 @@ def _check_fingerprints(records, builder: PolicyBuilder, run_dir: Path) -> None:
                              "changed); use another out= folder")
 
 
-EXECUTORS = ("local", "ray")
-# How a request runs, not what it measures: what a recursive evaluation (worst-case search) inherits.
-PARALLEL_FIELDS = ("executor", "workers", "cpus", "env_workers", "ray_address", "worker_cpus", "worker_gpus",
-                   "inference_actors", "inference_cpus", "inference_gpus", "episode_timeout_s")
-
-
 def available_cpus() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -308,58 +317,62 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def make_executor(req: EvaluateRequest, suite: SuiteSpec):
+def make_executor(ex: Execution, suite: SuiteSpec) -> tuple[Executor, dict[str, Any]]:
     """The executor and its plan of processes and threads: inference threads x processes never
     exceed ``cpus``; environment workers and episode workers get what their share allows."""
+    cpus = ex.cpus or available_cpus()
+    if ex.executor == "ray":
+        return _ray_executor(ex, cpus)
     from evalsuite.runner.parallel import ProcessExecutor
 
-    if req.executor not in EXECUTORS:
-        raise UsageError(f"executor={req.executor!r}; accepted: {choices(EXECUTORS)}")
-    cpus = req.cpus or available_cpus()
-    if req.executor == "ray":
-        from evalsuite.runner.ray_executor import RayExecutor
-
-        workers = req.workers or cpus
-        plan = {"driver_threads": 1,  # the driver only writes the journal
-                "executor": "ray", "address": req.ray_address or "local", "workers": workers,
-                "worker_cpus": req.worker_cpus, "worker_gpus": req.worker_gpus, "batch_size": req.batch_size}
-        if req.inference_actors:
-            plan.update(inference_actors=req.inference_actors, inference_cpus=req.inference_cpus,
-                        inference_gpus=req.inference_gpus, inference_threads_per_server=max(1, int(req.inference_cpus)))
-        else:
-            plan["inference_threads_per_worker"] = max(1, int(req.worker_cpus))
-        return RayExecutor(req.ray_address, workers, req.batch_size, req.worker_cpus, req.worker_gpus,
-                           inference_actors=req.inference_actors, inference_cpus=req.inference_cpus,
-                           inference_gpus=req.inference_gpus), plan
-    workers = req.workers
-    if workers is None and suite.episode_workers and req.env_workers is None:
+    workers = ex.workers
+    if workers is None and suite.episode_workers and ex.env_workers is None:
         workers = cpus  # the suite's choice: one whole-episode worker per core
     if workers:
         threads = max(1, cpus // workers)
         plan = {"driver_threads": 1, "executor": "local-workers", "cpus": cpus, "workers": workers,
-                "batch_size": req.batch_size, "inference_threads_per_worker": threads,
+                "batch_size": ex.batch_size, "inference_threads_per_worker": threads,
                 "environment_threads_per_worker": 1}
-        return ProcessExecutor(workers, req.batch_size, threads), plan
-    env_workers = suite.env_workers if req.env_workers is None else req.env_workers
+        return ProcessExecutor(workers, ex.batch_size, threads), plan
+    env_workers = suite.env_workers if ex.env_workers is None else ex.env_workers
     threads = max(1, cpus - env_workers)  # each environment worker is single-threaded
     plan = {"driver_threads": threads, "executor": "local", "cpus": cpus, "env_workers": env_workers,
-            "batch_size": req.batch_size, "inference_threads": threads}
-    return LocalExecutor(batch_size=req.batch_size, env_workers=env_workers), plan
+            "batch_size": ex.batch_size, "inference_threads": threads}
+    return LocalExecutor(batch_size=ex.batch_size, env_workers=env_workers), plan
 
 
-def _render_videos(req: EvaluateRequest, run_dir: Path, suite: SuiteSpec, builder: PolicyBuilder, plan,
-                   records, info: dict[str, Any], log) -> dict[str, str]:
+def _ray_executor(ex: Execution, cpus: int) -> tuple[Executor, dict[str, Any]]:
+    from evalsuite.runner.ray_executor import RayExecutor
+
+    workers = ex.workers or cpus
+    plan: dict[str, Any] = {"driver_threads": 1,  # the driver only writes the journal
+                            "executor": "ray", "address": ex.ray_address or "local", "workers": workers,
+                            "worker_cpus": ex.worker_cpus, "worker_gpus": ex.worker_gpus,
+                            "batch_size": ex.batch_size}
+    if ex.inference_actors:
+        plan.update(inference_actors=ex.inference_actors, inference_cpus=ex.inference_cpus,
+                    inference_gpus=ex.inference_gpus, inference_threads_per_server=max(1, int(ex.inference_cpus)))
+    else:
+        plan["inference_threads_per_worker"] = max(1, int(ex.worker_cpus))
+    return RayExecutor(ex.ray_address, workers, ex.batch_size, ex.worker_cpus, ex.worker_gpus,
+                       inference_actors=ex.inference_actors, inference_cpus=ex.inference_cpus,
+                       inference_gpus=ex.inference_gpus), plan
+
+
+def _render_videos(run: Prepared, builder: PolicyBuilder, records: list[EpisodeRecord], info: dict[str, Any],
+                   log: Callable[[str], None]) -> dict[str, str]:
     """Replay the chosen episodes into RUN/videos/ after the run (evaluation never waits for a
     renderer); returns the video index for the report. A suite that cannot render, a renderer
     that fails or a damaged old index costs the videos, never the results (one line says why)."""
     from evalsuite import video
 
+    req, run_dir = run.req, run.req.out
     started = time.time()
     try:
         index = video.read_index(run_dir)
-        rendered, index = video.render_run(run_dir, suite, builder, req.video, camera=req.camera, log=log,
-                                           plan=plan, final=finished_trials(records, req.options.max_attempts),
-                                           index=index)
+        rendered, index = video.render_run(run_dir, run.suite, builder, req.video.mode, camera=req.video.camera,
+                                           log=log, plan=run.plan,
+                                           final=finished_trials(records, req.analysis.max_attempts), index=index)
     except OSError:
         raise
     except Exception as exc:  # UsageError (a damaged index) included: the results still stand
@@ -399,10 +412,11 @@ def _worst_cases(req: EvaluateRequest, suite: SuiteSpec, task: str, run_dir: Pat
     search = load_entry_point(suite.worst_case_search)
     found = {}
     for i, entry in enumerate(req.policies):
-        result = search(suite.id, task, entry, run_dir / "worst_case" / f"policy{i}", suite_options=req.suite_options,
-                        seed=req.seed, max_steps=req.max_steps if isinstance(req.max_steps, int) else None,
-                        batch_size=req.batch_size, log=log,  # the searches run as the family run did
-                        parallel={name: getattr(req, name) for name in PARALLEL_FIELDS}, **(req.search or {}))
+        max_steps = req.design.max_steps if isinstance(req.design.max_steps, int) else None
+        result = search(suite.id, task, entry, run_dir / "worst_case" / f"policy{i}",
+                        suite_options=req.design.suite_options, seed=req.design.seed, max_steps=max_steps, log=log,
+                        execution=req.execution,  # the searches run as the family run did
+                        **(req.search or {}))
         if result is None:
             return None
         found[entry.label] = result

@@ -12,7 +12,7 @@ one (its fresh score, with an interval) and the difference: the optimism of the 
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 from evalsuite import fsio, streams
@@ -29,24 +29,25 @@ def derived_fresh_seed(seed: int) -> int:
     return fresh if fresh != seed else fresh + 1
 
 
-def run_select(base: EvaluateRequest, fresh_seed: int | None = None, log=print) -> dict[str, Any]:
+def run_select(base: EvaluateRequest, fresh_seed: int | None = None,
+               log: Callable[[str], Any] = print) -> dict[str, Any]:
     """``base`` names the candidates (policies), suite, tasks, episodes and the selection seed."""
     if len(base.policies) < 2:
         raise UsageError("select chooses among candidates: give at least two in policies=[...]")
-    fresh = derived_fresh_seed(base.seed) if fresh_seed is None else fresh_seed
-    if fresh == base.seed:
+    fresh = derived_fresh_seed(base.design.seed) if fresh_seed is None else fresh_seed
+    if fresh == base.design.seed:
         raise UsageError(f"fresh_seed={fresh} equals seed; the confirmation must use other initial conditions")
     out = base.out
-    selection = evaluate(dataclasses.replace(base, out=out / "selection",
-                                             tags={**base.tags, "evalsuite.select": "selection"}), log=log)
+    selection = evaluate(base.replace(out=out / "selection",
+                                      tags={**base.tracking.tags, "evalsuite.select": "selection"}), log=log)
     means = {a.policy: a.mean for a in selection.aggregate}
     order = [p.label for p in base.policies]
     chosen_label = max(order, key=lambda label: (means.get(label, -1.0), -order.index(label)))
     chosen = next(p for p in base.policies if p.label == chosen_label)
     log(f"select: chose {chosen_label} ({means[chosen_label]:.3f} on the selection episodes); "
         f"confirming on fresh initial conditions (seed {fresh})")
-    confirm = evaluate(dataclasses.replace(base, policies=[chosen], seed=fresh, out=out / "confirmation",
-                                           tags={**base.tags, "evalsuite.select": "confirmation"}), log=log)
+    confirm = evaluate(base.replace(policies=[chosen], seed=fresh, out=out / "confirmation",
+                                    tags={**base.tracking.tags, "evalsuite.select": "confirmation"}), log=log)
     honest = confirm.aggregate[0]
     naive = selection.mean(chosen_label)
     assert naive is not None  # it was chosen for its mean
@@ -57,7 +58,7 @@ def run_select(base: EvaluateRequest, fresh_seed: int | None = None, log=print) 
                          "honest_high": c.ci_high, "n_selection": s.n, "n_fresh": c.n})
     result = {
         "kind": "select", "suite": selection.suite, "tasks": selection.tasks, "candidates": order,
-        "selection_seed": base.seed, "fresh_seed": fresh, "chosen": chosen_label,
+        "selection_seed": base.design.seed, "fresh_seed": fresh, "chosen": chosen_label,
         "selection_means": means,
         "naive": {"mean": naive.mean, "low": naive.ci_low, "high": naive.ci_high},
         "honest": {"mean": honest.mean, "low": honest.ci_low, "high": honest.ci_high, "level": honest.level},
@@ -69,23 +70,26 @@ def run_select(base: EvaluateRequest, fresh_seed: int | None = None, log=print) 
     return result
 
 
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
 def markdown(result: dict[str, Any]) -> str:
-    pct = lambda x: "n/a" if x is None else f"{100 * x:.1f}%"  # noqa: E731
     h = result["honest"]
     lines = [f"# Checkpoint selection on {result['suite']}", "",
              f"Chosen: **{result['chosen']}** among {len(result['candidates'])} candidates (highest mean success on "
              f"the selection initial conditions, seed {result['selection_seed']}); reported on fresh initial "
              f"conditions (seed {result['fresh_seed']}).", "",
              f"- naive estimate (best of {len(result['candidates'])} on the episodes it was chosen on): "
-             f"{pct(result['naive']['mean'])}",
-             f"- honest estimate (fresh episodes): {pct(h['mean'])} [{pct(h['low'])}, {pct(h['high'])}] "
+             f"{_pct(result['naive']['mean'])}",
+             f"- honest estimate (fresh episodes): {_pct(h['mean'])} [{_pct(h['low'])}, {_pct(h['high'])}] "
              f"({100 * h['level']:g}%)",
              f"- the naive protocol was {100 * result['optimism']:+.1f} points above the honest estimate", "",
              "| candidate | selection mean |", "|---|---|"]
     for label, mean in sorted(result["selection_means"].items(), key=lambda kv: -kv[1]):
-        lines.append(f"| {label}{' (chosen)' if label == result['chosen'] else ''} | {pct(mean)} |")
+        lines.append(f"| {label}{' (chosen)' if label == result['chosen'] else ''} | {_pct(mean)} |")
     lines += ["", "| task | naive | honest | honest interval |", "|---|---|---|---|"]
     for r in result["per_task"]:
-        lines.append(f"| {r['task']} | {pct(r['naive'])} | {pct(r['honest'])} | "
-                     f"[{pct(r['honest_low'])}, {pct(r['honest_high'])}] |")
+        lines.append(f"| {r['task']} | {_pct(r['naive'])} | {_pct(r['honest'])} | "
+                     f"[{_pct(r['honest_low'])}, {_pct(r['honest_high'])}] |")
     return "\n".join(lines) + "\n"

@@ -381,13 +381,15 @@ def _descends(model, body: int, ancestor: int) -> bool:
 
 def worst_case(suite_id: str, task: str, policy, out: Path, *, suite_options: dict[str, Any], seed: int,
                max_steps: int | None, worst_case: str = "cem", generations: int | str = 4, population: int | str = 8,
-               episodes_per_point: int | str = 4, fresh_episodes: int | str = 40, batch_size: int = 8, log=print,
-               parallel: dict[str, Any] | None = None) -> dict[str, Any] | None:
+               episodes_per_point: int | str = 4, fresh_episodes: int | str = 40, log=print,
+               execution: Any = None) -> dict[str, Any] | None:
     """CEM search and a same-budget grid for one policy; both winners re-run on fresh initial
     conditions (paired between the two). Each evaluation is an ordinary run folder under ``out``,
     so an interrupted search resumes where it stopped. The options come as typed on the command
-    line (the family suites declare them); ``worst_case=none``: no search (None)."""
-    from evalsuite.harness import EvaluateRequest, evaluate
+    line (the family suites declare them); ``worst_case=none``: no search (None). ``execution``: how
+    the family run ran (evalsuite.request.Execution); the search's runs run the same way."""
+    from evalsuite.harness import evaluate
+    from evalsuite.request import Design, EvaluateRequest, Execution, Tracking
 
     if search_option("worst_case", worst_case) == "none":
         return None
@@ -409,10 +411,10 @@ def worst_case(suite_id: str, task: str, policy, out: Path, *, suite_options: di
     seeds = [int(s.generate_state(1)[0]) for s in seq.spawn(generations + 3)]
 
     def run(points: list[dict[str, float]], folder: str, run_seed: int, per_point: int) -> list[tuple[int, int]]:
-        req = EvaluateRequest(suite=suite_id, policies=[policy], out=out / folder, tasks=[task],
-                              suite_options={**base_options, "points": json.dumps(points)},
-                              episodes=len(points) * per_point, seed=run_seed, max_steps=max_steps,
-                              batch_size=batch_size, tracking_uri=None, progress=False, **(parallel or {}))
+        design = Design(tasks=(task,), episodes=len(points) * per_point, seed=run_seed, max_steps=max_steps,
+                        suite_options={**base_options, "points": json.dumps(points)})
+        req = EvaluateRequest(suite=suite_id, policies=[policy], out=out / folder, design=design,
+                              execution=execution or Execution(), tracking=Tracking(uri=None), progress=False)
         res = evaluate(req, log=lambda *_: None)
         cells = {c["mdp"]: c for c in res.section("family")["policies"][policy.label]["per_mdp"]}
         return [(cells[i]["k"], cells[i]["n"]) for i in range(len(points))]

@@ -50,7 +50,7 @@ def test_a_registered_section_reaches_results_report_and_mlflow(fake_suite, tmp_
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     out = tmp_path / "run"
-    evaluate(EvaluateRequest(suite="fake", policies=[PolicyEntry("ones", {}), PolicyEntry("ones", {"speed": 0.5})],
+    evaluate(EvaluateRequest.of(suite="fake", policies=[PolicyEntry("ones", {}), PolicyEntry("ones", {"speed": 0.5})],
                              out=out, episodes=3, max_steps=14, tracking_uri=uri, progress=False), log=lambda *_: None)
     section = json.loads((out / "results.json").read_text())["episode_length"]
     records = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()]

@@ -11,7 +11,7 @@ from evalsuite.plan import PolicyEntry
 
 
 def _run(tmp_path, name, params, *, seed=0, episodes=40, suite="fake", tasks=None, policy="ones", **kw):
-    evaluate(EvaluateRequest(suite=suite, policies=[PolicyEntry(policy, params)], out=tmp_path / name, tasks=tasks,
+    evaluate(EvaluateRequest.of(suite=suite, policies=[PolicyEntry(policy, params)], out=tmp_path / name, tasks=tasks,
                              episodes=episodes, seed=seed, max_steps=14 if suite == "fake" else None,
                              tracking_uri=None, progress=False, **kw), log=lambda *_: None)
     return str(tmp_path / name)
@@ -99,7 +99,7 @@ def test_baseline_found_by_mlflow_tag_and_verdicts_logged_as_tags(fake_suite, tm
 
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    evaluate(EvaluateRequest(suite="fake", policies=[PolicyEntry("ones", {})], out=tmp_path / "base", episodes=60,
+    evaluate(EvaluateRequest.of(suite="fake", policies=[PolicyEntry("ones", {})], out=tmp_path / "base", episodes=60,
                              max_steps=14, tracking_uri=uri, tags={"role": "baseline"}, progress=False),
              log=lambda *_: None)
     code = main(["gate", "baseline=mlflow-tag:role=baseline", "candidate_policy=ones:speed=0.5", f"tracking_uri={uri}",

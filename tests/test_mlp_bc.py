@@ -46,7 +46,7 @@ def test_conformance(checkpoint):
 
 
 def test_trained_policy_beats_random_through_batched_harness(checkpoint, tmp_path):
-    req = EvaluateRequest(suite="metaworld-smoke", tasks=["drawer-open"], out=tmp_path / "run", episodes=16,
+    req = EvaluateRequest.of(suite="metaworld-smoke", tasks=["drawer-open"], out=tmp_path / "run", episodes=16,
                           policies=[PolicyEntry("mlp-bc", {"path": str(checkpoint)}), PolicyEntry("random", {})],
                           batch_size=8, tracking_uri=None, progress=False, options=AnalysisOptions())
     results = evaluate(req, log=lambda *_: None)

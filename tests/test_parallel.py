@@ -21,7 +21,7 @@ POLICIES = [PolicyEntry("ones", {"speed": 0.6}), PolicyEntry("ones", {})]
 
 def _evaluate(tmp_path, name, policies=POLICIES, **kw):
     out = tmp_path / name
-    results = evaluate(EvaluateRequest(suite="fake", policies=policies, out=out, episodes=8, max_steps=14,
+    results = evaluate(EvaluateRequest.of(suite="fake", policies=policies, out=out, episodes=8, max_steps=14,
                                        tracking_uri=None, progress=False, batch_size=3, **kw), log=lambda *_: None)
     return results, read(out / "episodes.jsonl"), json.loads((out / "run_info.json").read_text())
 

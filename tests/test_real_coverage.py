@@ -8,7 +8,7 @@ from evalsuite.plan import PolicyEntry
 
 
 def _rate(tmp_path, name, seed, episodes):
-    req = EvaluateRequest(suite="metaworld-smoke", tasks=["coffee-push"], out=tmp_path / name, episodes=episodes,
+    req = EvaluateRequest.of(suite="metaworld-smoke", tasks=["coffee-push"], out=tmp_path / name, episodes=episodes,
                           seed=seed, max_steps=200, policies=[PolicyEntry("noisy-scripted", {"noise": 1.0})],
                           batch_size=16, tracking_uri=None, progress=False)
     return evaluate(req, log=lambda *_: None).per_task[0]

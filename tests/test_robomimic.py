@@ -80,7 +80,7 @@ def test_replaying_a_demo_from_its_stored_initial_state_succeeds_again(lift_demo
 
 
 def test_init_states_option_starts_episodes_from_the_dataset(lift_demos, tmp_path):
-    req = EvaluateRequest(suite="robomimic", tasks=["lift"], policies=[PolicyEntry("scripted", {})], out=tmp_path / "r",
+    req = EvaluateRequest.of(suite="robomimic", tasks=["lift"], policies=[PolicyEntry("scripted", {})], out=tmp_path / "r",
                           episodes=3, suite_options={"init_states": str(lift_demos)}, env_workers=0, batch_size=3,
                           tracking_uri=None, progress=False)
     results = evaluate(req, log=lambda *_: None)
@@ -150,7 +150,7 @@ def test_batched_inference_equals_robomimics_rollout_policy(tiny_checkpoint):
 
 
 def test_checkpoint_policy_runs_in_the_harness(tiny_checkpoint, tmp_path):
-    req = EvaluateRequest(suite="robomimic", tasks=["lift"], out=tmp_path / "r", episodes=2, max_steps=30,
+    req = EvaluateRequest.of(suite="robomimic", tasks=["lift"], out=tmp_path / "r", episodes=2, max_steps=30,
                           policies=[PolicyEntry("robomimic", {"path": str(tiny_checkpoint)})], env_workers=0,
                           tracking_uri=None, progress=False)
     results = evaluate(req, log=lambda *_: None)
@@ -158,7 +158,7 @@ def test_checkpoint_policy_runs_in_the_harness(tiny_checkpoint, tmp_path):
 
 
 def test_scripted_experts_through_the_runner_with_worker_processes(tmp_path):
-    req = EvaluateRequest(suite="robomimic", tasks=["lift", "can"], policies=[PolicyEntry("scripted", {})],
+    req = EvaluateRequest.of(suite="robomimic", tasks=["lift", "can"], policies=[PolicyEntry("scripted", {})],
                           out=tmp_path / "r", episodes=4, env_workers=2, batch_size=4, tracking_uri=None,
                           progress=False)
     results = evaluate(req, log=lambda *_: None)
@@ -194,7 +194,7 @@ def _robomimic_own_rollouts(checkpoint: Path, dataset: Path, n: int) -> list[boo
 
 
 def _evalsuite_outcomes(dataset: Path, n: int, tmp_path: Path, name: str) -> list[bool]:
-    req = EvaluateRequest(suite="robomimic", tasks=["lift"], policies=[PolicyEntry("robomimic-bc", {})],
+    req = EvaluateRequest.of(suite="robomimic", tasks=["lift"], policies=[PolicyEntry("robomimic-bc", {})],
                           out=tmp_path / name, episodes=n, suite_options={"init_states": str(dataset)},
                           env_workers=0, batch_size=4, tracking_uri=None, progress=False)
     evaluate(req, log=lambda *_: None)

@@ -16,7 +16,7 @@ from tests.conftest import CountdownEnv, OnesPolicy
 
 
 def _run(suite, policies, tmp_path, **kw):
-    req = EvaluateRequest(suite=suite.id, policies=policies, out=tmp_path / "run", tracking_uri=None, progress=False,
+    req = EvaluateRequest.of(suite=suite.id, policies=policies, out=tmp_path / "run", tracking_uri=None, progress=False,
                           **kw)
     results = evaluate(req, log=lambda *_: None)
     return results, read(tmp_path / "run" / "episodes.jsonl")

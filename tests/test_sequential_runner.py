@@ -11,7 +11,7 @@ SEQ = Stopping("sequential", alpha=0.05, round_size=5)
 
 
 def _request(tmp_path, name, policies, episodes=60):
-    return EvaluateRequest(suite="fake", policies=policies, out=tmp_path / name, episodes=episodes, max_steps=14,
+    return EvaluateRequest.of(suite="fake", policies=policies, out=tmp_path / name, episodes=episodes, max_steps=14,
                            stopping=SEQ, tracking_uri=None, progress=False, batch_size=4)
 
 
@@ -70,7 +70,7 @@ def test_sequential_decisions_reach_mlflow(fake_suite, tmp_path, monkeypatch):
 
 def test_with_a_margin_identical_policies_stop_as_equivalent(fake_suite, tmp_path):
     stopping = dataclasses.replace(SEQ, round_size=10, margin=0.1)
-    results = evaluate(EvaluateRequest(
+    results = evaluate(EvaluateRequest.of(
         suite="fake", policies=[PolicyEntry("ones", {}), PolicyEntry("ones", {"chunk": 2})], out=tmp_path / "eq",
         episodes=200, max_steps=14, stopping=stopping, tracking_uri=None, progress=False, batch_size=8),
         log=lambda *_: None)
@@ -87,7 +87,7 @@ def test_progress_decides_where_success_cannot(fake_suite, tmp_path):
     runs = {}
     for metric in ("success", "progress"):
         stopping = dataclasses.replace(SEQ, metric=metric)
-        runs[metric] = evaluate(EvaluateRequest(suite="fake", policies=policies, out=tmp_path / metric, episodes=30,
+        runs[metric] = evaluate(EvaluateRequest.of(suite="fake", policies=policies, out=tmp_path / metric, episodes=30,
                                                 max_steps=5, stopping=stopping, tracking_uri=None, progress=False,
                                                 batch_size=8), log=lambda *_: None).section("sequential")
     assert all(p["decision"] == "undecided" for p in runs["success"]["pairs"])
@@ -108,7 +108,7 @@ def test_bets_tuned_to_the_planned_effect_decide_on_the_journal(fake_suite, tmp_
 
     tuned = dataclasses.replace(SEQ, planned=(0.7, 0.2, 0.4))
     policies = [PolicyEntry("ones", {}), PolicyEntry("ones", {"speed": 0.5})]
-    results = evaluate(EvaluateRequest(suite="fake", policies=policies, out=tmp_path / "tuned", episodes=60,
+    results = evaluate(EvaluateRequest.of(suite="fake", policies=policies, out=tmp_path / "tuned", episodes=60,
                                        max_steps=14, stopping=tuned, tracking_uri=None, progress=False, batch_size=4),
                        log=lambda *_: None)
     seq = results.section("sequential")

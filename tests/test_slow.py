@@ -47,7 +47,7 @@ def test_paired_interval_and_mcnemar_error_rates_many_settings():
 def test_scripted_expert_on_all_50_metaworld_tasks(tmp_path):
     """Meta-World's experts are near-perfect: >= 95% on average, >= 7/10 on every task (on seed 0's
     initial conditions: soccer 8/10 here; basketball 7/10 elsewhere)."""
-    req = EvaluateRequest(suite="metaworld", policies=[PolicyEntry("scripted", {})], out=tmp_path / "run",
+    req = EvaluateRequest.of(suite="metaworld", policies=[PolicyEntry("scripted", {})], out=tmp_path / "run",
                           episodes=10, batch_size=16, tracking_uri=None, progress=False)
     results = evaluate(req, log=lambda *_: None)
     per_task = {r.task: r.successes for r in results.per_task}

@@ -117,7 +117,7 @@ def test_labels_with_paths_reach_mlflow_sanitised(fake_suite, tmp_path, monkeypa
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     label_part = "../ckpts/my run:v2//./model.pth"
-    evaluate(EvaluateRequest(suite="fake", policies=[PolicyEntry("ones", {"group": label_part}),
+    evaluate(EvaluateRequest.of(suite="fake", policies=[PolicyEntry("ones", {"group": label_part}),
                                                      PolicyEntry("ones", {"speed": 0.5})],
                              out=tmp_path / "run", episodes=3, max_steps=14, tracking_uri=uri, progress=False),
              log=lambda *_: None)
@@ -139,7 +139,7 @@ def test_progress_goes_to_mlflow_while_the_run_goes_and_is_replaced_at_the_end(f
 
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    evaluate(EvaluateRequest(suite="fake", policies=[PolicyEntry("ones", {}), PolicyEntry("ones", {"speed": 0.5})],
+    evaluate(EvaluateRequest.of(suite="fake", policies=[PolicyEntry("ones", {}), PolicyEntry("ones", {"speed": 0.5})],
                              out=tmp_path / "run", episodes=4, max_steps=14, tracking_uri=uri, progress=False),
              log=lambda *_: None)
     client = MlflowClient(uri)
@@ -161,7 +161,7 @@ def _fake_run(tmp_path, name="run", episodes=3):
     from evalsuite.harness import EvaluateRequest, evaluate
     from evalsuite.plan import PolicyEntry
 
-    evaluate(EvaluateRequest(suite="fake", policies=[PolicyEntry("ones", {}), PolicyEntry("ones", {"speed": 0.5})],
+    evaluate(EvaluateRequest.of(suite="fake", policies=[PolicyEntry("ones", {}), PolicyEntry("ones", {"speed": 0.5})],
                              out=tmp_path / name, episodes=episodes, max_steps=14, tracking_uri=None, progress=False),
              log=lambda *_: None)
     return tmp_path / name
@@ -248,7 +248,7 @@ def test_a_backend_that_fails_after_the_episodes_keeps_the_results_and_says_sync
     uri = f"sqlite:///{tmp_path / 'notes.db'}"
     lines = []
     started = time.time()
-    evaluate(EvaluateRequest(suite="fake", policies=[PolicyEntry("ones", {})], out=tmp_path / "run", episodes=2,
+    evaluate(EvaluateRequest.of(suite="fake", policies=[PolicyEntry("ones", {})], out=tmp_path / "run", episodes=2,
                              max_steps=14, tracking_uri=uri, progress=False), log=lines.append)
     assert time.time() - started < 60  # no minutes of MLflow retries
     assert json.loads((tmp_path / "run" / "results.json").read_text())["trials"]["complete"]

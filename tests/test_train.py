@@ -33,7 +33,7 @@ def test_train_command_writes_a_checkpoint_the_harness_runs(demos_file, tmp_path
     # FlowPolicy's paper chunking (horizon 4, 2 frames, 3 executed actions), not ModelConfig's 16/2/8 default
     assert (meta["config"]["horizon"], meta["config"]["n_obs_steps"], meta["config"]["n_action_steps"]) == (4, 2, 3)
     assert len(json.loads((out / "loss.json").read_text())) == 15
-    results = evaluate(EvaluateRequest(suite="metaworld", tasks=["drawer-open"], policies=[
+    results = evaluate(EvaluateRequest.of(suite="metaworld", tasks=["drawer-open"], policies=[
         PolicyEntry("flowpolicy", {"checkpoint": str(out)})], out=tmp_path / "run", episodes=2, max_steps=20,
         tracking_uri=None, progress=False), log=lambda *_: None)
     assert results.trials.complete and results.per_task[0].n == 2

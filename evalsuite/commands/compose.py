@@ -34,7 +34,7 @@ def run(args: list[str]) -> int:
                                        "policies": [m.replace("@", ":checkpoint=", 1) for m in members]},
                                       set(v.given) - own))
     if "out" not in v:
-        request.out = request.out.with_name("compose-" + request.out.name)
+        request = request.replace(out=request.out.with_name("compose-" + request.out.name))
     run_compose(request, members, weights, fresh_episodes=v["fresh_episodes"], fresh_seed=v.get("fresh_seed"),
                 gpc_params=gpc_params)
     print((request.out / "compose.md").read_text(), end="")

@@ -15,15 +15,13 @@ from evalsuite.commands.options import (
     folder,
     integer,
     listing,
-    non_negative,
     number,
     one_of,
     parse,
     parse_policy,
-    parse_tags,
-    tracking_uri,
 )
 from evalsuite.errors import UsageError
+from evalsuite.request import Design, EvaluateRequest, Execution, Tracking, Video, from_values, options_of
 from evalsuite.results import Results
 
 SUITE = (
@@ -72,26 +70,7 @@ DESIGN = (
     Option("out", "run folder (default: reports/<suite>-<hash of the request>)", parse=folder),
     Option("max_steps", "cap on every task's step limit", parse=integer(1)),
 )
-PARALLEL = (
-    Option("batch_size", "parallel episodes", "8", integer(1, 4096)),
-    Option("env_workers", "environment subprocesses stepped in lock-step (0: in-process; default: the suite's)",
-           parse=integer(0)),
-    Option("workers", "whole-episode workers: processes here, or Ray actors with executor=ray (0: lock-step)",
-           parse=integer(0)),
-    Option("executor", "local | ray", "local", one_of("local", "ray")),
-    Option("cpus", "cores evalsuite may use: inference threads x processes stay within (default: all)",
-           parse=integer(1)),
-    Option("ray_address", "executor=ray: auto | HOST:PORT of a running cluster (default: start Ray on this machine)"),
-    Option("worker_cpus", "executor=ray: CPUs per actor", "1", number(0.0)),
-    Option("worker_gpus", "executor=ray: GPUs per actor", "0", non_negative),
-    Option("inference_actors", "executor=ray: policy servers that batch the requests of all actors (0: policies in "
-           "the actors)", "0", integer(0)),
-    Option("inference_cpus", "executor=ray: CPUs per policy server", "1", number(0.0)),
-    Option("inference_gpus", "executor=ray: GPUs per policy server", "0", non_negative),
-    Option("timeout", "seconds of policy inference per episode before it counts as a policy error", "600",
-           number(0.0)),
-)
-RAY_ONLY = ("ray_address", "worker_cpus", "worker_gpus", "inference_actors", "inference_cpus", "inference_gpus")
+PARALLEL = options_of(Execution)  # declared with the request's parts (evalsuite/request.py)
 
 
 def _statistics() -> tuple[Option, ...]:
@@ -108,20 +87,9 @@ def _statistics() -> tuple[Option, ...]:
 
 STATISTICS = _statistics()
 ATTEMPTS = Option("max_attempts", "attempts per trial when episodes error (default: 3)", parse=integer(1))
-TRACKING = (
-    Option("tracking_uri", "default (sqlite in the working directory) | none | sqlite:///PATH | http://HOST:PORT",
-           "default", tracking_uri),
-    Option("experiment", "MLflow experiment name", "evalsuite"),
-    Option("tags", "[key=value,...] MLflow tags of the run (a gate finds it by baseline=mlflow-tag:key=value)",
-           parse=parse_tags),
-    Option("progress", "true | false (default: whether stderr is a terminal)", parse=boolean),
-)
-VIDEO = (
-    Option("video", "none | sample (per task and policy a success and a failure of each failure mode) | failures | "
-           "all: episodes replayed into mp4 after the run (skipped, with a note, where nothing can render)", "sample",
-           one_of("none", "sample", "failures", "all")),
-    Option("camera", "the videos' camera (default: the suite's first)"),
-)
+PROGRESS = Option("progress", "true | false (default: whether stderr is a terminal)", parse=boolean)
+TRACKING = (*options_of(Tracking), PROGRESS)
+VIDEO = options_of(Video)
 OPTIONS = (*SUITE, *STOPPING, *DESIGN, *PARALLEL, *STATISTICS, ATTEMPTS, *TRACKING, *VIDEO)
 
 
@@ -177,7 +145,6 @@ def request(v: Values):
     """An EvaluateRequest from parsed ``evaluate`` options (shared with ``select`` and ``compose``)."""
     from evalsuite import registry
     from evalsuite.analysis import AnalysisOptions
-    from evalsuite.harness import EvaluateRequest
     from evalsuite.plan import Stopping
 
     if "suite" not in v:
@@ -203,29 +170,19 @@ def request(v: Values):
         stopping = Stopping("sequential", alpha=v["alpha"], round_size=v["round_size"], margin=v.get("margin"),
                             metric=v["metric"], planned=v.get("planned"))
         episodes = v["max_episodes"]
-    ray_given = [k for k in RAY_ONLY if k in v.given]
-    if ray_given and v["executor"] != "ray":
-        raise UsageError(f"{ray_given[0]}= applies to executor=ray only")
-    if v.get("workers") and v.get("env_workers"):
-        raise UsageError("give workers= (whole episodes per process) or env_workers= (lock-step), not both")
     declared = {o.name: o.target for o in suite.options}
     fields = {"suite": v["suite"], "tasks": v.get("tasks"), "policies": [p.label for p in policies],
               "episodes": episodes, "seed": v["seed"], "max_steps": v.get("max_steps"),
               "suite_options": {k: v[k] for k, target in declared.items() if target == "env" and k in v},
               "stopping": stopping.to_dict()}
     search = {k: v[k] for k, target in declared.items() if target == "search" and k in v}
+    design = Design(tasks=tuple(v["tasks"]) if "tasks" in v else None, episodes=episodes, seed=v["seed"],
+                    max_steps=v.get("max_steps"), suite_options=fields["suite_options"], stopping=stopping)
     return EvaluateRequest(
-        suite=fields["suite"], policies=policies, out=v["out"] if "out" in v else default_out(fields),
-        tasks=fields["tasks"], episodes=episodes, seed=v["seed"], max_steps=fields["max_steps"],
-        suite_options=fields["suite_options"], stopping=stopping, batch_size=v["batch_size"],
-        env_workers=v.get("env_workers"), executor=v["executor"], workers=v.get("workers"), cpus=v.get("cpus"),
-        ray_address=v.get("ray_address"), worker_cpus=v["worker_cpus"], worker_gpus=v["worker_gpus"],
-        inference_actors=v["inference_actors"], inference_cpus=v["inference_cpus"],
-        inference_gpus=v["inference_gpus"], episode_timeout_s=v["timeout"],
-        options=AnalysisOptions(**analysis_options(v)), tracking_uri=v["tracking_uri"], experiment=v["experiment"],
-        tags=v.get("tags", {}), progress=v.get("progress", sys.stderr.isatty()),
-        video=v.get("video", "none"), camera=v.get("camera", ""),
-        search=search if suite.worst_case_search and search else None)
+        suite=fields["suite"], policies=policies, out=v["out"] if "out" in v else default_out(fields), design=design,
+        execution=from_values(Execution, v), analysis=AnalysisOptions(**analysis_options(v)),
+        tracking=from_values(Tracking, v), video=from_values(Video, v),
+        search=search if suite.worst_case_search and search else None, progress=v.get("progress", sys.stderr.isatty()))
 
 
 def summary(results: Results) -> str:

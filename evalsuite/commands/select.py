@@ -22,7 +22,7 @@ def run(args: list[str]) -> int:
     v = evaluate.parse_request(args, OPTIONS, targets=("env",))  # no worst-case search per candidate
     request = evaluate.request(v)
     if "out" not in v:
-        request.out = request.out.with_name("select-" + request.out.name)
+        request = request.replace(out=request.out.with_name("select-" + request.out.name))
     run_select(request, v.get("fresh_seed"))
     print((request.out / "select.md").read_text(), end="")
     print(f"select: {request.out / 'select.json'}")
