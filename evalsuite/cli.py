@@ -23,12 +23,15 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import Any
+from collections.abc import Callable
+from importlib.metadata import EntryPoint
 
 from evalsuite.errors import UsageError, choices
 
+CommandRun = Callable[[list[str]], int]  # a command: its arguments -> exit code
 
-def command_help(command: str, extra: dict[str, Any]) -> str:
+
+def command_help(command: str, extra: dict[str, EntryPoint]) -> str:
     """`evalsuite CMD --help`: what the command does and every key it takes, from the declarations
     its parser uses (a plugin command: its module's ``OPTIONS``, or a ``KEYS`` table of help texts)."""
     from evalsuite.commands import module
@@ -49,7 +52,7 @@ def command_help(command: str, extra: dict[str, Any]) -> str:
     return help_text(f"evalsuite {command}" + (f": {doc}" if doc else ""), options)
 
 
-def plugin_commands() -> dict[str, Any]:
+def plugin_commands() -> dict[str, EntryPoint]:
     """Commands that plugins add through the ``evalsuite.commands`` entry-point group (the built-in
     policies add ``train``), loaded only when named."""
     from importlib.metadata import entry_points
@@ -97,12 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if command in extra:
             try:
-                run = extra[command].load()
+                run: CommandRun = extra[command].load()
             except Exception as exc:  # a broken plugin names itself in one line
                 raise UsageError(f"command {command!r} ({extra[command].value}) failed to load: "
                                  f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}") from exc
             return run(args)
-        return module(command).run(args)
+        builtin: CommandRun = module(command).run
+        return builtin(args)
     except UsageError as exc:
         print(f"evalsuite: error: {exc}", file=sys.stderr)
         return 2

@@ -18,20 +18,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from evalsuite import fsio, registry, streams
 from evalsuite.harness import build_policy, with_options
+from evalsuite.interfaces import Policy, TaskEnv
 from evalsuite.plan import stable_hash32
 from evalsuite.runner.envs import build_env
 
 
 @dataclass
 class Episode:
-    obs: dict[str, np.ndarray]  # key -> (T + 1, ...): the last row is the observation after the last action
-    actions: np.ndarray  # (T, A)
-    rewards: np.ndarray  # (T,)
+    obs: dict[str, NDArray[Any]]  # key -> (T + 1, ...): the last row is the observation after the last action
+    actions: NDArray[Any]  # (T, A)
+    rewards: NDArray[Any]  # (T,)
     ic_seed: int
-    states: np.ndarray | None = None  # (T, S) simulator states before each action, where the env exposes them
+    states: NDArray[Any] | None = None  # (T, S) simulator states before each action, where the env exposes them
     model_xml: str | None = None
 
 
@@ -45,13 +47,13 @@ class Demos:
     attempted: int = 0
     env_args: dict[str, Any] | None = None
 
-    def stacked(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+    def stacked(self, key: str) -> tuple[NDArray[Any], NDArray[Any]]:
         """(observations (N, ...), actions (N, A)) over all steps of all episodes."""
         return (np.concatenate([e.obs[key][:-1] for e in self.episodes]),
                 np.concatenate([e.actions for e in self.episodes]))
 
     @property
-    def actions(self) -> list[np.ndarray]:
+    def actions(self) -> list[NDArray[Any]]:
         return [e.actions for e in self.episodes]
 
 
@@ -81,15 +83,19 @@ def collect(suite_id: str, task: str, n: int, *, seed: int, expert: str = "scrip
     return demos
 
 
-def _record(env, policy, ic_seed: int, index: int) -> Episode | None:
+def _record(env: TaskEnv, policy: Policy, ic_seed: int, index: int) -> Episode | None:
+    """One expert episode; kept (returned) only when it succeeds. Environments that expose their
+    simulator (``sim_state()``, ``model_xml()``) have its states and model recorded too."""
     obs, _ = env.reset(ic_seed, index)
     policy.reset(ic_seed, 0)
     has_state = hasattr(env, "sim_state")
     xml = env.model_xml() if hasattr(env, "model_xml") else None
-    traj: dict[str, list] = {k: [v] for k, v in obs.items()}
-    actions, rewards, states = [], [], []
+    traj: dict[str, list[NDArray[Any]]] = {k: [v] for k, v in obs.items()}
+    actions: list[NDArray[Any]] = []
+    rewards: list[float] = []
+    states: list[NDArray[Any]] = []
     for _ in range(env.info.max_steps):
-        if has_state:
+        if hasattr(env, "sim_state"):
             states.append(env.sim_state())
         action = policy.act({k: v[None] for k, v in obs.items()}, np.array([0]))[0]
         result = env.step(action)

@@ -34,6 +34,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from evalsuite.journal import EpisodeRecord, finished_trials
 from evalsuite.plan import BlindingKey, Plan, Trial
@@ -50,7 +51,11 @@ def n_rounds(plan: Plan) -> int:
     return math.ceil(plan.episodes / plan.stopping.round_size)
 
 
-def _outcomes(plan: Plan, records: list[EpisodeRecord], max_attempts: int, through_round: int) -> dict:
+Outcomes = dict[tuple[str, str, int], float]  # (task, code, initial condition) -> success (a bool) or progress
+PairStates = dict[tuple[str, str, str], dict[str, Any]]  # (task, code_a, code_b) -> the pair's state
+
+
+def _outcomes(plan: Plan, records: list[EpisodeRecord], max_attempts: int, through_round: int) -> Outcomes:
     """(task, code, initial condition) -> the score the stopping rule compares: success, or the
     progress score with ``metric=progress``."""
     rs = plan.stopping.round_size
@@ -61,14 +66,14 @@ def _outcomes(plan: Plan, records: list[EpisodeRecord], max_attempts: int, throu
             if r.is_outcome and r.ic_index // rs <= through_round}
 
 
-def pair_states(plan: Plan, records: list[EpisodeRecord], max_attempts: int, through_round: int) -> dict:
+def pair_states(plan: Plan, records: list[EpisodeRecord], max_attempts: int, through_round: int) -> PairStates:
     """(task, code_a, code_b) -> {"a_wins", "b_wins", "pairs", "log_e", "winner", "equivalent"} on
     rounds <= through_round; winner is a code, or None while undecided."""
     outcome = _outcomes(plan, records, max_attempts, through_round)
     pairs = list(itertools.combinations(sorted(plan.codes), 2))
     threshold = math.log(len(plan.tasks) * len(pairs) / plan.stopping.alpha)
     margin = plan.stopping.margin
-    states = {}
+    states: PairStates = {}
     for task in plan.tasks:
         for a, b in pairs:
             shared = sorted(i for (t, c, i) in outcome if t == task and c == a and (task, b, i) in outcome)
@@ -100,32 +105,37 @@ def _bet(plan: Plan) -> dict[str, Any]:
     return {"effect": PlannedEffect.binary(*plan.stopping.planned), "cap": 0.99}
 
 
-def _max_log_wealth(diffs: np.ndarray, null: float, alternative: str) -> float:
+def _max_log_wealth(diffs: NDArray[Any], null: float, alternative: str) -> float:
     return float(log_wealth_mean(diffs, null, alternative=alternative).max()) if diffs.size else 0.0
 
 
-def gate_states(plan: Plan, records: list[EpisodeRecord], max_attempts: int, through_round: int) -> dict:
+def gate_states(plan: Plan, records: list[EpisodeRecord], max_attempts: int,
+                through_round: int) -> dict[str, dict[str, Any]]:
     """task -> {"verdict", "pairs", "log_e"} of the single candidate against the stored baseline."""
     outcome = _outcomes(plan, records, max_attempts, through_round)
     (code,) = plan.codes
     alpha = plan.stopping.alpha / len(plan.tasks)
-    states = {}
+    recorded, margin = plan.stopping.baseline, plan.stopping.margin
+    if recorded is None or margin is None:  # a gate's plan holds both (evalsuite/gate.py)
+        raise ValueError("a sequential gate's plan needs the baseline's outcomes and a margin (stopping.baseline, "
+                         "stopping.margin)")
+    states: dict[str, dict[str, Any]] = {}
     for task in plan.tasks:
-        baseline = plan.stopping.baseline[task]
-        shared = sorted(i for (t, c, i) in outcome if t == task and i < len(baseline) and baseline[i] is not None)
+        baseline = {i: success for i, success in enumerate(recorded[task]) if success is not None}
+        shared = sorted(i for (t, c, i) in outcome if t == task and i in baseline)
         diffs = np.array([int(outcome[task, code, i]) - int(baseline[i]) for i in shared], dtype=float)
-        verdict, log_e = sequential_verdict(diffs, margin=plan.stopping.margin, alpha=alpha)
+        verdict, log_e = sequential_verdict(diffs, margin=margin, alpha=alpha)
         states[task] = {"verdict": verdict, "pairs": len(shared), "log_e": log_e}
     return states
 
 
 def _decided(plan: Plan, records: list[EpisodeRecord], max_attempts: int, through_round: int) -> set[str]:
     if plan.stopping.decision == "gate":
-        states = gate_states(plan, records, max_attempts, through_round)
-        return {task for task, s in states.items() if s["verdict"] != INCONCLUSIVE}
+        verdicts = gate_states(plan, records, max_attempts, through_round)
+        return {task for task, s in verdicts.items() if s["verdict"] != INCONCLUSIVE}
     states = pair_states(plan, records, max_attempts, through_round)
     return {task for task in plan.tasks
-            if all(s["winner"] or s.get("equivalent") for (t, *_), s in states.items() if t == task)}
+            if all(s["winner"] or s.get("equivalent") for (t, _, _), s in states.items() if t == task)}
 
 
 def stop_rounds(plan: Plan, records: list[EpisodeRecord], max_attempts: int) -> dict[str, int | None]:
@@ -154,6 +164,13 @@ def remaining_trials(plan: Plan, records: list[EpisodeRecord], max_attempts: int
     return []
 
 
+def _episodes_run(plan: Plan, stopped_after_round: int | None) -> int:
+    """The episodes per policy a task ran: through its last round, or all of them while undecided."""
+    if stopped_after_round is None:
+        return plan.episodes
+    return min(plan.episodes, (stopped_after_round + 1) * plan.stopping.round_size)
+
+
 def summary(plan: Plan, key: Mapping[str, Any], records: list[EpisodeRecord], max_attempts: int) -> dict[str, Any]:
     """What results.json reports about the sequential design (names unblinded here, in analysis)."""
     stops = stop_rounds(plan, records, max_attempts)
@@ -163,9 +180,7 @@ def summary(plan: Plan, key: Mapping[str, Any], records: list[EpisodeRecord], ma
         "decision": plan.stopping.decision, "metric": plan.stopping.metric, "alpha": plan.stopping.alpha,
         **({"planned": plan.stopping.to_dict()["planned"]} if plan.stopping.planned else {}),
         "margin": plan.stopping.margin, "round_size": rs, "max_episodes": plan.episodes,
-        "tasks": {task: {"stopped_after_round": stops[task],
-                         "episodes": min(plan.episodes, (stops[task] + 1) * rs) if stops[task] is not None
-                         else plan.episodes}
+        "tasks": {task: {"stopped_after_round": stops[task], "episodes": _episodes_run(plan, stops[task])}
                   for task in plan.tasks},
     }
     if out["decision"] == "gate":

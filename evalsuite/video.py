@@ -38,12 +38,15 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
+from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Protocol
 
 import numpy as np
+from numpy.typing import NDArray
 
 from evalsuite.errors import UsageError, choices
+from evalsuite.interfaces import Observation, StepResult, TaskEnv
 from evalsuite.journal import EpisodeRecord
 from evalsuite.specs import SuiteSpec, load_entry_point
 
@@ -52,6 +55,14 @@ VIDEO_DIR, INDEX_FILE = "videos", "index.json"
 FPS = 25
 SAMPLE_PER_OUTCOME = 1  # with video=sample: this many successes and failures per task and policy
 MIN_SIDE, MAX_SIDE = 16, 2048  # frame width and height in pixels: a typo never allocates gigabytes a frame
+
+
+class RenderingEnv(TaskEnv, Protocol):
+    """A task environment declaring cameras (``info.cameras``) renders from them."""
+
+    def render(self, camera: str, width: int, height: int) -> NDArray[Any]:
+        """An (height, width, 3) uint8 frame from ``camera``."""
+        ...
 
 
 def backend() -> str:
@@ -217,7 +228,7 @@ def _watch(parent_pid: int) -> None:
     os._exit(1)
 
 
-def _child_main(conn, parent_pid: int, fn: Callable[..., Any], args: tuple) -> None:
+def _child_main(conn: Connection, parent_pid: int, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
     _die_with(parent_pid)
     try:
         answer = ("ok", fn(*args))
@@ -286,9 +297,15 @@ class _Encoder:
             raise
         _ENCODERS.add(self)
 
-    def send(self, frame: np.ndarray) -> None:
+    @property
+    def _stdin(self) -> IO[bytes]:
+        stdin = self._proc.stdin
+        assert stdin is not None  # started with stdin=PIPE
+        return stdin
+
+    def send(self, frame: NDArray[Any]) -> None:
         try:
-            self._proc.stdin.write(frame.tobytes())
+            self._stdin.write(frame.tobytes())
         except OSError as exc:  # ffmpeg is gone (it failed writing, or was killed)
             self.kill()
             why = self._why()
@@ -297,7 +314,7 @@ class _Encoder:
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
-            self._proc.stdin.close()
+            self._stdin.close()
         code = self._proc.wait()
         _ENCODERS.discard(self)
         why = self._why()
@@ -330,13 +347,13 @@ class RecordingEnv:
     when the episode ends (a success or the step limit), so an encoder failing fails that episode's
     replay; the poster, its last frame, is written only after ffmpeg finished the video without error."""
 
-    def __init__(self, env, files: list[tuple[str, str, str]], camera: str, width: int, height: int,
+    def __init__(self, env: RenderingEnv, files: list[tuple[str, str, str]], camera: str, width: int, height: int,
                  max_steps: int) -> None:
         self.env, self.info = env, env.info
         self._files, self._camera, self._size, self._max_steps = list(files), camera, (width, height), max_steps
         self._encoder: _Encoder | None = None
         self._poster = ""
-        self._last: np.ndarray | None = None
+        self._last: NDArray[Any] | None = None
         self._steps = 0
 
     def _frame(self) -> None:
@@ -370,13 +387,13 @@ class RecordingEnv:
             with open(self._poster, "wb") as fh:  # our own temporary file (fsio.atomic_path made it)
                 fh.write(png.getvalue())
 
-    def reset(self, ic_seed: int, ic_index: int):
+    def reset(self, ic_seed: int, ic_index: int) -> tuple[Observation, dict[str, Any]]:
         self._next_file()
         out = self.env.reset(ic_seed, ic_index)
         self._frame()
         return out
 
-    def step(self, action):
+    def step(self, action: NDArray[Any]) -> StepResult:
         from evalsuite.interfaces import InfrastructureError
 
         result = self.env.step(action)

@@ -35,8 +35,8 @@ def run(args: list[str]) -> int:
             default = f" (default: {option.default})" if option.default is not None else ""
             print(f"      {option.name}=: {option.help}{default}")
     print("policies:")
-    for spec in registry.policies.all().values():
-        params = ", ".join(f"{k}={v}" for k, v in spec.params.items())
-        extra = f" [{spec.positional}]" if spec.positional else ""
-        print(f"  {spec.id:<18}{extra} {spec.description}" + (f"  (params: {params})" if params else ""))
+    for policy in registry.policies.all().values():
+        params = ", ".join(f"{k}={v}" for k, v in policy.params.items())
+        extra = f" [{policy.positional}]" if policy.positional else ""
+        print(f"  {policy.id:<18}{extra} {policy.description}" + (f"  (params: {params})" if params else ""))
     return 0

@@ -66,4 +66,5 @@ def run(args: list[str]) -> int:
         experiment=v["experiment"], progress=v.get("progress", sys.stderr.isatty())))
     print((out / "summary.md").read_text(), end="")
     print(f"gate: {result['verdict']} (exit {result['exit_code']}); verdicts in {out / 'results.json'}")
-    return result["exit_code"]
+    exit_code: int = result["exit_code"]
+    return exit_code

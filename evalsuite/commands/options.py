@@ -10,9 +10,12 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evalsuite.errors import UsageError, choices
+
+if TYPE_CHECKING:
+    from evalsuite.plan import PolicyEntry
 
 Parser = Callable[[str, str], Any]  # (key, text as typed) -> typed value, or UsageError
 MAX_EPISODES = 100_000  # initial conditions per task: a plan holds every trial in memory
@@ -210,7 +213,7 @@ def _coerce(policy_id: str, name: str, value: str, default: Any) -> Any:
     return value
 
 
-def parse_policy(text: str):
+def parse_policy(text: str) -> PolicyEntry:
     """``id[:ARG][:key=value...]`` -> PolicyEntry, checked against the registry."""
     from evalsuite import registry
     from evalsuite.harness import resolve_policy
@@ -232,7 +235,7 @@ def parse_policy(text: str):
     return entry
 
 
-def policy(key: str, value: str):
+def policy(key: str, value: str) -> PolicyEntry:
     return parse_policy(value)
 
 

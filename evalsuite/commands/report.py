@@ -24,9 +24,9 @@ def run(args: list[str]) -> int:
         v = parse([a for a in args if "=" in a], OPTIONS)
         if "out" not in v:
             raise UsageError("several run folders: name the combined report's folder with out=DIR")
-        for folder in folders:
-            if not (Path(folder) / "plan.json").exists():
-                raise UsageError(f"{folder} is not a run folder (no plan.json)")
+        for name in folders:
+            if not (Path(name) / "plan.json").exists():
+                raise UsageError(f"{name} is not a run folder (no plan.json)")
         out = v["out"]
         combine_runs([Path(f) for f in folders], out)
         rebuild_report(out, evaluate.analysis_options(v))
