@@ -9,7 +9,6 @@ part in the choice. (The public GPC code picks the weight on the episodes it rep
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,14 +36,14 @@ def run_compose(base: EvaluateRequest, members: list[str], weights: list[float],
     if any(not 0 < w < 1 for w in weights):
         raise UsageError(f"weights={weights}: give weights strictly between 0 and 1 (the members alone are "
                          "always run as weights 1 and 0)")
-    fresh = derived_fresh_seed(base.seed) if fresh_seed is None else fresh_seed
+    fresh = derived_fresh_seed(base.design.seed) if fresh_seed is None else fresh_seed
     a, b = (member_entry(m) for m in members)
     composed = {w: PolicyEntry("gpc", {"members": "+".join(members), "w": w, **(gpc_params or {})})
                 for w in sorted(weights)}
     candidates = {1.0: a, **{w: composed[w] for w in sorted(weights, reverse=True)}, 0.0: b}
     out = base.out
-    selection = evaluate(dataclasses.replace(base, policies=list(candidates.values()), out=out / "selection",
-                                             tags={**base.tags, "evalsuite.compose": "selection"}), log=log)
+    selection = evaluate(base.replace(policies=list(candidates.values()), out=out / "selection",
+                                      tags={**base.tracking.tags, "evalsuite.compose": "selection"}), log=log)
     agg = {r.policy: r for r in selection.aggregate}
     curve = [{"w": w, "label": e.label, "mean": agg[e.label].mean, "low": agg[e.label].ci_low,
               "high": agg[e.label].ci_high} for w, e in sorted(candidates.items())]
@@ -52,9 +51,9 @@ def run_compose(base: EvaluateRequest, members: list[str], weights: list[float],
     chosen = composed[best_w]
     log(f"compose: chose w={best_w} on the selection episodes; confirming with both members on fresh initial "
         f"conditions (seed {fresh})")
-    confirm = evaluate(dataclasses.replace(base, policies=[chosen, a, b], seed=fresh, episodes=fresh_episodes,
-                                           out=out / "confirmation",
-                                           tags={**base.tags, "evalsuite.compose": "confirmation"}), log=log)
+    confirm = evaluate(base.replace(policies=[chosen, a, b], seed=fresh, episodes=fresh_episodes,
+                                    out=out / "confirmation",
+                                    tags={**base.tracking.tags, "evalsuite.compose": "confirmation"}), log=log)
     tests: list[dict[str, Any]] = []
     for member in (a, b):
         for p, sign in confirm.pairs_of(chosen.label, member.label):
@@ -65,7 +64,7 @@ def run_compose(base: EvaluateRequest, members: list[str], weights: list[float],
                               "p_adjusted": p.p_adjusted, "significant": p.significant})
     beats = all(t["significant"] and t["difference"] > 0 for t in tests)
     result = {"kind": "compose", "suite": selection.suite, "tasks": selection.tasks, "members": members,
-              "selection_seed": base.seed, "fresh_seed": fresh, "curve": curve, "chosen_w": best_w,
+              "selection_seed": base.design.seed, "fresh_seed": fresh, "curve": curve, "chosen_w": best_w,
               "chosen": chosen.label,
               "fresh": {r.policy: {"mean": r.mean, "low": r.ci_low, "high": r.ci_high} for r in confirm.aggregate},
               "paired_tests": tests, "beats_both_members": beats}

@@ -388,9 +388,10 @@ def _evaluate_candidate(req: GateRequest, policy: PolicyEntry, baseline: Side, l
                                            suite_options=dict(plan.suite_options), stopping=stopping,
                                            family=plan.family)
         _reuse_fixed_candidate(req.out / "candidate", out, own_plan, key, budget)
-    results = evaluate(EvaluateRequest(suite=plan.suite, policies=[policy], out=out, tasks=list(plan.tasks),
-                             suite_options=dict(plan.suite_options), episodes=episodes, seed=plan.seed,
-                             max_steps=dict(plan.max_steps), batch_size=req.batch_size, env_workers=req.env_workers,
-                             stopping=stopping, tracking_uri=req.tracking_uri, experiment=req.experiment,
-                             tags={"evalsuite.gate_candidate": "true"}, progress=req.progress), log=log)
+    results = evaluate(EvaluateRequest.of(suite=plan.suite, policies=[policy], out=out, tasks=list(plan.tasks),
+                                          suite_options=dict(plan.suite_options), episodes=episodes, seed=plan.seed,
+                                          max_steps=dict(plan.max_steps), batch_size=req.batch_size,
+                                          env_workers=req.env_workers, stopping=stopping,
+                                          tracking_uri=req.tracking_uri, experiment=req.experiment,
+                                          tags={"evalsuite.gate_candidate": "true"}, progress=req.progress), log=log)
     return out, results

@@ -12,7 +12,6 @@ one (its fresh score, with an interval) and the difference: the optimism of the 
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -35,20 +34,20 @@ def run_select(base: EvaluateRequest, fresh_seed: int | None = None,
     """``base`` names the candidates (policies), suite, tasks, episodes and the selection seed."""
     if len(base.policies) < 2:
         raise UsageError("select chooses among candidates: give at least two in policies=[...]")
-    fresh = derived_fresh_seed(base.seed) if fresh_seed is None else fresh_seed
-    if fresh == base.seed:
+    fresh = derived_fresh_seed(base.design.seed) if fresh_seed is None else fresh_seed
+    if fresh == base.design.seed:
         raise UsageError(f"fresh_seed={fresh} equals seed; the confirmation must use other initial conditions")
     out = base.out
-    selection = evaluate(dataclasses.replace(base, out=out / "selection",
-                                             tags={**base.tags, "evalsuite.select": "selection"}), log=log)
+    selection = evaluate(base.replace(out=out / "selection",
+                                      tags={**base.tracking.tags, "evalsuite.select": "selection"}), log=log)
     means = {a.policy: a.mean for a in selection.aggregate}
     order = [p.label for p in base.policies]
     chosen_label = max(order, key=lambda label: (means.get(label, -1.0), -order.index(label)))
     chosen = next(p for p in base.policies if p.label == chosen_label)
     log(f"select: chose {chosen_label} ({means[chosen_label]:.3f} on the selection episodes); "
         f"confirming on fresh initial conditions (seed {fresh})")
-    confirm = evaluate(dataclasses.replace(base, policies=[chosen], seed=fresh, out=out / "confirmation",
-                                           tags={**base.tags, "evalsuite.select": "confirmation"}), log=log)
+    confirm = evaluate(base.replace(policies=[chosen], seed=fresh, out=out / "confirmation",
+                                    tags={**base.tracking.tags, "evalsuite.select": "confirmation"}), log=log)
     honest = confirm.aggregate[0]
     naive = selection.mean(chosen_label)
     assert naive is not None  # it was chosen for its mean
@@ -59,7 +58,7 @@ def run_select(base: EvaluateRequest, fresh_seed: int | None = None,
                          "honest_high": c.ci_high, "n_selection": s.n, "n_fresh": c.n})
     result = {
         "kind": "select", "suite": selection.suite, "tasks": selection.tasks, "candidates": order,
-        "selection_seed": base.seed, "fresh_seed": fresh, "chosen": chosen_label,
+        "selection_seed": base.design.seed, "fresh_seed": fresh, "chosen": chosen_label,
         "selection_means": means,
         "naive": {"mean": naive.mean, "low": naive.ci_low, "high": naive.ci_high},
         "honest": {"mean": honest.mean, "low": honest.ci_low, "high": honest.ci_high, "level": honest.level},
