@@ -35,7 +35,7 @@ from evalsuite.journal import (
     attempts_so_far,
     finished_trials,
 )
-from evalsuite.plan import BlindingKey, Plan, PolicyEntry
+from evalsuite.plan import BlindingKey, Plan, PolicyEntry, Trial
 from evalsuite.request import EvaluateRequest, Execution
 from evalsuite.results import Results
 from evalsuite.runlock import RunLock
@@ -78,7 +78,8 @@ def build_policy(policy_id: str, params: dict[str, Any], task: str, suite: Suite
 
 def _build(spec: PolicySpec, params: dict[str, Any], task: str, suite: SuiteSpec) -> Policy:
     params = {k: v for k, v in params.items() if k != GROUP_PARAM}  # the analysis's, not the policy's
-    return load_entry_point(spec.entry_point)(suite.task(task), suite, **{**spec.params, **params})
+    policy: Policy = load_entry_point(spec.entry_point)(suite.task(task), suite, **{**spec.params, **params})
+    return policy
 
 
 class PolicyBuilder:
@@ -298,7 +299,7 @@ def _execute(run: Prepared, builder: PolicyBuilder, resuming: bool,
     return records, info
 
 
-def _check_fingerprints(records, builder: PolicyBuilder, run_dir: Path) -> None:
+def _check_fingerprints(records: Sequence[EpisodeRecord], builder: PolicyBuilder, run_dir: Path) -> None:
     """A resumed run's journaled episodes were played by the policies the request builds now: a
     checkpoint replaced between the two would mix two policies under one blinding code."""
     seen = {(r.task, r.policy_code): r.policy_fingerprint for r in records if r.policy_fingerprint}
@@ -386,7 +387,7 @@ def _render_videos(run: Prepared, builder: PolicyBuilder, records: list[EpisodeR
 
 
 def render_saved_run(run_dir: Path, mode: str, trials: Sequence[str], camera: str, size: tuple[int, int],
-                     log=print, trusted: Sequence[str] = ()) -> dict[str, str]:
+                     log: Callable[[str], None] = print, trusted: Sequence[str] = ()) -> dict[str, str]:
     """``evalsuite video RUN``: the run's suite (with its options) and policies, then its videos;
     returns the trials rendered now. A pickled checkpoint named by the folder is loaded only if
     ``trusted`` (the command line) lists it."""
@@ -402,7 +403,8 @@ def render_saved_run(run_dir: Path, mode: str, trials: Sequence[str], camera: st
     return rendered
 
 
-def _worst_cases(req: EvaluateRequest, suite: SuiteSpec, task: str, run_dir: Path, log) -> dict[str, Any] | None:
+def _worst_cases(req: EvaluateRequest, suite: SuiteSpec, task: str, run_dir: Path,
+                 log: Callable[[str], None]) -> dict[str, Any] | None:
     """The suite's worst-case search of every policy (an MDP family's: evalsuite/analyses/family.py
     reads it): label -> what it found; None where the suite's own options turn it off."""
     from evalsuite.analyses.family import WORST_CASE_FILE
@@ -424,7 +426,7 @@ def _worst_cases(req: EvaluateRequest, suite: SuiteSpec, task: str, run_dir: Pat
     return found
 
 
-def _next_trials(plan, records, max_attempts: int):
+def _next_trials(plan: Plan, records: list[EpisodeRecord], max_attempts: int) -> list[Trial]:
     """Fixed design: every unfinished trial. Sequential: the current round of undecided tasks."""
     if plan.stopping.sequential:
         return sequential.remaining_trials(plan, records, max_attempts)
@@ -432,7 +434,8 @@ def _next_trials(plan, records, max_attempts: int):
     return [t for t in plan.trials if t.trial_id not in done]
 
 
-def rebuild_report(run_dir: Path, overrides: dict[str, Any] | None = None, log=print) -> Results:
+def rebuild_report(run_dir: Path, overrides: dict[str, Any] | None = None,
+                   log: Callable[[str], None] = print) -> Results:
     """``evalsuite report RUN_DIR``: results and report again from the run folder alone (read
     once, through ``api.Run``; the journal is never written)."""
     from evalsuite.api import Run
@@ -452,8 +455,9 @@ def rebuild_report(run_dir: Path, overrides: dict[str, Any] | None = None, log=p
                           worst_case=run.worst_case, clips=index, final=run.final(options.max_attempts))
 
 
-def _write_results(run_dir: Path, plan, key, records, options: AnalysisOptions, log, *, notes: dict[str, Any],
-                   worst_case: dict[str, Any] | None, clips: dict[str, str], final=None) -> Results:
+def _write_results(run_dir: Path, plan: Plan, key: BlindingKey, records: list[EpisodeRecord], options: AnalysisOptions,
+                   log: Callable[[str], None], *, notes: Mapping[str, Any], worst_case: dict[str, Any] | None,
+                   clips: dict[str, str], final: dict[str, EpisodeRecord] | None = None) -> Results:
     """The one analysis of a run, then results.json, report.md and report.html: every input passed
     in (policy notes, worst cases, the video index), nothing read back from the folder."""
     results = analyze(plan, key, records, options, notes=notes, worst_case=worst_case)
@@ -472,7 +476,8 @@ class _Progress:
 
     MAX_TASK_ROWS = 12
 
-    def __init__(self, plan, done: dict, max_attempts: int, enabled: bool, live=None) -> None:
+    def __init__(self, plan: Plan, done: dict[str, EpisodeRecord], max_attempts: int, enabled: bool,
+                 live: Any = None) -> None:
         self.total, self.max_attempts, self.enabled, self.live = len(plan.trials), max_attempts, enabled, live
         self.planned = {(t.task, t.policy_code): 0 for t in plan.trials}
         for t in plan.trials:
@@ -481,7 +486,8 @@ class _Progress:
         for r in done.values():
             self.counts[r.task, r.policy_code] = self.counts.get((r.task, r.policy_code), 0) + 1
         self.tasks = list(dict.fromkeys(t.task for t in plan.trials))
-        self._bar = None
+        self._bar: Any = None  # a rich.progress.Progress while shown
+        self._rows: dict[str, Any] = {}
         self._t0 = time.perf_counter()
         self._n = 0
 
@@ -502,7 +508,6 @@ class _Progress:
             self._bar.start()
             self._id = self._bar.add_task("episodes", total=self.total, completed=sum(self.counts.values()),
                                           rate="", last="")
-            self._rows = {}
             if len(self.tasks) <= self.MAX_TASK_ROWS:
                 for task in self.tasks:
                     planned = sum(v for (t, _), v in self.planned.items() if t == task)
@@ -514,7 +519,7 @@ class _Progress:
     def _codes(self, task: str) -> str:
         return " ".join(f"{c} {self.counts[t, c]}/{n}" for (t, c), n in sorted(self.planned.items()) if t == task)
 
-    def advance(self, record) -> None:
+    def advance(self, record: EpisodeRecord) -> None:
         final = record.status != ERROR or record.attempt >= self.max_attempts
         self._n += 1
         if final:
@@ -529,7 +534,7 @@ class _Progress:
         if record.task in self._rows:
             self._bar.update(self._rows[record.task], advance=int(final), last=self._codes(record.task))
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
             self._bar.stop()
         if self.live is not None:

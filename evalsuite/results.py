@@ -149,10 +149,11 @@ _CORE = ("suite", "tasks", "seed", "episodes_per_task", "options", "policies", "
          "aggregate", "mean_differences", "letters")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Results:
-    """All statistics of one run. ``policies`` maps each label to its blinding-key entry (code,
-    policy id, parameters, and any notes the policy gave about itself)."""
+    """All statistics of one run, made once by ``analysis.analyze`` and never changed after.
+    ``policies`` maps each label to its blinding-key entry (code, policy id, parameters, and any
+    notes the policy gave about itself)."""
 
     suite: str
     tasks: list[str]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from evalsuite.commands.options import (
@@ -106,7 +106,7 @@ def suite_options(args: Sequence[str], targets: Sequence[str] = ("env", "search"
                  for o in spec.options if o.target in targets)
 
 
-def _plugin_parser(entry_point: str):
+def _plugin_parser(entry_point: str) -> Callable[[str, str], Any]:
     """A suite option's own parser, imported when a value is read (text as typed without one)."""
     if not entry_point:
         return lambda key, value: value
@@ -141,7 +141,7 @@ def analysis_options(v: Values) -> dict[str, Any]:
     return {o.name: v[o.name] for o in (*STATISTICS, ATTEMPTS) if o.name in v.given}
 
 
-def request(v: Values):
+def request(v: Values) -> EvaluateRequest:
     """An EvaluateRequest from parsed ``evaluate`` options (shared with ``select`` and ``compose``)."""
     from evalsuite import registry
     from evalsuite.analysis import AnalysisOptions

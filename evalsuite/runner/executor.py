@@ -53,11 +53,20 @@ class _Finish(Protocol):
 
 
 class Executor(Protocol):
+    """Runs trials and hands each finished attempt to ``on_record``; used as a context manager
+    (``close`` ends its workers, environments or Ray actors)."""
+
     def run(self, trials: Sequence[Trial], ctx: RunContext, on_record: Callable[[EpisodeRecord], None]) -> None: ...
 
     def summary(self) -> dict[str, Any]:
         """What the run's ``run_info.json`` should add about how it ran (e.g. inference batching)."""
         ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Executor: ...
+
+    def __exit__(self, *exc: object) -> None: ...
 
 
 @dataclass
