@@ -5,11 +5,14 @@ built-in family and energy sections come through the same registry."""
 import json
 
 import matplotlib.pyplot as plt
+import pytest
 
 from evalsuite import registry
 from evalsuite.harness import EvaluateRequest, evaluate
 from evalsuite.plan import PolicyEntry
 from evalsuite.specs import AnalysisSpec
+
+pytestmark = pytest.mark.unit  # the `nox -s unit` tier: no simulator
 
 
 def compute(inp):

@@ -161,7 +161,12 @@ def _register_fake():
 RESULTS = {}
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def _needs_simulator(argv: list[str]) -> bool:
+    return argv[0] in ("demos", "train") or any(a.startswith(("suite=metaworld", "suite=robomimic")) for a in argv)
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, marks=() if _needs_simulator(c[1]) else pytest.mark.unit, id=c[0])
+                                  for c in CASES])
 def test_bad_input_is_one_line_and_exit_2(case, base_run, tmp_path, capsys, fake_suite):
     name, argv, setup, fragment = case
     run = tmp_path / "run"
@@ -194,6 +199,7 @@ def test_bad_input_is_one_line_and_exit_2(case, base_run, tmp_path, capsys, fake
     assert (run / "episodes.jsonl").read_bytes() == journal_before  # nothing journaled is lost or changed
 
 
+@pytest.mark.unit
 def test_a_full_disk_mid_run_is_one_line_and_keeps_the_journal(fake_suite, tmp_path, capsys, monkeypatch):
     import evalsuite.journal as journal
 
@@ -216,6 +222,7 @@ def test_a_full_disk_mid_run_is_one_line_and_keeps_the_journal(fake_suite, tmp_p
     assert len(_lines(out / "episodes.jsonl")) == 2 * 6  # resumed: every trial once
 
 
+@pytest.mark.unit
 def test_the_table_is_in_the_docs():
     assert len(CASES) >= 40
     if os.environ.get("EVALSUITE_WRITE_BAD_INPUTS_DOC"):

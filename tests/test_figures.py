@@ -9,6 +9,8 @@ import math
 import matplotlib
 import pytest
 
+pytestmark = pytest.mark.unit  # the `nox -s unit` tier: no simulator
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 

@@ -3,7 +3,11 @@ fake task through the real CLI."""
 
 import json
 
+import pytest
+
 from evalsuite.cli import main
+
+pytestmark = pytest.mark.unit  # the `nox -s unit` tier: no simulator
 
 
 def _evaluate(tmp_path, name, policies, seed=0, episodes=30, tasks=("t1", "t2")):

@@ -4,7 +4,11 @@ statement in evalsuite/ (module level and inside functions) is walked."""
 import ast
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO
+
+pytestmark = pytest.mark.unit  # the `nox -s unit` tier: no simulator
 
 PLUGINS = ("suites", "policies", "evalsuite_suites", "evalsuite_policies")
 

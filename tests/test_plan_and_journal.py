@@ -8,6 +8,8 @@ from evalsuite import plan as pm
 from evalsuite.errors import UsageError
 from evalsuite.plan import PolicyEntry
 
+pytestmark = pytest.mark.unit  # the `nox -s unit` tier: no simulator
+
 POLICIES = [PolicyEntry("scripted", {}), PolicyEntry("noisy-scripted", {"noise": 0.5}), PolicyEntry("random", {})]
 
 

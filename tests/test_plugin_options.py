@@ -15,6 +15,8 @@ from evalsuite.errors import UsageError
 from evalsuite.specs import SuiteOption, SuiteSpec, TaskSpec
 from tests.conftest import CountdownEnv
 
+pytestmark = pytest.mark.unit  # the `nox -s unit` tier: no simulator
+
 EVAL = ["policies=[ones]", "episodes=4", "max_steps=14", "tracking_uri=none", "progress=false",
         "video=none"]
 

@@ -17,6 +17,8 @@ from evalsuite.cli import main
 from evalsuite.errors import UsageError
 from evalsuite.harness import PolicyBuilder
 
+pytestmark = pytest.mark.unit  # the `nox -s unit` tier: no simulator
+
 EVAL = ["evaluate", "suite=fake", "policies=[ones,ones:speed=0.5]", "episodes=3", "max_steps=14",
         "tracking_uri=none", "progress=false"]
 

@@ -3,9 +3,13 @@ reach report.html as text, never as markup."""
 
 import json
 
+import pytest
+
 from evalsuite import report
 from evalsuite.results import Results
 from tests.conftest import REPO
+
+pytestmark = pytest.mark.unit  # the `nox -s unit` tier: no simulator
 
 HOSTILE = "<script>alert(1)</script><img src=x onerror=alert(2)>"
 

@@ -9,6 +9,8 @@ from evalsuite.errors import UsageError
 from evalsuite.results import PairResult, Results, TaskResult, WorstRate, load
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.unit  # the `nox -s unit` tier: no simulator
+
 SHIPPED = sorted(p.parent for p in (REPO / "reports").rglob("results.json") if (p.parent / "plan.json").exists())
 
 

@@ -21,6 +21,8 @@ from evalsuite.journal import read
 from evalsuite.runlock import LOCK_FILE, RunLock
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.unit  # the `nox -s unit` tier: no simulator
+
 # A process that only holds the lock: says "ready" through a file, lets go when the release file appears.
 HOLDER = """
 import errno, sys, time

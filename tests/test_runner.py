@@ -14,6 +14,8 @@ from evalsuite.runner import LocalExecutor, RunContext
 from evalsuite.specs import SuiteSpec, TaskSpec
 from tests.conftest import CountdownEnv, OnesPolicy
 
+pytestmark = pytest.mark.unit  # the `nox -s unit` tier: no simulator
+
 
 def _run(suite, policies, tmp_path, **kw):
     req = EvaluateRequest.of(suite=suite.id, policies=policies, out=tmp_path / "run", tracking_uri=None, progress=False,

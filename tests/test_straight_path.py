@@ -12,6 +12,8 @@ import pytest
 
 from evalsuite.cli import main
 
+pytestmark = pytest.mark.unit  # the `nox -s unit` tier: no simulator
+
 _TRACE: dict[str, object] = {"on": False, "root": "", "written": set(), "reread": []}
 
 

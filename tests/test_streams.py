@@ -3,8 +3,12 @@ its own, and no two names share a number except the documented pair."""
 
 import re
 
+import pytest
+
 from evalsuite import streams
 from tests.conftest import REPO
+
+pytestmark = pytest.mark.unit  # the `nox -s unit` tier: no simulator
 
 
 def test_every_stream_has_its_own_number():

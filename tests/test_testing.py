@@ -12,6 +12,8 @@ from evalsuite.specs import PolicySpec, SuiteSpec, TaskSpec
 from evalsuite.testing import ConformanceError, check_policy, check_suite
 from tests.conftest import CountdownEnv, OnesPolicy
 
+pytestmark = pytest.mark.unit  # the `nox -s unit` tier: no simulator
+
 
 class SeedlessEnv(CountdownEnv):
     """Ignores the seed: every initial condition is the same."""

@@ -6,6 +6,8 @@ from scipy import stats
 
 from evalsuite.stats import aggregates as ag
 
+pytestmark = pytest.mark.unit  # the `nox -s unit` tier: no simulator
+
 
 @pytest.fixture
 def scores():

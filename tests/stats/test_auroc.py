@@ -7,6 +7,8 @@ from scipy.stats import norm
 
 from evalsuite.stats.auroc import auroc_interval
 
+pytestmark = pytest.mark.unit  # the `nox -s unit` tier: no simulator
+
 
 def test_known_values_and_ties():
     assert auroc_interval([3, 4], [1, 2]).estimate == 1.0

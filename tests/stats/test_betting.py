@@ -10,6 +10,8 @@ from scipy.stats import norm
 from evalsuite.stats import betting, sequential
 from evalsuite.stats.betting import PlannedEffect
 
+pytestmark = pytest.mark.unit  # the `nox -s unit` tier: no simulator
+
 ALPHA = 0.05
 SIMS, N = 2000, 300
 # the level is <= alpha by Ville's inequality; the simulation may exceed it by Monte-Carlo error only

@@ -3,6 +3,8 @@ import pytest
 
 from evalsuite.stats import stratified_bootstrap_mean
 
+pytestmark = pytest.mark.unit  # the `nox -s unit` tier: no simulator
+
 
 def test_same_seed_same_bits_and_different_seed_differs():
     k, n = [3, 10, 17], [20, 20, 20]

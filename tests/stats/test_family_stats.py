@@ -10,6 +10,8 @@ from scipy.special import expit
 
 from evalsuite.stats import family as fstats
 
+pytestmark = pytest.mark.unit  # the `nox -s unit` tier: no simulator
+
 DESIGNS = [(16, 4), (20, 5), (8, 10)]  # MDPs x episodes per MDP
 MEANS = [0.05, 0.1, 0.5, 0.9, 0.95]
 CONCENTRATIONS = [None, 30.0, 8.0, 3.0]  # per-MDP rate ~ Beta(mean c, (1 - mean) c); None: no spread

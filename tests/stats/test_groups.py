@@ -10,6 +10,8 @@ from scipy.special import expit
 from evalsuite.stats import groups as g
 from evalsuite.stats.intervals import Interval
 
+pytestmark = pytest.mark.unit  # the `nox -s unit` tier: no simulator
+
 TASK_LOGITS = np.array([0.5, 1.5, -0.5])
 NODES, WEIGHTS = np.polynomial.hermite_e.hermegauss(80)
 

@@ -2,7 +2,11 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from tests.conftest import REPO
+
+pytestmark = pytest.mark.unit  # the `nox -s unit` tier: no simulator
 
 
 def test_stats_imports_only_numpy_scipy_statsmodels():

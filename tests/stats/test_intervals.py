@@ -6,6 +6,8 @@ from statsmodels.stats.proportion import proportion_confint
 
 from evalsuite.stats import beta_posterior, proportion_interval
 
+pytestmark = pytest.mark.unit  # the `nox -s unit` tier: no simulator
+
 SM_METHOD = {"wilson": "wilson", "clopper-pearson": "beta", "jeffreys": "jeffreys"}
 
 

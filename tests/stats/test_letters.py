@@ -5,6 +5,8 @@ import pytest
 
 from evalsuite.stats.letters import compact_letters
 
+pytestmark = pytest.mark.unit  # the `nox -s unit` tier: no simulator
+
 
 def _check_display(names, different, letters):
     for a, b in itertools.combinations(names, 2):

@@ -14,6 +14,8 @@ from evalsuite.stats import margin as mg
 from evalsuite.stats.paired import newcombe_paired_interval
 from evalsuite.stats.sequential import log_wealth_mean
 
+pytestmark = pytest.mark.unit  # the `nox -s unit` tier: no simulator
+
 PASSING = (mg.NON_INFERIOR, mg.IMPROVED)
 
 

@@ -2,8 +2,11 @@ import math
 import warnings
 
 import numpy as np
+import pytest
 
 from evalsuite.stats.mixed import fit_policy_effects
+
+pytestmark = pytest.mark.unit  # the `nox -s unit` tier: no simulator
 
 
 def _simulate(rng, effects, tasks=10, n=40, task_sd=1.0):

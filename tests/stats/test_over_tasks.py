@@ -12,6 +12,8 @@ from evalsuite.stats.intervals import Interval, proportion_interval
 from evalsuite.stats.multiple import adjust_pvalues
 from evalsuite.stats.paired import newcombe_paired_interval
 
+pytestmark = pytest.mark.unit  # the `nox -s unit` tier: no simulator
+
 SIMS = 4000
 
 

@@ -6,6 +6,8 @@ from statsmodels.stats.multitest import multipletests
 from evalsuite.stats import adjust_pvalues, paired_comparison
 from evalsuite.stats.paired import mcnemar_exact, newcombe_paired_interval
 
+pytestmark = pytest.mark.unit  # the `nox -s unit` tier: no simulator
+
 
 def test_mcnemar_matches_statsmodels():
     for b in range(0, 25):

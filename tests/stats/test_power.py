@@ -5,6 +5,8 @@ from statsmodels.stats.proportion import power_proportions_2indep, proportion_ef
 
 from evalsuite.stats.power import n_independent, n_paired, simulate_paired_power
 
+pytestmark = pytest.mark.unit  # the `nox -s unit` tier: no simulator
+
 
 @pytest.mark.parametrize("p1,p2,expected", [(0.7, 0.8, 294), (0.7, 0.9, 62), (0.5, 0.6, 388), (0.8, 0.9, 199)])
 def test_independent_reference_values(p1, p2, expected):

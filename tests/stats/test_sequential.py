@@ -4,6 +4,8 @@ from scipy.stats import norm
 
 from evalsuite.stats.sequential import decide, first_rejection, log_e_value
 
+pytestmark = pytest.mark.unit  # the `nox -s unit` tier: no simulator
+
 
 def _pairs(rng, sims, n, p_a, p_b, rho):
     z = rng.multivariate_normal([0, 0], [[1, rho], [rho, 1]], size=(sims, n))
