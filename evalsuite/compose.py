@@ -16,8 +16,9 @@ from typing import Any
 from evalsuite import fsio
 from evalsuite import plan as plan_mod
 from evalsuite.errors import UsageError
-from evalsuite.harness import EvaluateRequest, evaluate
+from evalsuite.harness import evaluate
 from evalsuite.plan import PolicyEntry
+from evalsuite.request import EvaluateRequest
 from evalsuite.select import derived_fresh_seed
 
 COMPOSE_FILE, SUMMARY_FILE = "compose.json", "compose.md"

@@ -366,7 +366,8 @@ def _evaluate_candidate(req: GateRequest, policy: PolicyEntry, baseline: Side, l
                         ) -> tuple[Path, Results]:
     """The candidate ``policy`` (``req.candidate_policy``) on the baseline's initial conditions (same
     suite, tasks, seed, step limits): its run folder and its results."""
-    from evalsuite.harness import EvaluateRequest, evaluate
+    from evalsuite.harness import evaluate
+    from evalsuite.request import EvaluateRequest
 
     plan = baseline.plan
     if req.sequential:

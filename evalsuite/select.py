@@ -18,7 +18,8 @@ from typing import Any
 from evalsuite import fsio, streams
 from evalsuite import plan as plan_mod
 from evalsuite.errors import UsageError
-from evalsuite.harness import EvaluateRequest, evaluate
+from evalsuite.harness import evaluate
+from evalsuite.request import EvaluateRequest
 
 SELECT_FILE, SUMMARY_FILE = "select.json", "select.md"
 
