@@ -175,6 +175,12 @@ LINKED = [  # (file planted as a link, command that writes it)
     ("gate/summary.md", ["gate", "baseline={run}", "candidate={run}", "baseline_label=ones", "candidate_label=ones",
                          "tracking_uri=none", "out={tmp}/fresh/gate"]),
     ("combined/report.md", ["report", "{run}", "{run2}", "out={tmp}/fresh/combined"]),
+    ("tracking.json", ["sync", "{run}", "tracking_uri=sqlite:///{tmp}/mlflow.db"]),
+    ("select.json", ["select", "suite=fake", "policies=[ones,ones:speed=0.5]", "episodes=2", "max_steps=14",
+                     "tracking_uri=none", "progress=false", "out={tmp}/fresh"]),
+    ("select.md", ["select", "suite=fake", "policies=[ones,ones:speed=0.5]", "episodes=2", "max_steps=14",
+                   "tracking_uri=none", "progress=false", "out={tmp}/fresh"]),
+    ("demos.hdf5", ["demos", "suite=metaworld", "task=drawer-open", "n=1", "out={tmp}/fresh/demos.hdf5"]),
 ]
 
 
@@ -191,6 +197,8 @@ def test_no_write_goes_through_a_planted_link(name, argv, finished_run, tmp_path
     _plant(folder, name, outside)
     if name == "episodes.jsonl":  # a journal as a link: the records are read through it, never appended
         shutil.copy(finished_run / "episodes.jsonl", outside)
+    if name.startswith("select."):  # the selection's own run folders go beside the links
+        (folder / "selection").mkdir()
     before = outside.read_bytes()
     capsys.readouterr()
     code = main([a.format(run=run, run2=run2, tmp=tmp_path) for a in argv])
@@ -303,3 +311,26 @@ def test_a_non_utf8_locale_keeps_labels_and_files_whole(tmp_path):
     assert "γ" in (out / "report.html").read_text(encoding="utf-8")
     labels = {v["label"] for v in json.loads((out / "blinding.json").read_text(encoding="utf-8")).values()}
     assert labels == {"ones:group=β", "ones:group=γ:speed=0.5"}
+
+
+@pytest.mark.parametrize("name", ["videos/index.json", "videos/t1_00000_A.mp4", "videos/t1_00000_A.png"])
+def test_no_video_file_is_written_through_a_planted_link(name, tmp_path, monkeypatch, capsys):
+    from tests.test_video import CAMERA_EVAL, register_camera_suite
+
+    monkeypatch.setenv("EVALSUITE_GL", "egl")  # the fake camera suite draws its frames itself
+    saved = registry.suites.snapshot(), registry.policies.snapshot()
+    try:
+        register_camera_suite()
+        run = tmp_path / "run"
+        assert main([*CAMERA_EVAL, "video=none", f"out={run}"]) == 0
+        outside = tmp_path / "victim.txt"
+        outside.write_text("precious\n")
+        _plant(run, name, outside)
+        capsys.readouterr()
+        code = main(["video", str(run), "trial=[t1/00000/A]", "width=64", "height=48"])
+    finally:
+        registry.suites.restore(saved[0])
+        registry.policies.restore(saved[1])
+    err = capsys.readouterr().err.strip()
+    assert outside.read_text() == "precious\n" and (run / name).is_symlink(), err
+    assert code == 2 and len(err.splitlines()) == 1 and ("symbolic link" in err or "link" in err), err
