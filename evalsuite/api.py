@@ -17,10 +17,10 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evalsuite import fsio
+from evalsuite import fsio, names
 from evalsuite import plan as plan_mod
 from evalsuite.errors import UsageError
-from evalsuite.journal import JOURNAL_FILE, EpisodeRecord, finished_trials, read
+from evalsuite.journal import EpisodeRecord, finished_trials, read
 from evalsuite.results import RESULTS_FILE, Results
 from evalsuite.results import load as load_results
 
@@ -35,8 +35,8 @@ class Run:
     never written here. The commands that rebuild from a folder (report, video, export, sync) read
     it through this object; ``evaluate`` keeps what it wrote in memory and never reads it back."""
 
-    PLAN, KEY, JOURNAL, RESULTS = plan_mod.PLAN_FILE, plan_mod.KEY_FILE, JOURNAL_FILE, RESULTS_FILE
-    RUN_INFO, POLICY_NOTES, WORST_CASE = "run_info.json", "policy_notes.json", "worst_case.json"
+    PLAN, KEY, JOURNAL, RESULTS = names.PLAN, names.KEY, names.JOURNAL, names.RESULTS
+    RUN_INFO, POLICY_NOTES, WORST_CASE = names.RUN_INFO, names.POLICY_NOTES, names.WORST_CASE
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)

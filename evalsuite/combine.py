@@ -14,8 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from evalsuite import names, streams
 from evalsuite import plan as plan_mod
-from evalsuite import streams
 from evalsuite.errors import UsageError
 from evalsuite.journal import JOURNAL_FILE, EpisodeRecord, read, write
 from evalsuite.plan import BlindingKey, KeyEntry, Plan, Trial
@@ -41,7 +41,7 @@ def combine_runs(run_dirs: list[Path], out: Path) -> tuple[Plan, BlindingKey, li
     if (out / plan_mod.PLAN_FILE).exists():
         raise UsageError(f"out={out} already holds a run folder; choose a new folder for the combined report")
     plan_mod.save(out, combined, combined_key)
-    plan_mod.write_json(out / "policy_notes.json", _policy_notes(loaded, new_key, recode))
+    plan_mod.write_json(out / names.POLICY_NOTES, _policy_notes(loaded, new_key, recode))
     write(out / JOURNAL_FILE, records)
     return combined, combined_key, records
 
@@ -115,8 +115,8 @@ def _policy_notes(loaded: list[_Loaded], new_key: dict[str, KeyEntry], recode: d
     """What each policy said about itself (family, network evaluations), kept per new label."""
     notes: dict[str, Any] = {}
     for run_index, (d, _, key) in enumerate(loaded):
-        if (d / "policy_notes.json").exists():
-            saved = json.loads((d / "policy_notes.json").read_text())
+        if (d / names.POLICY_NOTES).exists():
+            saved = json.loads((d / names.POLICY_NOTES).read_text())
             for old_code, entry in key.items():
                 if entry.label in saved:
                     notes[new_key[recode[run_index, old_code]].label] = saved[entry.label]

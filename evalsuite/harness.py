@@ -21,7 +21,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from evalsuite import fsio, registry, report, sequential, trust
+from evalsuite import fsio, names, registry, report, sequential, trust
 from evalsuite import plan as plan_mod
 from evalsuite.analysis import AnalysisOptions, analyze
 from evalsuite.errors import UsageError, choices
@@ -44,9 +44,7 @@ from evalsuite.runner.envs import env_info
 from evalsuite.runner.parallel import threads_limited
 from evalsuite.specs import PolicySpec, SuiteSpec, load_entry_point
 
-RESULTS_FILE = "results.json"
-RUN_INFO_FILE = "run_info.json"
-POLICY_NOTES_FILE = "policy_notes.json"
+RESULTS_FILE, RUN_INFO_FILE, POLICY_NOTES_FILE = names.RESULTS, names.RUN_INFO, names.POLICY_NOTES
 
 
 GROUP_PARAM = "group"  # every policy takes it: checkpoints of one algorithm (training seeds) form a group

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-JOURNAL_FILE = "episodes.jsonl"
+from evalsuite import names
+
+JOURNAL_FILE = names.JOURNAL
 
 # A policy error (exception in the policy, a non-finite or wrong-shaped action, a policy over its
 # time, a simulator made unstable by the policy's actions) is a failure of that policy: an outcome,

@@ -20,11 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evalsuite import fsio, streams
+from evalsuite import fsio, names, streams
 from evalsuite.errors import UsageError
 
-PLAN_FILE = "plan.json"
-KEY_FILE = "blinding.json"
+PLAN_FILE, KEY_FILE = names.PLAN, names.KEY
 PLAN_VERSION = 1
 
 
@@ -306,7 +305,7 @@ def load(run_dir: Path) -> tuple[Plan, BlindingKey]:
 def saved_max_attempts(run_dir: Path, default: int = 3) -> int:
     """The attempts per trial a run folder was analysed with (its results.json), which decide
     which of its journaled trials are final."""
-    path = run_dir / "results.json"
+    path = run_dir / names.RESULTS
     saved = read_json(path) if path.exists() else None
     return int(saved.get("options", {}).get("max_attempts", default)) if isinstance(saved, dict) else default
 

@@ -19,7 +19,7 @@ import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evalsuite import fsio
+from evalsuite import fsio, names
 from evalsuite.plotting import colors, subplots
 from evalsuite.results import Results
 
@@ -378,7 +378,7 @@ def _figures(results: Results) -> dict[str, dict[str, bytes]]:
 def write(run_dir: Path, results: Results, videos: dict[tuple[str, str], list[Clip]] | None = None) -> tuple[Path, Path]:
     """Write the figures, ``report.md`` and ``report.html`` into ``run_dir``; ``videos``: the
     gallery (``video_clips``), none by default."""
-    fig_dir = fsio.make_dir(run_dir / "figures", root=run_dir)
+    fig_dir = fsio.make_dir(run_dir / names.FIGURES, root=run_dir)
     parts = _figures(results)
     for figures in parts.values():
         for name, data in figures.items():
@@ -397,7 +397,7 @@ def write(run_dir: Path, results: Results, videos: dict[tuple[str, str], list[Cl
     for section_id, lines in sections:
         md += lines + md_figures(section_id)
     md += detail_lines(results) + md_figures("detail")
-    fsio.write_text(run_dir / "report.md", "\n".join(md) + "\n")
+    fsio.write_text(run_dir / names.REPORT_MD, "\n".join(md) + "\n")
 
     body = [_to_html(introduction(results) + summary_lines(results)), _html_figures(parts["summary"]),
             _gallery(videos)]
@@ -407,8 +407,8 @@ def write(run_dir: Path, results: Results, videos: dict[tuple[str, str], list[Cl
     page = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><link rel='icon' href='data:,'>"
             f"<title>evalsuite report: "
             f"{html.escape(results.suite)}</title><style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n")
-    fsio.write_text(run_dir / "report.html", page)
-    return run_dir / "report.md", run_dir / "report.html"
+    fsio.write_text(run_dir / names.REPORT_HTML, page)
+    return run_dir / names.REPORT_MD, run_dir / names.REPORT_HTML
 
 
 def _figure_file(name: str) -> str:

@@ -1,16 +1,16 @@
 """What ``evaluate`` is asked to do, in parts: the design (what is measured), the execution (how it
 runs: lock-step, worker processes or Ray), the analysis options, MLflow tracking and videos.
 
-Each part is a frozen dataclass whose fields carry their command-line key, help and parser
+Each part is a frozen dataclass whose fields carry their command-line key, help and parser name
 (``option``): ``evalsuite evaluate`` parses them, ``--help`` and the README's key tables print them,
-and ``from_values`` builds the part - one declaration each. ``EvaluateRequest.of`` takes the same
+and the command builds the part from them - one declaration each. ``EvaluateRequest.of`` takes the same
 settings as flat keywords (a notebook's or a test's shorthand) and sorts them into their parts.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,48 +19,20 @@ from evalsuite.errors import UsageError
 from evalsuite.plan import PolicyEntry, Stopping
 from evalsuite.results import AnalysisOptions
 
-MAX_BATCH = 4096
 
-
-def option(default: Any, help: str, parse: Callable[[str, str], Any] | None = None, *, key: str = "",
-           text: str | None = None, ray_only: bool = False, factory: Callable[[], Any] | None = None) -> Any:
+def option(default: Any, help: str, parse: str = "text", *, key: str = "", text: str | None = None,
+           ray_only: bool = False, factory: Callable[[], Any] | None = None) -> Any:
     """A field that is also a command-line option: ``key`` (default: the field's name), ``help``, the
-    parser of its text, and the default as typed (``text``; None: absent unless given)."""
+    name of the parser of its text (the command layer's, evalsuite/commands/evaluate.py), and the
+    default as typed (``text``; None: absent unless given)."""
     metadata = {"help": help, "parse": parse, "key": key, "text": text, "ray_only": ray_only}
     if factory is not None:
         return field(default_factory=factory, metadata=metadata)
     return field(default=default, metadata=metadata)
 
 
-def options_of(part: type) -> tuple[Any, ...]:
-    """The command-line options a part declares (evalsuite.commands.options.Option)."""
-    from evalsuite.commands.options import Option, text
-
-    return tuple(Option(f.metadata["key"] or f.name, f.metadata["help"], f.metadata["text"],
-                        f.metadata["parse"] or text)
-                 for f in dataclasses.fields(part) if "help" in f.metadata)
-
-
-def from_values(part: type, values: Mapping[str, Any]) -> Any:
-    """The part built from parsed command-line values (the keys it declares that were given or have
-    a default); the rest keep the dataclass's defaults."""
-    kwargs = {f.name: values[f.metadata["key"] or f.name] for f in dataclasses.fields(part)
-              if "help" in f.metadata and (f.metadata["key"] or f.name) in values}
-    return part(**kwargs)
-
-
-def _parsers() -> dict[str, Callable[[str, str], Any]]:
-    from evalsuite.commands import options as o
-
-    return {"count": o.integer(1, MAX_BATCH), "zero_or_count": o.integer(0), "cpus": o.integer(1),
-            "positive": o.number(0.0), "non_negative": o.non_negative, "executor": o.one_of("local", "ray"),
-            "video": o.one_of("none", "sample", "failures", "all"), "tracking_uri": o.tracking_uri,
-            "tags": o.parse_tags, "text": o.text}
-
-
-def _p(name: str) -> Callable[[str, str], Any]:
-    """A parser by name, resolved when a value is read (the command module imports this one)."""
-    return lambda key, value: _parsers()[name](key, value)
+def option_key(f: dataclasses.Field[Any]) -> str:
+    return str(f.metadata["key"] or f.name)
 
 
 @dataclass(frozen=True)
@@ -68,26 +40,26 @@ class Execution:
     """How the episodes run: lock-step batches in this process, whole-episode worker processes, or
     Ray actors (with optional policy servers); never what they measure."""
 
-    batch_size: int = option(8, "parallel episodes", _p("count"), text="8")
+    batch_size: int = option(8, "parallel episodes", "count", text="8")
     env_workers: int | None = option(None, "environment subprocesses stepped in lock-step (0: in-process; default: "
-                                     "the suite's)", _p("zero_or_count"))
+                                     "the suite's)", "zero_or_count")
     workers: int | None = option(None, "whole-episode workers: processes here, or Ray actors with executor=ray "
-                                 "(0: lock-step)", _p("zero_or_count"))
-    executor: str = option("local", "local | ray", _p("executor"), text="local")
+                                 "(0: lock-step)", "zero_or_count")
+    executor: str = option("local", "local | ray", "executor", text="local")
     cpus: int | None = option(None, "cores evalsuite may use: inference threads x processes stay within (default: "
-                              "all)", _p("cpus"))
+                              "all)", "cpus")
     ray_address: str | None = option(None, "executor=ray: auto | HOST:PORT of a running cluster (default: start Ray "
-                                     "on this machine)", _p("text"), ray_only=True)
-    worker_cpus: float = option(1.0, "executor=ray: CPUs per actor", _p("positive"), text="1", ray_only=True)
-    worker_gpus: float = option(0.0, "executor=ray: GPUs per actor", _p("non_negative"), text="0", ray_only=True)
+                                     "on this machine)", "text", ray_only=True)
+    worker_cpus: float = option(1.0, "executor=ray: CPUs per actor", "positive", text="1", ray_only=True)
+    worker_gpus: float = option(0.0, "executor=ray: GPUs per actor", "non_negative", text="0", ray_only=True)
     inference_actors: int = option(0, "executor=ray: policy servers that batch the requests of all actors (0: "
-                                   "policies in the actors)", _p("zero_or_count"), text="0", ray_only=True)
-    inference_cpus: float = option(1.0, "executor=ray: CPUs per policy server", _p("positive"), text="1",
+                                   "policies in the actors)", "zero_or_count", text="0", ray_only=True)
+    inference_cpus: float = option(1.0, "executor=ray: CPUs per policy server", "positive", text="1",
                                    ray_only=True)
-    inference_gpus: float = option(0.0, "executor=ray: GPUs per policy server", _p("non_negative"), text="0",
+    inference_gpus: float = option(0.0, "executor=ray: GPUs per policy server", "non_negative", text="0",
                                    ray_only=True)
     episode_timeout_s: float = option(600.0, "seconds of policy inference per episode before it counts as a policy "
-                                      "error", _p("positive"), key="timeout", text="600")
+                                      "error", "positive", key="timeout", text="600")
 
     def __post_init__(self) -> None:
         if self.executor not in ("local", "ray"):
@@ -107,10 +79,10 @@ class Tracking:
     whether progress is shown there while the run goes."""
 
     uri: str | None = option("default", "default (sqlite in the working directory) | none | sqlite:///PATH | "
-                             "http://HOST:PORT", _p("tracking_uri"), key="tracking_uri", text="default")
-    experiment: str = option("evalsuite", "MLflow experiment name", _p("text"), text="evalsuite")
+                             "http://HOST:PORT", "tracking_uri", key="tracking_uri", text="default")
+    experiment: str = option("evalsuite", "MLflow experiment name", "text", text="evalsuite")
     tags: dict[str, str] = option(None, "[key=value,...] MLflow tags of the run (a gate finds it by "
-                                  "baseline=mlflow-tag:key=value)", _p("tags"), factory=dict)
+                                  "baseline=mlflow-tag:key=value)", "tags", factory=dict)
     live: bool = True  # progress metrics to an MLflow run while the run goes (replaced at the end)
 
 
@@ -120,8 +92,8 @@ class Video:
 
     mode: str = option("none", "none | sample (per task and policy a success and a failure of each failure mode) | "
                        "failures | all: episodes replayed into mp4 after the run (skipped, with a note, where nothing "
-                       "can render)", _p("video"), key="video", text="sample")
-    camera: str = option("", "the videos' camera (default: the suite's first)", _p("text"))
+                       "can render)", "video", key="video", text="sample")
+    camera: str = option("", "the videos' camera (default: the suite's first)", "text")
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
+from evalsuite import names
 from evalsuite.errors import UsageError
 
 T = TypeVar("T")
@@ -198,7 +199,7 @@ class Results:
         return {**core, **self.sections}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "results.json") -> Results:
+    def from_dict(cls, data: dict[str, Any], source: str = names.RESULTS) -> Results:
         """The inverse of ``to_dict``; a file that is not one raises a one-line UsageError naming it."""
         try:
             return cls(
@@ -227,7 +228,7 @@ def _build(cls: type[T], data: dict[str, Any], **nested: type) -> T:
     return cls(**kwargs)
 
 
-RESULTS_FILE = "results.json"
+RESULTS_FILE = names.RESULTS
 
 
 def load(run_dir: Path) -> Results:

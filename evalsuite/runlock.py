@@ -22,6 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from evalsuite import names
+
 try:
     import fcntl
 except ImportError:  # not on POSIX: only the lock-file fallback
@@ -33,7 +35,7 @@ from evalsuite.errors import UsageError
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # a .lock planted as a link is never opened through
 
-LOCK_FILE = ".lock"
+LOCK_FILE = names.LOCK
 _NO_FLOCK = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EINVAL}
 
 

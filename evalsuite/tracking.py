@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evalsuite import fsio
+from evalsuite import fsio, names
 from evalsuite.errors import UsageError
 from evalsuite.results import Results
 
@@ -40,7 +40,7 @@ Log = Callable[[str], object]  # where a one-line message goes (print, by defaul
 
 DEFAULT_DB = "mlflow.db"
 DEFAULT_ARTIFACTS = "mlartifacts"
-TRACKING_FILE = "tracking.json"
+TRACKING_FILE = names.TRACKING
 UID_TAG = "evalsuite.run_uid"
 ACCEPTED = "default, none, sqlite:///PATH, http://HOST:PORT, https://HOST:PORT"
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -129,7 +129,7 @@ def _check_url(uri: str, key: str) -> None:
 def run_uid(run_dir: Path, plan: Plan | None = None) -> str:
     """The run folder's MLflow identity: its plan.json bytes and where it is. ``plan``: the plan the
     caller just wrote there (its bytes are known), else the file is read."""
-    data = fsio.json_text(plan.to_dict()).encode() if plan is not None else (run_dir / "plan.json").read_bytes()
+    data = fsio.json_text(plan.to_dict()).encode() if plan is not None else (run_dir / names.PLAN).read_bytes()
     return hashlib.sha256(data + str(run_dir.resolve()).encode()).hexdigest()[:24]
 
 
@@ -250,7 +250,7 @@ class _Logged:
 
         if results is None:  # `evalsuite sync`: the folder's files; `evaluate` passes what it just wrote
             results = results_mod.load(run_dir)
-            info = read_json(run_dir / "run_info.json") if (run_dir / "run_info.json").exists() else {}
+            info = read_json(run_dir / names.RUN_INFO) if (run_dir / names.RUN_INFO).exists() else {}
         info = info or {}
         self.name = f"{results.suite} seed={results.seed}"
         self.tags = {"evalsuite.suite": results.suite, "evalsuite.run_dir": str(run_dir.resolve()),

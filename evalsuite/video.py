@@ -45,13 +45,14 @@ from typing import IO, Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from evalsuite import names
 from evalsuite.errors import UsageError, choices
 from evalsuite.interfaces import Observation, StepResult, TaskEnv
 from evalsuite.journal import EpisodeRecord
 from evalsuite.specs import SuiteSpec, load_entry_point
 
 MODES = ("none", "sample", "failures", "all")
-VIDEO_DIR, INDEX_FILE = "videos", "index.json"
+VIDEO_DIR, INDEX_FILE = names.VIDEOS, names.VIDEO_INDEX
 FPS = 25
 SAMPLE_PER_OUTCOME = 1  # with video=sample: this many successes and failures per task and policy
 MIN_SIDE, MAX_SIDE = 16, 2048  # frame width and height in pixels: a typo never allocates gigabytes a frame

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from evalsuite import streams
+from evalsuite import names, streams
 from evalsuite.results import Results
 from evalsuite.stats import family as fstats
 from evalsuite.stats.intervals import proportion_interval
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from evalsuite.journal import EpisodeRecord
     from evalsuite.plan import Plan
 
-WORST_CASE_FILE = "worst_case.json"
+WORST_CASE_FILE = names.WORST_CASE
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -15,13 +16,16 @@ from evalsuite.commands.options import (
     folder,
     integer,
     listing,
+    non_negative,
     number,
     one_of,
     parse,
     parse_policy,
+    parse_tags,
+    tracking_uri,
 )
 from evalsuite.errors import UsageError
-from evalsuite.request import Design, EvaluateRequest, Execution, Tracking, Video, from_values, options_of
+from evalsuite.request import Design, EvaluateRequest, Execution, Tracking, Video, option_key
 from evalsuite.results import Results
 
 SUITE = (
@@ -70,6 +74,28 @@ DESIGN = (
     Option("out", "run folder (default: reports/<suite>-<hash of the request>)", parse=folder),
     Option("max_steps", "cap on every task's step limit", parse=integer(1)),
 )
+def _parsers() -> dict[str, Any]:
+    """The parsers the request's parts name for their fields (evalsuite/request.py)."""
+    return {"count": integer(1, 4096), "zero_or_count": integer(0), "cpus": integer(1), "positive": number(0.0),
+            "non_negative": non_negative, "executor": one_of("local", "ray"),
+            "video": one_of("none", "sample", "failures", "all"), "tracking_uri": tracking_uri, "tags": parse_tags,
+            "text": lambda key, value: value}
+
+
+def options_of(part: type) -> tuple[Option, ...]:
+    """The command-line options a part of the request declares on its fields."""
+    parsers = _parsers()
+    return tuple(Option(option_key(f), f.metadata["help"], f.metadata["text"], parsers[f.metadata["parse"]])
+                 for f in dataclasses.fields(part) if "help" in f.metadata)
+
+
+def from_values(part: type, values: Values) -> Any:
+    """The part from parsed values: the keys it declares that were given or have a default; the
+    rest keep the dataclass's defaults."""
+    return part(**{f.name: values[option_key(f)] for f in dataclasses.fields(part)
+                   if "help" in f.metadata and option_key(f) in values})
+
+
 PARALLEL = options_of(Execution)  # declared with the request's parts (evalsuite/request.py)
 
 

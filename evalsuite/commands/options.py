@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from evalsuite import names
 from evalsuite.errors import UsageError, choices
 
 if TYPE_CHECKING:
@@ -250,6 +251,6 @@ def run_dir(args: Sequence[str], command: str) -> tuple[Path, list[str]]:
     if not args or "=" in args[0]:
         raise UsageError(f"usage: evalsuite {command} RUN_DIR [key=value ...]")
     folder = Path(args[0])
-    if not (folder / "plan.json").exists():
+    if not (folder / names.PLAN).exists():
         raise UsageError(f"{folder} is not a run folder (no plan.json)")
     return folder, list(args[1:])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from evalsuite import names
 from evalsuite.commands import evaluate
 from evalsuite.commands.options import Option, folder, parse, run_dir
 from evalsuite.errors import UsageError
@@ -25,7 +26,7 @@ def run(args: list[str]) -> int:
         if "out" not in v:
             raise UsageError("several run folders: name the combined report's folder with out=DIR")
         for name in folders:
-            if not (Path(name) / "plan.json").exists():
+            if not (Path(name) / names.PLAN).exists():
                 raise UsageError(f"{name} is not a run folder (no plan.json)")
         out = v["out"]
         combine_runs([Path(f) for f in folders], out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from evalsuite import names
 from evalsuite.commands.options import Option, parse, run_dir
 from evalsuite.errors import UsageError
 
@@ -27,6 +28,6 @@ def run(args: list[str]) -> int:
 
     folder, rest = run_dir(args, "sync")
     v = parse(rest, OPTIONS)
-    if not (folder / "results.json").exists():
+    if not (folder / names.RESULTS).exists():
         raise UsageError(f"{folder} has no results.json yet; run `evalsuite report {folder}` first")
     return 0 if tracking.log_or_explain(folder, v["tracking_uri"], v["experiment"]) else 1
