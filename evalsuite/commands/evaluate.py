@@ -76,7 +76,8 @@ DESIGN = (
 )
 def _parsers() -> dict[str, Any]:
     """The parsers the request's parts name for their fields (evalsuite/request.py)."""
-    return {"count": integer(1, 4096), "zero_or_count": integer(0), "cpus": integer(1), "positive": number(0.0),
+    return {"count": integer(1, 4096), "zero_or_count": integer(0, 4096), "cpus": integer(1, 4096),
+            "positive": number(0.0),
             "non_negative": non_negative, "executor": one_of("local", "ray"),
             "video": one_of("none", "sample", "failures", "all"), "tracking_uri": tracking_uri, "tags": parse_tags,
             "text": lambda key, value: value}
