@@ -74,6 +74,8 @@ DESIGN = (
     Option("out", "run folder (default: reports/<suite>-<hash of the request>)", parse=folder),
     Option("max_steps", "cap on every task's step limit", parse=integer(1)),
 )
+
+
 def _parsers() -> dict[str, Any]:
     """The parsers the request's parts name for their fields (evalsuite/request.py)."""
     return {"count": integer(1, 4096), "zero_or_count": integer(0, 4096), "cpus": integer(1, 4096),
