@@ -23,7 +23,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib.metadata import EntryPoint
 
 from evalsuite.errors import UsageError, choices
@@ -31,9 +31,10 @@ from evalsuite.errors import UsageError, choices
 CommandRun = Callable[[list[str]], int]  # a command: its arguments -> exit code
 
 
-def command_help(command: str, extra: dict[str, EntryPoint]) -> str:
+def command_help(command: str, extra: dict[str, EntryPoint], args: Sequence[str] = ()) -> str:
     """`evalsuite CMD --help`: what the command does and every key it takes, from the declarations
-    its parser uses (a plugin command: its module's ``OPTIONS``, or a ``KEYS`` table of help texts)."""
+    its parser uses (a plugin command: its module's ``OPTIONS``, or a ``KEYS`` table of help texts);
+    with ``suite=ID`` among ``args``, also the options that suite declares."""
     from evalsuite.commands import module
     from evalsuite.commands.options import Option, help_text
 
@@ -48,6 +49,10 @@ def command_help(command: str, extra: dict[str, EntryPoint]) -> str:
             function, options = None, ()
     else:
         function, options = module(command).run, module(command).OPTIONS
+        if command in ("evaluate", "select", "compose"):
+            from evalsuite.commands.evaluate import suite_options
+
+            options = (*options, *suite_options(args))
     doc = (function.__doc__ or "").strip().splitlines()[0] if function is not None and function.__doc__ else ""
     return help_text(f"evalsuite {command}" + (f": {doc}" if doc else ""), options)
 
@@ -95,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     if any(a in ("-h", "--help") for a in args):
-        print(command_help(command, extra))
+        print(command_help(command, extra, [a for a in args if a not in ("-h", "--help")]))
         return 0
     try:
         if command in extra:

@@ -61,6 +61,8 @@ def test_a_plugin_option_reaches_the_environment_and_the_plan(windy, tmp_path, c
     capsys.readouterr()
     assert main(["list"]) == 0
     assert "wind=: head wind against every push" in capsys.readouterr().out
+    assert main(["evaluate", "suite=windy", "--help"]) == 0
+    assert "  wind " in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv,message", [
