@@ -12,6 +12,8 @@
     evalsuite evaluate suite=metaworld-family/pick-place policies=[scripted,dp3] [vary=[obs_noise,action_noise]]
     evalsuite train policy=mp1 suite=metaworld task=hammer demos=10 seed=0 out=checkpoints/mp1-hammer [iters=3000]
     evalsuite demos suite=robomimic task=lift n=200 out=data/lift.hdf5 [seed=0 expert=scripted]
+    evalsuite check-policy policy=my-policy suite=metaworld-smoke task=drawer-open   (a plugin's conformance)
+    evalsuite check-suite suite=my-suite [tasks=[...]]
 
 A policy is ``id``, ``id:ARG`` (its positional parameter, e.g. a checkpoint path) or
 ``id:key=value[:key=value]``. A user mistake prints one line naming the bad value and what is
