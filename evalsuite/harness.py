@@ -244,7 +244,26 @@ def _check_task(run: Prepared, builder: PolicyBuilder, task: str) -> None:
         raise UsageError(f"episodes={episodes}, but task {task!r} has only {info.n_initial_conditions} stored "
                          f"initial states; use episodes<={info.n_initial_conditions}")
     for code in run.plan.codes:
-        check_compatible(run.key.label(code), builder(code, task).requirements, info, task)
+        check_compatible(run.key.label(code), _built(run, builder, code, task).requirements, info, task)
+
+
+PROTOCOL = ("requirements", "reset", "act", "fingerprint")  # evalsuite/interfaces.py's Policy
+
+
+def _built(run: Prepared, builder: PolicyBuilder, code: str, task: str) -> Policy:
+    """The policy of ``code`` for ``task``; a factory refusing the task (ValueError, TypeError) or a
+    policy lacking part of the protocol is one line naming it, before the plan is written."""
+    label = run.key.label(code)
+    try:
+        policy = builder(code, task)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"policy {label!r} cannot be built for task {task!r}: {type(exc).__name__}: "
+                         f"{(str(exc).splitlines() or [''])[0]}") from exc
+    missing = [name for name in PROTOCOL if not hasattr(policy, name)]
+    if missing:
+        raise UsageError(f"policy {label!r} ({type(policy).__name__}) has no {', '.join(missing)}: a policy needs "
+                         f"{', '.join(PROTOCOL)} (evalsuite/interfaces.py; `evalsuite check-policy` checks one)")
+    return policy
 
 
 def _execute(run: Prepared, builder: PolicyBuilder, resuming: bool,

@@ -143,3 +143,20 @@ def test_the_check_commands_refuse_bad_input_in_one_line(argv, message, more_plu
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err
+
+
+@pytest.mark.parametrize("policy,message", [
+    ("nofingerprint", "policy 'nofingerprint' (NoFingerprint) has no fingerprint: a policy needs requirements, reset, "
+                      "act, fingerprint"),
+    ("refuses", "policy 'refuses' cannot be built for task 't1': ValueError: task 't1' is not one this policy"),
+])
+def test_evaluate_refuses_a_protocol_fault_in_one_line_before_the_plan(policy, message, more_plugins, tmp_path, capsys):
+    from evalsuite.cli import main
+
+    out = tmp_path / "run"
+    argv = ["evaluate", "suite=fake", "episodes=2", "max_steps=14", "tracking_uri=none", "progress=false"]
+    assert main([*argv, f"policies=[ones,{policy}]", f"out={out}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert not (out / "plan.json").exists() and not (out / "blinding.json").exists()
+    assert main([*argv, "policies=[ones]", f"out={out}"]) == 0  # the corrected command starts afresh

@@ -3,6 +3,38 @@ nothing useful (see tests/bad_input_cases/__init__.py for the format)."""
 
 EVAL = ["evaluate", "suite=fake", "policies=[ones]", "max_steps=14", "tracking_uri=none", "progress=false"]
 
+
+class NoFingerprint:
+    """A policy plugin missing part of the protocol (evalsuite/interfaces.py)."""
+
+    def __init__(self, task, suite):
+        import numpy as np
+
+        from evalsuite.interfaces import PolicyRequirements
+
+        self.requirements, self._np = PolicyRequirements({"state": (2,)}, 2), np
+
+    def reset(self, seed, slot):
+        pass
+
+    def act(self, observations, slots):
+        return self._np.ones((len(slots), 2))
+
+
+def refuses_task(task, suite):
+    """A policy factory refusing a task the way plugins do: a ValueError."""
+    raise ValueError(f"no checkpoint for task {task.id!r}")
+
+
+def _register_policy(policy_id: str, entry_point: str):
+    def setup(run) -> None:
+        from evalsuite import registry
+        from evalsuite.specs import PolicySpec
+
+        registry.policies.register(PolicySpec(id=policy_id, entry_point=entry_point))
+    return setup
+
+
 CASES = [
     ("episodes-huge", [*EVAL, "episodes=100000000000"], None,
      "episodes=100000000000 is more than evalsuite takes (100,000)"),
@@ -18,6 +50,12 @@ CASES = [
                                    "policies=[scripted]", "episodes=1", "worst_case=none", "tracking_uri=none",
                                    "progress=false", "video=none"], None,
      "points: obs_noise=1e+308 is outside the family's range [0, 0.02]"),
+    ("policy-without-fingerprint", [*EVAL[:2], "policies=[ones,nofp]", *EVAL[3:], "episodes=2"],
+     _register_policy("nofp", "tests.bad_input_cases.limits:NoFingerprint"),
+     "policy 'nofp' (NoFingerprint) has no fingerprint: a policy needs requirements, reset, act, fingerprint"),
+    ("policy-refuses-task", [*EVAL[:2], "policies=[ones,picky]", *EVAL[3:], "episodes=2"],
+     _register_policy("picky", "tests.bad_input_cases.limits:refuses_task"),
+     "policy 'picky' cannot be built for task 't1': ValueError: no checkpoint for task 't1'"),
 ]
 
 DOC_ROWS = [
