@@ -89,7 +89,8 @@ def _decoded(arg: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     _utf8_console()
-    argv = [_decoded(a) for a in (sys.argv[1:] if argv is None else argv)]
+    # --key=value is key=value (draccus/LeRobot users type the dashes)
+    argv = [a[2:] if a.startswith("--") and "=" in a else a for a in map(_decoded, sys.argv[1:] if argv is None else argv)]
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(__doc__)
         return 0 if argv else 2

@@ -134,31 +134,43 @@ def test_every_command_has_help_from_its_key_table(command, key, capsys):
     assert out.startswith(f"evalsuite {command}") and (key is None or f"  {key} " in out)
 
 
-@pytest.mark.parametrize("command", ["evaluate", "gate", "video", "suite-options"])
-def test_readme_key_tables_are_the_declarations(command):
-    """The README's key table of a command is generated from the same ``OPTIONS`` its parser uses
-    (`EVALSUITE_WRITE_README_KEYS=1 pytest tests/test_cli.py` rewrites it)."""
+# Where each generated key table lives in the docs site (docs/, `nox -s docs`).
+KEY_TABLES = {"evaluate": "guide/evaluate.md", "suite-options": "guide/evaluate.md", "gate": "gate.md",
+              "video": "guide/video.md", "report": "guide/report.md", "sync": "guide/sync.md",
+              "export": "guide/export.md", "plan": "guide/plan.md", "select": "guide/select.md",
+              "compose": "guide/compose.md", "demos": "guide/demos.md", "train": "guide/train.md"}
+
+
+@pytest.mark.parametrize("command,page", sorted(KEY_TABLES.items()))
+def test_docs_key_tables_are_the_declarations(command, page):
+    """A command's key table in the docs is generated from the same ``OPTIONS`` its parser uses
+    (`EVALSUITE_WRITE_DOCS_KEYS=1 pytest tests/test_cli.py -k key_tables` rewrites it)."""
     import os
     import re
 
     from evalsuite.commands import module
-    from evalsuite.commands.options import markdown_table
-    from tests.conftest import REPO
+    from evalsuite.commands.options import Option, markdown_table
 
-    readme = (REPO / "README.md").read_text()
+    path = REPO / "docs" / page
+    text = path.read_text()
     begin, end = f"<!-- keys:{command} -->", f"<!-- /keys:{command} -->"
     if command == "suite-options":  # what the built-in suite plugins declare
         from evalsuite.commands.catalog import suite_options_table
 
         table = f"{begin}\n{suite_options_table()}\n{end}"
+    elif command == "train":  # a plugin command (evalsuite_policies): its module's KEYS give its --help
+        from evalsuite_policies.cli_train import KEYS
+
+        table = f"{begin}\n{markdown_table(tuple(Option(k, v) for k, v in KEYS.items()))}\n{end}"
     else:
         table = f"{begin}\n{markdown_table(module(command).OPTIONS)}\n{end}"
-    found = re.search(re.escape(begin) + ".*?" + re.escape(end), readme, re.S)
-    assert found, f"README.md lacks {begin}"
-    if os.environ.get("EVALSUITE_WRITE_README_KEYS"):
-        (REPO / "README.md").write_text(readme.replace(found.group(0), table))
+    found = re.search(re.escape(begin) + ".*?" + re.escape(end), text, re.S)
+    assert found, f"docs/{page} lacks {begin}"
+    if os.environ.get("EVALSUITE_WRITE_DOCS_KEYS") or os.environ.get("EVALSUITE_WRITE_README_KEYS"):
+        path.write_text(text.replace(found.group(0), table))
     else:
-        assert found.group(0) == table, "README key table out of date: EVALSUITE_WRITE_README_KEYS=1 pytest tests/test_cli.py"
+        assert found.group(0) == table, \
+            f"docs/{page}: key table out of date: EVALSUITE_WRITE_DOCS_KEYS=1 pytest tests/test_cli.py -k key_tables"
 
 
 def test_help_lists_every_declared_option_with_its_default(capsys):
@@ -169,3 +181,22 @@ def test_help_lists_every_declared_option_with_its_default(capsys):
     for option in evaluate.OPTIONS:
         assert f"  {option.name} " in out
     assert "batch_size" in out and "(default: 8)" in out
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["evaluate", "suite=fake", "n_episodes=3"], "unknown key 'n_episodes'; did you mean episodes=?"),
+    (["evaluate", "suite=fake", "output_dir=runs/x"], "unknown key 'output_dir'; did you mean out=?"),
+    (["evaluate", "--suite=fake", "--n_episodes=3"], "did you mean episodes=?"),
+    (["evaluate", "suite=fake", "colour=red"], "unknown key 'colour'; accepted: alpha, batch_size"),
+])
+def test_an_unknown_key_says_what_was_meant(argv, fragment, fake_suite, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and fragment in err, err
+
+
+def test_dashed_keys_are_keys(fake_suite, tmp_path):
+    out = tmp_path / "run"
+    assert main(["evaluate", "--suite=fake", "--policies=[ones]", "--episodes=2", "--max_steps=14",
+                 "--tracking_uri=none", "--progress=false", "--video=none", f"--out={out}"]) == 0
+    assert (out / "results.json").exists()

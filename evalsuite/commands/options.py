@@ -119,17 +119,34 @@ def markdown_table(options: Sequence[Option]) -> str:
 # ---------------------------------------------------------------- the parsers themselves
 
 def parse_overrides(args: Sequence[str], accepted: dict[str, str] | tuple[str, ...]) -> dict[str, str]:
+    """``key=value`` arguments (``--key=value`` too, as draccus/LeRobot users type them); an unknown
+    key says which accepted one it probably meant."""
     out: dict[str, str] = {}
     for arg in args:
-        key, sep, value = arg.partition("=")
+        key, sep, value = arg.removeprefix("--").partition("=")
         if not sep or not key:
             raise UsageError(f"argument {arg!r} is not key=value; accepted keys: {choices(accepted)}")
         if key not in accepted:
+            guess = did_you_mean(key, list(accepted))
+            if guess:
+                raise UsageError(f"unknown key {key!r}; did you mean {guess}=? (every key: --help)")
             raise UsageError(f"unknown key {key!r}; accepted: {choices(accepted)}")
         if key in out:
             raise UsageError(f"key {key!r} given twice")
         out[key] = value
     return out
+
+
+def did_you_mean(key: str, accepted: Sequence[str]) -> str | None:
+    """The accepted key closest to ``key`` (difflib), or one it extends or abbreviates
+    (``output_dir`` -> ``out``, ``eps`` -> ``episodes``); None when nothing is close."""
+    import difflib
+
+    close = difflib.get_close_matches(key.replace("-", "_"), accepted, n=1, cutoff=0.6)
+    if close:
+        return close[0]
+    related = [a for a in accepted if len(a) >= 3 and (key.startswith(a) or a.startswith(key))]
+    return max(related, key=len) if related else None
 
 
 def parse_list(key: str, value: str) -> list[str]:
