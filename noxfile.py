@@ -1,5 +1,5 @@
-"""Sessions: `evaluate` (the main job), `tests` (default: lint, tests, the project's own gate),
-`unit` (the edit-test loop), `lint`, `gate`, `tests_slow`, `benchmark`, `wheel`.
+"""Sessions: `evaluate` (the main job), `tests` (default: lint, docs, tests, the project's own gate),
+`unit` (the edit-test loop), `lint`, `docs`, `gate`, `tests_slow`, `benchmark`, `wheel`.
 
 Every session but `wheel` runs in one shared environment, `.nox/shared`, built once and rebuilt
 only when pyproject.toml, constraints.txt or the install line change (`wheel` tests a built wheel
@@ -55,6 +55,13 @@ def _lint(session: nox.Session) -> None:
     _run(session, "mypy", *STRICT)
 
 
+def _docs(session: nox.Session) -> None:
+    """The docs site (mkdocs.yml, docs/) built strictly: a warning or a broken internal link fails."""
+    env = {**_shared(session), "NO_MKDOCS_2_WARNING": "1"}  # quiet mkdocs-material's end-of-life banner
+    session.run(str((SHARED / "bin" / "mkdocs").resolve()), "build", "--strict", "--site-dir",
+                f"{session.create_tmp()}/site", env=env, external=True)
+
+
 @nox.session(venv_backend="none")
 def evaluate(session: nox.Session) -> None:
     """`nox -s evaluate -- suite=metaworld-smoke [policies=[...] episodes=N ...]`."""
@@ -63,8 +70,9 @@ def evaluate(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none")
 def tests(session: nox.Session) -> None:
-    """What CI runs: lint, the default tests (slow simulations excluded), the project's own gate."""
+    """What CI runs: lint, the docs site, the default tests (slow simulations excluded), the project's own gate."""
     _lint(session)
+    _docs(session)
     _run(session, "pytest", "-m", "not slow", *session.posargs)
     _run(session, "evalsuite", "gate", f"baseline={SHIPPED_BASELINE}", "candidate_policy=scripted",
          "tracking_uri=none", "progress=false", f"out={session.create_tmp()}/gate")
@@ -74,6 +82,12 @@ def tests(session: nox.Session) -> None:
 def unit(session: nox.Session) -> None:
     """The edit-test loop: the tests marked ``unit`` (no simulator in them)."""
     _run(session, "pytest", "-m", "unit and not slow", *session.posargs)
+
+
+@nox.session(venv_backend="none", default=False)
+def docs(session: nox.Session) -> None:
+    """The docs site: `mkdocs build --strict` into a temporary folder (`mkdocs serve` to read it locally)."""
+    _docs(session)
 
 
 @nox.session(venv_backend="none", default=False)

@@ -2,7 +2,7 @@
 runs: lock-step, worker processes or Ray), the analysis options, MLflow tracking and videos.
 
 Each part is a frozen dataclass whose fields carry their command-line key, help and parser name
-(``option``): ``evalsuite evaluate`` parses them, ``--help`` and the README's key tables print them,
+(``option``): ``evalsuite evaluate`` parses them, ``--help`` and the docs' key tables print them,
 and the command builds the part from them - one declaration each. ``EvaluateRequest.of`` takes the same
 settings as flat keywords (a notebook's or a test's shorthand) and sorts them into their parts.
 """

@@ -355,7 +355,7 @@ FAMILY_CHUNKING = {"dp3": (4, 2, 3), "flowpolicy": (4, 2, 3), "mp1": (4, 2, 3), 
 
 
 # What a bare family name loads. dp3, flowpolicy, mp1, dm1: training seed 0 of the fixed-code CPU-budget sets
-# (three seeds a family and task, README "Retrained on an equal CPU budget"; seed 0 named before any evaluation);
+# (three seeds a family and task, docs/research/policy-families.md "Retrained on an equal CPU budget"; seed 0 named before any evaluation);
 # the checkpoints trained before issue 16's fixes stay under legacy/<family>/<metaworld|robomimic>. Any other
 # family (ebt) defaults to <family>/<metaworld|robomimic>.
 DEFAULT_CHECKPOINTS = {f: f"policies/checkpoints/cpu-budget/{f}/seed0" for f in ("dp3", "flowpolicy", "mp1", "dm1")}

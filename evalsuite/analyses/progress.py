@@ -11,7 +11,7 @@ the same), and, per pair of policies on the same initial conditions, the paired 
 progress with an exact sign-flip permutation test (all 2^n sign patterns up to n = 16 non-zero
 differences; 20,000 seeded random patterns beyond).
 
-Failures are sorted into failure modes (``failure_category``, definitions in the README): policy
+Failures are sorted into failure modes (``failure_category``, definitions in docs/guide/report.md): policy
 error, simulator unstable, reached no milestone, lost a milestone it had reached (e.g. grasped
 then dropped), near the goal at the step limit (the task's last milestone still holding), stalled
 after a milestone (it still holds, the episode ran out of steps). Each mode gets its rate among

@@ -8,7 +8,7 @@ OPTIONS = ()
 
 
 def suite_options_table() -> str:
-    """The README's table of the options the installed suites declare (one row per option and text)."""
+    """The docs' table of the options the installed suites declare (one row per option and text)."""
     from evalsuite import registry
 
     rows: dict[tuple[str, str, str], list[str]] = {}

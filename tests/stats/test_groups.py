@@ -179,7 +179,7 @@ def test_three_seeds_cover_where_the_bootstrap_did_not():
 def test_crossed_intervals_cover_at_3_5_and_10_seeds():
     """Coverage at 95%, 2,000 data sets a setting: success near 55%, 95%, 98% and 5%; 3, 5, 10 seeds;
     seed sd 0-1 and IC sd 0.5-2 (logit scale); 10 and 40 episodes; for the difference, a second
-    algorithm 0.5 logits worse on the same ICs. Every setting >= 0.94 (measured: see README)."""
+    algorithm 0.5 logits worse on the same ICs. Every setting >= 0.94 (measured: see docs/statistics.md)."""
     rng = np.random.default_rng(2025)
     sims = 2000
     mean_cov, diff_cov = {}, {}
@@ -201,7 +201,7 @@ def test_crossed_intervals_cover_at_3_5_and_10_seeds():
 def test_crossed_intervals_with_very_different_seeds():
     """Seed sd 1.5 and 2 (seeds of one algorithm from ~20% to ~90% success): near 5% and 95% the
     seeds' rates are skewed and 5-10 of them rarely show the tail, so the mean's interval falls
-    short there (measured 0.89-0.96, see README); never below 0.85. Unequal runs (5 vs 3) too."""
+    short there (measured 0.89-0.96, see docs/statistics.md); never below 0.85. Unequal runs (5 vs 3) too."""
     rng = np.random.default_rng(2026)
     sims = 2000
     mean_cov, diff_cov = {}, {}

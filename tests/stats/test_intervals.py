@@ -116,7 +116,7 @@ def _exact_coverage(method, n, ps):
 def test_exact_coverage_over_a_grid_of_rates(n):
     """Exact (binomial-sum) coverage over p = 0.01..0.99: Wilson and Jeffreys average within one
     point of 95%; Clopper-Pearson is never below 95% (it is conservative: 96-98% on average).
-    Worst cases are stated in the README."""
+    Worst cases are stated in docs/statistics.md."""
     ps = np.linspace(0.01, 0.99, 99)
     for method in ("wilson", "jeffreys"):
         assert abs(_exact_coverage(method, n, ps).mean() - 0.95) <= 0.01, method
