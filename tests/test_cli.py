@@ -13,7 +13,7 @@ BASE = ["evaluate", "suite=metaworld-smoke", "tracking_uri=none", "progress=fals
 
 
 @pytest.mark.parametrize("argv,fragment", [
-    (["evaluate", "suite=metaworld-smoke", "policies=[scripted]", "epsiodes=3"], "unknown key 'epsiodes'; accepted: "),
+    (["evaluate", "suite=metaworld-smoke", "policies=[scripted]", "epsiodes=3"], "unknown key 'epsiodes'; did you mean episodes=?"),
     (["evaluate", "suite=nope", "policies=[scripted]"], "unknown suite 'nope'; accepted: metaworld"),
     ([*BASE, "policies=[scripted,nope]"], "unknown policy 'nope'; accepted: "),
     ([*BASE, "policies=[scripted]", "tasks=[pick-place,fly]"], "unknown task 'fly' in suite 'metaworld-smoke'; accepted: "),
@@ -29,7 +29,8 @@ BASE = ["evaluate", "suite=metaworld-smoke", "tracking_uri=none", "progress=fals
     ([*BASE, "policies=[scripted]", "init_states=x.hdf5"], "init_states= is an option of suites robomimic, robomimic-image, not of suite 'metaworld-smoke'"),
     (["evaluate", "suite=metaworld-smoke", "policies"], "argument 'policies' is not key=value"),
     (["report", "/nonexistent/run"], "/nonexistent/run is not a run folder"),
-    (["fly"], "unknown command 'fly'; accepted: compose, demos, evaluate, export, gate, list, plan, report, select, sync, train"),
+    (["fly"], "unknown command 'fly'; accepted: check-policy, check-suite, compose, demos, evaluate, export, gate, list, "
+              "plan, report, select, sync, train, video"),
 ])
 def test_usage_errors(argv, fragment, capsys):
     assert main(argv) == 2
