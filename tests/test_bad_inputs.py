@@ -106,7 +106,7 @@ CASES = [
     ("gate-alpha", ["gate", "baseline={run}", "candidate={run}", "alpha=0.6"], None, "alpha='0.6' must be in"),
     ("gate-margin", ["gate", "baseline={run}", "candidate={run}", "margin=5"], None, "margin='5' must be in"),
     ("plan-missing", ["plan", "delta=0.1"], None, "missing p_baseline="),
-    ("plan-rate", ["plan", "p_baseline=1.5", "delta=0.1"], None, "p_baseline='1.5' must be in (0.0, 1.0)"),
+    ("plan-rate", ["plan", "p_baseline=1.5", "delta=0.1"], None, "p_baseline='1.5' must be in [0, 1]"),
     ("plan-design", ["plan", "p_baseline=0.7", "delta=0.1", "design=crossover"], None,
      "design='crossover'; accepted: independent, paired"),
     ("journal-garbage-line", ["report", "{run}"], lambda run: _damage_line(run, "%% not json"),

@@ -97,6 +97,20 @@ def test_plan_command(capsys, tmp_path):
     assert main(["plan", "p_baseline=0.95", "delta=0.1"]) == 2
 
 
+def test_plan_for_a_gate_takes_the_edge_rates_and_either_sign_of_the_drop(capsys):
+    """The gate table's own row (1.00 -> 0.85 over 3 tasks: 82 pairs) plans from the command line,
+    a drop is a drop whichever sign delta has, and a drop the baseline cannot have is refused."""
+    assert main(["plan", "p_baseline=1.0", "delta=-0.15", "margin=0.05", "tasks=3"]) == 0
+    out = capsys.readouterr().out
+    assert "82 pairs per task to call a drop 1 -> 0.85" in out
+    assert main(["plan", "p_baseline=1.0", "delta=0.15", "margin=0.05", "tasks=3"]) == 0
+    assert capsys.readouterr().out == out
+    assert main(["plan", "p_baseline=0.99", "delta=0.15", "margin=0.05"]) == 0  # refused before: 0.99 + 0.15 > 1
+    assert "a drop 0.99 -> 0.84" in capsys.readouterr().out
+    assert main(["plan", "p_baseline=0.1", "delta=-0.15", "margin=0.05"]) == 2
+    assert "0 < |delta| <= p_baseline=0.1" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("args,fragment", [
     (["stopping=later"], "stopping='later'; accepted: fixed, sequential"),
     (["alpha=0.1"], "alpha= applies to stopping=sequential only"),
