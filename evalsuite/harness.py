@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -170,6 +171,7 @@ def evaluate(req: EvaluateRequest, log: Callable[[str], None] = print) -> Result
         records, info = _execute(run, builder, resuming, log)
         worst_case = _worst_cases(req, run.suite, run.tasks[0], req.out, log) if req.search is not None else None
         clips = _render_videos(run, builder, records, info, log) if req.video.mode != "none" else {}
+        info["ended"] = _now()
         plan_mod.write_json(req.out / RUN_INFO_FILE, info)
         results = _write_results(req.out, run.plan, run.key, records, req.analysis, log, notes=notes,
                                  worst_case=worst_case, clips=clips)
@@ -309,11 +311,19 @@ def _execute(run: Prepared, builder: PolicyBuilder, resuming: bool,
             parallelism.update(executor.summary())
         records = list(journal.records)
     elapsed = time.time() - started
-    info = {"versions": package_versions(run.suite), "git_commit": git_commit(), "host": platform.node(),
+    info = {"started": _now(started), "versions": package_versions(run.suite), "git_commit": git_commit(),
+            "host": platform.node(),
             "command": sys.argv, "batch_size": req.execution.batch_size, "parallelism": parallelism,
             "wall_time_s": round(elapsed, 2), "episodes_run": ran,
             "episodes_per_s": round(ran / elapsed, 3) if elapsed > 0 and ran else None, "tags": req.tracking.tags}
     return records, info
+
+
+def _now(seconds: float | None = None) -> str:
+    """An ISO 8601 time in UTC (run_info.json's ``started``/``ended``; MLflow's run times)."""
+    from datetime import datetime
+
+    return datetime.fromtimestamp(time.time() if seconds is None else seconds, tz=UTC).isoformat()
 
 
 def _check_fingerprints(records: Sequence[EpisodeRecord], builder: PolicyBuilder, run_dir: Path) -> None:

@@ -219,9 +219,11 @@ class LiveProgress:
 
 
 def _metric_key(text: str) -> str:
-    """A name MLflow accepts for metrics, params and tags: its characters only, no path traversal
-    ("..", as in checkpoint paths people type), no empty or leading path segments, bounded length."""
-    key = re.sub(r"[^A-Za-z0-9_\-. /:]", "_", text)
+    """A name MLflow accepts for metrics, params and tags, kept readable: quotes dropped, ``=`` as
+    ``-`` (``dp3:steps=10`` -> ``dp3:steps-10``), any other character MLflow refuses as ``_``; no
+    path traversal ("..", as in checkpoint paths people type), no empty or leading path segments,
+    bounded length."""
+    key = re.sub(r"[^A-Za-z0-9_\-. /:]", "_", text.replace("'", "").replace('"', "").replace("=", "-"))
     key = re.sub(r"\.{2,}", "_", key)
     key = "/".join(part for part in key.split("/") if part.strip() not in ("", "."))  # normpath-stable
     return key[:250].strip().rstrip("/").strip() or "_"
@@ -252,9 +254,13 @@ class _Logged:
             results = results_mod.load(run_dir)
             info = read_json(run_dir / names.RUN_INFO) if (run_dir / names.RUN_INFO).exists() else {}
         info = info or {}
-        self.name = f"{results.suite} seed={results.seed}"
+        # unique and descriptive: the folder (its name holds the request's hash) and what it compares
+        self.name = _metric_key(f"{run_dir.name}: {' vs '.join(results.policies)} on {results.suite} "
+                                f"seed {results.seed}")[:240]
+        self.started, self.ended = _millis(info.get("started")), _millis(info.get("ended"))
         self.tags = {"evalsuite.suite": results.suite, "evalsuite.run_dir": str(run_dir.resolve()),
-                     "evalsuite.complete": str(results.trials.complete), **info.get("tags", {})}
+                     "evalsuite.complete": str(results.trials.complete), **info.get("tags", {}),
+                     "mlflow.note.content": _description(results)}
         params: dict[str, Any] = {
             "suite": results.suite, "tasks": ",".join(results.tasks), "seed": results.seed,
             "episodes_per_task": results.episodes_per_task, "policies": ",".join(results.policies),
@@ -270,6 +276,7 @@ class _Logged:
             metrics[_metric_key(f"{agg.policy}/mean_ci_high")] = agg.ci_high
         if info.get("episodes_per_s"):
             metrics["episodes_per_s"] = info["episodes_per_s"]
+        metrics.update(_pair_metrics(results))
         for spec, section_metrics in analyses.present(results, "metrics"):
             metrics.update({_metric_key(name): value
                             for name, value in section_metrics(results.section(spec.id)).items()})
@@ -282,11 +289,58 @@ class _Logged:
         for name, pol in results.policies.items():
             rows = [r for r in results.per_task if r.policy == name]
             child_params = {"policy_id": pol["id"], "policy_label": name, "blinding_code": pol["code"],
-                            **{f"param.{k}": v for k, v in pol["params"].items()},
+                            **{f"param.{k}": v for k, v in _resolved_params(pol).items()},
                             **{_metric_key(f"fingerprint.{r.task}"): r.fingerprint for r in rows}}
             child_metrics = {_metric_key(f"{r.task}/{field}"): getattr(r, field) for r in rows if r.rate is not None
                              for field in ("rate", "ci_low", "ci_high", "n", "successes", "policy_errors", "missing")}
             self.children[name] = (child_params, child_metrics)
+
+
+def _millis(stamp: Any) -> int | None:
+    """An ISO time from run_info.json as MLflow's milliseconds (None: not recorded)."""
+    from datetime import datetime
+
+    try:
+        return int(datetime.fromisoformat(str(stamp)).timestamp() * 1000) if stamp else None
+    except ValueError:
+        return None
+
+
+def _description(results: Results) -> str:
+    """The run's description in MLflow: the report's summary (the comparison asked for)."""
+    from evalsuite import report
+
+    return "\n".join(report.summary_lines(results))[:5000]
+
+
+def _pair_metrics(results: Results) -> dict[str, float]:
+    """Each paired comparison as metrics: ``pair/<task>/<A> - <B>/difference`` with ``ci_low``,
+    ``ci_high``, ``p_value``, ``p_adjusted``; and ``pair/mean over tasks/<A> - <B>/...``."""
+    out: dict[str, float] = {}
+    for p in results.pairwise:
+        if p.difference is None:
+            continue
+        name = f"pair/{p.task}/{p.policy_a} - {p.policy_b}"
+        out.update({_metric_key(f"{name}/{field}"): float(value) for field, value in (
+            ("difference", p.difference), ("ci_low", p.ci_low), ("ci_high", p.ci_high), ("p_value", p.p_value),
+            ("p_adjusted", p.p_adjusted))})
+    for d in results.mean_differences:
+        name = f"pair/mean over tasks/{d.policy_a} - {d.policy_b}"
+        out.update({_metric_key(f"{name}/{field}"): float(value) for field, value in (
+            ("difference", d.difference), ("ci_low", d.ci_low), ("ci_high", d.ci_high))})
+    return out
+
+
+def _resolved_params(policy: dict[str, Any]) -> dict[str, Any]:
+    """Every parameter a policy ran with: its spec's defaults overridden by the given ones (only
+    the given ones where the policy's plugin is not installed, e.g. syncing a received folder)."""
+    from evalsuite import registry
+
+    try:
+        defaults = dict(registry.policies.get(policy["id"]).params)
+    except Exception:  # the plugin is not here: what the key recorded is what is known
+        defaults = {}
+    return {**defaults, **policy["params"]}
 
 
 def _stale(run: Run, params: dict[str, Any], metrics: dict[str, float]) -> bool:
@@ -337,14 +391,16 @@ def _write(mlflow_client: MlflowClient, run_id: str, params: dict[str, Any], met
                             tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
 
-def _new_run(mlflow_client: MlflowClient, exp_id: str, name: str, tags: dict[str, str]) -> str:
+def _new_run(mlflow_client: MlflowClient, exp_id: str, name: str, tags: dict[str, str],
+             start_time: int | None = None) -> str:
     try:  # the tags MLflow's own start_run adds (user, source)
         from mlflow.tracking.context.registry import resolve_tags
 
         tags = resolve_tags(tags)
     except Exception:
         pass
-    return str(mlflow_client.create_run(exp_id, run_name=name, tags=tags).info.run_id)  # RunInfo.run_id is untyped
+    run = mlflow_client.create_run(exp_id, run_name=name, tags=tags, start_time=start_time)
+    return str(run.info.run_id)  # RunInfo.run_id is untyped
 
 
 def log_run(run_dir: Path, uri: str, experiment: str = "evalsuite", results: Results | None = None,
@@ -363,7 +419,7 @@ def log_run(run_dir: Path, uri: str, experiment: str = "evalsuite", results: Res
     reused = _recorded_run(mlflow_client, run_dir, uri, exp_id, uid, logged)
     tags = {UID_TAG: uid, **logged.tags}
     if reused is None:
-        parent_id, children = _new_run(mlflow_client, exp_id, logged.name, tags), {}
+        parent_id, children = _new_run(mlflow_client, exp_id, logged.name, tags, logged.started), {}
     else:
         parent_id, children = reused.info.run_id, _children(mlflow_client, exp_id, reused.info.run_id)
         for key in reused.data.tags:  # verdicts of an earlier analysis that this one no longer makes
@@ -385,7 +441,7 @@ def log_run(run_dir: Path, uri: str, experiment: str = "evalsuite", results: Res
             with contextlib.suppress(Exception):  # a new run left half-written says so; the next sync replaces it
                 mlflow_client.set_terminated(parent_id, "FAILED")
         raise
-    mlflow_client.set_terminated(parent_id)
+    mlflow_client.set_terminated(parent_id, end_time=logged.ended)  # the evaluation's own end, not the upload's
     for old in mlflow_client.search_runs([exp_id], filter_string=f"tags.`{UID_TAG}` = '{uid}'"):
         if old.info.run_id != parent_id:
             for child in _children(mlflow_client, exp_id, old.info.run_id).values():

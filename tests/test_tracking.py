@@ -193,7 +193,7 @@ def test_syncing_twice_updates_the_recorded_run_instead_of_making_another(fake_s
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     assert ids[0] == ids[1] == parents[0].info.run_id and len(parents) == 1
     assert len(runs) == 3 and all(r.info.lifecycle_stage == "active" for r in runs)  # parent + one child a policy
-    assert {"ones/mean", "ones:speed_0.5/mean"} <= set(parents[0].data.metrics), parents[0].data.metrics
+    assert {"ones/mean", "ones:speed-0.5/mean"} <= set(parents[0].data.metrics), parents[0].data.metrics
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == ids[0]]
     assert sorted(c.info.run_name for c in children) == ["ones", "ones:speed=0.5"]
     assert all("t1/rate" in c.data.metrics for c in children)
@@ -330,3 +330,44 @@ def test_read_only_working_directory_is_refused_up_front_and_the_run_is_kept(sma
     finally:
         ro.chmod(0o755)
     assert {name: (run / name).read_bytes() for name in before} == before
+
+
+def test_mlflow_shows_the_comparison(fake_suite, tmp_path, monkeypatch):
+    """Read back from a real sqlite store: a two-policy comparison's parent run has a unique,
+    descriptive name, its paired difference with interval and p-value (per task and over tasks) as
+    metrics with readable names, the report's summary as its description and the evaluation's own
+    start and end; each policy's child run has every parameter it ran with, defaults included."""
+    from datetime import datetime
+
+    from mlflow.tracking import MlflowClient
+
+    from evalsuite.harness import EvaluateRequest, evaluate
+    from evalsuite.plan import PolicyEntry
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    for folder, seed in (("first", 0), ("second", 1)):
+        evaluate(EvaluateRequest.of(suite="fake", policies=[PolicyEntry("ones", {}), PolicyEntry("ones", {"speed": 0.5})],
+                                    out=tmp_path / folder, episodes=6, max_steps=14, seed=seed, tracking_uri=uri,
+                                    progress=False), log=lambda *_: None)
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("evalsuite")
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len({r.info.run_name for r in parents}) == 2  # unique
+    first = next(r for r in parents if r.info.run_name.startswith("first:"))
+    assert "ones vs ones:speed-0.5" in first.info.run_name and "fake" in first.info.run_name
+    metrics = first.data.metrics
+    for task in ("t1", "t2", "mean over tasks"):
+        stem = f"pair/{task}/ones - ones:speed-0.5"
+        assert {f"{stem}/difference", f"{stem}/ci_low", f"{stem}/ci_high"} <= set(metrics), sorted(metrics)
+    assert metrics["pair/t1/ones - ones:speed-0.5/ci_low"] <= metrics["pair/t1/ones - ones:speed-0.5/difference"]
+    assert 0 <= metrics["pair/t1/ones - ones:speed-0.5/p_value"] <= 1
+    assert "## Summary" in first.data.tags["mlflow.note.content"]
+    info = json.loads((tmp_path / "first" / "run_info.json").read_text())
+    started, ended = (int(datetime.fromisoformat(info[k]).timestamp() * 1000) for k in ("started", "ended"))
+    assert (first.info.start_time, first.info.end_time) == (started, ended)
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == first.info.run_id]
+    slow = next(c for c in children if c.data.params["policy_label"] == "ones:speed=0.5")
+    assert {"param.speed": "0.5", "param.chunk": "0", "param.nan_after": "-1", "param.compute_s": "0.0"}.items() \
+        <= slow.data.params.items()
