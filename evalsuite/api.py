@@ -28,6 +28,10 @@ if TYPE_CHECKING:
     import pandas as pd
 
 EXPORT_FORMATS = ("csv", "parquet")
+EPISODE_COLUMNS = ["trial_id", "task", "policy", "policy_code", "ic_index", "ic_seed", "policy_seed", "attempt",
+                   "status", "success", "steps", "episode_return", "reason", "wall_time_s", "policy_fingerprint",
+                   "progress", "milestones", "held_at_end", "init_state", "policy_info"]
+NESTED = ("milestones", "held_at_end", "init_state", "policy_info")  # JSON text in a file
 
 
 class Run:
@@ -100,7 +104,8 @@ class Run:
 
     def episodes(self, *, all_attempts: bool = False) -> pd.DataFrame:
         """A DataFrame with one row per final episode (``all_attempts``: every journaled attempt),
-        the policy's label beside its blinding code; initial state and policy info as JSON text."""
+        the policy's label beside its blinding code; ``milestones`` (name -> first step it held, or
+        None), ``held_at_end``, ``init_state`` and ``policy_info`` as Python objects."""
         import pandas as pd
 
         records = self.records
@@ -110,15 +115,24 @@ class Run:
         for r in records:
             row = r.to_dict()
             row["policy"] = self.key.label(r.policy_code)
-            row["init_state"] = json.dumps(row["init_state"], sort_keys=True)
-            row["policy_info"] = json.dumps(row["policy_info"], sort_keys=True)
-            row["milestones"] = json.dumps(row["milestones"], sort_keys=True)
-            row["reason"] = fsio.one_line(row["reason"])  # a received journal's text: one CSV line each
+            row["reason"] = fsio.one_line(row["reason"])  # a received journal's text: one line each
             rows.append(row)
-        columns = ["trial_id", "task", "policy", "policy_code", "ic_index", "ic_seed", "policy_seed", "attempt",
-                   "status", "success", "steps", "episode_return", "reason", "wall_time_s", "policy_fingerprint",
-                   "progress", "milestones", "init_state", "policy_info"]
-        return pd.DataFrame(rows, columns=columns)
+        return pd.DataFrame(rows, columns=EPISODE_COLUMNS)
+
+    def pairwise(self) -> pd.DataFrame:
+        """One row per paired comparison (task, policy A, policy B): the 2x2 counts, the difference
+        A - B with its interval and the simultaneous one, the exact p-value and the corrected one."""
+        import dataclasses
+
+        import pandas as pd
+
+        rows = []
+        for p in self.results().pairwise:
+            row = dataclasses.asdict(p)
+            worst = row.pop("worst_case") or {}
+            row.update({f"if_missing_failed_{k}": v for k, v in worst.items()})
+            rows.append(row)
+        return pd.DataFrame(rows)
 
     def results(self) -> Results:
         if (self.path / RESULTS_FILE).exists():
@@ -141,6 +155,8 @@ def export(path: str | Path, fmt: str = "csv", out: str | Path | None = None) ->
     run = open_run(path)
     target = Path(out) if out else run.path / f"episodes.{fmt}"
     frame = run.episodes()
+    for column in NESTED:  # a file's cell holds text: the nested values as JSON
+        frame[column] = [json.dumps(v, sort_keys=True) for v in frame[column]]
     with fsio.atomic_path(target) as tmp:
         if fmt == "csv":
             frame.to_csv(tmp, index=False, encoding="utf-8")

@@ -73,8 +73,15 @@ def test_a_run_folder_opens_as_a_dataframe_and_exports(fake_suite, tmp_path):
     assert results.to_dict() == json.loads((run / "results.json").read_text())
     for row in results.per_task:
         assert by_policy[row.task, row.policy] == row.successes
+    assert isinstance(df["milestones"][0], dict) and isinstance(df["init_state"][0], dict)  # parsed, not JSON text
+    pairs = opened.pairwise()
+    assert len(pairs) == 2 and set(pairs["task"]) == {"t1", "t2"}
+    for p, row in zip(results.pairwise, pairs.itertuples(), strict=True):
+        assert (row.policy_a, row.policy_b, row.difference, row.p_adjusted) == \
+            (p.policy_a, p.policy_b, p.difference, p.p_adjusted)
     for fmt in ("csv", "parquet"):
         assert main(["export", str(run), f"format={fmt}", f"out={tmp_path / ('e.' + fmt)}"]) == 0
     back = pd.read_csv(tmp_path / "e.csv")
+    assert json.loads(back["milestones"][0]) == df["milestones"][0]  # a file's cell: JSON text
     assert len(back) == len(df) and pd.read_parquet(tmp_path / "e.parquet")["policy"].tolist() == df["policy"].tolist()
     assert main(["export", str(run), "format=xlsx"]) == 2
