@@ -47,7 +47,12 @@ def success_figure(results: Results) -> Figure:
             ys.append(r.rate)
             lo.append(r.rate - r.ci_low)
             hi.append(r.ci_high - r.rate)
-        ax.bar(xs, ys, width=width * 0.9, label=pol, yerr=[lo, hi], capsize=3)
+        bars = ax.bar(xs, ys, width=width * 0.9, label=pol, yerr=[lo, hi], capsize=3)
+        for x, y, bar in zip(xs, ys, bars.patches, strict=True):
+            if y == 0:  # a 0% bar has no height: mark it, so "never succeeded" is seen, not missed
+                ax.plot([x - width * 0.45, x + width * 0.45], [0.006, 0.006], color=bar.get_facecolor(), lw=3,
+                        solid_capstyle="butt", gid="zero-bar")
+                ax.annotate("0%", (x, 0.012), ha="center", va="bottom", fontsize=7)
     level = results.options.level
     ax.set_xticks(range(len(tasks)), tasks, rotation=20, ha="right")
     ax.set_ylim(0, 1.05)

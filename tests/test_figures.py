@@ -9,13 +9,13 @@ import math
 import matplotlib
 import pytest
 
-pytestmark = pytest.mark.unit  # the `nox -s unit` tier: no simulator
-
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from evalsuite.analyses.family import figures  # noqa: E402
 from tests.conftest import REPO  # noqa: E402
+
+pytestmark = pytest.mark.unit  # the `nox -s unit` tier: no simulator
 
 FAMILY = json.loads((REPO / "reports" / "family-pick-place" / "results.json").read_text())["family"]
 
@@ -62,3 +62,22 @@ def test_the_shipped_family_figures_have_no_overlapping_labels():
     for name, fig in figures(FAMILY, None).items():
         assert _overlapping_tick_labels(fig) == [], name
         plt.close(fig)
+
+
+def test_a_zero_percent_bar_is_marked_not_invisible(fake_suite, tmp_path):
+    """A policy that never succeeded on a task gets a mark at 0 in the success figure (a bar of
+    height 0 alone draws nothing), and only there."""
+    from evalsuite.harness import evaluate
+    from evalsuite.plan import PolicyEntry
+    from evalsuite.report import success_figure
+    from evalsuite.request import EvaluateRequest
+
+    results = evaluate(EvaluateRequest.of("fake", [PolicyEntry("ones", {}), PolicyEntry("ones", {"speed": 0.0})],
+                                          tmp_path / "run", episodes=3, max_steps=14, tracking_uri=None,
+                                          progress=False), log=lambda *_: None)
+    zeros = [r for r in results.per_task if r.rate == 0]
+    assert len(zeros) == 2  # speed 0 never reaches its target, on either task
+    ax = success_figure(results).axes[0]
+    marks = [line for line in ax.get_lines() if line.get_gid() == "zero-bar" and max(line.get_ydata()) < 0.02]
+    assert len(marks) == len(zeros)
+    assert sum(text.get_text() == "0%" for text in ax.texts) == len(zeros)

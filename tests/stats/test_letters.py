@@ -5,8 +5,6 @@ import pytest
 
 from evalsuite.stats.letters import compact_letters
 
-pytestmark = pytest.mark.unit  # the `nox -s unit` tier: no simulator
-
 
 def _check_display(names, different, letters):
     for a, b in itertools.combinations(names, 2):
@@ -33,6 +31,8 @@ def test_random_difference_sets_are_displayed_exactly(seed):
 # --- correct past 26 letters, fast, readable ---------------------------------------------------
 
 from evalsuite.stats.letters import MAX_LETTERS, TooManyLetters, letter_display, rank_ranges  # noqa: E402
+
+pytestmark = pytest.mark.unit  # the `nox -s unit` tier: no simulator
 
 
 def _random_graph(rng, size, density=None):
