@@ -216,3 +216,14 @@ def test_dashed_keys_are_keys(fake_suite, tmp_path):
     assert main(["evaluate", "--suite=fake", "--policies=[ones]", "--episodes=2", "--max_steps=14",
                  "--tracking_uri=none", "--progress=false", "--video=none", f"--out={out}"]) == 0
     assert (out / "results.json").exists()
+
+
+def test_the_console_ends_with_the_paired_comparison_and_keeps_long_labels_in_columns(fake_suite, tmp_path, capsys):
+    long = "ones:group=a-very-long-variant-name-that-overflows"
+    assert main(["evaluate", "suite=fake", f"policies=[ones,{long}]", "episodes=3", "max_steps=14",
+                 "tracking_uri=none", "progress=false", f"out={tmp_path / 'run'}"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    table = [line for line in out if line.startswith(("t1 ", "t2 ", "mean over tasks"))]
+    rate_columns = {line.index(" [") for line in table}
+    assert len(rate_columns) == 1, table  # every row's interval starts in the same column
+    assert any(line.startswith("paired ") and "(mean over tasks)" in line for line in out), out[-3:]

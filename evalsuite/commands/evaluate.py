@@ -215,8 +215,12 @@ def request(v: Values) -> EvaluateRequest:
 
 
 def summary(results: Results) -> str:
-    """The console table at the end of a run: per task and policy, then the means over tasks."""
-    lines = [f"{'task':<24} {'policy':<28} {'rate':>6}  CI ({results.options.interval})"]
+    """The console table at the end of a run: per task and policy, the means over tasks, then the
+    paired comparison asked for - each pair's difference over tasks (or on the one task), with its
+    interval and, per task, the corrected p-value. Columns as wide as the longest label."""
+    tw = max([24, *(len(t) for t in results.tasks), len("mean over tasks")])
+    pw = max([28, *(len(p) for p in results.policies)])
+    lines = [f"{'task':<{tw}} {'policy':<{pw}} {'rate':>6}  CI ({results.options.interval})"]
     for r in results.per_task:
         rate = "n/a" if r.rate is None else f"{r.rate:.2f}"
         errors = f", {r.policy_errors} policy errors counted as failures" if r.policy_errors else ""
@@ -224,11 +228,23 @@ def summary(results: Results) -> str:
             w = r.worst_case
             errors += (f", {r.missing} missing (infrastructure); counted as failures: {w.rate or 0:.2f} "
                        f"[{w.ci_low:.2f}, {w.ci_high:.2f}]")
-        lines.append(f"{r.task:<24} {r.policy:<28} {rate:>6}  [{r.ci_low:.2f}, {r.ci_high:.2f}]  "
+        lines.append(f"{r.task:<{tw}} {r.policy:<{pw}} {rate:>6}  [{r.ci_low:.2f}, {r.ci_high:.2f}]  "
                      f"({r.successes}/{r.n}{errors})")
     for a in results.aggregate:
-        lines.append(f"{'mean over tasks':<24} {a.policy:<28} {a.mean:>6.2f}  [{a.ci_low:.2f}, {a.ci_high:.2f}]")
-    return "\n".join(lines)
+        lines.append(f"{'mean over tasks':<{tw}} {a.policy:<{pw}} {a.mean:>6.2f}  [{a.ci_low:.2f}, {a.ci_high:.2f}]")
+    return "\n".join(lines + _paired_lines(results))
+
+
+def _paired_lines(results: Results) -> list[str]:
+    """``A - B: +0.12 [0.03, 0.21] ...`` for each pair of policies (over tasks when there are several)."""
+    level = f"{100 * results.options.level:g}%"
+    lines = [f"paired {d.policy_a} - {d.policy_b} (mean over tasks): {d.difference:+.2f} "
+             f"[{d.ci_low:.2f}, {d.ci_high:.2f}] ({level})" for d in results.mean_differences]
+    if not lines:  # one task: the pair itself, with the exact test
+        lines = [f"paired {p.policy_a} - {p.policy_b} on {p.task}: {p.difference:+.2f} [{p.ci_low:.2f}, "
+                 f"{p.ci_high:.2f}] ({level}), p = {p.p_adjusted:.3g} ({p.correction}), {p.n_pairs} pairs"
+                 for p in results.pairwise if p.difference is not None]
+    return lines
 
 
 def run(args: list[str]) -> int:
