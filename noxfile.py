@@ -106,6 +106,10 @@ def wheel(session: nox.Session) -> None:
     tmp = session.create_tmp()
     session.run("python", "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", f"{tmp}/dist", ".")
     (built,) = glob.glob(f"{tmp}/dist/evalsuite-*.whl")
+    size_mb = os.path.getsize(built) / 1e6  # a package index takes files up to 100 MB
+    session.log(f"wheel: {Path(built).name}, {size_mb:.1f} MB (limit 100 MB)")
+    if size_mb > 100:
+        session.error(f"the wheel is {size_mb:.1f} MB, over a package index's 100 MB")
     session.install("--force-reinstall", "--no-deps", built)  # the same version number: never a stale wheel
     session.install(f"{built}[metaworld,torch]", "torch==2.13.0", "-c", "constraints.txt")
     session.chdir(tmp)
