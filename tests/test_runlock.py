@@ -21,6 +21,8 @@ from evalsuite.journal import read
 from evalsuite.runlock import LOCK_FILE, RunLock
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.unit  # the `nox -s unit` tier: no simulator
+
 # A process that only holds the lock: says "ready" through a file, lets go when the release file appears.
 HOLDER = """
 import errno, sys, time
@@ -31,8 +33,6 @@ if sys.argv[2] == "no-flock":
         raise OSError(errno.ENOLCK, "No locks available")
     fcntl.flock = flock
 from evalsuite.runlock import RunLock
-
-pytestmark = pytest.mark.unit  # the `nox -s unit` tier: no simulator
 run = Path(sys.argv[1])
 with RunLock(run, purpose="holder"):
     (run.parent / "ready").write_text("1")
