@@ -49,14 +49,16 @@ RESULTS_FILE, RUN_INFO_FILE, POLICY_NOTES_FILE = names.RESULTS, names.RUN_INFO, 
 
 
 GROUP_PARAM = "group"  # every policy takes it: checkpoints of one algorithm (training seeds) form a group
+LABEL_PARAM = "label"  # every policy takes it: the name the report, MLflow and the console show
+ANALYSIS_PARAMS = {GROUP_PARAM, LABEL_PARAM}  # the analysis's parameters, never the policy's
 
 
 def resolve_policy(entry: PolicyEntry) -> None:
     """Check a requested policy against its spec: known id, known parameter names."""
     spec = registry.policies.get(entry.id)
-    unknown = set(entry.params) - set(spec.params) - ({spec.positional} if spec.positional else set()) - {GROUP_PARAM}
+    unknown = set(entry.params) - set(spec.params) - ({spec.positional} if spec.positional else set()) - ANALYSIS_PARAMS
     if unknown:
-        accepted = set(spec.params) | ({spec.positional} if spec.positional else set()) | {GROUP_PARAM}
+        accepted = set(spec.params) | ({spec.positional} if spec.positional else set()) | ANALYSIS_PARAMS
         raise UsageError(f"policy {entry.id!r} has no parameter {sorted(unknown)[0]!r}; "
                          f"accepted: {choices(accepted) or '(none)'}")
 
@@ -76,7 +78,7 @@ def build_policy(policy_id: str, params: dict[str, Any], task: str, suite: Suite
 
 
 def _build(spec: PolicySpec, params: dict[str, Any], task: str, suite: SuiteSpec) -> Policy:
-    params = {k: v for k, v in params.items() if k != GROUP_PARAM}  # the analysis's, not the policy's
+    params = {k: v for k, v in params.items() if k not in ANALYSIS_PARAMS}  # the analysis's, not the policy's
     policy: Policy = load_entry_point(spec.entry_point)(suite.task(task), suite, **{**spec.params, **params})
     return policy
 

@@ -53,8 +53,12 @@ class PolicyEntry:
 
     @property
     def label(self) -> str:
+        """The name shown for this policy: ``label=`` when given (``dp3:steps=4:label=dp3-fast``), else
+        its id and parameters; never a line break or an escape code."""
+        if "label" in self.params:
+            return fsio.one_line(str(self.params["label"]))
         extra = ":".join(f"{k}={v}" for k, v in sorted(self.params.items()))
-        return fsio.one_line(f"{self.id}:{extra}" if extra else self.id)  # never a line break or escape code
+        return fsio.one_line(f"{self.id}:{extra}" if extra else self.id)
 
 
 @dataclass(frozen=True, slots=True)

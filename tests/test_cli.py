@@ -227,3 +227,17 @@ def test_the_console_ends_with_the_paired_comparison_and_keeps_long_labels_in_co
     rate_columns = {line.index(" [") for line in table}
     assert len(rate_columns) == 1, table  # every row's interval starts in the same column
     assert any(line.startswith("paired ") and "(mean over tasks)" in line for line in out), out[-3:]
+
+
+def test_label_names_a_variant_everywhere(fake_suite, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["evaluate", "suite=fake", "policies=[ones:label=fast,ones:speed=0.5:label=slow]", "episodes=3",
+                 "max_steps=14", "tracking_uri=none", "progress=false", f"out={out}"]) == 0
+    import json
+
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["policies"]) == {"fast", "slow"}
+    assert "paired fast - slow (mean over tasks)" in capsys.readouterr().out
+    assert main(["evaluate", "suite=fake", "policies=[ones:label=x,ones:speed=0.5:label=x]", "episodes=3",
+                 "max_steps=14", "tracking_uri=none", "progress=false", f"out={tmp_path / 'twice'}"]) == 2
+    assert "the same policy is listed twice" in capsys.readouterr().err
