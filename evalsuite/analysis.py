@@ -43,7 +43,7 @@ def analyze(plan: Plan, key: Mapping[str, Any], records: list[EpisodeRecord], op
     worst-case search - inputs of the analysis, never patched into the results afterwards."""
     key = BlindingKey.of(key)
     label = key.labels
-    codes = sorted(plan.codes, key=lambda c: label[c])  # report order: by name, not by code
+    codes = key.report_order()  # the user's order (by name for folders that do not record it), never by code
     outcomes = Outcomes(plan.tasks, codes, records, options.max_attempts)
     per_task = _per_task(plan, label, codes, outcomes, options)
     pairs = _pairs(plan, label, codes, outcomes, options)

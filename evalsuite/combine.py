@@ -79,12 +79,15 @@ def _recode(loaded: list[_Loaded]) -> tuple[dict[str, KeyEntry], dict[tuple[int,
     order = streams.generator(first.seed, streams.BLINDING, len(labels)).permutation(len(labels))
     new_key: dict[str, KeyEntry] = {}
     recode: dict[tuple[int, str], str] = {}
+    # the combined listing order: run by run, each run's policies in its own report order
+    shown = [(run_index, c) for run_index, (_, _, key) in enumerate(loaded) for c in key.report_order()]
     i = 0
     for run_index, (d, _, key) in enumerate(loaded):
         for old_code, entry in sorted(key.items()):
             label = entry.label if labels.count(entry.label) == 1 else f"{entry.label}@{d}"
             code = codes[int(order[i])]  # codes in a seeded random order, as a plan assigns them
-            new_key[code] = dataclasses.replace(entry, label=label, run=str(d))
+            new_key[code] = dataclasses.replace(entry, label=label, run=str(d),
+                                                order=shown.index((run_index, old_code)))
             recode[run_index, old_code] = code
             i += 1
     if len({e.label for e in new_key.values()}) != len(new_key):

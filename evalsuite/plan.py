@@ -63,17 +63,23 @@ class PolicyEntry:
 
 @dataclass(frozen=True, slots=True)
 class KeyEntry:
-    """The policy behind one blinding code: registry id, parameters, label, and - in a combined
-    run folder - the run folder it came from."""
+    """The policy behind one blinding code: registry id, parameters, label, in a combined run
+    folder the run folder it came from, and its place in the user's list (``order``; folders made
+    before it was recorded have none and are shown in label order)."""
 
     id: str
     params: dict[str, Any]
     label: str
     run: str | None = None
+    order: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        data = {"id": self.id, "params": self.params, "label": self.label}
-        return {**data, "run": self.run} if self.run is not None else data
+        data: dict[str, Any] = {"id": self.id, "params": self.params, "label": self.label}
+        if self.run is not None:
+            data["run"] = self.run
+        if self.order is not None:
+            data["order"] = self.order
+        return data
 
 
 class BlindingKey(Mapping[str, KeyEntry]):
@@ -109,6 +115,18 @@ class BlindingKey(Mapping[str, KeyEntry]):
         """code -> label."""
         return {code: entry.label for code, entry in self._entries.items()}
 
+    def report_order(self) -> list[str]:
+        """The codes in the order the user listed the policies (so "A - B" is the first minus the
+        second), or by label for a key that does not record it."""
+        orders = [entry.order for entry in self._entries.values()]
+        if all(o is not None for o in orders):
+            return sorted(self._entries, key=lambda c: self._entries[c].order or 0)
+        return sorted(self._entries, key=lambda c: self._entries[c].label)
+
+    def without_order(self) -> BlindingKey:
+        """The same policies without their listing order (what a resume compares)."""
+        return BlindingKey({c: dataclasses.replace(e, order=None) for c, e in self._entries.items()})
+
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return {code: entry.to_dict() for code, entry in self._entries.items()}
 
@@ -118,7 +136,7 @@ class BlindingKey(Mapping[str, KeyEntry]):
         if isinstance(key, BlindingKey):
             return key
         return cls({code: entry if isinstance(entry, KeyEntry) else
-                    KeyEntry(entry["id"], entry["params"], entry["label"], entry.get("run"))
+                    KeyEntry(entry["id"], entry["params"], entry["label"], entry.get("run"), entry.get("order"))
                     for code, entry in key.items()})
 
 
@@ -253,8 +271,8 @@ def make_plan(
         raise UsageError(f"the same policy is listed twice: {labels}")
     codes = blinding_codes(len(policies))
     assignment = streams.generator(seed, streams.BLINDING).permutation(len(policies))
-    key = BlindingKey({codes[int(slot)]: KeyEntry(p.id, p.params, p.label)
-                       for p, slot in zip(policies, assignment, strict=True)})
+    key = BlindingKey({codes[int(slot)]: KeyEntry(p.id, p.params, p.label, order=i)
+                       for i, (p, slot) in enumerate(zip(policies, assignment, strict=True))})
     trials = []
     for task in tasks:
         for i in range(episodes):
@@ -302,8 +320,13 @@ def load(run_dir: Path) -> tuple[Plan, BlindingKey]:
                          "folder is damaged - restore blinding.json or start a new out= folder")
     # a received folder's labels reach Markdown, CSV and log lines: never as line breaks or escape codes
     return plan, BlindingKey({code: KeyEntry(str(entry["id"]), entry["params"], fsio.one_line(entry["label"]),
-                                             entry.get("run"))
+                                             entry.get("run"), _order(entry.get("order")))
                               for code, entry in key.items()})
+
+
+def _order(value: Any) -> int | None:
+    """A key entry's listing order, if it is a plain integer (a received folder may hold anything)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def saved_max_attempts(run_dir: Path, default: int = 3) -> int:
@@ -343,7 +366,7 @@ def check_resumable(saved: Plan, saved_key: BlindingKey, new: Plan, new_key: Bli
             f"{saved.suite_digest[:12]}, now {new.suite_digest[:12]}: its tasks, step limits, options or simulator "
             "versions changed); use another out= folder"
         )
-    if saved_key != new_key:
+    if saved_key.without_order() != new_key.without_order():  # folders from before the order was kept resume
         raise UsageError(
             f"{run_dir} holds a run with other policies ({', '.join(saved_key.labels.values())}); "
             "use another out= folder or the original policies to resume"

@@ -85,3 +85,18 @@ def test_a_run_folder_opens_as_a_dataframe_and_exports(fake_suite, tmp_path):
     assert json.loads(back["milestones"][0]) == df["milestones"][0]  # a file's cell: JSON text
     assert len(back) == len(df) and pd.read_parquet(tmp_path / "e.parquet")["policy"].tolist() == df["policy"].tolist()
     assert main(["export", str(run), "format=xlsx"]) == 2
+
+
+def test_the_users_order_is_kept_and_a_minus_b_is_first_minus_second(fake_suite, tmp_path):
+    """Listed [zeta, alpha], the run shows zeta first and compares zeta - alpha (not alphabetical);
+    a folder whose key records no order (made before it was kept) still reads in label order."""
+    out = _evaluate(tmp_path, "run", ["ones:speed=0.5:label=zeta", "ones:label=alpha"], episodes=4)
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["policies"]) == ["zeta", "alpha"]
+    assert [(p["policy_a"], p["policy_b"]) for p in results["pairwise"]] == [("zeta", "alpha")] * 2
+    key = json.loads((out / "blinding.json").read_text())
+    for entry in key.values():
+        del entry["order"]
+    (out / "blinding.json").write_text(json.dumps(key))
+    assert main(["report", str(out)]) == 0
+    assert list(json.loads((out / "results.json").read_text())["policies"]) == ["alpha", "zeta"]
