@@ -75,7 +75,7 @@ CASES = [
     ("unknown-task", [*EVAL, "tasks=[t9]"], None, "unknown task 't9' in suite 'fake'; accepted: all"),
     ("unknown-policy", ["evaluate", "suite=fake", "policies=[onez]"], None, "unknown policy 'onez'"),
     ("unknown-policy-param", ["evaluate", "suite=fake", "policies=[ones:sped=1]"], None,
-     "policy 'ones' has no parameter 'sped'; accepted: chunk, compute_s, group, nan_after, speed"),
+     "policy 'ones' has no parameter 'sped'; accepted: chunk, compute_s, group, label, nan_after, speed"),
     ("policy-param-type", ["evaluate", "suite=fake", "policies=[ones:speed=fast]"], None,
      "policy 'ones': speed='fast' is not a float"),
     ("episodes-zero", [*EVAL[:-4], "episodes=0"], None, "episodes=0 must be >= 1"),

@@ -19,7 +19,7 @@ BASE = ["evaluate", "suite=metaworld-smoke", "tracking_uri=none", "progress=fals
     ([*BASE, "policies=[scripted]", "tasks=[pick-place,fly]"], "unknown task 'fly' in suite 'metaworld-smoke'; accepted: "),
     ([*BASE, "policies=[scripted]", "episodes=ten"], "episodes='ten' is not an integer"),
     ([*BASE, "policies=[scripted]", "episodes=0"], "episodes=0 must be >= 1"),
-    ([*BASE, "policies=[noisy-scripted:nois=0.3]"], "policy 'noisy-scripted' has no parameter 'nois'; accepted: group, noise"),
+    ([*BASE, "policies=[noisy-scripted:nois=0.3]"], "policy 'noisy-scripted' has no parameter 'nois'; accepted: group, label, noise"),
     ([*BASE, "policies=[noisy-scripted:noise=abc]"], "noise='abc' is not a float"),
     ([*BASE, "policies=[scripted:foo]"], "policy 'scripted' takes no positional argument"),
     ([*BASE, "policies=[scripted]", "interval=wald"], "interval='wald'; accepted: clopper-pearson, jeffreys, wilson"),
