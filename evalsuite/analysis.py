@@ -53,13 +53,13 @@ def analyze(plan: Plan, key: Mapping[str, Any], records: list[EpisodeRecord], op
                                          options=options, codes=codes, outcomes=outcomes, per_task=per_task,
                                          all_records=records, worst_case=worst_case))
     said = notes or {}
+    planned = _planned(plan, records, options)
     return Results(
         suite=plan.suite, tasks=list(plan.tasks), seed=plan.seed, episodes_per_task=plan.episodes, options=options,
         policies={label[c]: {"code": c, **key[c].to_dict(), **({"notes": dict(said[label[c]])} if said.get(label[c])
                                                                  else {})} for c in codes},
-        trials=TrialCounts(planned=_planned(plan, records, options), finished=len(outcomes.final),
-                           policy_errors=outcomes.policy_errors, missing=outcomes.missing,
-                           complete=len(outcomes.final) == _planned(plan, records, options)),
+        trials=TrialCounts(planned=planned, finished=len(outcomes.final), policy_errors=outcomes.policy_errors,
+                           missing=outcomes.missing, complete=len(outcomes.final) == planned),
         per_task=per_task, pairwise=pairs, aggregate=_aggregate(label, codes, per_task, options),
         mean_differences=_mean_differences(plan, label, codes, pairs, options),
         letters=_letters(plan, label, codes, per_task, pairs), sections=sections,

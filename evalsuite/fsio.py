@@ -92,7 +92,7 @@ def write_json(path: Path, data: Any, root: Path | None = None) -> None:
 
 
 def _publish(tmp: Path, path: Path) -> None:
-    os.chmod(tmp, 0o644 & ~_umask())
+    os.chmod(tmp, 0o644 & ~_UMASK)
     if path.is_symlink():  # planted between the check and now
         raise UsageError(f"{path} is a symbolic link; evalsuite never writes through a link - remove it and rerun")
     os.replace(tmp, path)  # replaces a name, never follows one
@@ -104,10 +104,15 @@ def _publish(tmp: Path, path: Path) -> None:
             os.close(dir_fd)
 
 
-def _umask() -> int:
+def _read_umask() -> int:
+    """The process's umask, read once (reading it means setting it: never per write, where another
+    thread creating a file at that moment would get mode 0)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+_UMASK = _read_umask()
 
 
 def one_line(text: object) -> str:

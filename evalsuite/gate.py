@@ -33,7 +33,7 @@ import numpy as np
 from evalsuite import fsio, journal
 from evalsuite import plan as plan_mod
 from evalsuite.errors import UsageError, choices
-from evalsuite.journal import ERROR, JOURNAL_FILE, POLICY_ERROR, finished_trials, read
+from evalsuite.journal import ERROR, JOURNAL_FILE, POLICY_ERROR, read
 from evalsuite.plan import BlindingKey, Plan, PolicyEntry, Stopping
 from evalsuite.results import Results
 from evalsuite.stats import margin as mg
@@ -60,9 +60,10 @@ class Side:
 def load_side(run_dir: Path, label: str | None, role: str) -> Side:
     if not (run_dir / plan_mod.PLAN_FILE).exists():
         raise UsageError(f"{role}={run_dir} is not a run folder (no plan.json)")
-    plan, key = plan_mod.load(run_dir)
-    max_attempts = plan_mod.saved_max_attempts(run_dir)  # the run's own setting decides which trials are final
-    labels = {label: code for code, label in key.labels.items()}
+    from evalsuite.api import Run
+
+    run = Run(run_dir)  # its journal checked against its plan; its own max_attempts decides which trials are final
+    plan, labels = run.plan, {label: code for code, label in run.key.labels.items()}
     if label is None:
         if len(labels) != 1:
             raise UsageError(f"{role} run {run_dir} has {len(labels)} policies; choose one with "
@@ -73,8 +74,8 @@ def load_side(run_dir: Path, label: str | None, role: str) -> Side:
     outcomes: dict[str, dict[int, tuple[int, bool]]] = {task: {} for task in plan.tasks}
     policy_errors = {task: 0 for task in plan.tasks}
     missing: dict[str, dict[int, int]] = {task: {} for task in plan.tasks}
-    for r in finished_trials(read(run_dir / JOURNAL_FILE, plan=plan), max_attempts).values():
-        if r.policy_code != labels[label]:
+    for r in run.final().values():
+        if r.policy_code != run.key.code(label):
             continue
         if r.status == ERROR:
             missing[r.task][r.ic_index] = r.ic_seed

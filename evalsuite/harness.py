@@ -45,9 +45,6 @@ from evalsuite.runner.envs import env_info
 from evalsuite.runner.parallel import threads_limited
 from evalsuite.specs import PolicySpec, SuiteSpec, load_entry_point
 
-RESULTS_FILE, RUN_INFO_FILE, POLICY_NOTES_FILE = names.RESULTS, names.RUN_INFO, names.POLICY_NOTES
-
-
 GROUP_PARAM = "group"  # every policy takes it: checkpoints of one algorithm (training seeds) form a group
 LABEL_PARAM = "label"  # every policy takes it: the name the report, MLflow and the console show
 ANALYSIS_PARAMS = {GROUP_PARAM, LABEL_PARAM}  # the analysis's parameters, never the policy's
@@ -174,7 +171,7 @@ def evaluate(req: EvaluateRequest, log: Callable[[str], None] = print) -> Result
         worst_case = _worst_cases(req, run.suite, run.tasks[0], req.out, log) if req.search is not None else None
         clips = _render_videos(run, builder, records, info, log) if req.video.mode != "none" else {}
         info["ended"] = _now()
-        plan_mod.write_json(req.out / RUN_INFO_FILE, info)
+        plan_mod.write_json(req.out / names.RUN_INFO, info)
         results = _write_results(req.out, run.plan, run.key, records, req.analysis, log, notes=notes,
                                  worst_case=worst_case, clips=clips)
     if req.tracking.uri:  # after the lock is gone, so its file is not uploaded
@@ -231,7 +228,7 @@ def _open(run: Prepared) -> tuple[bool, PolicyBuilder, dict[str, Any]]:
         plan_mod.save(run_dir, plan, key)
     # what policies say about themselves (family, network evaluations per chunk): reported per policy
     notes = {key.label(code): builder(code, run.tasks[0]).requirements.notes for code in plan.codes}
-    plan_mod.write_json(run_dir / POLICY_NOTES_FILE, notes)
+    plan_mod.write_json(run_dir / names.POLICY_NOTES, notes)
     return resuming, builder, notes
 
 
@@ -436,8 +433,6 @@ def _worst_cases(req: EvaluateRequest, suite: SuiteSpec, task: str, run_dir: Pat
                  log: Callable[[str], None]) -> dict[str, Any] | None:
     """The suite's worst-case search of every policy (an MDP family's: evalsuite/analyses/family.py
     reads it): label -> what it found; None where the suite's own options turn it off."""
-    from evalsuite.analyses.family import WORST_CASE_FILE
-
     if not suite.worst_case_search:
         raise UsageError(f"suite {suite.id!r} has no worst-case search")
     search = load_entry_point(suite.worst_case_search)
@@ -451,7 +446,7 @@ def _worst_cases(req: EvaluateRequest, suite: SuiteSpec, task: str, run_dir: Pat
         if result is None:
             return None
         found[entry.label] = result
-    plan_mod.write_json(run_dir / WORST_CASE_FILE, found)
+    plan_mod.write_json(run_dir / names.WORST_CASE, found)
     return found
 
 
@@ -490,11 +485,11 @@ def _write_results(run_dir: Path, plan: Plan, key: BlindingKey, records: list[Ep
     """The one analysis of a run, then results.json, report.md and report.html: every input passed
     in (policy notes, worst cases, the video index), nothing read back from the folder."""
     results = analyze(plan, key, records, options, notes=notes, worst_case=worst_case)
-    plan_mod.write_json(run_dir / RESULTS_FILE, results.to_dict())
+    plan_mod.write_json(run_dir / names.RESULTS, results.to_dict())
     final = final if final is not None else finished_trials(records, options.max_attempts)
     gallery = report.video_clips(run_dir, results, clips, final, plan.max_steps) if clips else {}
     _, html_path = report.write(run_dir, results, gallery)
-    log(f"results: {run_dir / RESULTS_FILE}\nreport: {html_path}")
+    log(f"results: {run_dir / names.RESULTS}\nreport: {html_path}")
     return results
 
 

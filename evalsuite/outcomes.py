@@ -5,6 +5,7 @@ sections read their tables from it instead of scanning the records again.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -53,8 +54,10 @@ class Outcomes:
             return cell.outcomes
         return {**{i: False for i in cell.missing}, **cell.outcomes}
 
+    @functools.cached_property
     def triples(self) -> dict[tuple[str, str, int], bool]:
-        """(task, code, initial condition) -> success, for every outcome."""
+        """(task, code, initial condition) -> success, for every outcome (built once, shared by the
+        sections that fit over all episodes)."""
         return {(t, c, i): v for (t, c), cell in self._cells.items() for i, v in cell.outcomes.items()}
 
     @property

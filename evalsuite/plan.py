@@ -329,14 +329,6 @@ def _order(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def saved_max_attempts(run_dir: Path, default: int = 3) -> int:
-    """The attempts per trial a run folder was analysed with (its results.json), which decide
-    which of its journaled trials are final."""
-    path = run_dir / names.RESULTS
-    saved = read_json(path) if path.exists() else None
-    return int(saved.get("options", {}).get("max_attempts", default)) if isinstance(saved, dict) else default
-
-
 def read_json(path: Path) -> Any:
     """JSON from a run-folder file, or a one-line UsageError naming the file and line. A run
     folder's own files are never links (one planted in a received folder is refused)."""

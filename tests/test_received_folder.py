@@ -98,24 +98,29 @@ def test_no_command_runs_a_pickle_named_by_a_received_folder(command, policy, fi
     assert not marker.exists(), f"{command} ran the pickle named by blinding.json"
 
 
-@pytest.mark.parametrize("policy", sorted(HOSTILE))
-def test_a_re_render_of_a_received_folder_asks_for_trust_in_one_line(policy, tmp_path, monkeypatch, capsys):
-    """``evalsuite video`` rebuilds the folder's policies: on a suite with cameras the renderer
-    would build policy A from the key and unpickle its file."""
+@pytest.fixture
+def camera_run(tmp_path, monkeypatch):
+    """A finished run of the fake camera suite, no videos rendered yet (the registries are restored
+    after the test by conftest's autouse fixture)."""
     from tests.test_video import CAMERA_EVAL, register_camera_suite
 
     monkeypatch.setenv("EVALSUITE_GL", "egl")  # the fake camera suite draws its frames itself
-    saved = registry.suites.snapshot(), registry.policies.snapshot()
-    try:
-        register_camera_suite()
-        run = tmp_path / "run"
-        assert main([*CAMERA_EVAL, "video=none", f"out={run}"]) == 0
-        marker = _hostile(run, tmp_path, HOSTILE[policy])
-        capsys.readouterr()
-        assert main(["video", str(run), "trial=[t1/00000/A]", "width=64", "height=48"]) == 2
-    finally:
-        registry.suites.restore(saved[0])
-        registry.policies.restore(saved[1])
+    register_camera_suite()
+    run = tmp_path / "run"
+    assert main([*CAMERA_EVAL, "video=none", f"out={run}"]) == 0
+    return run
+
+
+RE_RENDER = ["trial=[t1/00000/A]", "width=64", "height=48"]
+
+
+@pytest.mark.parametrize("policy", sorted(HOSTILE))
+def test_a_re_render_of_a_received_folder_asks_for_trust_in_one_line(policy, camera_run, tmp_path, capsys):
+    """``evalsuite video`` rebuilds the folder's policies: on a suite with cameras the renderer
+    would build policy A from the key and unpickle its file."""
+    marker = _hostile(camera_run, tmp_path, HOSTILE[policy])
+    capsys.readouterr()
+    assert main(["video", str(camera_run), *RE_RENDER]) == 2
     err = capsys.readouterr().err.strip()
     assert not marker.exists(), "the re-render ran the pickle named by blinding.json"
     assert len(err.splitlines()) == 1 and "is a pickle" in err and "trust=[" in err, err
@@ -314,23 +319,12 @@ def test_a_non_utf8_locale_keeps_labels_and_files_whole(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["videos/index.json", "videos/t1_00000_A.mp4", "videos/t1_00000_A.png"])
-def test_no_video_file_is_written_through_a_planted_link(name, tmp_path, monkeypatch, capsys):
-    from tests.test_video import CAMERA_EVAL, register_camera_suite
-
-    monkeypatch.setenv("EVALSUITE_GL", "egl")  # the fake camera suite draws its frames itself
-    saved = registry.suites.snapshot(), registry.policies.snapshot()
-    try:
-        register_camera_suite()
-        run = tmp_path / "run"
-        assert main([*CAMERA_EVAL, "video=none", f"out={run}"]) == 0
-        outside = tmp_path / "victim.txt"
-        outside.write_text("precious\n")
-        _plant(run, name, outside)
-        capsys.readouterr()
-        code = main(["video", str(run), "trial=[t1/00000/A]", "width=64", "height=48"])
-    finally:
-        registry.suites.restore(saved[0])
-        registry.policies.restore(saved[1])
+def test_no_video_file_is_written_through_a_planted_link(name, camera_run, tmp_path, capsys):
+    outside = tmp_path / "victim.txt"
+    outside.write_text("precious\n")
+    _plant(camera_run, name, outside)
+    capsys.readouterr()
+    code = main(["video", str(camera_run), *RE_RENDER])
     err = capsys.readouterr().err.strip()
-    assert outside.read_text() == "precious\n" and (run / name).is_symlink(), err
+    assert outside.read_text() == "precious\n" and (camera_run / name).is_symlink(), err
     assert code == 2 and len(err.splitlines()) == 1 and ("symbolic link" in err or "link" in err), err

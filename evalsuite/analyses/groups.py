@@ -24,7 +24,7 @@ def compute(inp: AnalysisInput) -> dict[str, Any] | None:
     if not any("group" in key[c].params for c in codes):
         return None
     assert options is not None and inp.outcomes is not None, "needs the core analysis's options and outcome cube"
-    outcome = inp.outcomes.triples()
+    outcome = inp.outcomes.triples
     members: dict[str, list[str]] = {}
     for c in codes:
         group = key[c].params.get("group")

@@ -17,7 +17,7 @@ def compute(inp: AnalysisInput) -> dict[str, Any] | None:
     from evalsuite.stats.mixed import fit_policy_effects
 
     assert inp.outcomes is not None, "needs the outcome cube (analysis.analyze passes it)"
-    outcome = inp.outcomes.triples()
+    outcome = inp.outcomes.triples
     codes, tasks = inp.codes, list(inp.plan.tasks)
     if len(tasks) < 2 or len(codes) < 2 or len(set(outcome.values())) != 2:
         return None
