@@ -189,6 +189,21 @@ def test_docs_key_tables_are_the_declarations(command, page):
             f"docs/{page}: key table out of date: EVALSUITE_WRITE_DOCS_KEYS=1 pytest tests/test_cli.py -k key_tables"
 
 
+def test_key_table_cells_show_angle_brackets_and_pipes_as_typed():
+    """Rendered as the docs site renders it (Python-Markdown's tables): ``<suite>`` is text, not a
+    swallowed HTML tag, a ``|`` stays inside its cell, and a code span shows its text unchanged."""
+    import markdown
+
+    from evalsuite.commands.options import Option, markdown_table
+
+    table = markdown_table([Option("out", "run folder (default: reports/<suite>-<hash>)"),
+                            Option("executor", "local | ray, see `a<b>|c`", default="local")])
+    html = markdown.markdown(table, extensions=["tables"])
+    assert "reports/&lt;suite&gt;-&lt;hash&gt;" in html and "<suite>" not in html
+    assert html.count("<td>") == 6  # two rows of three cells: no pipe split a cell
+    assert "local &#124; ray" in html and "<code>a&lt;b&gt;|c</code>" in html
+
+
 def test_help_lists_every_declared_option_with_its_default(capsys):
     from evalsuite.commands import evaluate
 

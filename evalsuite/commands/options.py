@@ -109,11 +109,22 @@ def help_text(title: str, options: Sequence[Option]) -> str:
 
 
 def markdown_table(options: Sequence[Option]) -> str:
-    """The README's table of a command's keys."""
+    """The docs' table of a command's keys."""
     rows = ["| key | meaning | default |", "|---|---|---|"]
-    rows += [f"| `{o.name}` | {o.help.replace('|', '&#124;')} | {'' if o.default is None else f'`{o.default}`'} |"
+    rows += [f"| `{o.name}` | {markdown_cell(o.help)} | {'' if o.default is None else f'`{o.default}`'} |"
              for o in options]
     return "\n".join(rows)
+
+
+def markdown_cell(text: str) -> str:
+    """``text`` as one table cell: outside `code spans`, ``<`` and ``>`` as entities (else Markdown
+    passes ``<suite>-<hash>`` on as an HTML tag and the page shows nothing) and ``|`` as one (else it
+    ends the cell). Code spans already show their text as typed."""
+    parts = text.split("`")
+    for i, part in enumerate(parts):
+        if i % 2 == 0 or i == len(parts) - 1:  # outside a code span (a lone backtick opens none)
+            parts[i] = part.replace("<", "&lt;").replace(">", "&gt;").replace("|", "&#124;")
+    return "`".join(parts)
 
 
 # ---------------------------------------------------------------- the parsers themselves
