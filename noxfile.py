@@ -139,3 +139,47 @@ def benchmark(session: nox.Session) -> None:
     for script in ("throughput.py", "robomimic_workers.py", "sequential.py", "progress_sequential.py", "aggregates.py",
                    "gate.py", "latency.py"):
         _run(session, "python", f"benchmarks/{script}", *(session.posargs if script == "throughput.py" else []))
+
+
+# LeRobot (>= 0.5) needs Python >= 3.12, numpy >= 2 and torch < 2.12; evalsuite needs numpy < 2 (robosuite's
+# mink pin) and torch 2.13, so LeRobot lives in an environment of its own behind a policy server
+# (docs/lerobot.md). torch is installed first, from the CPU wheel index where it is reachable.
+LEROBOT_ENV = Path(".nox/lerobot")
+LEROBOT_TORCH = ["torch==2.11.0", "torchvision==0.26.0"]  # the newest lerobot 0.6.1 admits (torch < 2.12)
+LEROBOT_INSTALL = ["lerobot[dataset]==0.6.1", *LEROBOT_TORCH, "websockets>=13", "msgpack>=1"]
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+def _python312(session: nox.Session) -> str:
+    """The first interpreter >= 3.12 that runs: posargs[0], $EVALSUITE_PYTHON312, python3.12 on PATH, pyenv's
+    (a pyenv shim is on PATH even where it cannot run 3.12, so each candidate is tried)."""
+    import glob
+    import subprocess
+
+    candidates = [*session.posargs[:1], os.environ.get("EVALSUITE_PYTHON312", ""), shutil.which("python3.12") or "",
+                  *sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.12*/bin/python3.12")), reverse=True)]
+    for candidate in filter(None, candidates):
+        probe = [candidate, "-c", "import sys; sys.exit(sys.version_info < (3, 12))"]
+        if subprocess.run(probe, capture_output=True).returncode == 0:
+            return candidate
+    session.error("no Python >= 3.12 runs here: pass one, `nox -s lerobot_env -- /path/to/python3.12`")
+
+
+@nox.session(venv_backend="none", default=False)
+def lerobot_env(session: nox.Session) -> None:
+    """`.nox/lerobot`: Python 3.12 with lerobot 0.6.1 (policies=[lerobot:PATH], demos format=lerobot,
+    lerobot-train); `nox -s lerobot_env [-- /path/to/python3.12]`."""
+    from nox.command import CommandFailed
+
+    python = LEROBOT_ENV / "bin" / "python"
+    if not python.exists():
+        session.run(_python312(session), "-m", "venv", str(LEROBOT_ENV), external=True)
+    pip = [str(python), "-m", "pip", "install", "-q"]
+    try:  # the CPU build (no CUDA libraries: GBs less) where the PyTorch index answers
+        session.run(*pip, "--retries", "0", "--timeout", "20", "--index-url", TORCH_CPU_INDEX, *LEROBOT_TORCH,
+                    external=True, silent=True)
+    except CommandFailed:
+        session.warn(f"{TORCH_CPU_INDEX} not reachable: torch comes from PyPI (a CUDA build, several GB)")
+    session.run(*pip, *LEROBOT_INSTALL, external=True)
+    session.run(str(python), "-c", "import lerobot, torch, numpy; print('lerobot', lerobot.__version__, 'torch', "
+                "torch.__version__, 'numpy', numpy.__version__)", external=True)
