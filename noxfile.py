@@ -1,5 +1,5 @@
 """Sessions: `evaluate` (the main job), `tests` (default: lint, docs, tests, the project's own gate),
-`unit` (the edit-test loop), `lint`, `docs`, `gate`, `tests_slow`, `benchmark`, `wheel`.
+`unit` (the edit-test loop), `lint`, `docs`, `gate`, `tests_slow`, `benchmark`, `wheel`, `numpy2`.
 
 Every session but `wheel` runs in one shared environment, `.nox/shared`, built once and rebuilt
 only when pyproject.toml, constraints.txt or the install line change (`wheel` tests a built wheel
@@ -183,3 +183,11 @@ def lerobot_env(session: nox.Session) -> None:
     session.run(*pip, *LEROBOT_INSTALL, external=True)
     session.run(str(python), "-c", "import lerobot, torch, numpy; print('lerobot', lerobot.__version__, 'torch', "
                 "torch.__version__, 'numpy', numpy.__version__)", external=True)
+
+
+@nox.session(venv_backend="none", default=False)
+def numpy2(session: nox.Session) -> None:
+    """The core alone on numpy 2 (only the robomimic extra needs numpy < 2): a fresh environment
+    without constraints.txt analyses committed run folders to their recorded results
+    (tests/test_numpy2.py; a minute or two with pip's cache warm)."""
+    _run(session, "pytest", "-m", "slow", "tests/test_numpy2.py", *session.posargs)
