@@ -47,6 +47,7 @@ class Run:
         self.plan, self.key = plan_mod.load(self.path)
 
     def file(self, name: str) -> Path:
+        """The path of one of the run's files (``Run.PLAN``, ``Run.JOURNAL``, ...), which may not exist."""
         return self.path / name
 
     @functools.cached_property
@@ -75,6 +76,7 @@ class Run:
         return value if isinstance(value, int) and value >= 1 else 3
 
     def final(self, max_attempts: int | None = None) -> dict[str, EpisodeRecord]:
+        """The final attempt of every finished trial (trial id -> record): the episodes the results count."""
         return finished_trials(self.records, max_attempts or self.max_attempts)
 
     @functools.cached_property
@@ -135,6 +137,8 @@ class Run:
         return pd.DataFrame(rows)
 
     def results(self) -> Results:
+        """The typed results: results.json as written, or - without one - analysed from the journal
+        with the default options."""
         if (self.path / RESULTS_FILE).exists():
             return load_results(self.path)
         from evalsuite.analysis import AnalysisOptions, analyze
@@ -143,6 +147,8 @@ class Run:
 
 
 def open_run(path: str | Path) -> Run:
+    """The run folder at ``path`` (``evalsuite.open_run`` too); a folder without plan.json is a
+    one-line ``UsageError``."""
     if not (Path(path) / plan_mod.PLAN_FILE).exists():
         raise UsageError(f"{path} is not a run folder (no plan.json)")
     return Run(Path(path))
