@@ -146,7 +146,7 @@ def benchmark(session: nox.Session) -> None:
 # (docs/lerobot.md). torch is installed first, from the CPU wheel index where it is reachable.
 LEROBOT_ENV = Path(".nox/lerobot")
 LEROBOT_TORCH = ["torch==2.11.0", "torchvision==0.26.0"]  # the newest lerobot 0.6.1 admits (torch < 2.12)
-LEROBOT_INSTALL = ["lerobot[dataset]==0.6.1", *LEROBOT_TORCH, "websockets>=13", "msgpack>=1"]
+LEROBOT_INSTALL = ["lerobot[dataset,accelerate-dep]==0.6.1", *LEROBOT_TORCH, "websockets>=13", "msgpack>=1"]
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 
 
