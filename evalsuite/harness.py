@@ -22,7 +22,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from evalsuite import fsio, names, registry, report, sequential, trust
+from evalsuite import contract, fsio, names, registry, report, sequential, trust
 from evalsuite import plan as plan_mod
 from evalsuite.analysis import AnalysisOptions, analyze
 from evalsuite.errors import UsageError, choices
@@ -222,19 +222,22 @@ def _open(run: Prepared) -> tuple[bool, PolicyBuilder, dict[str, Any]]:
     builder = PolicyBuilder(run.suite, key, [path for entry in run.req.policies
                                              for path in trust.pickled_files(registry.policies.get(entry.id),
                                                                              entry.params)])
+    contracts: dict[str, Any] = {"tasks": {}, "policies": {}, "mismatches": []}
     for task in run.tasks:
-        _check_task(run, builder, task)
+        _check_task(run, builder, task, contracts)
     if not resuming:  # a failed start leaves no plan behind, so the corrected command starts afresh
-        plan_mod.save(run_dir, plan, key)
+        plan_mod.save(run_dir, dataclasses.replace(plan, contracts=contracts), key)
     # what policies say about themselves (family, network evaluations per chunk): reported per policy
-    notes = {key.label(code): builder(code, run.tasks[0]).requirements.notes for code in plan.codes}
+    notes = {key.label(code): {**builder(code, run.tasks[0]).requirements.notes,
+                               **_contract_note(code, contracts)} for code in plan.codes}
     plan_mod.write_json(run_dir / names.POLICY_NOTES, notes)
     return resuming, builder, notes
 
 
-def _check_task(run: Prepared, builder: PolicyBuilder, task: str) -> None:
+def _check_task(run: Prepared, builder: PolicyBuilder, task: str, contracts: dict[str, Any]) -> None:
     """Refuse a mismatch on ``task`` before any episode runs: a camera it lacks, more episodes than
-    its stored initial states, a policy that does not fit it."""
+    its stored initial states, a policy that does not fit it (shapes, then conventions - recorded in
+    ``contracts``, and under contract=warn run anyway)."""
     info = env_info(run.suite, task, run.max_steps[task])
     if run.req.video.mode != "none":
         from evalsuite import video
@@ -244,8 +247,28 @@ def _check_task(run: Prepared, builder: PolicyBuilder, task: str) -> None:
     if info.n_initial_conditions is not None and episodes > info.n_initial_conditions:
         raise UsageError(f"episodes={episodes}, but task {task!r} has only {info.n_initial_conditions} stored "
                          f"initial states; use episodes<={info.n_initial_conditions}")
+    suite_contract = contract.check_fields(info.contract, f"suite {run.suite.id!r}")
+    contracts["tasks"][task] = suite_contract
     for code in run.plan.codes:
-        check_compatible(run.key.label(code), _built(run, builder, code, task).requirements, info, task)
+        label, requirements = run.key.label(code), _built(run, builder, code, task).requirements
+        check_compatible(label, requirements, info, task)
+        stated = contract.check_fields(requirements.contract, f"policy {label!r}")
+        contracts["policies"].setdefault(code, stated)
+        found = contract.mismatches(stated, suite_contract)
+        contract.enforce(found, label, task, run.req.design.contract)
+        contracts["mismatches"] += [{"code": code, "task": task, **m.to_dict()} for m in found]
+
+
+def _contract_note(code: str, contracts: dict[str, Any]) -> dict[str, str]:
+    """The report's line on a policy's conventions: how many it states, and any mismatch accepted."""
+    stated = contracts["policies"].get(code) or {}
+    if not stated:
+        return {}
+    accepted = [m for m in contracts["mismatches"] if m["code"] == code]
+    if not accepted:
+        return {"contract": f"{len(stated)} conventions stated, all as the suite's"}
+    return {"contract": "MISMATCH accepted with contract=warn: " + "; ".join(
+        f"{m['task']} {m['field']}: policy {m['policy']}, suite {m['suite']}" for m in accepted)}
 
 
 PROTOCOL = ("requirements", "reset", "act", "fingerprint")  # evalsuite/interfaces.py's Policy

@@ -36,6 +36,9 @@ class EnvInfo:
     # Cameras the environment renders from with ``render(camera, width, height) -> (H, W, 3) uint8``
     # (offscreen OpenGL); none: its episodes get no videos.
     cameras: tuple[str, ...] = ()
+    # Conventions beyond shapes (evalsuite/contract.py): "<key>.dtype", "<key>.range",
+    # "<image key>.orientation", "action.gripper", "action.control", "action.rotation", ...
+    contract: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +86,9 @@ class PolicyRequirements:
     # True: the policy has ``episode_info(slot) -> dict`` (JSON-serializable diagnostics of the
     # episode that just ended in ``slot``, e.g. energies), kept with the episode's record.
     episode_info: bool = False
+    # The conventions the policy assumes (evalsuite/contract.py), checked against the suite's before
+    # episode 1: e.g. {"action.gripper": "+1 closes", "agentview_image.range": [0, 255]}
+    contract: dict[str, Any] = field(default_factory=dict)
 
 
 @runtime_checkable

@@ -219,6 +219,9 @@ class Plan:
     # a run resumed under another specification would mix two benchmarks in one journal
     suite_digest: str = ""
     family: dict[str, Any] | None = None  # an MDP family's axes (SuiteSpec.family), for the analysis
+    # the observation/action conventions (evalsuite/contract.py): each task's, each policy code's, and
+    # the mismatches a contract=warn run accepted; None in folders made before contracts
+    contracts: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -234,6 +237,7 @@ class Plan:
             "key_digest": self.key_digest,
             "suite_options": self.suite_options,
             "stopping": self.stopping.to_dict(),
+            **({"contracts": self.contracts} if self.contracts is not None else {}),
             "trials": [t.to_dict() for t in self.trials],
         }
 
@@ -244,7 +248,7 @@ class Plan:
             max_steps=dict(d["max_steps"]), codes=tuple(d["codes"]),
             trials=tuple(Trial(**t) for t in d["trials"]), key_digest=d["key_digest"],
             suite_options=d.get("suite_options", {}), stopping=Stopping.from_dict(d.get("stopping")),
-            suite_digest=d.get("suite_digest", ""), family=d.get("family"),
+            suite_digest=d.get("suite_digest", ""), family=d.get("family"), contracts=d.get("contracts"),
         )
 
 

@@ -107,6 +107,7 @@ class Design:
     max_steps: int | dict[str, int] | None = None  # caps every task's own step limit (or per task)
     suite_options: dict[str, Any] = field(default_factory=dict)  # the suite's env options (SuiteSpec.options)
     stopping: Stopping = Stopping()  # see evalsuite/sequential.py
+    contract: str = "error"  # error | warn: a convention mismatch refused, or run and reported (evalsuite/contract.py)
 
 
 @dataclass(frozen=True)

@@ -33,11 +33,13 @@ def load_entry_point(entry_point: str) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class TaskSpec:
-    """One task of a suite: its id, episode step limit and tags (e.g. difficulty)."""
+    """One task of a suite: its id, episode step limit, tags (e.g. difficulty) and the instruction a
+    person would give (what language-conditioned and remote policies receive as ``task``)."""
 
     id: str
     max_steps: int
     tags: tuple[str, ...] = ()
+    instruction: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,6 +56,14 @@ BUILTIN = [
                 "with until the gradient vanishes (steps = cap)"),
     )],
     PolicySpec(
+        id="remote",
+        entry_point="evalsuite_policies.remote:remote",
+        description="a policy served over openpi's websocket protocol (any environment, any machine): "
+                    "remote:ws://HOST:PORT[:n_action_steps=N:rename_map=OURS=THEIRS+...]",
+        params={"url": "", "n_action_steps": 0, "rename_map": "", "timeout": 30.0, "instruction": ""},
+        positional="url",
+    ),
+    PolicySpec(
         id="lbm",
         entry_point="evalsuite_policies.chunked:lbm",
         description="multitask language-conditioned diffusion transformer (LBM-style); the instruction is the task signal",
@@ -67,5 +75,13 @@ BUILTIN = [
         entry_point="evalsuite_policies.gpc:gpc",
         description="GPC: members (family[@checkpoint] joined by +) mixed at every step of a shared schedule",
         params={"members": "", "w": 0.5, "weights": "", "steps": 10, "schedule": "auto", "mix": "velocity"},
+    ),
+    PolicySpec(
+        id="lerobot",
+        entry_point="evalsuite_policies.lerobot:lerobot",
+        description="a LeRobot pretrained policy folder, run by LeRobot in its own environment (nox -s lerobot_env) "
+                    "behind a policy server; no path: the ACT shipped for the Meta-World task",
+        params={"path": "", "python": "", "device": "cpu", "threads": 1, "timeout": 30.0},
+        positional="path",
     ),
 ]

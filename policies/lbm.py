@@ -25,20 +25,6 @@ from evalsuite_policies.nets import ObservationEncoder, SinusoidalEmbedding
 
 LANGUAGE_DIM = 384  # all-MiniLM-L6-v2
 
-# What a person would tell the robot; tasks not listed get their name in words.
-INSTRUCTIONS = {
-    "drawer-open": "open the drawer",
-    "drawer-close": "close the drawer",
-    "coffee-push": "push the mug under the coffee machine",
-    "coffee-button": "press the button on the coffee machine",
-    "pick-place": "pick up the puck and place it at the goal",
-    "reach": "reach the goal position",
-    "push": "push the puck to the goal",
-    "button-press": "press the button",
-    "door-open": "open the door",
-    "window-open": "slide the window open",
-    "peg-insert-side": "insert the peg into the hole from the side",
-}
 
 # The sampler the shipped lbm checkpoints were trained and evaluated with (lbm is evalsuite's own
 # compact model, not a re-implementation of an official one): DDIM without clipping x0 between
@@ -47,7 +33,10 @@ SAMPLER_CLIP, SAMPLER_UPDATE, OUTPUT_CLAMP = False, "diffusers-0.15", 1.5
 
 
 def instruction_for(task_id: str) -> str:
-    return INSTRUCTIONS.get(task_id, task_id.replace("-", " "))
+    """The suites' instruction for a task (the shipped checkpoints were trained with these)."""
+    from evalsuite_suites.instructions import instruction
+
+    return instruction(task_id)
 
 
 @functools.lru_cache(maxsize=1)

@@ -2,13 +2,14 @@
 
 from evalsuite.specs import SuiteOption, SuiteSpec, TaskSpec
 from evalsuite_suites.families import FAMILIES
+from evalsuite_suites.instructions import instruction
 from evalsuite_suites.metaworld import DIFFICULTY, MAX_STEPS
 from evalsuite_suites.robosuite import TASKS as ROBOMIMIC_TASKS
 
-_MW_TASKS = tuple(TaskSpec(task, MAX_STEPS, (level,)) for level, tasks in DIFFICULTY.items() for task in tasks)
+_MW_TASKS = tuple(TaskSpec(task, MAX_STEPS, (level,), instruction(task)) for level, tasks in DIFFICULTY.items() for task in tasks)
 _MW_TASK = {t.id: t for t in _MW_TASKS}
-_RM_TASKS = tuple(TaskSpec(task, horizon, ("low-dim",)) for task, (_, horizon, _) in ROBOMIMIC_TASKS.items())
-_RM_IMAGE_TASKS = tuple(TaskSpec(task, horizon, ("image",)) for task, (_, horizon, _) in ROBOMIMIC_TASKS.items())
+_RM_TASKS = tuple(TaskSpec(task, horizon, ("low-dim",), instruction(task)) for task, (_, horizon, _) in ROBOMIMIC_TASKS.items())
+_RM_IMAGE_TASKS = tuple(TaskSpec(task, horizon, ("image",), instruction(task)) for task, (_, horizon, _) in ROBOMIMIC_TASKS.items())
 
 _BASE_TASKS = {"metaworld": _MW_TASK, "robomimic": {t.id: t for t in _RM_TASKS}}
 
@@ -88,7 +89,8 @@ BUILTIN = [
         SuiteSpec(
             id=family.id,
             entry_point="evalsuite_suites.families:FamilyTaskEnv",
-            tasks=(TaskSpec(family.task, _BASE_TASKS[family.base_suite][family.task].max_steps, ("family",)),),
+            tasks=(TaskSpec(family.task, _BASE_TASKS[family.base_suite][family.task].max_steps, ("family",),
+                            instruction(family.task)),),
             description=family.description,
             simulator="robosuite" if family.base_suite == "robomimic" else "metaworld",
             options=((_MW_OBS,) if family.base_suite == "metaworld" else ()) + _FAMILY_OPTIONS,

@@ -38,6 +38,13 @@ DIFFICULTY: dict[str, tuple[str, ...]] = {
 }
 
 MAX_STEPS = 500  # Meta-World's max_path_length for every v3 task
+# Conventions (evalsuite/contract.py): the 39-d state in metres (hand, gripper opening, objects,
+# the previous frame's, goal); actions move the hand by up to 1/100 m per unit and a positive
+# last component closes the gripper (Meta-World's scripted policies grasp with +1).
+CONTRACT = {"state.dtype": "float64", "state.shape": [39], "state.units": "m", "action.dim": 4,
+            "action.range": [-1, 1], "action.control": "ee-delta-position", "action.rotation": "none",
+            "action.gripper": "+1 closes"}
+POINTCLOUD_CONTRACT = {"point_cloud.units": "m", "agent_pos.units": "m", "agent_pos.dtype": "float32"}
 OBS_MODES = ("state", "pointcloud")
 
 # DP3's Meta-World camera: corner2 moved to look at the table, 128x128 depth, far plane 1.5 m.
@@ -94,7 +101,8 @@ class MetaWorldTaskEnv:
             self._camera = RayCastDepthCamera(env.model, POINTCLOUD_CAMERA, POINTCLOUD_PIXELS, POINTCLOUD_PIXELS)
             shapes.update(point_cloud=(POINTCLOUD_POINTS, 3), agent_pos=(9,))
         self._dropout, self._sensing_rng = 0.0, np.random.default_rng(0)
-        self.info = EnvInfo(obs_shapes=shapes, action_dim=4, max_steps=min(max_steps, MAX_STEPS), cameras=CAMERAS)
+        self.info = EnvInfo(obs_shapes=shapes, action_dim=4, max_steps=min(max_steps, MAX_STEPS), cameras=CAMERAS,
+                            contract={**CONTRACT, **(POINTCLOUD_CONTRACT if obs == "pointcloud" else {})})
         self._renderers: dict[tuple[int, int], Any] = {}
 
     def set_sensing(self, point_dropout: float, camera_jitter: float, rng: np.random.Generator) -> None:

@@ -132,6 +132,22 @@ RENDER_CAMERAS = ("frontview", "agentview", "birdview")  # the first is the vide
 MILESTONES = {"lift": ("reached", "grasped"), "can": ("reached", "grasped", "lifted", "over_bin")}
 
 
+def contract(obs: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Conventions (evalsuite/contract.py): robosuite's OSC_POSE controller takes a delta position and
+    an axis-angle delta rotation in [-1, 1], +1 closes the gripper; quaternions are (x, y, z, w);
+    camera images are uint8 0-255, turned upright as robomimic's datasets store them."""
+    out: dict[str, Any] = {"action.range": [-1, 1], "action.control": "osc-pose-delta",
+                           "action.rotation": "axis-angle", "action.gripper": "+1 closes"}
+    for key, value in obs.items():
+        if key.endswith("_eef_pos"):
+            out[f"{key}.units"] = "m"
+        elif key.endswith("_eef_quat"):
+            out[f"{key}.rotation"] = "quaternion-xyzw"
+        elif key.endswith("_image"):
+            out.update({f"{key}.dtype": str(value.dtype), f"{key}.range": [0, 255], f"{key}.orientation": "upright"})
+    return out
+
+
 class RobosuiteTaskEnv:
     """One robomimic task. ``obs``: ``low_dim`` (default) or ``image`` (adds the two cameras)."""
 
@@ -151,7 +167,7 @@ class RobosuiteTaskEnv:
         self.info = EnvInfo(obs_shapes={k: v.shape for k, v in obs0.items()},
                             action_dim=int(self.env.action_dim), max_steps=min(max_steps or horizon, horizon),
                             n_initial_conditions=len(self._dataset.demos) if self._dataset else None,
-                            cameras=RENDER_CAMERAS)
+                            cameras=RENDER_CAMERAS, contract=contract(obs0))
         self._renderers: dict[tuple[int, int], Any] = {}
 
     def _observe(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -10,7 +10,8 @@ from types import ModuleType
 
 BUILTIN = {"evaluate": "evaluate", "report": "report", "sync": "sync", "list": "catalog", "demos": "demos",
            "plan": "plan", "gate": "gate", "select": "select", "compose": "compose", "export": "export",
-           "video": "video", "check-policy": "check_policy", "check-suite": "check_suite"}
+           "video": "video", "check-policy": "check_policy", "check-suite": "check_suite",
+           "serve": "serve"}
 
 
 def module(command: str) -> ModuleType:

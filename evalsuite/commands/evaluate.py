@@ -73,6 +73,9 @@ DESIGN = (
     Option("seed", "root seed", "0", integer(0)),
     Option("out", "run folder (default: reports/<suite>-<hash of the request>)", parse=folder),
     Option("max_steps", "cap on every task's step limit", parse=integer(1)),
+    Option("contract", "error | warn: a policy whose stated conventions (gripper sign, image range or orientation, "
+           "control mode, ...) differ from the suite's is refused before episode 1, or runs with the mismatch "
+           "recorded in plan.json and the report", "error", one_of("error", "warn")),
 )
 
 
@@ -206,7 +209,8 @@ def request(v: Values) -> EvaluateRequest:
               "stopping": stopping.to_dict()}
     search = {k: v[k] for k, target in declared.items() if target == "search" and k in v}
     design = Design(tasks=tuple(v["tasks"]) if "tasks" in v else None, episodes=episodes, seed=v["seed"],
-                    max_steps=v.get("max_steps"), suite_options=fields["suite_options"], stopping=stopping)
+                    max_steps=v.get("max_steps"), suite_options=fields["suite_options"], stopping=stopping,
+                    contract=v.get("contract", "error"))
     return EvaluateRequest(
         suite=fields["suite"], policies=policies, out=v["out"] if "out" in v else default_out(fields), design=design,
         execution=from_values(Execution, v), analysis=AnalysisOptions(**analysis_options(v)),

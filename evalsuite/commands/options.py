@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -242,13 +243,22 @@ def _coerce(policy_id: str, name: str, value: str, default: Any) -> Any:
     return value
 
 
+URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^:/]*(?::[0-9]+)?[^:]*")
+
+
 def parse_policy(text: str) -> PolicyEntry:
     """``id[:ARG][:key=value...]`` -> PolicyEntry, checked against the registry."""
     from evalsuite import registry
     from evalsuite.harness import resolve_policy
     from evalsuite.plan import PolicyEntry
 
-    policy_id, *parts = text.split(":")
+    policy_id, _, rest = text.partition(":")
+    url = URL.match(rest)  # an address's own colons (remote:ws://host:port) are not separators
+    if url:
+        tail = rest[url.end():].removeprefix(":")
+        parts = [url.group(), *(tail.split(":") if tail else [])]
+    else:
+        parts = text.split(":")[1:]
     spec = registry.policies.get(policy_id)
     params: dict[str, Any] = {}
     for part in parts:
