@@ -166,7 +166,7 @@ def evaluate(req: EvaluateRequest, log: Callable[[str], None] = print) -> Result
     fsio.make_dir(req.out)
     # one process per run folder: a second one would run every trial again into the same journal
     with RunLock(req.out, purpose="evaluate", log=log):
-        resuming, builder, notes = _open(run)
+        run, resuming, builder, notes = _open(run)
         records, info = _execute(run, builder, resuming, log)
         worst_case = _worst_cases(req, run.suite, run.tasks[0], req.out, log) if req.search is not None else None
         clips = _render_videos(run, builder, records, info, log) if req.video.mode != "none" else {}
@@ -205,10 +205,10 @@ def prepare(req: EvaluateRequest, log: Callable[[str], None] = print) -> Prepare
     return Prepared(req, suite, tasks, max_steps, plan, key)
 
 
-def _open(run: Prepared) -> tuple[bool, PolicyBuilder, dict[str, Any]]:
+def _open(run: Prepared) -> tuple[Prepared, bool, PolicyBuilder, dict[str, Any]]:
     """The run folder checked (a resume must be the same run; episodes without a plan are refused),
-    every policy built and checked against every task, then the plan written: (resuming, the
-    policies, what they say about themselves)."""
+    every policy built and checked against every task, then the plan written: (the run with its
+    plan's conventions, resuming, the policies, what they say about themselves)."""
     run_dir, plan, key = run.req.out, run.plan, run.key
     resuming = (run_dir / plan_mod.PLAN_FILE).exists()
     if resuming:
@@ -225,13 +225,13 @@ def _open(run: Prepared) -> tuple[bool, PolicyBuilder, dict[str, Any]]:
     contracts: dict[str, Any] = {"tasks": {}, "policies": {}, "mismatches": []}
     for task in run.tasks:
         _check_task(run, builder, task, contracts)
+    plan = dataclasses.replace(plan, contracts=contracts)
     if not resuming:  # a failed start leaves no plan behind, so the corrected command starts afresh
-        plan_mod.save(run_dir, dataclasses.replace(plan, contracts=contracts), key)
+        plan_mod.save(run_dir, plan, key)
     # what policies say about themselves (family, network evaluations per chunk): reported per policy
-    notes = {key.label(code): {**builder(code, run.tasks[0]).requirements.notes,
-                               **_contract_note(code, contracts)} for code in plan.codes}
+    notes = {key.label(code): builder(code, run.tasks[0]).requirements.notes for code in plan.codes}
     plan_mod.write_json(run_dir / names.POLICY_NOTES, notes)
-    return resuming, builder, notes
+    return dataclasses.replace(run, plan=plan), resuming, builder, notes
 
 
 def _check_task(run: Prepared, builder: PolicyBuilder, task: str, contracts: dict[str, Any]) -> None:
@@ -257,18 +257,6 @@ def _check_task(run: Prepared, builder: PolicyBuilder, task: str, contracts: dic
         found = contract.mismatches(stated, suite_contract)
         contract.enforce(found, label, task, run.req.design.contract)
         contracts["mismatches"] += [{"code": code, "task": task, **m.to_dict()} for m in found]
-
-
-def _contract_note(code: str, contracts: dict[str, Any]) -> dict[str, str]:
-    """The report's line on a policy's conventions: how many it states, and any mismatch accepted."""
-    stated = contracts["policies"].get(code) or {}
-    if not stated:
-        return {}
-    accepted = [m for m in contracts["mismatches"] if m["code"] == code]
-    if not accepted:
-        return {"contract": f"{len(stated)} conventions stated, all as the suite's"}
-    return {"contract": "MISMATCH accepted with contract=warn: " + "; ".join(
-        f"{m['task']} {m['field']}: policy {m['policy']}, suite {m['suite']}" for m in accepted)}
 
 
 PROTOCOL = ("requirements", "reset", "act", "fingerprint")  # evalsuite/interfaces.py's Policy

@@ -3,7 +3,7 @@
 A section is an ``AnalysisSpec`` (``evalsuite/specs.py``) registered through the
 ``evalsuite.analyses`` entry-point group - the built-ins below exactly as a third-party package
 would register its own: rliable's aggregates, the mixed model, algorithm groups, task progress,
-MDP families, energy and sequential decisions. ``analysis.analyze`` calls every section's
+MDP families, energy, sequential decisions and the run's conventions. ``analysis.analyze`` calls every section's
 ``compute`` with the run's outcomes; the report and MLflow have one loop each over the sections
 present in ``results.json`` (``report``/``figures``/``metrics``/``tags``). Adding a section is one
 module plus one line here (or in a plugin's own entry point).
@@ -40,6 +40,8 @@ BUILTIN = [  # ``order``: results.json's order of sections (and the report's wit
                  figures="evalsuite.analyses.energy:figures", metrics="evalsuite.analyses.energy:metrics", order=20),
     AnalysisSpec(id="progress", compute="evalsuite.analyses.progress:compute",
                  report="evalsuite.analyses.progress:report", metrics="evalsuite.analyses.progress:metrics", order=5),
+    AnalysisSpec(id="contracts", compute="evalsuite.analyses.contracts:compute",
+                 report="evalsuite.analyses.contracts:report", order=95, part="detail"),
 ]
 
 
