@@ -153,7 +153,7 @@ def test_every_command_has_help_from_its_key_table(command, key, capsys):
 KEY_TABLES = {"evaluate": "guide/evaluate.md", "suite-options": "guide/evaluate.md", "gate": "gate.md",
               "video": "guide/video.md", "report": "guide/report.md", "sync": "guide/sync.md",
               "export": "guide/export.md", "plan": "guide/plan.md", "select": "guide/select.md",
-              "compose": "guide/compose.md", "demos": "guide/demos.md", "train": "guide/train.md",
+              "compose": "guide/compose.md", "demos": "guide/demos.md", "train": "guide/train.md", "serve": "guide/serve.md",
               "check-policy": "plugins/policy.md", "check-suite": "plugins/suite.md"}
 
 
