@@ -18,7 +18,7 @@ import nox
 nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = True
 
-INSTALL = ["-e", ".[metaworld,robomimic,torch,lbm,ray,video,remote,test]", "torch==2.13.0", "ruff==0.17.6", "mypy==2.4.1",
+INSTALL = ["-e", ".[metaworld,robomimic,torch,lbm,ray,video,remote,console,test]", "torch==2.13.0", "ruff==0.17.6", "mypy==2.4.1",
            "-c", "constraints.txt"]
 SHARED = Path(".nox/shared")
 # The project's own regression gate: today's scripted expert on the shipped baseline's initial conditions.
