@@ -7,12 +7,17 @@ Only successful episodes are kept.
 Writers: robomimic's HDF5 layout for robosuite tasks (``data/demo_i/{obs, next_obs, actions,
 states, rewards, dones}``, ``model_file`` and ``num_samples`` per demo, ``env_args`` and ``total``
 on ``data``), so robomimic's own dataset classes and training read it; and DP3's field layout
-(``data/{full_state, action}``, ``meta/episode_ends``) in HDF5 for Meta-World.
+(``data/{full_state, action}``, ``meta/episode_ends``) in HDF5 for Meta-World; and a LeRobotDataset
+(``format=lerobot``), written by LeRobot itself in its own environment.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
+import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from evalsuite import fsio, registry, streams
+from evalsuite.errors import UsageError
 from evalsuite.harness import build_policy, with_options
 from evalsuite.interfaces import Policy, TaskEnv
 from evalsuite.plan import stable_hash32
@@ -160,3 +166,79 @@ def write_dp3_hdf5(demos: Demos, path: Path, obs_key: str = "state") -> Path:
         f.create_dataset("meta/episode_ends", data=np.cumsum([len(e.actions) for e in demos.episodes]))
         f.attrs["suite"], f.attrs["task"] = demos.suite, demos.task
     return path
+
+
+# LeRobot: lerobot >= 0.5 needs Python >= 3.12, numpy >= 2 and torch < 2.12, none of which evalsuite's
+# environment can have (numpy < 2 for robosuite's mink, torch 2.13), so LeRobot runs in its own environment
+# (`nox -s lerobot_env`: .nox/lerobot) and is handed the demos in a plain .npz file (docs/lerobot.md).
+LEROBOT_PYTHON_VARIABLE = "EVALSUITE_LEROBOT_PYTHON"
+# what a LeRobotDataset records about each simulator: its control rate (Meta-World's render_fps) and its robot
+LEROBOT_SIMULATORS = {"metaworld": (80, "sawyer"), "robosuite": (20, "panda")}
+
+
+def lerobot_python(python: str = "") -> Path:
+    """The LeRobot environment's interpreter: ``python``, else $EVALSUITE_LEROBOT_PYTHON, else the source
+    checkout's .nox/lerobot; missing is one line saying how to build it."""
+    source = "python=" if python else f"${LEROBOT_PYTHON_VARIABLE}" if os.environ.get(LEROBOT_PYTHON_VARIABLE) else ""
+    candidate = Path(python or os.environ.get(LEROBOT_PYTHON_VARIABLE, "")
+                     or Path(__file__).resolve().parents[1] / ".nox" / "lerobot" / "bin" / "python")
+    if not candidate.is_file():
+        where = f"{source} {candidate}" if source else f"{candidate} (the default)"
+        raise UsageError(f"no LeRobot environment: {where} does not exist; build it with `nox -s lerobot_env` in "
+                         f"evalsuite's source checkout, or give python=/path/to/env/bin/python with lerobot installed")
+    return candidate
+
+
+def lerobot_bridge(script: str) -> Path:
+    """A script of policies/lerobot_bridge/ (run by the LeRobot environment's Python, never imported here)."""
+    spec = importlib.util.find_spec("evalsuite_policies")
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    for folder in folders:
+        if (Path(folder) / "lerobot_bridge" / script).is_file():
+            return Path(folder) / "lerobot_bridge" / script
+    raise UsageError(f"lerobot_bridge/{script} is not installed beside evalsuite_policies ({', '.join(folders)})")
+
+
+def write_lerobot_npz(demos: Demos, path: Path, obs_shapes: dict[str, tuple[int, ...]], *, fps: int,
+                      robot_type: str, instruction: str, info: dict[str, Any]) -> Path:
+    """The hand-over file for policies/lerobot_bridge/write_dataset.py: each step's observation under the
+    names the remote policy client sends (evalsuite.wire.Layout, so a policy trained on it is served
+    the same), its action, episode ends, and a JSON ``meta``. A state-only suite also asks for the state
+    as ``observation.environment_state`` (ACT and Diffusion need an image or an environment state)."""
+    from evalsuite.wire import STATE, Layout
+
+    layout = Layout.of(obs_shapes)
+    if layout.other:
+        raise UsageError(f"format=lerobot: observations {', '.join(layout.other)} have no LeRobot feature "
+                         "(only state vectors and uint8 H x W x 3 camera images travel)")
+    steps = [layout.encode({k: v[t] for k, v in ep.obs.items()}, instruction)
+             for ep in demos.episodes for t in range(len(ep.actions))]
+    arrays = {name: np.stack([s[name] for s in steps]) for name in steps[0] if name != "task"}
+    arrays["action"] = np.concatenate(demos.actions).astype(np.float32)
+    names = {STATE: [f"{key}_{i}" if size > 1 else key for key, size in layout.state for i in range(size)],
+             "action": [f"action_{i}" for i in range(arrays["action"].shape[1])]}
+    meta = {"fps": fps, "task": instruction, "robot_type": robot_type, "names": names,
+            "environment_state": not layout.images, "info": info}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with fsio.atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, meta=np.array(json.dumps(meta)), episode_ends=np.cumsum([len(a) for a in demos.actions]),
+                 **arrays)
+    return path
+
+
+def write_lerobot_dataset(demos: Demos, out: Path, obs_shapes: dict[str, tuple[int, ...]], *, fps: int,
+                          robot_type: str, instruction: str, info: dict[str, Any], python: str = "") -> dict[str, Any]:
+    """``out`` written as a LeRobotDataset by LeRobot's own writer in the LeRobot environment; returns the
+    writer's summary (episodes, frames, codebase_version)."""
+    interpreter, script = lerobot_python(python), lerobot_bridge("write_dataset.py")
+    with tempfile.TemporaryDirectory(prefix="evalsuite-lerobot-") as tmp:
+        npz = write_lerobot_npz(demos, Path(tmp) / "demos.npz", obs_shapes, fps=fps, robot_type=robot_type,
+                                instruction=instruction, info=info)
+        done = subprocess.run([str(interpreter), str(script), str(npz), str(out), "--repo-id",
+                               f"evalsuite/{demos.suite}-{demos.task}"], capture_output=True, text=True,
+                              env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.splitlines() if line.strip()] or ["(no message)"]
+        raise UsageError(f"format=lerobot: LeRobot's writer ({interpreter}) failed: {lines[-1][:300]}")
+    summary: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return summary
