@@ -11,7 +11,7 @@ from types import ModuleType
 BUILTIN = {"evaluate": "evaluate", "report": "report", "sync": "sync", "list": "catalog", "demos": "demos",
            "plan": "plan", "gate": "gate", "select": "select", "compose": "compose", "export": "export",
            "video": "video", "check-policy": "check_policy", "check-suite": "check_suite",
-           "serve": "serve"}
+           "serve": "serve", "trial": "trial", "operator": "operator", "unblind": "unblind"}
 
 
 def module(command: str) -> ModuleType:

@@ -33,6 +33,18 @@ def run(args: list[str]) -> int:
         rebuild_report(out, evaluate.analysis_options(v))
         return 0
     folder, rest = run_dir(args, "report")
+    _refuse_blind_trial(folder)
     v = parse(rest, evaluate.STATISTICS)
     rebuild_report(folder, evaluate.analysis_options(v))
     return 0
+
+
+def _refuse_blind_trial(folder: Path) -> None:
+    """A trial with people in the loop stays blind until `evalsuite unblind` says the trials are done."""
+    import json
+
+    from evalsuite.trial import TRIAL_FILE
+
+    path = folder / TRIAL_FILE
+    if path.exists() and not json.loads(path.read_text()).get("unblinded"):
+        raise UsageError(f"{folder} is a blind trial: `evalsuite unblind {folder}` reports it once the trials are done")

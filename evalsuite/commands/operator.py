@@ -1,0 +1,47 @@
+"""`evalsuite operator`: the operator console of a trial run folder, a web page for a phone."""
+
+from __future__ import annotations
+
+from evalsuite.commands.options import Option, integer, parse, run_dir
+from evalsuite.errors import UsageError
+
+OPTIONS = (
+    Option("host", "address to listen on (default: 127.0.0.1; any other needs the printed token)", "127.0.0.1"),
+    Option("port", "port (0: any free one, printed)", "8700", integer(0, 65535)),
+)
+
+
+def run(args: list[str]) -> int:
+    """Serve until interrupted; the first line printed is the address to open."""
+    import socket
+
+    import uvicorn
+
+    from evalsuite import trial
+    from evalsuite.operator_app import make_app, new_token
+
+    folder, rest = run_dir(args, "operator")
+    if not (folder / trial.TRIAL_FILE).exists():
+        raise UsageError(f"{folder} is not a trial run folder (no {trial.TRIAL_FILE}); create one with evalsuite trial")
+    v = parse(rest, OPTIONS)
+    token = None if v["host"] in ("127.0.0.1", "localhost", "::1") else new_token()
+    app = make_app(folder, token)
+    family = socket.AF_INET6 if ":" in v["host"] else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((v["host"], v["port"]))
+        sock.listen(128)  # connections wait in the backlog until the server accepts: the printed address works at once
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {v['host']}:{v['port']}: {exc.strerror or exc}") from None
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    print(f"operator console for {folder} at http://{v['host']}:{port}/" + (f"?token={token}" if token else "")
+          + " (Ctrl-C stops)", flush=True)
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
+    finally:
+        app.state.console.close()
+    return 0

@@ -1,0 +1,240 @@
+"""A whole blind trial driven from the operator console in Chromium at a phone's viewport: a
+simulated "robot" (tests/trial_robot/sim_robot.py, a Meta-World episode) runs each trial from the
+hidden run_cmd, the operator reads what happened and scores it; a page reload mid-trial, the console
+killed with SIGKILL mid-trial and restarted, and a second operator scoring at the same time lose
+nothing and double nothing; no response body before unblinding holds a policy's name, parameter or
+the command; `evalsuite unblind` gives the statistics a direct analysis of the recorded outcomes
+gives. Screenshots of every screen are kept (``.test-artifacts/operator-*.png``)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from evalsuite import console as console_mod
+from evalsuite import names
+from evalsuite.analysis import AnalysisOptions, analyze
+from evalsuite.cli import main
+from evalsuite.errors import UsageError
+from evalsuite.journal import read
+from evalsuite.plan import load
+from tests.test_report_browser import ARTIFACTS, CHROMIUM, FLAGS
+
+ROBOT = Path(__file__).parent / "trial_robot" / "sim_robot.py"
+TASK = """task = "drawer-open"
+instruction = "open the drawer"
+milestones = ["reached", "moved", "halfway"]
+failure_tags = ["missed handle", "stalled"]
+[[initial_conditions]]
+text = "drawer closed, hand at home"
+[[initial_conditions]]
+text = "drawer closed, hand to the left"
+[[initial_conditions]]
+text = "drawer closed, hand raised"
+"""
+SECRETS = ("expert", "noisy", "scripted", "sim_robot", "--policy", "robot.py")  # names, values, the command
+
+
+def _trial_run(tmp_path: Path) -> tuple[Path, Path]:
+    (tmp_path / "task.toml").write_text(TASK)
+    outs = tmp_path / "outcomes"
+    outs.mkdir()
+    run = tmp_path / "run"
+    command = (f"{sys.executable} {ROBOT} --policy {{policy}} --seed {{seed}} --ic {{ic}} --trial {{trial}} "
+               f"--out {outs}")
+    assert main(["trial", f"task={tmp_path / 'task.toml'}", "policies=[expert:policy=scripted,noisy:policy=noisy-scripted]",
+                 f"run_cmd={command}", f"out={run}", "seed=3"]) == 0
+    return run, outs
+
+
+class ConsoleProcess:
+    def __init__(self, run: Path, port: int = 0) -> None:
+        self.process = subprocess.Popen([sys.executable, "-m", "evalsuite", "operator", str(run), f"port={port}"],
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        line = self.process.stdout.readline()
+        assert " at http://" in line, line + self.process.stdout.read()
+        self.url = line.split(" at ")[1].split()[0].rstrip("/")
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+        self.process.stdout.close()
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+        self.process.stdout.close()
+
+
+@pytest.mark.unit
+def test_the_console_state_refuses_double_scores_and_keeps_corrections(tmp_path):
+    run, _ = _trial_run(tmp_path)
+    c = console_mod.Console(run)
+    first = c.next_for("ann")
+    c.claim(first.trial_id, "ann")
+    assert c.next_for("bea").trial_id != first.trial_id  # two operators never get the same trial
+    with pytest.raises(UsageError, match="is being run by ann"):
+        c.score(first.trial_id, "bea", console_mod.Score(True, 2))
+    c.score(first.trial_id, "ann", console_mod.Score(False, 0, ("stalled",), "slow <b>"))
+    with pytest.raises(UsageError, match="already scored"):
+        c.score(first.trial_id, "ann", console_mod.Score(True, 2))
+    c.correct(first.trial_id, "bea", console_mod.Score(True, 2), "the drawer did open")
+    c.close()
+    again = console_mod.Console(run)  # rebuilt from the files alone
+    final = again.finished[first.trial_id]
+    assert final.success and final.attempt == 2 and final.policy_info["operator"] == "bea"
+    (correction,) = [e for e in again.log if e["action"] == "correct"]
+    assert correction["old"]["success"] is False and correction["old"]["tags"] == ["stalled"]
+    assert correction["operator"] == "bea" and correction["why"] == "the drawer did open"
+    assert len(again.remaining()) == 5
+    again.close()
+
+
+def _score_from_outcome(page, outcomes: Path, trial_id: str) -> dict:
+    """What the operator saw the robot do, entered in the form."""
+    seen = json.loads((outcomes / (trial_id.replace("/", "_") + ".json")).read_text())
+    page.check(f"input[name=success][value={'yes' if seen['success'] else 'no'}]")
+    page.select_option("select[name=furthest]", str(seen["furthest"]))
+    if not seen["success"]:
+        page.check("input[name=tags][value='stalled']")
+    return seen
+
+
+def _wait_for_robot(page, url: str) -> None:
+    for _ in range(120):
+        if "exited 0" in page.content():
+            return
+        time.sleep(0.5)
+        page.goto(url)
+    raise AssertionError("the simulated robot did not finish")
+
+
+def _interrupt(page, server: ConsoleProcess, run: Path, number: int, scored: int) -> ConsoleProcess:
+    """Trial 2: a reload mid-trial repeats nothing. Trial 3: the console killed mid-trial and
+    restarted on the same folder and port. Otherwise: wait for the robot."""
+    url = server.url + f"/trial/{number}"
+    if scored == 1:
+        page.reload()
+    if scored == 2:
+        server.kill()
+        server = ConsoleProcess(run, port=int(server.url.rsplit(":", 1)[1]))  # the phone's address still works
+        page.goto(url)
+        assert "started before the console restarted" in page.content()
+        time.sleep(4)  # the robot (not the console's child any more) finishes on its own
+        return server
+    _wait_for_robot(page, url)
+    return server
+
+
+def _second_operator(page, server: ConsoleProcess, plan, outcomes: Path, taken: int) -> None:
+    page.goto(server.url + "/next")
+    page.click("text=Open trial")
+    other = int(page.url.rsplit("/", 1)[1])
+    assert other != taken
+    page.click("button:has-text('Start')")
+    _wait_for_robot(page, page.url)
+    _score_from_outcome(page, outcomes, plan.trials[other].trial_id)
+    page.click("button:has-text('Save outcome')")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium (CI installs it and must run this)")
+def test_a_blind_trial_from_the_phone_console(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    run, outcomes = _trial_run(tmp_path)
+    plan, key = load(run)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    bodies: list[str] = []
+    server = ConsoleProcess(run)
+    shots: set[str] = set()
+
+    def shot(page, name: str) -> None:
+        if name not in shots:
+            shots.add(name)
+            page.screenshot(path=str(ARTIFACTS / f"operator-{name}.png"), full_page=True)
+
+    def record(response) -> None:
+        with contextlib.suppress(Exception):  # a redirect has no body
+            bodies.append(response.text())
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        phone = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True)
+        desk = browser.new_context(viewport={"width": 1280, "height": 800})
+        ann, bea = phone.new_page(), desk.new_page()
+        for page in (ann, bea):
+            page.on("response", record)
+        for page, name in ((ann, "ann"), (bea, "bea")):
+            page.goto(server.url + "/")
+            shot(page, "who")
+            page.fill("input[name=operator]", name)
+            page.click("button[type=submit]")
+        scored, number = 0, 0
+        while True:
+            ann.goto(server.url + "/next")
+            if "All trials are done" in ann.content():
+                shot(ann, "done")
+                break
+            shot(ann, "next")
+            ann.click("text=Open trial")
+            number = int(ann.url.rsplit("/", 1)[1])
+            ann.click("button:has-text('Start')")
+            shot(ann, "running")
+            server = _interrupt(ann, server, run, number, scored)
+            if scored == 3:  # meanwhile a second operator takes the next free trial, never this one
+                _second_operator(bea, server, plan, outcomes, number)
+                shot(bea, "desktop-next")
+                scored += 1
+            ann.goto(server.url + f"/trial/{number}")
+            _score_from_outcome(ann, outcomes, plan.trials[number].trial_id)
+            shot(ann, "score")
+            ann.click("button:has-text('Save outcome')")
+            scored += 1
+        ann.goto(server.url + "/log")
+        shot(ann, "log")
+        bea.goto(server.url + f"/trial/{number}/score")  # scoring a scored trial again is refused
+        browser.close()
+    server.stop()
+
+    records = read(run / names.JOURNAL, plan=plan)
+    assert sorted(r.trial_id for r in records) == sorted(t.trial_id for t in plan.trials)  # nothing lost or doubled
+    assert scored == len(plan.trials) == 6
+    leaked = [(secret, body[:80]) for body in bodies for secret in (*SECRETS, *key.labels.values()) if secret in body]
+    assert not leaked and len(bodies) > 20, leaked
+
+    assert main(["report", str(run)]) == 2  # still blind
+    assert main(["unblind", str(run)]) == 0
+    unblinded = json.loads((run / names.RESULTS).read_text())
+    direct = analyze(plan, key, records, AnalysisOptions()).to_dict()
+    assert unblinded["per_task"] == json.loads(json.dumps(direct["per_task"]))
+    assert unblinded["pairwise"] == json.loads(json.dumps(direct["pairwise"]))
+    seen = {t.trial_id: json.loads((outcomes / (t.trial_id.replace("/", "_") + ".json")).read_text())
+            for t in plan.trials}
+    for row in unblinded["per_task"]:
+        code = key.code(row["policy"])
+        wins = sum(seen[t.trial_id]["success"] for t in plan.trials if t.policy_code == code)
+        assert row["successes"] == wins, row
+    for name in ("who", "next", "running", "score", "log", "done", "desktop-next"):
+        assert (ARTIFACTS / f"operator-{name}.png").stat().st_size > 5000
+
+
+def test_a_console_bound_elsewhere_needs_its_token(tmp_path):
+    from starlette.testclient import TestClient
+
+    from evalsuite.operator_app import make_app
+
+    run, _ = _trial_run(tmp_path)
+    app = make_app(run, token="s3cret")
+    with TestClient(app) as client:
+        assert client.get("/next").status_code == 403
+        assert client.get("/next?token=wrong").status_code == 403
+        assert client.get("/next?token=s3cret").status_code == 200  # then the cookie carries it
+        assert client.get("/log").status_code == 200
+    app.state.console.close()
