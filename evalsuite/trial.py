@@ -138,12 +138,13 @@ def command_for(template: str, entry: KeyEntry, trial: Trial) -> str:
 
 
 def make_blocked_plan(task: TrialTask, policies: list[PolicyEntry], repeats: int, seed: int,
-                      stopping: Stopping = FIXED) -> tuple[Plan, BlindingKey]:
+                      stopping: Stopping = FIXED, mode: str = "command") -> tuple[Plan, BlindingKey]:
     """Every policy once per initial condition (x ``repeats``), blocks in the task file's order,
     the policies' order random within each block; codes assigned at random."""
     n_ics = len(task.initial_conditions) * repeats
     plan, key = plan_mod.make_plan(suite=f"trial:{task.task}", tasks=[task.task], policies=policies, episodes=n_ics,
-                                   seed=seed, max_steps={task.task: MAX_STEPS}, stopping=stopping)
+                                   seed=seed, max_steps={task.task: MAX_STEPS}, stopping=stopping,
+                                   suite_options={"mode": mode})  # in plan.json and the report
     rng = streams.generator(seed, streams.TRIAL_ORDER)
     by_block: dict[int, list[Trial]] = {}
     for t in plan.trials:
@@ -169,7 +170,7 @@ def create(out: Path, task_path: Path, policies: list[PolicyEntry], mode: str, r
     task = read_task(task_path)
     if run_cmd:
         check_command(run_cmd, policies)
-    plan, key = make_blocked_plan(task, policies, repeats, seed, stopping)
+    plan, key = make_blocked_plan(task, policies, repeats, seed, stopping, mode)
     fsio.make_dir(out)
     photos = []
     for number, ic in enumerate(task.initial_conditions):

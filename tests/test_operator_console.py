@@ -238,3 +238,24 @@ def test_a_console_bound_elsewhere_needs_its_token(tmp_path):
         assert client.get("/next?token=s3cret").status_code == 200  # then the cookie carries it
         assert client.get("/log").status_code == 200
     app.state.console.close()
+
+
+def test_sequential_stopping_ends_the_trials_once_the_pair_is_decided(tmp_path):
+    """One policy always succeeds, the other always fails: the anytime-valid test decides after a
+    handful of blocks, and the console offers no more trials although the plan has more."""
+    (tmp_path / "task.toml").write_text('task = "t"\n' + "".join(f'[[initial_conditions]]\ntext = "ic {i}"\n'
+                                                                 for i in range(30)))
+    run = tmp_path / "run"
+    assert main(["trial", f"task={tmp_path / 'task.toml'}", "policies=[good,bad]", "mode=manual", f"out={run}",
+                 "stopping=sequential", "round_size=1"]) == 0
+    c = console_mod.Console(run)
+    good = c._key.code("good")
+    scored = 0
+    while (t := c.next_for("ann")) is not None:
+        c.score(t.trial_id, "ann", console_mod.Score(t.policy_code == good, -1))
+        scored += 1
+    assert c.decided() and scored < len(c.plan.trials) and scored % 2 == 0
+    c.close()
+    assert main(["unblind", str(run)]) == 0
+    report = (run / "report.md").read_text()
+    assert "Mode `manual`: the operator ran the robot by hand" in report and "Operators: ann" in report

@@ -40,6 +40,8 @@ BUILTIN = [  # ``order``: results.json's order of sections (and the report's wit
                  figures="evalsuite.analyses.energy:figures", metrics="evalsuite.analyses.energy:metrics", order=20),
     AnalysisSpec(id="progress", compute="evalsuite.analyses.progress:compute",
                  report="evalsuite.analyses.progress:report", metrics="evalsuite.analyses.progress:metrics", order=5),
+    AnalysisSpec(id="trial", compute="evalsuite.analyses.trial:compute", report="evalsuite.analyses.trial:report",
+                 order=1),
     AnalysisSpec(id="contracts", compute="evalsuite.analyses.contracts:compute",
                  report="evalsuite.analyses.contracts:report", order=95, part="detail"),
 ]

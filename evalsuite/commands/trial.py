@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from evalsuite.commands.options import Option, folder, integer, parse, parse_list
+from evalsuite.commands.options import Option, folder, integer, number, one_of, parse, parse_list
 from evalsuite.errors import UsageError
 
 OPTIONS = (
@@ -18,6 +18,11 @@ OPTIONS = (
                       "values, e.g. \"python rollout.py --ckpt {checkpoint} --seed {seed}\""),
     Option("repeats", "each initial condition this many times per policy", "1", integer(1, 1000)),
     Option("seed", "root seed of the order and the codes", "0", integer(0)),
+    Option("stopping", "fixed | sequential (the console stops offering trials once every pair is decided, with "
+                       "anytime-valid tests: see evaluate's stopping=sequential)", "fixed", one_of("fixed", "sequential")),
+    Option("alpha", "stopping=sequential: error rate of the decisions, over all pairs and looks", "0.05",
+           number(0.0, 1.0)),
+    Option("round_size", "stopping=sequential: blocks (initial conditions) per round", "5", integer(1, 1000)),
     Option("out", "the run folder to create", parse=folder),
 )
 
@@ -35,7 +40,12 @@ def run(args: list[str]) -> int:
     labels = [p.label for p in policies]
     if len(set(labels)) != len(labels):
         raise UsageError(f"the same policy name is listed twice: {labels}")
-    plan = trial.create(v["out"], Path(v["task"]), policies, v["mode"], v.get("run_cmd", ""), v["repeats"], v["seed"])
+    from evalsuite.plan import Stopping
+
+    stopping = (Stopping("sequential", alpha=v["alpha"], round_size=v["round_size"]) if v["stopping"] == "sequential"
+                else trial.FIXED)
+    plan = trial.create(v["out"], Path(v["task"]), policies, v["mode"], v.get("run_cmd", ""), v["repeats"], v["seed"],
+                        stopping)
     print(f"{v['out']}: {len(plan.trials)} trials in {plan.episodes} blocks, codes {', '.join(plan.codes)}; "
           f"next: evalsuite operator {v['out']}")
     return 0
