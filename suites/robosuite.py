@@ -257,7 +257,11 @@ class RobosuiteTaskEnv:
         if (width, height) not in self._renderers:
             self._renderers[width, height] = mujoco.Renderer(self.env.sim.model._model, height, width)
         renderer = self._renderers[width, height]
-        renderer.update_scene(self.env.sim.data._data, camera=camera)
+        # robosuite's collision geoms are group 0 (drawn over the visual meshes they show a green Panda
+        # with white patches); its own renderer hides them and shows the visual meshes (group 1)
+        visual = mujoco.MjvOption()
+        visual.geomgroup[0] = 0
+        renderer.update_scene(self.env.sim.data._data, camera=camera, scene_option=visual)
         renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0  # 4x faster in software, the same scene
         return renderer.render()
 

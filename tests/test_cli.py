@@ -30,7 +30,7 @@ BASE = ["evaluate", "suite=metaworld-smoke", "tracking_uri=none", "progress=fals
     (["evaluate", "suite=metaworld-smoke", "policies"], "argument 'policies' is not key=value"),
     (["report", "/nonexistent/run"], "/nonexistent/run is not a run folder"),
     (["fly"], "unknown command 'fly'; accepted: check-policy, check-suite, compose, demos, evaluate, export, gate, list, "
-              "plan, report, select, serve, sync, train, video"),
+              "operator, plan, report, select, serve, sync, train, trial, unblind, video"),
 ])
 def test_usage_errors(argv, fragment, capsys):
     assert main(argv) == 2

@@ -63,6 +63,29 @@ def test_the_frame_shows_the_object(tmp_path):
     assert std > 10 and changed > 20  # pixels that changed when only the object moved
 
 
+@pytest.mark.skipif(not RENDERS, reason="no offscreen OpenGL here")
+def test_robosuite_frames_show_the_visual_meshes_not_the_collision_geoms(tmp_path):
+    """robosuite's collision geoms (group 0, drawn green) stay hidden as its own renderer hides them:
+    drawn over the visual meshes they made the Panda green with white patches (1.7% of a 160x120
+    frontview frame was strongly green; none is now)."""
+    import multiprocessing as mp
+
+    with video.gl_environment(), mp.get_context("spawn").Pool(1) as pool:
+        green = pool.apply(_green_fraction)
+    assert green < 0.001
+
+
+def _green_fraction() -> float:
+    from evalsuite import registry
+    from evalsuite.runner.envs import build_env
+
+    env = build_env(registry.suites.get("robomimic"), "lift", 400)
+    env.reset(1, 0)
+    frame = env.render("frontview", 160, 120).astype(int)
+    env.close()
+    return float(((frame[..., 1] > frame[..., 0] + 40) & (frame[..., 1] > frame[..., 2] + 40)).mean())
+
+
 def _object_moves_in_frame():
     from evalsuite_suites.metaworld import MetaWorldTaskEnv
 
