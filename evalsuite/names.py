@@ -14,3 +14,5 @@ VIDEOS = "videos"  # mp4s, posters and index.json
 VIDEO_INDEX = "index.json"  # in VIDEOS: trial id -> file
 FIGURES = "figures"
 REPORT_MD, REPORT_HTML = "report.md", "report.html"
+REVIEW = "review.jsonl"  # blinded video review: one rating per line (evalsuite/review.py)
+REVIEW_PLAN = "review_plan.json"  # the review's items, codes, order and seed
