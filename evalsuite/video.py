@@ -243,35 +243,41 @@ def _child_main(conn: Connection, parent_pid: int, fn: Callable[..., Any], args:
     conn.close()
 
 
-def _in_child(fn: Callable[..., Any], *args: Any) -> Any:
-    """``fn(*args)`` in a fresh (spawned) process that dies with this one; its exception is raised here.
-    If this process is interrupted the child is killed, not waited for."""
+def _in_children(fn: Callable[..., Any], calls: Sequence[tuple[Any, ...]]) -> list[Any]:
+    """``fn(*args)`` for each of ``calls``, each in its own spawned process, all at once; their
+    answers in order. The first exception is raised here once every child has answered or died; if
+    this process is interrupted the children are killed, not waited for."""
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
-    receive, send = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_child_main, args=(send, os.getpid(), fn, args), daemon=True,
-                        name="evalsuite-render")
-    child.start()
-    send.close()
-    answered = False
+    children = []
+    for args in calls:
+        receive, send = ctx.Pipe(duplex=False)
+        child = ctx.Process(target=_child_main, args=(send, os.getpid(), fn, args), daemon=True,
+                            name="evalsuite-render")
+        child.start()
+        send.close()
+        children.append((child, receive))
+    answers: list[tuple[str, Any]] = []
     try:
-        try:
-            status, value = receive.recv()
-            answered = True
-        except EOFError:
-            child.join(5)
-            raise RuntimeError(f"the render process ended without an answer (exit code {child.exitcode})") from None
+        for child, receive in children:
+            try:
+                answers.append(receive.recv())
+            except EOFError:
+                child.join(5)
+                answers.append(("error", RuntimeError("the render process ended without an answer (exit code "
+                                                      f"{child.exitcode})")))
     finally:
-        receive.close()
-        if answered:
-            child.join(10)  # it exits once it has answered
-        if child.is_alive():  # interrupted here (or stuck): killed, its ffmpeg with it
-            child.kill()
-        child.join()
-    if status == "error":
-        raise value
-    return value
+        for child, receive in children:
+            receive.close()
+            child.join(10 if len(answers) == len(children) else 0)  # each exits once it has answered
+            if child.is_alive():  # interrupted here (or stuck): killed, its ffmpeg with it
+                child.kill()
+            child.join()
+    for status, value in answers:
+        if status == "error":
+            raise value
+    return [value for _, value in answers]
 
 
 class _Encoder:
@@ -533,9 +539,9 @@ def _sweep(folder: Path) -> None:
 def render_run(run_dir: Path, suite: SuiteSpec, make_policy: Callable[[str, str], Any], mode: str = "sample",
                trials: Sequence[str] = (), camera: str = "", size: tuple[int, int] = (256, 192),
                log: Callable[[str], None] = print, *, plan: Any, final: dict[str, EpisodeRecord],
-               index: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
-    """Render the chosen episodes of a run (or the named trials) into RUN/videos/, in a child
-    process with the offscreen backend; returns (trial id -> file for the episodes rendered now,
+               index: dict[str, str], processes: int = 0) -> tuple[dict[str, str], dict[str, str]]:
+    """Render the chosen episodes of a run (or the named trials) into RUN/videos/, in child
+    processes with the offscreen backend (``processes``, default one a core, each replaying its share); returns (trial id -> file for the episodes rendered now,
     the whole index with them, also written to videos/index.json), and logs one line for each not
     kept. The caller passes what it holds - the run's ``plan``, its ``final`` records and the
     current ``index`` - so nothing is read back from the folder. ``suite`` is the run's suite with
@@ -560,23 +566,33 @@ def render_run(run_dir: Path, suite: SuiteSpec, make_policy: Callable[[str, str]
         chosen = [final[t] for t in trials]
     else:
         chosen = choose(list(final.values()), mode, plan.max_steps)
-    with gl_environment():  # the child imports MuJoCo fresh
-        rendered, notes = _in_child(_render_in_child, str(run_dir), suite, make_policy, dict(plan.max_steps), chosen,
-                                    index, camera, size)
-    for note in notes:
-        log(f"videos: {note}")
-    return rendered, dict(sorted({**index, **rendered}.items()))
-
-
-def _render_in_child(run_dir: str, suite: SuiteSpec, make_policy: Callable[[str, str], Any], max_steps: dict[str, int],
-                     chosen: list[EpisodeRecord], index: dict[str, str], camera: str,
-                     size: tuple[int, int]) -> tuple[dict[str, str], list[str]]:
     from evalsuite import fsio
 
-    folder = Path(run_dir)
-    out_dir = fsio.make_dir(folder / VIDEO_DIR, root=folder)
+    if not chosen:
+        return {}, index
+    out_dir = fsio.make_dir(run_dir / VIDEO_DIR, root=run_dir)
     _sweep(out_dir)
-    rendered, notes = replay(suite, make_policy, max_steps, chosen, out_dir, camera, size, root=folder)
+    parts = _split(sorted(chosen, key=lambda r: (r.task, r.trial_id)), processes or _cores())
+    log(f"videos: replaying and rendering {len(chosen)} episodes in {len(parts)} process"
+        f"{'es' if len(parts) > 1 else ''}")
+    with gl_environment():  # each child imports MuJoCo fresh
+        answers = _in_children(replay, [(suite, make_policy, dict(plan.max_steps), part, out_dir, camera, size, run_dir)
+                                        for part in parts])
+    rendered = {trial: name for part, _ in answers for trial, name in part.items()}
+    for note in (note for _, notes in answers for note in notes):
+        log(f"videos: {note}")
+    whole = dict(sorted({**index, **rendered}.items()))
     if rendered:
-        fsio.write_json(out_dir / INDEX_FILE, dict(sorted({**index, **rendered}.items())), root=folder)
-    return rendered, notes
+        fsio.write_json(out_dir / INDEX_FILE, whole, root=run_dir)
+    return rendered, whole
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _split(records: list[EpisodeRecord], processes: int) -> list[list[EpisodeRecord]]:
+    """Contiguous parts of nearly equal size (episodes of a task stay together: one environment each)."""
+    k = max(1, min(processes, len(records)))
+    bounds = [round(i * len(records) / k) for i in range(k + 1)]
+    return [records[bounds[i]:bounds[i + 1]] for i in range(k)]
