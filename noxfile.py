@@ -73,7 +73,7 @@ def tests(session: nox.Session) -> None:
     """What CI runs: lint, the docs site, the default tests (slow simulations excluded), the project's own gate."""
     _lint(session)
     _docs(session)
-    _run(session, "pytest", "-m", "not slow", *session.posargs)
+    _run(session, "pytest", "-m", "not slow", "--durations=15", *session.posargs)  # the slowest 15, for the next trim
     _run(session, "evalsuite", "gate", f"baseline={SHIPPED_BASELINE}", "candidate_policy=scripted",
          "tracking_uri=none", "progress=false", f"out={session.create_tmp()}/gate")
 
@@ -137,7 +137,7 @@ def benchmark(session: nox.Session) -> None:
     """Runner throughput (Meta-World, robomimic workers), sequential savings (binary and progress),
     aggregates vs rliable, gate sizes, inference latency."""
     for script in ("throughput.py", "robomimic_workers.py", "sequential.py", "progress_sequential.py", "aggregates.py",
-                   "gate.py", "latency.py"):
+                   "gate.py", "latency.py", "videos.py", "remote.py"):
         _run(session, "python", f"benchmarks/{script}", *(session.posargs if script == "throughput.py" else []))
 
 
