@@ -1,4 +1,5 @@
-"""Statistics for success rates. Imports numpy, scipy and statsmodels only (a test enforces it).
+"""Statistics for success rates. Imports numpy, scipy and statsmodels only (a test enforces it); the
+Bradley-Terry fit of ``ranking`` imports choix (the console extra) when it runs.
 
 Every function states the shapes it takes; every random function takes a keyword-only
 ``numpy.random.Generator``.
