@@ -68,9 +68,10 @@ class RemotePolicy:
                  timeout: float = 30.0, instruction: str = "") -> None:
         if not url:
             raise UsageError("remote: give the server's address, e.g. remote:ws://127.0.0.1:8000")
-        if n_action_steps < 0 or timeout <= 0:
-            raise UsageError(f"remote: n_action_steps={n_action_steps} must be >= 0 (0: the whole chunk) and "
-                             f"timeout={timeout:g} > 0")
+        if n_action_steps < 0:
+            raise UsageError(f"remote: n_action_steps={n_action_steps} must be >= 0 (0: the whole chunk)")
+        if timeout <= 0:
+            raise UsageError(f"remote: timeout={timeout:g} must be > 0 (seconds to wait for one reply)")
         self.url, self.n_action_steps, self.timeout = check_url(url), n_action_steps, float(timeout)
         self.rename = wire.parse_rename_map(rename_map)
         self.instruction = instruction or task.instruction or task.id.replace("-", " ")

@@ -8,6 +8,7 @@ import errno
 import json
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from evalsuite import registry
 from evalsuite.cli import main
 from evalsuite.specs import PolicySpec, SuiteSpec, TaskSpec
 from tests import bad_input_cases
+from tests.bad_input_cases import remote as remote_cases
 from tests.conftest import REPO
 
 DOC = REPO / "docs" / "bad-inputs.md"
@@ -230,6 +232,40 @@ def test_the_table_is_in_the_docs():
     doc = DOC.read_text()
     missing = [name for name, *_ in [*CASES, *bad_input_cases.DOC_ROWS] if f"`{name}`" not in doc]
     assert not missing, f"docs/bad-inputs.md lacks {missing}; rerun with EVALSUITE_WRITE_BAD_INPUTS_DOC=1"
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c[0]) for c in remote_cases.SERVER_CASES])
+def test_a_misbehaving_policy_server_is_counted_and_the_run_finishes(case, tmp_path, capsys):
+    """A policy server that fails once the run is under way (tests/bad_input_cases/remote.py): exit
+    0 with results for every trial; the server's faults are the policy's failures, counted, never
+    retried; a dropped connection is retried and the journal ends complete."""
+    name, _, mode, status, line = case
+    server = subprocess.Popen([sys.executable, str(REPO / "tests" / "remote_servers" / "openpi_style_server.py"),
+                               "--mode", *mode], stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(server.stdout.readline().split()[1])
+        capsys.readouterr()
+        code = main([*remote_cases.SERVER_EVAL, f"policies=[remote:ws://127.0.0.1:{port}]", f"out={tmp_path / 'run'}"])
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        server.stdout.close()
+    said = capsys.readouterr().out.splitlines()
+    records = [json.loads(x) for x in _lines(tmp_path / "run" / "episodes.jsonl")]
+    final = {r["trial_id"]: r for r in records}  # each trial's last attempt
+    (per_task,) = json.loads((tmp_path / "run" / "results.json").read_text())["per_task"]
+    assert code == 0
+    assert sorted(final) == ["drawer-open/00000/A", "drawer-open/00001/A"], records
+    assert all(r["status"] == status for r in final.values()), records
+    assert per_task["n"] == 2 and per_task["missing"] == 0
+    if status == "policy_error":
+        assert line in said, said
+        assert len(records) == 2 and sum("counted as a failure" in x for x in said) == 2  # once each, no retry
+        assert per_task["successes"] == 0 and per_task["policy_errors"] == 2
+    else:
+        (error,) = [r for r in records if r["status"] == "error"]
+        assert line.replace("TRIAL", error["trial_id"]) in said, said
+        assert len(records) == 3 and per_task["successes"] == 2 and per_task["policy_errors"] == 0
 
 
 def teardown_module(module):

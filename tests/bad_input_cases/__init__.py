@@ -6,8 +6,8 @@
   (a subprocess, a locale, a signal), so docs/bad-inputs.md lists every case in one table.
 """
 
-from tests.bad_input_cases import limits, received, tracking, video
+from tests.bad_input_cases import limits, received, remote, tracking, video
 
-MODULES = (received, limits, tracking, video)
+MODULES = (received, limits, tracking, video, remote)
 CASES = [case for module in MODULES for case in module.CASES]
 DOC_ROWS = [row for module in MODULES for row in getattr(module, "DOC_ROWS", [])]
