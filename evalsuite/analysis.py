@@ -37,10 +37,12 @@ __all__ = ["AnalysisOptions", "analyze"]
 
 
 def analyze(plan: Plan, key: Mapping[str, Any], records: list[EpisodeRecord], options: AnalysisOptions,
-            notes: Mapping[str, Mapping[str, Any]] | None = None, worst_case: dict[str, Any] | None = None) -> Results:
+            notes: Mapping[str, Mapping[str, Any]] | None = None, worst_case: dict[str, Any] | None = None,
+            review: list[dict[str, Any]] | None = None) -> Results:
     """All statistics of a run (see module docstring); ``Results.to_dict`` is results.json.
     ``notes``: what each policy said about itself (label -> notes); ``worst_case``: an MDP family's
-    worst-case search - inputs of the analysis, never patched into the results afterwards."""
+    worst-case search; ``review``: a video review's ratings - inputs of the analysis, never patched
+    into the results afterwards."""
     key = BlindingKey.of(key)
     label = key.labels
     codes = key.report_order()  # the user's order (by name for folders that do not record it), never by code
@@ -51,7 +53,7 @@ def analyze(plan: Plan, key: Mapping[str, Any], records: list[EpisodeRecord], op
 
     sections = compute_all(AnalysisInput(plan, key, list(outcomes.final.values()), label, options.level, plan.seed,
                                          options=options, codes=codes, outcomes=outcomes, per_task=per_task,
-                                         all_records=records, worst_case=worst_case))
+                                         all_records=records, worst_case=worst_case, review=review))
     said = notes or {}
     planned = _planned(plan, records, options)
     return Results(

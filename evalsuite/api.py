@@ -32,6 +32,7 @@ EPISODE_COLUMNS = ["trial_id", "task", "policy", "policy_code", "ic_index", "ic_
                    "status", "success", "steps", "episode_return", "reason", "wall_time_s", "policy_fingerprint",
                    "progress", "milestones", "held_at_end", "init_state", "policy_info"]
 NESTED = ("milestones", "held_at_end", "init_state", "policy_info")  # JSON text in a file
+REVIEW_KINDS = ("score", "compare")  # a video review's ratings (evalsuite/review.py): scores and comparisons
 
 
 class Run:
@@ -98,6 +99,20 @@ class Run:
         return found if isinstance(found, dict) else None
 
     @functools.cached_property
+    def review(self) -> list[dict[str, Any]] | None:
+        """A blinded video review's ratings (review.jsonl, one dict per rating; ``evalsuite review``),
+        None without one; a rating of a trial this run did not plan is a one-line UsageError."""
+        path = self.file(names.REVIEW)
+        if not path.exists():
+            return None
+        ratings = _read_ratings(path)
+        planned = {t.trial_id for t in self.plan.trials}
+        foreign = [t for r in ratings for t in r["trials"] if t not in planned]
+        if foreign:
+            raise UsageError(f"{path}: rates trial {foreign[0]!r}, which this run did not plan (a review of another run?)")
+        return ratings
+
+    @functools.cached_property
     def video_index(self) -> dict[str, str]:
         """videos/index.json (trial id -> file); a damaged one is a one-line UsageError."""
         from evalsuite import video
@@ -144,6 +159,25 @@ class Run:
         from evalsuite.analysis import AnalysisOptions, analyze
 
         return analyze(self.plan, self.key, self.records, AnalysisOptions())
+
+
+def _read_ratings(path: Path) -> list[dict[str, Any]]:
+    """review.jsonl's complete lines (a line cut by a kill is not a rating: it was never acknowledged)."""
+    data = path.read_bytes()
+    out = []
+    for number, line in enumerate(data[: data.rfind(b"\n") + 1].decode("utf-8", errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"{path}: line {number} is damaged ({exc.msg}); remove that line to go on") from None
+        if not isinstance(entry, dict) or entry.get("action") not in REVIEW_KINDS or \
+                not isinstance(entry.get("trials"), list) or not isinstance(entry.get("rater"), str) or \
+                not isinstance(entry.get("item"), str):
+            raise UsageError(f"{path}: line {number} is not a review rating")
+        out.append(entry)
+    return out
 
 
 def open_run(path: str | Path) -> Run:

@@ -487,15 +487,17 @@ def rebuild_report(run_dir: Path, overrides: dict[str, Any] | None = None,
         log(f"videos: {exc}; the report shows no videos")
         index = {}
     return _write_results(run_dir, run.plan, run.key, run.records, options, log, notes=run.policy_notes,
-                          worst_case=run.worst_case, clips=index, final=run.final(options.max_attempts))
+                          worst_case=run.worst_case, clips=index, final=run.final(options.max_attempts),
+                          review=run.review)
 
 
 def _write_results(run_dir: Path, plan: Plan, key: BlindingKey, records: list[EpisodeRecord], options: AnalysisOptions,
                    log: Callable[[str], None], *, notes: Mapping[str, Any], worst_case: dict[str, Any] | None,
-                   clips: dict[str, str], final: dict[str, EpisodeRecord] | None = None) -> Results:
+                   clips: dict[str, str], final: dict[str, EpisodeRecord] | None = None,
+                   review: list[dict[str, Any]] | None = None) -> Results:
     """The one analysis of a run, then results.json, report.md and report.html: every input passed
-    in (policy notes, worst cases, the video index), nothing read back from the folder."""
-    results = analyze(plan, key, records, options, notes=notes, worst_case=worst_case)
+    in (policy notes, worst cases, the video index, a review's ratings), nothing read back from the folder."""
+    results = analyze(plan, key, records, options, notes=notes, worst_case=worst_case, review=review)
     plan_mod.write_json(run_dir / names.RESULTS, results.to_dict())
     final = final if final is not None else finished_trials(records, options.max_attempts)
     gallery = report.video_clips(run_dir, results, clips, final, plan.max_steps) if clips else {}

@@ -32,11 +32,12 @@ from typing import Any
 from evalsuite import fsio, names
 from evalsuite import plan as plan_mod
 from evalsuite import video as video_mod
+from evalsuite.api import REVIEW_KINDS, open_run
 from evalsuite.errors import UsageError
 from evalsuite.journal import EpisodeRecord
 
-SCORE, COMPARE = "score", "compare"
-KINDS = (SCORE, COMPARE)
+KINDS = REVIEW_KINDS
+SCORE, COMPARE = KINDS
 CHOICES = ("left", "right", "tie")  # a comparison's answer: the left video (A) better, the right (B), or a tie
 # Failure tags offered for simulated runs: a fixed list (free text goes to the notes), so raters'
 # tags can be counted and compared; a trial run offers its own task file's tags instead.
@@ -141,31 +142,10 @@ def _tags_for(run_dir: Path) -> list[str]:
     return list(TAGS)
 
 
-def read_ratings(path: Path) -> list[dict[str, Any]]:
-    """review.jsonl's complete lines (a line cut by a kill is not a rating: it was never acknowledged)."""
-    if not path.exists():
-        return []
-    data = path.read_bytes()
-    out = []
-    for number, line in enumerate(data[: data.rfind(b"\n") + 1].decode("utf-8", errors="replace").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"{path}: line {number} is damaged ({exc.msg}); remove that line to go on") from None
-        if not isinstance(entry, dict) or entry.get("action") not in KINDS or not isinstance(entry.get("trials"), list):
-            raise UsageError(f"{path}: line {number} is not a review rating")
-        out.append(entry)
-    return out
-
-
 class Review:
     """The review of one run folder as raters see it. Thread-safe: every rating holds one lock."""
 
     def __init__(self, run_dir: Path, seed: int | None = None, raters: tuple[str, ...] = ()) -> None:
-        from evalsuite.api import open_run
-
         self.run_dir, self.raters = run_dir, raters
         run = open_run(run_dir)
         final = run.final()
@@ -196,9 +176,12 @@ class Review:
         self._lock = threading.Lock()
         path = run_dir / names.REVIEW
         self.rated: dict[tuple[str, str], dict[str, Any]] = {}  # (rater, item code) -> the rating
-        for entry in read_ratings(path):
+        for entry in run.review or []:
             self.rated.setdefault((entry["rater"], entry["item"]), entry)
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        size, whole = os.fstat(self._fd).st_size, path.read_bytes().rfind(b"\n") + 1
+        if whole < size:  # a line cut by a kill was never acknowledged: drop it, so the next one starts clean
+            os.ftruncate(self._fd, whole)
 
     # --- what comes next --------------------------------------------------------------------------------
 

@@ -42,6 +42,8 @@ BUILTIN = [  # ``order``: results.json's order of sections (and the report's wit
                  report="evalsuite.analyses.progress:report", metrics="evalsuite.analyses.progress:metrics", order=5),
     AnalysisSpec(id="trial", compute="evalsuite.analyses.trial:compute", report="evalsuite.analyses.trial:report",
                  order=1),
+    AnalysisSpec(id="review", compute="evalsuite.analyses.review:compute", report="evalsuite.analyses.review:report",
+                 metrics="evalsuite.analyses.review:metrics", order=30),
     AnalysisSpec(id="contracts", compute="evalsuite.analyses.contracts:compute",
                  report="evalsuite.analyses.contracts:report", order=95, part="detail"),
 ]
@@ -53,9 +55,9 @@ class AnalysisInput:
     trial, code -> label, the confidence level and the root seed (for a section's own resampling);
     and what the core analysis already has: its options, the codes in report order, the outcome
     cube, the per-task results, every journaled attempt, and inputs made beside the episodes (an
-    MDP family's worst-case search). ``options`` and ``outcomes`` are None only where a caller
-    builds the input by hand for a section that does not read them (``analysis.analyze`` passes
-    both)."""
+    MDP family's worst-case search, a video review's ratings). ``options`` and ``outcomes`` are
+    None only where a caller builds the input by hand for a section that does not read them
+    (``analysis.analyze`` passes both)."""
 
     plan: Plan
     key: BlindingKey
@@ -69,6 +71,7 @@ class AnalysisInput:
     per_task: list[TaskResult] = field(default_factory=list)
     all_records: list[EpisodeRecord] = field(default_factory=list)
     worst_case: dict[str, Any] | None = None
+    review: list[dict[str, Any]] | None = None  # a blinded video review's ratings (review.jsonl), if any
 
 
 def registered() -> list[AnalysisSpec]:
