@@ -73,7 +73,7 @@ def paired_truth(logits: FloatArray, difficulty_sd: float = 1.0) -> FloatArray:
 
 
 def bt_coverage(reps: int, draw: Callable[[np.random.Generator], tuple[Any, ...]], truth: FloatArray,
-                seed: int, dominant: int | None = None) -> dict[str, float]:
+                seed: int, dominant: int | None = None, variance: str = "larger") -> dict[str, float]:
     """Pointwise coverage of the centred strengths, joint coverage of the order (every decided pair
     right, so every true rank in its range) and, for ``dominant``, its coverage when it never lost."""
     rng = np.random.default_rng(seed)
@@ -82,7 +82,8 @@ def bt_coverage(reps: int, draw: Callable[[np.random.Generator], tuple[Any, ...]
     hits = order = never = never_hits = 0
     for _ in range(reps):
         first, second, score, *cluster = draw(rng)
-        ranking = bradley_terry(items, first, second, score, cluster=cluster[0] if cluster else None)
+        ranking = bradley_terry(items, first, second, score, cluster=cluster[0] if cluster else None,
+                                variance=variance)
         by_item = {s.item: s for s in ranking.strengths}
         hits += sum(by_item[it].low <= truth[i] <= by_item[it].high for i, it in enumerate(items))
         right = all(truth[items.index(p.first)] > truth[items.index(p.second)] for p in ranking.pairs if p.decided)
@@ -171,13 +172,15 @@ def main() -> None:
         print(f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in rows[-1][1].items()) + f" ({rows[-1][2]:.0f} s)",
               flush=True)
 
-    timed("bt-independent", lambda: bt_coverage(reps, lambda r: independent_judgments(r, theta, 10),
-                                                theta - theta.mean(), seed=1, dominant=3))
-    for k in (4, 10):
-        logits = np.linspace(-1.0, 1.0, k)
-        logits[-1] = 4.0  # a near-perfect policy (98% success): it rarely or never loses a pair
-        timed(f"bt-paired-{k}", lambda logits=logits: bt_coverage(
-            reps, lambda r: paired_episodes(r, logits, 30), paired_truth(logits), seed=2, dominant=logits.size - 1))
+    for variance in ("larger", "model", "robust"):
+        timed(f"bt-independent ({variance})", lambda v=variance: bt_coverage(
+            reps, lambda r: independent_judgments(r, theta, 10), theta - theta.mean(), seed=1, dominant=3, variance=v))
+        for k in (4, 10):
+            logits = np.linspace(-1.0, 1.0, k)
+            logits[-1] = 4.0  # a near-perfect policy (98% success): it rarely or never loses a pair
+            timed(f"bt-paired-{k} ({variance})", lambda logits=logits, v=variance: bt_coverage(
+                reps, lambda r: paired_episodes(r, logits, 30), paired_truth(logits), seed=2,
+                dominant=logits.size - 1, variance=v))
     timed("agreement", lambda: agreement_coverage(max(reps // 4, 1), seed=3))
     timed("simreal", lambda: simreal_coverage(reps, seed=4))
 

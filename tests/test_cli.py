@@ -29,8 +29,8 @@ BASE = ["evaluate", "suite=metaworld-smoke", "tracking_uri=none", "progress=fals
     ([*BASE, "policies=[scripted]", "init_states=x.hdf5"], "init_states= is an option of suites robomimic, robomimic-image, not of suite 'metaworld-smoke'"),
     (["evaluate", "suite=metaworld-smoke", "policies"], "argument 'policies' is not key=value"),
     (["report", "/nonexistent/run"], "/nonexistent/run is not a run folder"),
-    (["fly"], "unknown command 'fly'; accepted: check-policy, check-suite, compose, demos, evaluate, export, gate, list, "
-              "operator, plan, report, select, serve, sync, train, trial, unblind, video"),
+    (["fly"], "unknown command 'fly'; accepted: agreement, check-policy, check-suite, compose, demos, evaluate, export, "
+              "gate, leaderboard, list, operator, plan, report, review, select, serve, sync, train, trial, unblind, video"),
 ])
 def test_usage_errors(argv, fragment, capsys):
     assert main(argv) == 2
@@ -155,7 +155,8 @@ KEY_TABLES = {"evaluate": "guide/evaluate.md", "suite-options": "guide/evaluate.
               "export": "guide/export.md", "plan": "guide/plan.md", "select": "guide/select.md",
               "compose": "guide/compose.md", "demos": "guide/demos.md", "train": "guide/train.md", "serve": "guide/serve.md",
               "trial": "trials.md", "operator": "trials.md",
-              "check-policy": "plugins/policy.md", "check-suite": "plugins/suite.md"}
+              "check-policy": "plugins/policy.md", "check-suite": "plugins/suite.md",
+              "leaderboard": "guide/leaderboard.md", "agreement": "guide/agreement.md"}
 
 
 @pytest.mark.parametrize("command,page", sorted(KEY_TABLES.items()))

@@ -11,7 +11,8 @@ from types import ModuleType
 BUILTIN = {"evaluate": "evaluate", "report": "report", "sync": "sync", "list": "catalog", "demos": "demos",
            "plan": "plan", "gate": "gate", "select": "select", "compose": "compose", "export": "export",
            "video": "video", "check-policy": "check_policy", "check-suite": "check_suite",
-           "serve": "serve", "trial": "trial", "operator": "operator", "unblind": "unblind", "review": "review"}
+           "serve": "serve", "trial": "trial", "operator": "operator", "unblind": "unblind", "review": "review",
+           "leaderboard": "leaderboard", "agreement": "agreement"}
 
 
 def module(command: str) -> ModuleType:

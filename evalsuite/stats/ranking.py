@@ -55,6 +55,9 @@ from evalsuite.stats.letters import rank_ranges
 
 FloatArray = NDArray[np.float64]
 PRIOR_TIES = 1.0  # virtual ties of every item against the virtual reference item
+METHOD = ("Bradley-Terry (ties half a win) by maximum likelihood (choix I-LSR); Wald intervals, {variance}; pairs "
+          "Bonferroni-simultaneous")
+VARIANCES = ("larger", "model", "robust")  # the default, then each alone (docs/rankings.md compares them)
 _TOLERANCE = 1e-12  # choix's stopping rule: the L1 norm of one iteration's change in the log-strengths
 _MAX_ITERATIONS = 100_000
 
@@ -104,8 +107,7 @@ class Ranking:
     prior_ties: float
     judgments: int
     clusters: int
-    method: str = ("Bradley-Terry (ties half a win) by maximum likelihood (choix I-LSR); Wald intervals, "
-                   "the larger of the model and the cluster-robust variance; pairs Bonferroni-simultaneous")
+    method: str = ""  # what was fitted and how the intervals were found (bradley_terry fills it in)
 
     @property
     def items(self) -> list[str]:
@@ -182,13 +184,16 @@ def _require_estimable(w: FloatArray) -> None:
 
 def bradley_terry(items: list[str], first: ArrayLike, second: ArrayLike, score: ArrayLike, *,
                   cluster: ArrayLike | None = None, level: float = 0.95,
-                  prior_ties: float = PRIOR_TIES) -> Ranking:
+                  prior_ties: float = PRIOR_TIES, variance: str = "larger") -> Ranking:
     """Rank ``items`` from judgments k = 0..m-1 (each array shape (m,)): ``first[k]`` and
     ``second[k]`` index ``items``, ``score[k]`` in [0, 1] is the first's score (1 won, 0 lost, 0.5
     tie). ``cluster[k]``: judgments that share an episode or a rater's session share a cluster
-    (default: each its own). Every item must take part in a judgment."""
+    (default: each its own). Every item must take part in a judgment. ``variance``: "larger" (of
+    the model's and the cluster-robust, per contrast; the default), or either alone."""
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
+    if variance not in VARIANCES:
+        raise ValueError(f"variance={variance!r}; accepted: {', '.join(VARIANCES)}")
     if len(set(items)) != len(items):
         raise ValueError("items must be distinct")
     n = len(items)
@@ -205,8 +210,9 @@ def bradley_terry(items: list[str], first: ArrayLike, second: ArrayLike, score: 
     model, robust = _covariances(relative, wins, a, b, y, groups, prior_ties)
     t = relative - relative.mean()
 
-    def variance(contrast: FloatArray) -> float:
-        return max(float(contrast @ model @ contrast), float(contrast @ robust @ contrast))
+    def contrast_variance(contrast: FloatArray) -> float:
+        by_model, by_clusters = float(contrast @ model @ contrast), float(contrast @ robust @ contrast)
+        return by_model if variance == "model" else by_clusters if variance == "robust" else max(by_model, by_clusters)
 
     z = float(stats.norm.ppf(1 - (1 - level) / 2))
     pairs_total = n * (n - 1) // 2
@@ -220,7 +226,7 @@ def bradley_terry(items: list[str], first: ArrayLike, second: ArrayLike, score: 
     for i, j in itertools.combinations(order, 2):
         contrast = np.zeros(n)
         contrast[i], contrast[j] = 1.0, -1.0
-        half = z_pairs * math.sqrt(variance(contrast))
+        half = z_pairs * math.sqrt(contrast_variance(contrast))
         d = float(t[i] - t[j])
         pairs.append(PairDifference(items[i], items[j], d, d - half, d + half, d - half > 0,
                                     int(pair_judgments[i, j])))
@@ -228,10 +234,12 @@ def bradley_terry(items: list[str], first: ArrayLike, second: ArrayLike, score: 
     scores = np.bincount(a, weights=y, minlength=n) + np.bincount(b, weights=1.0 - y, minlength=n)
     strengths = []
     for rank, i in enumerate(order, start=1):
-        half = z * math.sqrt(variance(centring[i]))
+        half = z * math.sqrt(contrast_variance(centring[i]))
         strengths.append(Strength(items[i], float(t[i]), float(t[i] - half), float(t[i] + half), rank,
                                   *ranges[items[i]], float(scores[i]), int(counts[i])))
-    return Ranking(tuple(strengths), tuple(pairs), level, prior_ties, int(a.size), int(groups.max()) + 1)
+    method = METHOD.format(variance="the larger of the model and the cluster-robust variance" if variance == "larger"
+                           else f"the {variance} variance only")
+    return Ranking(tuple(strengths), tuple(pairs), level, prior_ties, int(a.size), int(groups.max()) + 1, method)
 
 
 def _covariances(t: FloatArray, wins: FloatArray, a: NDArray[np.int64], b: NDArray[np.int64], y: FloatArray,
