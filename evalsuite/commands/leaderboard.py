@@ -169,6 +169,8 @@ def rank(judgments: Judgments, *, level: float = 0.95, prior_ties: float = 1.0) 
                                 prior_ties=prior_ties)
     except ValueError as err:  # prior_ties=0 with a policy that never loses
         raise UsageError(str(err)) from None
+    except ImportError as err:  # a core install without the console extra
+        raise UsageError(str(err)) from None
     return ranking, left_out
 
 
