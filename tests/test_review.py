@@ -135,6 +135,29 @@ def test_bad_input_is_one_line(tmp_path, capsys, args, fragment):
     assert not (run / names.REVIEW_PLAN).exists()
 
 
+@pytest.mark.unit
+def test_off_loopback_every_request_needs_the_token_and_one_server_holds_the_folder(tmp_path, capsys):
+    from starlette.testclient import TestClient
+
+    from evalsuite.review_app import make_app
+    from evalsuite.runlock import RunLock
+
+    run = _example_run(tmp_path)
+    app = make_app(run, token="s3cret", seed=1)
+    with TestClient(app) as client:
+        code = app.state.review.items[0].code
+        assert client.get(f"/video/{code}/0").status_code == 403
+        assert client.get("/next?token=wrong").status_code == 403
+        assert client.get("/next?token=s3cret").status_code == 200  # then the cookie carries it
+        assert client.get(f"/video/{code}/0").content == (run / names.VIDEOS / video.file_name(
+            app.state.review.items[0].trials[0])).read_bytes()
+    app.state.review.close()
+    with RunLock(run, purpose="evaluate"):  # a second writer of the folder is refused, in one line
+        assert main(["review", str(run), "port=0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "evaluate" in err, err
+
+
 def _hand_kappa(first: list[bool], second: list[bool]) -> float:
     n = len(first)
     observed = sum(a == b for a, b in zip(first, second, strict=True)) / n
@@ -271,11 +294,15 @@ class ReviewServer:
         self.process.stdout.close()
 
 
+# every video on the page decodes: its metadata, then a frame (a seek into it)
 _VIDEOS_PLAY = """async () => Promise.all(Array.from(document.querySelectorAll('video')).map(v => new Promise(done => {
-  const ok = () => done(v.videoWidth > 0 && v.duration > 0);
-  if (v.readyState >= 1) return ok();
-  v.addEventListener('loadedmetadata', ok, {once: true});
   v.addEventListener('error', () => done(false), {once: true});
+  const seek = () => {
+    v.addEventListener('seeked', () => done(v.videoWidth > 0 && v.duration > 0 && v.readyState >= 2), {once: true});
+    v.currentTime = Math.min(1, v.duration / 2);
+  };
+  if (v.readyState >= 1) return seek();
+  v.addEventListener('loadedmetadata', seek, {once: true});
   v.load();
 })))"""
 
