@@ -154,7 +154,7 @@ KEY_TABLES = {"evaluate": "guide/evaluate.md", "suite-options": "guide/evaluate.
               "video": "guide/video.md", "report": "guide/report.md", "sync": "guide/sync.md",
               "export": "guide/export.md", "plan": "guide/plan.md", "select": "guide/select.md",
               "compose": "guide/compose.md", "demos": "guide/demos.md", "train": "guide/train.md", "serve": "guide/serve.md",
-              "trial": "trials.md", "operator": "trials.md",
+              "trial": "trials.md", "operator": "trials.md", "review": "guide/review.md",
               "check-policy": "plugins/policy.md", "check-suite": "plugins/suite.md",
               "leaderboard": "guide/leaderboard.md", "agreement": "guide/agreement.md"}
 
