@@ -21,7 +21,7 @@ ACTIONS = ("serve", "status")
 
 
 def run(args: list[str]) -> int:
-    """Serve until interrupted (the first line printed is the address to open), or print the status."""
+    """Serve RUN's video review until interrupted (the first line is the address), or RUN status: progress."""
     folder, rest = run_dir(args, "review")
     action = "serve"
     if rest and "=" not in rest[0]:
