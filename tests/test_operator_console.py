@@ -54,10 +54,24 @@ def _trial_run(tmp_path: Path) -> tuple[Path, Path]:
     return run, outs
 
 
+LIVE: list[subprocess.Popen] = []  # consoles a failed test left running are killed at its end
+
+
+@pytest.fixture(autouse=True)
+def _no_console_left_behind():
+    yield
+    for process in LIVE:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+    LIVE.clear()
+
+
 class ConsoleProcess:
     def __init__(self, run: Path, port: int = 0) -> None:
         self.process = subprocess.Popen([sys.executable, "-m", "evalsuite", "operator", str(run), f"port={port}"],
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        LIVE.append(self.process)
         line = self.process.stdout.readline()
         assert " at http://" in line, line + self.process.stdout.read()
         self.url = line.split(" at ")[1].split()[0].rstrip("/")
