@@ -71,7 +71,7 @@ def _missing_plugin(tmp: Path) -> None:
 
 # (id, argv, setup on the existing run folder / tmp path, fragment of the one-line message)
 CASES = [
-    ("unknown-command", ["fly"], None, "unknown command 'fly'; accepted: check-policy, check-suite, compose"),
+    ("unknown-command", ["fly"], None, "unknown command 'fly'; accepted: agreement, check-policy, check-suite"),
     ("missing-suite", ["evaluate", "policies=[ones]"], None, "missing suite="),
     ("unknown-suite", ["evaluate", "suite=metaworld-smok"], None, "unknown suite 'metaworld-smok'"),
     ("unknown-task", [*EVAL, "tasks=[t9]"], None, "unknown task 't9' in suite 'fake'; accepted: all"),

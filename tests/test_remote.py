@@ -171,6 +171,8 @@ def test_a_policy_address_keeps_its_colons_and_takes_options():
                             "rename_map": "task=prompt+observation.state=s"}
     assert wire.parse_rename_map(entry.params["rename_map"]) == {"task": "prompt", "observation.state": "s"}
     assert parse_policy("dp3:policies/x:steps=3").params == {"checkpoint": "policies/x", "steps": 3}
+    assert parse_policy("remote:ws://gpu-box:timeout=5").params == {"url": "ws://gpu-box", "timeout": 5.0}
+    assert parse_policy("remote:ws://x:port").params == {"url": "ws://x:port"}  # refused by the policy, naming the port
     with pytest.raises(UsageError, match="is not OURS=THEIRS"):
         wire.parse_rename_map("task>prompt")
 

@@ -243,7 +243,9 @@ def _coerce(policy_id: str, name: str, value: str, default: Any) -> Any:
     return value
 
 
-URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^:/]*(?::[0-9]+)?[^:]*")
+# an address: scheme://host, a port (whatever stands between its colon and the next '/' or ':' or
+# the end - a port that is not a number is the URL's error to report), then a path
+URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^:/]*(?::[^:/=]*(?=$|[/:]))?[^:]*")
 
 
 def parse_policy(text: str) -> PolicyEntry:

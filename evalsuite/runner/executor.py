@@ -268,5 +268,6 @@ def _fault(exc: Exception, what: str) -> tuple[str, str]:
     infrastructure fault or ran out of memory (which depends on the batch size, a harness setting).
     The policy's source location is left out of the reason: file names would unblind the journal."""
     if isinstance(exc, InfrastructureError | MemoryError) or type(exc).__name__ == "OutOfMemoryError":
-        return ERROR, f"infrastructure error ({what}): {_reason(exc, where=False)}"
+        during = "policy reset" if "reset" in what else "policy call"  # ``what`` names the policy's own failure
+        return ERROR, f"infrastructure error ({during}): {_reason(exc, where=False)}"
     return POLICY_ERROR, f"{what}: {_reason(exc, where=False)}"

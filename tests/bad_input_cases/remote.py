@@ -56,7 +56,7 @@ SERVER_CASES = [
      f"trial {FIRST}: policy error, counted as a failure: non-finite action"),
     ("remote-server-drops", "closes one connection mid-episode without a word", ("drop",), "success",
      "trial TRIAL attempt 1: infrastructure error (will retry up to 3 attempts): infrastructure error (policy "
-     "error): InfrastructureError: the policy server closed the connection (/healthz answered 200)"),
+     "call): InfrastructureError: the policy server closed the connection (/healthz answered 200)"),
 ]
 
 
