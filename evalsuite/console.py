@@ -45,8 +45,10 @@ class Score:
 class Console:
     """The run folder's trials as operators see them. Thread-safe: every action holds one lock."""
 
-    def __init__(self, run_dir: Path) -> None:
-        self.run_dir = run_dir
+    def __init__(self, run_dir: Path, confirmed_command: str = "") -> None:
+        """``confirmed_command``: the command template as the operator's own command line gave it; the
+        folder's template runs only if it is the same (a received folder never decides what runs)."""
+        self.run_dir, self._confirmed = run_dir, confirmed_command
         self.plan, self._key = plan_mod.load(run_dir)
         meta = json.loads((run_dir / trial_mod.TRIAL_FILE).read_text())
         self.task = trial_mod.TrialTask.from_dict(meta["task"])
@@ -137,6 +139,9 @@ class Console:
             trial = self._check_open(trial_id, operator)
             if self.mode != "command":
                 raise UsageError("this run is manual: run the robot, then record the outcome")
+            if self._confirmed != self._run_cmd:
+                raise UsageError("the console was started without confirming this folder's command (run_cmd=); "
+                                 "restart it as `evalsuite operator` says")
             if trial_id in self._processes and self._processes[trial_id].poll() is None:
                 return
             if trial_id not in self.claims:

@@ -120,9 +120,10 @@ def _one(form: dict[str, list[str]], key: str, default: str = "") -> str:
     return (form.get(key) or [default])[0]
 
 
-def make_app(run_dir: Path, token: str | None = None) -> Starlette:
-    """The console for ``run_dir``; ``token``: required of every request (None on loopback)."""
-    pages = _Pages(Console(run_dir), run_dir)
+def make_app(run_dir: Path, token: str | None = None, run_cmd: str = "") -> Starlette:
+    """The console for ``run_dir``; ``token``: required of every request (None on loopback);
+    ``run_cmd``: the command template the operator's command line confirmed."""
+    pages = _Pages(Console(run_dir, run_cmd), run_dir)
     app = Starlette(routes=[
         Route("/", pages.home), Route("/operator", pages.who, methods=["GET", "POST"]), Route("/next", pages.next_trial),
         Route("/log", pages.log), Route("/photo/{ic:int}", pages.photo), Route("/trial/{number:int}", pages.trial),

@@ -69,7 +69,9 @@ def _no_console_left_behind():
 
 class ConsoleProcess:
     def __init__(self, run: Path, port: int = 0) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", "evalsuite", "operator", str(run), f"port={port}"],
+        command = json.loads((run / "trial.json").read_text())["run_cmd"]  # confirmed as the operator would
+        self.process = subprocess.Popen([sys.executable, "-m", "evalsuite", "operator", str(run), f"port={port}",
+                                         f"run_cmd={command}"],
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         LIVE.append(self.process)
         line = self.process.stdout.readline()
@@ -237,6 +239,24 @@ def test_a_blind_trial_from_the_phone_console(tmp_path):
         assert row["successes"] == wins, row
     for name in ("who", "next", "running", "score", "log", "done", "desktop-next"):
         assert (ARTIFACTS / f"operator-{name}.png").stat().st_size > 5000
+
+
+def test_a_folders_command_runs_only_when_the_command_line_confirms_it(tmp_path, capsys):
+    """A received trial folder could carry any command: the console refuses to start without the
+    template on the operator's own command line, and a console app not given it never runs it."""
+    run, _ = _trial_run(tmp_path)
+    command = json.loads((run / "trial.json").read_text())["run_cmd"]
+    assert main(["operator", str(run), "port=0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "a folder never decides what runs" in err[0] and "run_cmd=" in err[0]
+    assert main(["operator", str(run), "port=0", "run_cmd=rm -rf /"]) == 2
+    assert "(the one given differs)" in capsys.readouterr().err
+    c = console_mod.Console(run)  # not confirmed
+    first = c.next_for("ann")
+    with pytest.raises(UsageError, match="without confirming this folder's command"):
+        c.start(first.trial_id, "ann")
+    assert not (run / "console-logs").exists() and command
+    c.close()
 
 
 def test_a_console_bound_elsewhere_needs_its_token(tmp_path):

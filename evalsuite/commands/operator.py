@@ -8,11 +8,15 @@ from evalsuite.errors import UsageError
 OPTIONS = (
     Option("host", "address to listen on (default: 127.0.0.1; any other needs the printed token)", "127.0.0.1"),
     Option("port", "port (0: any free one, printed)", "8700", integer(0, 65535)),
+    Option("run_cmd", "mode=command: the folder's command template, confirmed on your own command line (a received "
+                      "folder never decides what runs); the error without it shows the template"),
 )
 
 
 def run(args: list[str]) -> int:
     """Serve until interrupted; the first line printed is the address to open."""
+    import json
+    import shlex
     import socket
 
     import uvicorn
@@ -24,8 +28,13 @@ def run(args: list[str]) -> int:
     if not (folder / trial.TRIAL_FILE).exists():
         raise UsageError(f"{folder} is not a trial run folder (no {trial.TRIAL_FILE}); create one with evalsuite trial")
     v = parse(rest, OPTIONS)
+    meta = json.loads((folder / trial.TRIAL_FILE).read_text())
+    if meta.get("mode") == "command" and v.get("run_cmd") != meta.get("run_cmd"):
+        raise UsageError(f"{folder} runs each trial with a command written in the folder; a folder never decides what "
+                         f"runs: confirm it on your command line with run_cmd={shlex.quote(str(meta.get('run_cmd')))}"
+                         + (" (the one given differs)" if "run_cmd" in v else ""))
     token = None if v["host"] in ("127.0.0.1", "localhost", "::1") else new_token()
-    app = make_app(folder, token)
+    app = make_app(folder, token, v.get("run_cmd", ""))
     family = socket.AF_INET6 if ":" in v["host"] else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
