@@ -18,6 +18,7 @@ import json
 import os
 import subprocess
 import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -200,11 +201,14 @@ def lerobot_bridge(script: str) -> Path:
 
 
 def write_lerobot_npz(demos: Demos, path: Path, obs_shapes: dict[str, tuple[int, ...]], *, fps: int,
-                      robot_type: str, instruction: str, info: dict[str, Any]) -> Path:
+                      robot_type: str, instruction: str, info: dict[str, Any], tasks: Sequence[str] = (),
+                      extra: Mapping[str, NDArray[Any]] | None = None) -> Path:
     """The hand-over file for policies/lerobot_bridge/write_dataset.py: each step's observation under the
     names the remote policy client sends (evalsuite.wire.Layout, so a policy trained on it is served
     the same), its action, episode ends, and a JSON ``meta``. A state-only suite also asks for the state
-    as ``observation.environment_state`` (ACT and Diffusion need an image or an environment state)."""
+    as ``observation.environment_state`` (ACT and Diffusion need an image or an environment state).
+    ``tasks``: each episode's instruction where they differ (else ``instruction`` for all); ``extra``:
+    further per-frame fields (name -> (N,) array of str, bool or float32), written as features of shape (1,)."""
     from evalsuite.wire import STATE, Layout
 
     layout = Layout.of(obs_shapes)
@@ -215,10 +219,15 @@ def write_lerobot_npz(demos: Demos, path: Path, obs_shapes: dict[str, tuple[int,
              for ep in demos.episodes for t in range(len(ep.actions))]
     arrays = {name: np.stack([s[name] for s in steps]) for name in steps[0] if name != "task"}
     arrays["action"] = np.concatenate(demos.actions).astype(np.float32)
+    if tasks:
+        arrays["task"] = np.repeat(np.asarray(list(tasks), dtype=np.str_), [len(a) for a in demos.actions])
+    extra = dict(extra or {})
+    arrays.update(extra)
     names = {STATE: [f"{key}_{i}" if size > 1 else key for key, size in layout.state for i in range(size)],
              "action": [f"action_{i}" for i in range(arrays["action"].shape[1])]}
     meta = {"fps": fps, "task": instruction, "robot_type": robot_type, "names": names,
-            "environment_state": not layout.images, "info": info}
+            "environment_state": not layout.images, "info": info,
+            "extra": {name: "string" if v.dtype.kind == "U" else str(v.dtype) for name, v in extra.items()}}
     path.parent.mkdir(parents=True, exist_ok=True)
     with fsio.atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, meta=np.array(json.dumps(meta)), episode_ends=np.cumsum([len(a) for a in demos.actions]),
@@ -227,15 +236,17 @@ def write_lerobot_npz(demos: Demos, path: Path, obs_shapes: dict[str, tuple[int,
 
 
 def write_lerobot_dataset(demos: Demos, out: Path, obs_shapes: dict[str, tuple[int, ...]], *, fps: int,
-                          robot_type: str, instruction: str, info: dict[str, Any], python: str = "") -> dict[str, Any]:
+                          robot_type: str, instruction: str, info: dict[str, Any], python: str = "",
+                          tasks: Sequence[str] = (), extra: Mapping[str, NDArray[Any]] | None = None,
+                          repo_id: str = "") -> dict[str, Any]:
     """``out`` written as a LeRobotDataset by LeRobot's own writer in the LeRobot environment; returns the
-    writer's summary (episodes, frames, codebase_version)."""
+    writer's summary (episodes, frames, codebase_version). ``tasks``, ``extra``: as ``write_lerobot_npz``."""
     interpreter, script = lerobot_python(python), lerobot_bridge("write_dataset.py")
     with tempfile.TemporaryDirectory(prefix="evalsuite-lerobot-") as tmp:
         npz = write_lerobot_npz(demos, Path(tmp) / "demos.npz", obs_shapes, fps=fps, robot_type=robot_type,
-                                instruction=instruction, info=info)
+                                instruction=instruction, info=info, tasks=tasks, extra=extra)
         done = subprocess.run([str(interpreter), str(script), str(npz), str(out), "--repo-id",
-                               f"evalsuite/{demos.suite}-{demos.task}"], capture_output=True, text=True,
+                               repo_id or f"evalsuite/{demos.suite}-{demos.task}"], capture_output=True, text=True,
                               env={**os.environ, "HF_HUB_OFFLINE": "1"})
     if done.returncode != 0:
         lines = [line for line in done.stderr.splitlines() if line.strip()] or ["(no message)"]

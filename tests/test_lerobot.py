@@ -169,3 +169,75 @@ def test_evaluate_the_shipped_lerobot_act_beside_the_scripted_expert(lerobot_env
     leftover = subprocess.run(["pgrep", "-f", str(REPO / "policies" / "lerobot_bridge" / "serve_lerobot.py")],
                               capture_output=True, text=True)
     assert leftover.stdout.strip() == "", "a bridge server outlived the evaluation"
+
+
+# Run by the LeRobot environment's python: each episode of an exported run as LeRobot reads it.
+READ_EXPORT = """
+import json, sys
+from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+dataset = LeRobotDataset("evalsuite/check", root=sys.argv[1])
+episodes = []
+for e in range(dataset.num_episodes):
+    start, end = (int(dataset.meta.episodes[e][k]) for k in ("dataset_from_index", "dataset_to_index"))
+    frames = [dataset[i] for i in range(start, end)]
+    episodes.append({"frames": end - start, "trial_id": sorted({f["trial_id"] for f in frames}),
+                     "policy_code": sorted({f["policy_code"] for f in frames}),
+                     "success": sorted({bool(f["success"]) for f in frames}),
+                     "progress": sorted({round(float(f["progress"]), 6) for f in frames}),
+                     "task": sorted({f["task"] for f in frames}),
+                     "states": [f["observation.state"].tolist() for f in frames],
+                     "actions": [f["action"].tolist() for f in frames]})
+print(json.dumps({"episodes": episodes, "fps": dataset.fps, "features": sorted(dataset.features),
+                  "version": dataset.meta.info.codebase_version}))
+"""
+
+
+def test_export_format_lerobot_replays_a_run_into_a_dataset_lerobot_reads(lerobot_env, tmp_path):
+    """2 policies x 2 episodes of drawer-open (the scripted expert succeeds, the noisy one does not in 100
+    steps): each frame a journaled step, the codes and no labels, and the scripted episode's actions what
+    the scripted expert answers on the recorded observations."""
+    from evalsuite import registry
+    from evalsuite.api import Run
+    from evalsuite.harness import build_policy
+    from evalsuite.wire import Layout
+
+    run = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "evalsuite", "evaluate", "suite=metaworld-smoke", "tasks=[drawer-open]",
+                           "policies=[scripted,noisy-scripted:noise=0.5]", "episodes=2", "max_steps=100",
+                           "video=none", "progress=false", "tracking_uri=none", f"out={run}"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = tmp_path / "dataset"
+    done = subprocess.run([sys.executable, "-m", "evalsuite", "export", str(run), "format=lerobot", f"out={out}"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "4 episodes" in done.stdout and "LeRobotDataset v3.0" in done.stdout, done.stdout
+    saved = Run(run)
+    journal = {r.trial_id: r for r in saved.final().values()}
+    labels = saved.key.labels
+    assert not any(label in done.stdout + (out / "meta" / "evalsuite.json").read_text() for label in labels.values())
+
+    read = json.loads(_in_lerobot(lerobot_env, READ_EXPORT, str(out)).strip().splitlines()[-1])
+    assert read["fps"] == 80
+    assert {"observation.state", "action", "trial_id", "policy_code", "success", "progress"} <= set(read["features"])
+    assert not any(label in json.dumps(read) for label in labels.values())
+    assert sorted(t for e in read["episodes"] for t in e["trial_id"]) == sorted(journal)
+    for episode in read["episodes"]:
+        record = journal[episode["trial_id"][0]]
+        assert episode["frames"] == record.steps and episode["policy_code"] == [record.policy_code]
+        assert episode["success"] == [record.success] and episode["progress"] == [round(record.progress, 6)]
+        assert episode["task"] == ["open the drawer"]
+    assert {r.success for r in journal.values()} == {True, False}  # both outcomes are checked
+
+    # known answer: the scripted expert on the recorded observations gives the recorded actions
+    scripted = next(e for e in read["episodes"] if labels[e["policy_code"][0]] == "scripted")
+    record = journal[scripted["trial_id"][0]]
+    suite = registry.suites.get("metaworld-smoke")
+    policy = build_policy("scripted", {}, "drawer-open", suite)
+    policy.reset(record.policy_seed, 0)
+    layout = Layout.of({"state": (39,)})
+    for state, action in zip(scripted["states"], scripted["actions"], strict=True):
+        obs = layout.decode({"observation.state": np.asarray(state, np.float32)}, {"state": (39,)})
+        answer = policy.act({k: v[None] for k, v in obs.items()}, np.array([0]))[0]
+        assert np.allclose(answer, action, atol=1e-4), (answer, action)

@@ -9,10 +9,13 @@ lerobot is installed (``LeRobotDataset.create``, ``add_frame``, ``save_episode``
 
 The .npz (no pickles): ``action`` (N, A) float32, ``observation.state`` (N, D) float32, optional
 ``observation.images.<camera>`` (N, H, W, 3) uint8, ``episode_ends`` (E,) (cumulative frame
-counts), and ``meta``, a JSON string: ``fps``, ``task`` (the instruction), ``robot_type``,
-``names`` (feature -> component names), ``environment_state`` (true: also write the state as
-``observation.environment_state``, which ACT needs when there is no image) and ``info`` (written
-to ``meta/evalsuite.json``: where the demos came from).
+counts), optional ``task`` (N,) str (each frame's instruction, else ``meta``'s for all), and
+``meta``, a JSON string: ``fps``, ``task`` (the instruction), ``robot_type``, ``names`` (feature ->
+component names), ``environment_state`` (true: also write the state as
+``observation.environment_state``, which ACT needs when there is no image), ``extra`` (name -> dtype,
+``string``, ``bool`` or ``float32``: further per-frame fields, each an (N,) array in the file, written
+as features of shape (1,)) and ``info`` (written to ``meta/evalsuite.json``: where the episodes came
+from).
 """
 
 from __future__ import annotations
@@ -38,7 +41,18 @@ def features_of(arrays: dict[str, np.ndarray], meta: dict, videos: bool) -> dict
             features[key] = {"dtype": "float32", "shape": values.shape[1:], "names": names.get(key)}
     if meta.get("environment_state"):
         features[ENV_STATE] = {**features[STATE], "names": names.get(STATE)}
+    for key, dtype in meta.get("extra", {}).items():
+        features[key] = {"dtype": dtype, "shape": (1,), "names": None}
     return features
+
+
+def value_of(feature: dict, values: np.ndarray, row: int):
+    """One frame's value of a feature as LeRobot's add_frame validates it (an extra field: a str, or (1,))."""
+    if feature["dtype"] == "string":
+        return str(values[row])
+    if tuple(feature["shape"]) == (1,) and values.ndim == 1:
+        return values[row:row + 1]
+    return values[row]
 
 
 def write(npz: Path, out: Path, repo_id: str, videos: bool) -> dict:
@@ -48,16 +62,17 @@ def write(npz: Path, out: Path, repo_id: str, videos: bool) -> dict:
         arrays = {key: handle[key] for key in handle.files}
     meta = json.loads(str(arrays.pop("meta")))
     ends = [int(e) for e in arrays.pop("episode_ends")]
+    tasks = arrays.pop("task", None)
     features = features_of(arrays, meta, videos)
     dataset = LeRobotDataset.create(repo_id=repo_id, fps=int(meta["fps"]), features=features, root=out,
                                     robot_type=meta.get("robot_type"), use_videos=videos)
     start = 0
     for end in ends:
         for row in range(start, end):
-            frame = {key: arrays[key][row] for key in arrays if key in features}
+            frame = {key: value_of(features[key], arrays[key], row) for key in arrays if key in features}
             if ENV_STATE in features:
                 frame[ENV_STATE] = arrays[STATE][row]
-            frame["task"] = meta["task"]
+            frame["task"] = str(tasks[row]) if tasks is not None else meta["task"]
             dataset.add_frame(frame)
         dataset.save_episode()
         start = end
