@@ -137,7 +137,7 @@ def benchmark(session: nox.Session) -> None:
     """Runner throughput (Meta-World, robomimic workers), sequential savings (binary and progress),
     aggregates vs rliable, gate sizes, inference latency."""
     for script in ("throughput.py", "robomimic_workers.py", "sequential.py", "progress_sequential.py", "aggregates.py",
-                   "gate.py", "latency.py", "videos.py", "remote.py"):
+                   "gate.py", "latency.py", "videos.py", "remote.py", "profile.py"):
         _run(session, "python", f"benchmarks/{script}", *(session.posargs if script == "throughput.py" else []))
 
 

@@ -42,6 +42,7 @@ from evalsuite.results import Results
 from evalsuite.runlock import RunLock
 from evalsuite.runner import Executor, LocalExecutor, RunContext
 from evalsuite.runner.envs import env_info
+from evalsuite.runner.executor import time_line, time_split
 from evalsuite.runner.parallel import threads_limited
 from evalsuite.specs import PolicySpec, SuiteSpec, load_entry_point
 
@@ -318,14 +319,20 @@ def _execute(run: Prepared, builder: PolicyBuilder, resuming: bool,
                                  episode_timeout_s=req.execution.episode_timeout_s)
                 executor.run(todo, ctx, on_record)
                 ran += len(todo)
-            parallelism.update(executor.summary())
+            summary = executor.summary()
+            spent = summary.pop("time", None)
+            parallelism.update(summary)
         records = list(journal.records)
     elapsed = time.time() - started
+    split = time_split(spent, elapsed, int(parallelism.get("workers") or 1))
+    if split is not None and ran:
+        log(time_line(split))
     info = {"started": _now(started), "versions": package_versions(run.suite), "git_commit": git_commit(),
             "host": platform.node(),
             "command": sys.argv, "batch_size": req.execution.batch_size, "parallelism": parallelism,
             "wall_time_s": round(elapsed, 2), "episodes_run": ran,
-            "episodes_per_s": round(ran / elapsed, 3) if elapsed > 0 and ran else None, "tags": req.tracking.tags}
+            "episodes_per_s": round(ran / elapsed, 3) if elapsed > 0 and ran else None, "tags": req.tracking.tags,
+            "time": split}
     return records, info
 
 

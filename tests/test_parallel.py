@@ -38,6 +38,12 @@ def test_worker_processes_give_the_lock_step_results(fake_suite, tmp_path):
     assert info["parallelism"]["executor"] == "local-workers" and info["parallelism"]["workers"] == 2
     assert info["parallelism"]["inference_threads_per_worker"] * 2 <= info["parallelism"]["cpus"] or \
         info["parallelism"]["cpus"] == 1
+    split = info["time"]  # summed over the workers' chunks, the rest of 2 x the wall time is "other"
+    assert split["workers"] == 2 and all(split[k] >= 0 for k in ("simulator_s", "reset_s", "build_s", "inference_s",
+                                                                 "other_s"))
+    assert sum(split[k] for k in ("simulator_s", "reset_s", "build_s", "inference_s")) <= split["running_s"] \
+        <= 2 * split["wall_s"]
+    assert split["running_s"] > 0
 
 
 def _register_suicidal():

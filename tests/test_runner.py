@@ -294,3 +294,18 @@ def test_old_journals_read_their_policy_errors_as_failures(tmp_path):
     lines = [base, dataclasses.replace(base, trial_id="t1/00001/A", ic_index=1, reason="reset failed: OSError: x")]
     (tmp_path / "episodes.jsonl").write_text("".join(json.dumps(r.to_dict()) + "\n" for r in lines))
     assert [r.status for r in read(tmp_path / "episodes.jsonl")] == ["policy_error", "error"]
+
+
+def test_run_info_says_where_the_time_went(fake_suite, tmp_path):
+    """Simulator, resets and inference, summed in the executor; the rest of the wall time is 'other'.
+    One episode a call (batch 1, no chunks): every step costs the policy at least its compute_s."""
+    compute_s = 0.002
+    _, records = _run(fake_suite, [PolicyEntry("ones", {"compute_s": compute_s})], tmp_path, episodes=3, batch_size=1,
+                      env_workers=0, max_steps=14)
+    split = json.loads((tmp_path / "run" / "run_info.json").read_text())["time"]
+    parts = ("simulator_s", "reset_s", "build_s", "inference_s", "other_s")
+    assert all(split[k] >= 0 for k in (*parts, "running_s", "wall_s")) and split["workers"] == 1
+    assert sum(split[k] for k in parts) <= split["wall_s"] * split["workers"] + 1e-2  # rounded to ms
+    assert split["running_s"] <= split["wall_s"] + 1e-3
+    assert split["inference_s"] >= sum(r.steps for r in records) * compute_s
+    assert sum(split["inference_s_by_code"].values()) == pytest.approx(split["inference_s"], abs=2e-3)

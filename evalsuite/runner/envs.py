@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import os
+import time
 import traceback
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
@@ -58,10 +59,13 @@ class InProcessEnvs:
         self.max_steps = max_steps
         self._envs: dict[tuple[int, str], TaskEnv] = {}
         self._task_of: dict[int, str] = {}
+        self.build_s = 0.0  # seconds spent building environments
 
     def _env(self, slot: int, task: str) -> TaskEnv:
         if (slot, task) not in self._envs:
+            started = time.perf_counter()
             self._envs[slot, task] = build_env(self.suite, task, self.max_steps[task])
+            self.build_s += time.perf_counter() - started
         return self._envs[slot, task]
 
     def warm(self, pairs: list[tuple[int, str]]) -> None:
@@ -149,6 +153,8 @@ def thread_env(n: int) -> AbstractContextManager[None]:
 
 class SubprocessEnvs:
     """Slots spread over ``n_workers`` processes (slot s lives in worker s % n_workers)."""
+
+    build_s = 0.0  # environments are built in the workers, within their first reset: not told apart
 
     def __init__(self, suite: SuiteSpec, max_steps: dict[str, int], n_workers: int) -> None:
         self.suite, self.max_steps, self.n_workers = suite, max_steps, n_workers

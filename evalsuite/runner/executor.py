@@ -27,6 +27,43 @@ PolicyFactory = Callable[[str, str], Policy]  # (policy code, task id) -> policy
 # The episode time limit charges a policy only for its own inference time; an episode whose wall-clock
 # time (simulator, other policies, a loaded machine) exceeds this multiple of it is an infrastructure fault.
 WALL_CLOCK_FACTOR = 4
+# Where an executor's time went (seconds, summed over its workers): environment steps, resets (the
+# environment's and the policy's), environments built at first use (in-process pools; in environment
+# workers a build is part of the first reset), policy calls (also per blinding code: "inference_s:CODE"),
+# and all of its ``run`` calls (the rest is the harness's own work).
+TIME_PARTS = ("simulator_s", "reset_s", "build_s", "inference_s")
+
+
+def no_time() -> dict[str, float]:
+    return dict.fromkeys((*TIME_PARTS, "running_s"), 0.0)
+
+
+def add_time(total: dict[str, float], part: dict[str, float]) -> None:
+    for k, v in part.items():
+        total[k] = total.get(k, 0.0) + v
+
+
+def time_split(spent: dict[str, float] | None, wall_s: float, workers: int) -> dict[str, Any] | None:
+    """run_info.json's ``time``: the parts summed over ``workers``, and ``other_s``, the rest of
+    ``workers`` x ``wall_s`` (the harness's loop, start-up, journal, idle workers); None if unmeasured."""
+    if spent is None:
+        return None
+    parts = {k: round(spent.get(k, 0.0), 3) for k in TIME_PARTS}
+    return {**parts, "other_s": round(max(0.0, workers * wall_s - sum(parts.values())), 3),
+            "running_s": round(spent.get("running_s", 0.0), 3), "wall_s": round(wall_s, 3), "workers": workers,
+            "inference_s_by_code": {k.split(":", 1)[1]: round(v, 3) for k, v in sorted(spent.items())
+                                    if k.startswith("inference_s:")}}
+
+
+def time_line(split: dict[str, Any]) -> str:
+    """``time: 62% simulator, 25% inference, 8% resets, 1% building environments, 4% other`` (of
+    workers x wall time)."""
+    total = sum(split[k] for k in (*TIME_PARTS, "other_s")) or 1.0
+    names = {"simulator_s": "simulator", "inference_s": "inference", "reset_s": "resets",
+             "build_s": "building environments", "other_s": "other"}
+    shares = ", ".join(f"{100 * split[k] / total:.0f}% {name}" for k, name in names.items())
+    over = f" (over {split['workers']} workers)" if split["workers"] > 1 else ""
+    return f"time: {shares}{over}"
 
 
 @dataclass
@@ -103,6 +140,7 @@ class LocalExecutor:
         self.batch_size = batch_size
         self.env_workers = env_workers
         self._envs: InProcessEnvs | SubprocessEnvs | None = None
+        self.times = no_time()  # summed over every ``run``
 
     def warm_up(self, ctx: RunContext, tasks: Sequence[str]) -> None:
         self._pool(ctx).warm([(slot, task) for task in tasks for slot in range(self.batch_size)])
@@ -114,7 +152,7 @@ class LocalExecutor:
         return self._envs
 
     def summary(self) -> dict[str, Any]:
-        return {}
+        return {"time": dict(self.times)}
 
     def close(self) -> None:
         if self._envs is not None:
@@ -128,6 +166,7 @@ class LocalExecutor:
         self.close()
 
     def run(self, trials: Sequence[Trial], ctx: RunContext, on_record: Callable[[EpisodeRecord], None]) -> None:
+        run_started = time.perf_counter()
         envs = self._pool(ctx)
         pending = deque(trials)
         slots: dict[int, _Slot] = {}
@@ -155,7 +194,10 @@ class LocalExecutor:
             while pending or slots:
                 self._fill(pending, slots, envs, ctx, finish)
                 actions = self._act(slots, finish)
-                for slot, result in envs.step(actions).items():
+                stepped = time.perf_counter()
+                results = envs.step(actions)
+                self.times["simulator_s"] += time.perf_counter() - stepped
+                for slot, result in results.items():
                     s = slots[slot]
                     if isinstance(result, EpisodeError):
                         finish(slot, POLICY_ERROR if result.policy_fault else ERROR, str(result))
@@ -178,6 +220,8 @@ class LocalExecutor:
         except BaseException:
             self.close()  # environments may be mid-episode; start clean next time
             raise
+        finally:
+            self.times["running_s"] += time.perf_counter() - run_started
 
     def _fill(self, pending: deque[Trial], slots: dict[int, _Slot], envs: InProcessEnvs | SubprocessEnvs,
               ctx: RunContext, finish: _Finish) -> None:
@@ -191,7 +235,9 @@ class LocalExecutor:
             slots[k] = _Slot(trial, ctx.attempts.get(trial.trial_id, 1), policy, policy.fingerprint(),
                              time.perf_counter())
             requests[k] = (trial.task, trial.ic_seed, trial.ic_index)
-        for k, result in envs.reset(requests).items():
+        started, built = time.perf_counter(), envs.build_s
+        results = envs.reset(requests) if requests else {}
+        for k, result in results.items():
             if isinstance(result, EpisodeError):
                 finish(k, ERROR, str(result))
                 continue
@@ -202,6 +248,9 @@ class LocalExecutor:
                 slots[k].policy.reset(slots[k].trial.policy_seed, k)
             except Exception as exc:
                 finish(k, *_fault(exc, "policy reset failed"))
+        built = envs.build_s - built
+        self.times["build_s"] += built
+        self.times["reset_s"] += time.perf_counter() - started - built
 
     def _act(self, slots: dict[int, _Slot], finish: _Finish) -> dict[int, NDArray[Any]]:
         groups: dict[tuple[str, str], list[int]] = {}
@@ -224,8 +273,7 @@ class LocalExecutor:
                         finish(k, *_fault(alone, "policy error"))
         return {k: s.queue.popleft() for k, s in slots.items()}
 
-    @staticmethod
-    def _infer(policy: Policy, members: list[int], slots: dict[int, _Slot], finish: _Finish) -> None:
+    def _infer(self, policy: Policy, members: list[int], slots: dict[int, _Slot], finish: _Finish) -> None:
         """One batched policy call for ``members``; fills their action queues or ends them with a
         policy error. Raises what the policy raised."""
         req = policy.requirements
@@ -237,6 +285,9 @@ class LocalExecutor:
         started = time.perf_counter()
         out = np.asarray(policy.act(batch, np.asarray(members)), dtype=np.float64)
         spent = time.perf_counter() - started
+        self.times["inference_s"] += spent
+        by_code = f"inference_s:{slots[members[0]].trial.policy_code}"  # a call serves one (code, task) group
+        self.times[by_code] = self.times.get(by_code, 0.0) + spent
         for k in members:  # each episode is charged the time of the calls that served it
             slots[k].policy_time += spent
         expected = (len(members), req.action_dim) if not req.chunked else (len(members), None, req.action_dim)

@@ -32,7 +32,7 @@ from typing import Any
 from evalsuite.journal import ERROR, EpisodeRecord
 from evalsuite.plan import Trial
 from evalsuite.runner.envs import THREAD_VARS, thread_env
-from evalsuite.runner.executor import WALL_CLOCK_FACTOR, LocalExecutor, RunContext
+from evalsuite.runner.executor import WALL_CLOCK_FACTOR, LocalExecutor, RunContext, add_time, no_time
 
 STARTUP_S = 120.0  # a worker's start-up (imports, environments, policies) before its first chunk
 
@@ -67,10 +67,12 @@ class Shard:
         self.ctx = ctx
         self.executor = LocalExecutor(batch_size=batch_size, env_workers=0)
 
-    def run(self, trials: list[Trial], attempts: dict[str, int]) -> list[EpisodeRecord]:
+    def run(self, trials: list[Trial], attempts: dict[str, int]) -> tuple[list[EpisodeRecord], dict[str, float]]:
+        """The chunk's records, and where its time went (``executor.time_split``'s parts)."""
         records: list[EpisodeRecord] = []
+        self.executor.times = no_time()
         self.executor.run(trials, replace(self.ctx, attempts=attempts), records.append)
-        return records
+        return records, self.executor.times
 
     def ping(self) -> int:
         return os.getpid()
@@ -98,7 +100,7 @@ def _start_shard(ctx: RunContext, batch_size: int, threads: int) -> None:
     _SHARD = Shard(ctx, batch_size, threads)
 
 
-def _run_chunk(trials: list[Trial], attempts: dict[str, int]) -> list[EpisodeRecord]:
+def _run_chunk(trials: list[Trial], attempts: dict[str, int]) -> tuple[list[EpisodeRecord], dict[str, float]]:
     assert _SHARD is not None
     return _SHARD.run(trials, attempts)
 
@@ -118,6 +120,7 @@ class ProcessExecutor:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
         self._pool: ProcessPoolExecutor | None = None
         self._ctx_id: int | None = None
+        self.times = no_time()  # summed over the workers' chunks
 
     def _start(self, ctx: RunContext) -> ProcessPoolExecutor:
         if self._pool is None or self._ctx_id != id(ctx.make_policy):
@@ -156,7 +159,8 @@ class ProcessExecutor:
             for future in done:
                 chunk, _ = running.pop(future)
                 try:
-                    records = future.result()
+                    records, spent = future.result()
+                    add_time(self.times, spent)
                 except BrokenProcessPool:
                     broken.append(chunk)
                     continue
@@ -179,7 +183,7 @@ class ProcessExecutor:
                 suspects.extend([t] for c in stuck for t in c)
 
     def summary(self) -> dict[str, Any]:
-        return {}
+        return {"time": dict(self.times)}
 
     def _broken(self) -> bool:
         return bool(self._pool is not None and getattr(self._pool, "_broken", False))

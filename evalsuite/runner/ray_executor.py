@@ -31,7 +31,7 @@ from typing import Any
 from evalsuite.errors import UsageError
 from evalsuite.journal import EpisodeRecord
 from evalsuite.plan import Trial
-from evalsuite.runner.executor import WALL_CLOCK_FACTOR, RunContext
+from evalsuite.runner.executor import WALL_CLOCK_FACTOR, RunContext, add_time, no_time
 from evalsuite.runner.parallel import Shard, chunks, lost
 
 PLACEMENT_TIMEOUT_S = 180.0  # actors must start (imports, environments) within this
@@ -62,6 +62,7 @@ class RayExecutor:
     _remote: Any = None
     _servers: list[Any] = field(default_factory=list)
     _next_shard: int = 0
+    times: dict[str, float] = field(default_factory=no_time)  # summed over the actors' chunks
 
     def _connect(self) -> None:
         ray = _ray()
@@ -138,15 +139,17 @@ class RayExecutor:
             dispatch.expire()
 
     def summary(self) -> dict[str, Any]:
-        """Per policy server (this incarnation): batched calls, rows served, the largest batch."""
+        """Where the actors' time went; per policy server (this incarnation): batched calls, rows
+        served, the largest batch."""
         if not self._servers:
-            return {}
+            return {"time": dict(self.times)}
         from ray.exceptions import RayError
 
         try:
-            return {"inference_servers": _ray().get([s.stats.remote() for s in self._servers], timeout=30)}
+            return {"time": dict(self.times),
+                    "inference_servers": _ray().get([s.stats.remote() for s in self._servers], timeout=30)}
         except RayError as exc:
-            return {"inference_servers": f"unavailable ({type(exc).__name__})"}
+            return {"time": dict(self.times), "inference_servers": f"unavailable ({type(exc).__name__})"}
 
     def close_actors(self) -> None:
         if self._actors or self._servers:
@@ -198,11 +201,12 @@ class _Dispatch:
         """The records of a finished chunk; a chunk whose actor is gone replaces that actor."""
         i, chunk, _ = self.running.pop(ref)
         try:
-            records: list[EpisodeRecord] = self.ray.get(ref, timeout=60)
+            records, spent = self.ray.get(ref, timeout=60)
         except self.ray_error as exc:  # the actor, its node or the object is gone: charge, replace
             self.running[ref] = (i, chunk, 0.0)  # charged with the actor's other chunks below
             self.replace_actor(i, f"Ray worker lost ({type(exc).__name__})")
             return
+        add_time(self.executor.times, spent)
         for r in records:
             self.on_record(r)
         self.done_count += len(records)
