@@ -26,7 +26,7 @@ def _fields(contract: dict[str, Any]) -> str:
 
 
 def report(section: dict[str, Any], results: Results) -> list[str]:
-    lines = ["## Conventions", "",
+    lines = ["", "### Conventions", "",
              "What each side states about observations and actions beyond their shapes (evalsuite/contract.py), "
              "compared before episode 1: `contract=error` refuses a mismatch, `contract=warn` runs and lists it here.",
              ""]

@@ -28,7 +28,7 @@ def compute(inp: AnalysisInput) -> dict[str, Any] | None:
 
 
 def report(section: dict[str, Any], results: Results) -> list[str]:
-    return ["## How the trials ran", "",
+    return ["", "## How the trials ran", "",
             f"Mode `{section['mode']}`: {MODES.get(section['mode'], section['mode'])}. Operators: "
             f"{fsio.one_line(', '.join(section['operators'])) or '(none recorded)'}; {section['aborted']} attempt(s) "
             f"aborted and run again; {section['corrected']} outcome(s) corrected after scoring (the console's log "
