@@ -45,10 +45,13 @@ class Score:
 class Console:
     """The run folder's trials as operators see them. Thread-safe: every action holds one lock."""
 
-    def __init__(self, run_dir: Path, confirmed_command: str = "") -> None:
-        """``confirmed_command``: the command template as the operator's own command line gave it; the
-        folder's template runs only if it is the same (a received folder never decides what runs)."""
+    def __init__(self, run_dir: Path, confirmed_command: str = "", confirmed_servers: tuple[str, ...] = ()) -> None:
+        """``confirmed_command`` / ``confirmed_servers``: the command template, or the policy servers, as
+        the operator's own command line gave them; the folder's run or are routed to only if they are
+        the same (a received folder never decides what drives the robot)."""
         self.run_dir, self._confirmed = run_dir, confirmed_command
+        self._confirmed_servers = set(confirmed_servers)
+        self.active: str | None = None  # router mode: the trial whose policy server the robot is forwarded to
         self.plan, self._key = plan_mod.load(run_dir)
         meta = json.loads((run_dir / trial_mod.TRIAL_FILE).read_text())
         self.task = trial_mod.TrialTask.from_dict(meta["task"])
@@ -137,6 +140,9 @@ class Console:
         key, never to the page."""
         with self._lock:
             trial = self._check_open(trial_id, operator)
+            if self.mode == "router":
+                self._start_routing(trial_id, operator)
+                return
             if self.mode != "command":
                 raise UsageError("this run is manual: run the robot, then record the outcome")
             if self._confirmed != self._run_cmd:
@@ -154,8 +160,32 @@ class Console:
                                                              stderr=subprocess.STDOUT, start_new_session=True)
             self._write("start", operator, trial=trial_id)
 
+    def _start_routing(self, trial_id: str, operator: str) -> None:
+        if self._confirmed_servers != self.servers():
+            raise UsageError("the console was started without confirming this folder's policy servers (servers=); "
+                             "restart it as `evalsuite operator` says")
+        if self.active not in (None, trial_id):
+            raise UsageError(f"trial {self.number[self.active] + 1} is running; stop, score or abort it first")
+        if trial_id not in self.claims:
+            self._write("claim", operator, trial=trial_id)
+        self.active = trial_id
+        self._write("start", operator, trial=trial_id)
+
+    def servers(self) -> set[str]:
+        """The policy servers the key names (router mode)."""
+        return {str(self._key[code].params.get("server", "")) for code in self.plan.codes}
+
+    def route(self) -> str | None:
+        """Router mode: the policy server of the trial now started (never shown to anyone)."""
+        with self._lock:
+            if self.mode != "router" or self.active is None:
+                return None
+            return str(self._key[self.trials[self.active].policy_code].params["server"])
+
     def process_state(self, trial_id: str) -> str:
         """running | exited N | not started | started before a restart (its process is not ours)."""
+        if self.mode == "router":
+            return "forwarding the robot to this trial's policy" if self.active == trial_id else "not started"
         process = self._processes.get(trial_id)
         if process is not None:
             code = process.poll()
@@ -171,6 +201,8 @@ class Console:
                     os.killpg(process.pid, 15)
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     process.wait(timeout=10)
+            if self.active == trial_id:
+                self.active = None
             self._write("stop", operator, trial=trial_id)
 
     def abort(self, trial_id: str, operator: str, reason: str) -> None:
@@ -190,6 +222,8 @@ class Console:
             trial = self._check_open(trial_id, operator)
             self._check_score(score)
             self.journal.append(self._record(trial, SUCCESS if score.success else FAILURE, "", operator, score))
+            if self.active == trial_id:
+                self.active = None
             self._write("score", operator, trial=trial_id, **self._score_fields(score))
 
     def correct(self, trial_id: str, operator: str, score: Score, why: str) -> None:

@@ -13,6 +13,7 @@ parameters and the command that runs them stay in the run folder.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import secrets
 from pathlib import Path
@@ -23,8 +24,10 @@ from jinja2 import DictLoader, Environment
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from evalsuite import wire
 from evalsuite.console import Console, Score
 from evalsuite.errors import UsageError
 
@@ -120,15 +123,16 @@ def _one(form: dict[str, list[str]], key: str, default: str = "") -> str:
     return (form.get(key) or [default])[0]
 
 
-def make_app(run_dir: Path, token: str | None = None, run_cmd: str = "") -> Starlette:
+def make_app(run_dir: Path, token: str | None = None, run_cmd: str = "", servers: tuple[str, ...] = ()) -> Starlette:
     """The console for ``run_dir``; ``token``: required of every request (None on loopback);
-    ``run_cmd``: the command template the operator's command line confirmed."""
-    pages = _Pages(Console(run_dir, run_cmd), run_dir)
+    ``run_cmd`` / ``servers``: the command template or policy servers the operator's command line confirmed."""
+    pages = _Pages(Console(run_dir, run_cmd, servers), run_dir)
     app = Starlette(routes=[
         Route("/", pages.home), Route("/operator", pages.who, methods=["GET", "POST"]), Route("/next", pages.next_trial),
         Route("/log", pages.log), Route("/photo/{ic:int}", pages.photo), Route("/trial/{number:int}", pages.trial),
         Route("/trial/{number:int}/correct", pages.correct),
         Route("/trial/{number:int}/{verb}", pages.action, methods=["POST"]),
+        WebSocketRoute("/robot", pages.robot),
     ], exception_handlers={UsageError: pages.usage_error})
     app.state.console = pages.console
     if token:
@@ -237,9 +241,60 @@ class _Pages:
             return Response("no photo", status_code=404)
         return FileResponse(path)
 
+    async def robot(self, websocket: WebSocket) -> None:
+        """Router mode: the robot's one address. Forwarded, frame by frame, to the policy server of the
+        trial started on the console (openpi's protocol both ways); the metadata passed on keeps only
+        ``action_dim`` and ``n_action_steps`` - the rest may name the policy."""
+        from websockets.asyncio.client import connect
+
+        server = self.console.route()
+        await websocket.accept()
+        if server is None:
+            await websocket.send_text("no trial is running: press Start on the operator console")
+            await websocket.close(1013)
+            return
+        try:
+            async with connect(server, max_size=wire.MAX_FRAME_BYTES, compression=None, open_timeout=10) as upstream:
+                first = await upstream.recv()
+                metadata = wire.unpack(first if isinstance(first, bytes) else first.encode())
+                await websocket.send_bytes(wire.pack({k: metadata[k] for k in ("action_dim", "n_action_steps")
+                                                      if k in metadata}))
+                await _relay(websocket, upstream)
+        except WebSocketDisconnect:
+            return
+        except Exception as exc:  # unreachable, refused, not the protocol: said without the address
+            with contextlib.suppress(Exception):
+                await websocket.send_text(f"the policy server of this trial failed: {type(exc).__name__}")
+                await websocket.close(1011)
+
     async def usage_error(self, request: Request, exc: Exception) -> Response:
         return _page("next.html", request, 409, error=str(exc), trial=None, done=len(self.console.finished),
                      total=len(self.console.plan.trials), blocks=0, decided=False)
+
+
+async def _relay(robot: WebSocket, upstream: Any) -> None:
+    """Frames both ways until either side leaves."""
+    import asyncio
+
+    async def to_server() -> None:
+        while True:
+            message = await robot.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            await upstream.send(message["bytes"] if message.get("bytes") is not None else message.get("text", ""))
+
+    async def to_robot() -> None:
+        async for frame in upstream:
+            await (robot.send_bytes(frame) if isinstance(frame, bytes) else robot.send_text(frame))
+
+    tasks = [asyncio.ensure_future(to_server()), asyncio.ensure_future(to_robot())]
+    done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    for task in done:
+        task.result()
+    with contextlib.suppress(Exception):
+        await robot.close()
 
 
 class _TokenMiddleware:
@@ -249,6 +304,14 @@ class _TokenMiddleware:
         self.app, self.token = app, token
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":  # the robot's address: the token in its query string
+            given = parse_qs(scope.get("query_string", b"").decode()).get("token", [""])[0]
+            if hmac.compare_digest(given, self.token):
+                await self.app(scope, receive, send)
+            else:
+                await receive()
+                await send({"type": "websocket.close", "code": 1008})
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

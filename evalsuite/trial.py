@@ -19,7 +19,10 @@ gate are the simulated runs' own.
 
 How a trial's policy runs (``mode``): ``command`` - a command template the operator never sees,
 filled from the hidden key (``{seed}``, ``{trial}``, ``{ic}`` and every parameter a policy was
-given, e.g. ``{checkpoint}``), started and stopped from the console; ``manual`` - the operator runs
+given, e.g. ``{checkpoint}``), started and stopped from the console; ``router`` - the robot's
+computer connects to the console's one websocket address (``/robot``) and is forwarded to the
+hidden policy's server (``NAME:server=ws://...``, openpi's protocol) for the trial started;
+``manual`` - the operator runs
 the robot however they like and records the outcome (blinding then rests on a second person
 choosing the policy: the report says so).
 """
@@ -29,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import string
 import tomllib
 from dataclasses import dataclass
@@ -42,7 +46,7 @@ from evalsuite.plan import BlindingKey, KeyEntry, Plan, PolicyEntry, Stopping, T
 
 TRIAL_FILE = "trial.json"  # the task file as read, the mode and (in the key's company) the command
 ROBOT = "robot"  # the policy id of every real-robot policy: what it is lives in its parameters
-MODES = ("command", "manual")
+MODES = ("command", "router", "manual")
 FIXED = Stopping()  # every planned trial (sequential stopping is the console's: it stops offering trials)
 MAX_STEPS = 1  # a real trial has no step limit the runner enforces; the plan's field needs a number
 
@@ -108,8 +112,9 @@ def read_task(path: Path) -> TrialTask:
 
 def parse_trial_policy(text: str) -> PolicyEntry:
     """``NAME[:key=value...]``: a name the report shows after unblinding and the values the command
-    template reads (``expert:checkpoint=/ckpt/a.pt``)."""
-    name, *parts = text.split(":")
+    template reads (``expert:checkpoint=/ckpt/a.pt``) or the router forwards to (``a:server=ws://gpu:8000``)."""
+    name, _, rest = text.partition(":")
+    parts = re.split(r":(?=[A-Za-z_][A-Za-z0-9_]*=)", rest) if rest else []  # a value keeps its colons (ws://h:p)
     if not name or any(c in name for c in "{}"):
         raise UsageError(f"policy {text!r}: give NAME[:key=value...], e.g. expert:checkpoint=/ckpt/a.pt")
     params: dict[str, Any] = {"label": name}
@@ -162,7 +167,13 @@ def create(out: Path, task_path: Path, policies: list[PolicyEntry], mode: str, r
     if mode not in MODES:
         raise UsageError(f"mode={mode!r}; accepted: {', '.join(MODES)}")
     if (mode == "command") != bool(run_cmd):
-        raise UsageError("mode=command needs run_cmd=\"...\" (the command that runs one trial); mode=manual takes none")
+        raise UsageError("mode=command needs run_cmd=\"...\" (the command that runs one trial); router and manual "
+                         "take none")
+    if mode == "router":
+        lacking = [p.label for p in policies if not str(p.params.get("server", "")).startswith(("ws://", "wss://"))]
+        if lacking:
+            raise UsageError(f"mode=router: policy {lacking[0]!r} names no policy server; e.g. "
+                             f"{lacking[0]}:server=ws://gpu-box:8000")
     if len(policies) < 2:
         raise UsageError("a trial compares policies: give at least two in policies=[...]")
     if (out / names.PLAN).exists():

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from evalsuite import console as console_mod
@@ -293,3 +294,52 @@ def test_sequential_stopping_ends_the_trials_once_the_pair_is_decided(tmp_path):
     assert main(["unblind", str(run)]) == 0
     report = (run / "report.md").read_text()
     assert "Mode `manual`: the operator ran the robot by hand" in report and "Operators: ann" in report
+
+
+def test_router_forwards_the_robot_to_the_hidden_policys_server(tmp_path, capsys):
+    """mode=router: the robot always dials the console's /robot; each started trial reaches its own
+    policy's server (two openpi-style servers: one holds still for its first 20 steps, so each trial's
+    first action says which server answered), the metadata passed on names no policy, and a robot
+    that dials with no trial started is told so."""
+    from starlette.testclient import TestClient
+
+    from evalsuite import registry, wire
+    from evalsuite.operator_app import make_app
+    from evalsuite.runner.envs import build_env
+    from tests.test_remote import SERVER, Server
+
+    still = Server([sys.executable, str(SERVER), "--mode", "stateful", "--wait", "20"])
+    moving = Server([sys.executable, str(SERVER)])
+    try:
+        (tmp_path / "task.toml").write_text(TASK)
+        run = tmp_path / "run"
+        assert main(["trial", f"task={tmp_path / 'task.toml'}", "mode=router", f"out={run}",
+                     f"policies=[still:server={still.url},moving:server={moving.url}]"]) == 0
+        assert main(["operator", str(run), "port=0"]) == 2  # the servers must be confirmed
+        assert f"servers=[{','.join(sorted([still.url, moving.url]))}]" in capsys.readouterr().err
+        plan, key = load(run)
+        app = make_app(run, servers=(moving.url, still.url))
+        env = build_env(registry.suites.get("metaworld-smoke"), "drawer-open", 30)
+        layout = wire.Layout.of(env.info.obs_shapes)
+        with TestClient(app) as client:
+            client.post("/operator", content="operator=ann", headers={"content-type": "application/x-www-form-urlencoded"})
+            with client.websocket_connect("/robot") as robot:  # nothing started yet
+                assert "no trial is running" in robot.receive_text()
+            for number, trial in enumerate(plan.trials):
+                assert client.post(f"/trial/{number}/start").status_code == 200
+                with client.websocket_connect("/robot") as robot:
+                    metadata = wire.unpack(robot.receive_bytes())
+                    assert metadata == {"action_dim": 4}  # no policy name passed on
+                    obs, _ = env.reset(trial.ic_index, trial.ic_index)
+                    robot.send_bytes(wire.pack(layout.encode(obs, "open the drawer")))
+                    first = wire.actions_of(wire.unpack(robot.receive_bytes()))[0]
+                holds_still = key[trial.policy_code].label == "still"
+                assert bool(np.allclose(first, [0, 0, 0, -1])) == holds_still, (key[trial.policy_code].label, first)
+                client.post(f"/trial/{number}/score", content="success=no&furthest=-1",
+                            headers={"content-type": "application/x-www-form-urlencoded"})
+        app.state.console.close()
+        env.close()
+        assert len(read(run / names.JOURNAL, plan=plan)) == len(plan.trials)
+    finally:
+        still.stop()
+        moving.stop()

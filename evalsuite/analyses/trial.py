@@ -13,6 +13,8 @@ from evalsuite.results import Results
 MODES = {
     "command": "each trial ran a command the operator never saw (started and stopped from the console): the operator "
                "knew only the blinding code",
+    "router": "the robot's computer dialled the console, which forwarded it to the policy server of the trial started "
+              "(the operator knew only the blinding code; the metadata passed on named no policy)",
     "manual": "the operator ran the robot by hand: the blinding rests on a second person having chosen the policy "
               "for each code, which evalsuite cannot check",
 }

@@ -12,8 +12,9 @@ OPTIONS = (
                    "failure_tags"),
     Option("policies", "[NAME:key=value,...]: each policy's name (hidden until unblinding) and the values run_cmd "
                        "reads, e.g. [a:checkpoint=/ckpt/a.pt,b:checkpoint=/ckpt/b.pt]", parse=parse_list),
-    Option("mode", "command (run_cmd starts and stops each trial from the console) | manual (the operator runs "
-                   "the robot; a second person must choose the policy)", "command"),
+    Option("mode", "command (run_cmd starts and stops each trial from the console) | router (the robot dials the "
+                   "console's ws://HOST:PORT/robot and is forwarded to the trial's policy server, NAME:server=ws://...) | "
+                   "manual (the operator runs the robot; a second person must choose the policy)", "command"),
     Option("run_cmd", "command: the command that runs one trial, with {seed}, {trial}, {ic} and the policies' "
                       "values, e.g. \"python rollout.py --ckpt {checkpoint} --seed {seed}\""),
     Option("repeats", "each initial condition this many times per policy", "1", integer(1, 1000)),
