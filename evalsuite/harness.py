@@ -416,6 +416,7 @@ def _render_videos(run: Prepared, builder: PolicyBuilder, records: list[EpisodeR
     try:
         index = video.read_index(run_dir)
         rendered, index = video.render_run(run_dir, run.suite, builder, req.video.mode, camera=req.video.camera,
+                                           stride=req.video.stride,
                                            log=log, plan=run.plan,
                                            final=finished_trials(records, req.analysis.max_attempts), index=index)
     except OSError:

@@ -94,6 +94,8 @@ class Video:
                        "failures | all: episodes replayed into mp4 after the run (skipped, with a note, where nothing "
                        "can render)", "video", key="video", text="sample")
     camera: str = option("", "the videos' camera (default: the suite's first)", "text")
+    stride: int = option(2, "a video frame every this many steps (and the last); 1: every step", "count",
+                         key="video_stride", text="2")
 
 
 @dataclass(frozen=True)
@@ -161,5 +163,5 @@ class EvaluateRequest:
 
 _PARTS = {"design": Design, "execution": Execution, "tracking": Tracking, "video": Video}
 _ALIASES = {"tracking_uri": ("tracking", "uri"), "video": ("video", "mode"), "live_tracking": ("tracking", "live"),
-            "camera": ("video", "camera"), "experiment": ("tracking", "experiment"), "tags": ("tracking", "tags")}
+            "camera": ("video", "camera"), "video_stride": ("video", "stride"), "experiment": ("tracking", "experiment"), "tags": ("tracking", "tags")}
 _OWNERS = {f.name: (part, f.name) for part, kind in _PARTS.items() for f in dataclasses.fields(kind)}

@@ -54,6 +54,9 @@ from evalsuite.specs import SuiteSpec, load_entry_point
 MODES = ("none", "sample", "failures", "all")
 VIDEO_DIR, INDEX_FILE = names.VIDEOS, names.VIDEO_INDEX
 FPS = 25
+# A frame every STRIDE-th step (and always the episode's last): offscreen software rendering costs
+# ~25-40 ms a frame against ~1 ms a simulator step, so the frames are what videos cost.
+STRIDE = 2
 SAMPLE_PER_OUTCOME = 1  # with video=sample: this many successes and failures per task and policy
 MIN_SIDE, MAX_SIDE = 16, 2048  # frame width and height in pixels: a typo never allocates gigabytes a frame
 
@@ -355,9 +358,10 @@ class RecordingEnv:
     replay; the poster, its last frame, is written only after ffmpeg finished the video without error."""
 
     def __init__(self, env: RenderingEnv, files: list[tuple[str, str, str]], camera: str, width: int, height: int,
-                 max_steps: int) -> None:
+                 max_steps: int, stride: int = 1) -> None:
         self.env, self.info = env, env.info
         self._files, self._camera, self._size, self._max_steps = list(files), camera, (width, height), max_steps
+        self._stride = stride
         self._encoder: _Encoder | None = None
         self._poster = ""
         self._last: NDArray[Any] | None = None
@@ -400,14 +404,19 @@ class RecordingEnv:
         self._frame()
         return out
 
+    def _step_env(self, action: NDArray[Any]) -> StepResult:
+        return self.env.step(action)
+
     def step(self, action: NDArray[Any]) -> StepResult:
         from evalsuite.interfaces import InfrastructureError
 
-        result = self.env.step(action)
+        result = self._step_env(action)
         try:
-            self._frame()
             self._steps += 1
-            if result.success or self._steps >= self._max_steps:  # the episode ends here
+            ends = result.success or self._steps >= self._max_steps
+            if ends or self._steps % self._stride == 0:  # the last frame always: how the episode ended
+                self._frame()
+            if ends:
                 self._finish()
         except OSError as exc:  # the recording failed (ffmpeg, a full disk), not the policy
             raise InfrastructureError(f"recording failed: {exc}") from exc
@@ -421,7 +430,8 @@ class RecordingEnv:
 
 
 def recording_env(task_id: str, max_steps: int, *, video_inner: str, video_files: dict[str, list[tuple[str, str, str]]],
-                  video_camera: str, video_width: int, video_height: int, **kwargs: Any) -> RecordingEnv:
+                  video_camera: str, video_width: int, video_height: int, video_stride: int = 1,
+                  **kwargs: Any) -> RecordingEnv:
     """The suite's own environment, wrapped (an entry point, so the executor builds it as any other)."""
     env = load_entry_point(video_inner)(task_id, max_steps=max_steps, **kwargs)
     if not env.info.cameras:
@@ -429,7 +439,7 @@ def recording_env(task_id: str, max_steps: int, *, video_inner: str, video_files
     camera = video_camera or env.info.cameras[0]
     if camera not in env.info.cameras:
         raise UsageError(f"camera={camera!r}; accepted: {choices(env.info.cameras)}")
-    return RecordingEnv(env, video_files[task_id], camera, video_width, video_height, max_steps)
+    return RecordingEnv(env, video_files[task_id], camera, video_width, video_height, max_steps, video_stride)
 
 
 class _Staged:
@@ -481,7 +491,8 @@ def _not_kept(journaled: EpisodeRecord, again: EpisodeRecord | None, staged: tup
 
 def replay(suite: SuiteSpec, make_policy: Callable[[str, str], Any], max_steps: dict[str, int],
            records: Sequence[EpisodeRecord], folder: Path, camera: str = "",
-           size: tuple[int, int] = (256, 192), root: Path | None = None) -> tuple[dict[str, str], list[str]]:
+           size: tuple[int, int] = (256, 192), root: Path | None = None,
+           stride: int = STRIDE) -> tuple[dict[str, str], list[str]]:
     """Run ``records``' trials again, one at a time through the lock-step executor, rendering each
     into ``folder`` (inside the run folder ``root``, by default its parent); returns trial id -> file
     for the replays that matched their journaled episode (steps and status), and one line for each
@@ -501,7 +512,7 @@ def replay(suite: SuiteSpec, make_policy: Callable[[str, str], Any], max_steps: 
             files.setdefault(r.task, []).append((str(video.tmp), str(poster.tmp), target.name))
         wrapped = dataclasses.replace(suite, entry_point="evalsuite.video:recording_env", kwargs={
             **suite.kwargs, "video_inner": suite.entry_point, "video_files": files, "video_camera": camera,
-            "video_width": size[0], "video_height": size[1]})
+            "video_width": size[0], "video_height": size[1], "video_stride": stride})
         trials = [Trial(r.trial_id, r.task, r.ic_index, r.ic_seed, r.policy_seed, r.policy_code) for r in order]
         replayed: dict[str, EpisodeRecord] = {}
         with LocalExecutor(batch_size=1) as executor:
@@ -539,7 +550,7 @@ def _sweep(folder: Path) -> None:
 def render_run(run_dir: Path, suite: SuiteSpec, make_policy: Callable[[str, str], Any], mode: str = "sample",
                trials: Sequence[str] = (), camera: str = "", size: tuple[int, int] = (256, 192),
                log: Callable[[str], None] = print, *, plan: Any, final: dict[str, EpisodeRecord],
-               index: dict[str, str], processes: int = 0) -> tuple[dict[str, str], dict[str, str]]:
+               index: dict[str, str], processes: int = 0, stride: int = STRIDE) -> tuple[dict[str, str], dict[str, str]]:
     """Render the chosen episodes of a run (or the named trials) into RUN/videos/, in child
     processes with the offscreen backend (``processes``, default one a core, each replaying its share); returns (trial id -> file for the episodes rendered now,
     the whole index with them, also written to videos/index.json), and logs one line for each not
@@ -576,8 +587,8 @@ def render_run(run_dir: Path, suite: SuiteSpec, make_policy: Callable[[str, str]
     log(f"videos: replaying and rendering {len(chosen)} episodes in {len(parts)} process"
         f"{'es' if len(parts) > 1 else ''}")
     with gl_environment():  # each child imports MuJoCo fresh
-        answers = _in_children(replay, [(suite, make_policy, dict(plan.max_steps), part, out_dir, camera, size, run_dir)
-                                        for part in parts])
+        answers = _in_children(replay, [(suite, make_policy, dict(plan.max_steps), part, out_dir, camera, size, run_dir,
+                                         stride) for part in parts])
     rendered = {trial: name for part, _ in answers for trial, name in part.items()}
     for note in (note for _, notes in answers for note in notes):
         log(f"videos: {note}")
