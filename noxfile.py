@@ -104,6 +104,8 @@ def wheel(session: nox.Session) -> None:
     import glob
 
     tmp = session.create_tmp()
+    shutil.rmtree("build", ignore_errors=True)  # setuptools packs whatever an earlier build left in build/lib
+    shutil.rmtree(f"{tmp}/dist", ignore_errors=True)
     session.run("python", "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", f"{tmp}/dist", ".")
     (built,) = glob.glob(f"{tmp}/dist/evalsuite-*.whl")
     size_mb = os.path.getsize(built) / 1e6  # a package index takes files up to 100 MB
