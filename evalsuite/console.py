@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evalsuite import names, sequential
+from evalsuite import fsio, names, sequential
 from evalsuite import plan as plan_mod
 from evalsuite import trial as trial_mod
 from evalsuite.errors import UsageError
@@ -153,11 +153,14 @@ class Console:
             if trial_id not in self.claims:
                 self._write("claim", operator, trial=trial_id)
             command = trial_mod.command_for(self._run_cmd, self._key[trial.policy_code], trial)
-            logs = self.run_dir / "console-logs"
-            logs.mkdir(exist_ok=True)
-            with open(logs / f"{self.number[trial_id]:05d}.log", "ab") as out:
+            logs = fsio.make_dir(self.run_dir / "console-logs", root=self.run_dir)  # never through a link
+            out = os.open(logs / f"{self.number[trial_id]:05d}.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT
+                          | os.O_NOFOLLOW, 0o644)
+            try:
                 self._processes[trial_id] = subprocess.Popen(shlex.split(command), stdout=out,
                                                              stderr=subprocess.STDOUT, start_new_session=True)
+            finally:
+                os.close(out)
             self._write("start", operator, trial=trial_id)
 
     def _start_routing(self, trial_id: str, operator: str) -> None:

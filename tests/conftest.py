@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -14,7 +15,24 @@ from evalsuite import registry
 from evalsuite.interfaces import EnvInfo, InfrastructureError, PolicyRequirements, StepResult
 
 REPO = Path(__file__).resolve().parents[1]
+# The browser tests (report, operator console, review): Debian's Chromium, which CI installs (.ci/run);
+# elsewhere, without it, they say so and are skipped. Without the background-networking flags
+# Chromium's calls home are refused many at a time on a closed network.
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+NO_CHROMIUM = CHROMIUM is None and os.environ.get("CI") != "true"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+ARTIFACTS = Path(os.environ.get("EVALSUITE_TEST_ARTIFACTS", REPO / ".test-artifacts"))
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(autouse=True)
+def _no_server_left_behind():
+    """Server processes a failed test left running (tests/servers.py) are killed at its end."""
+    from tests.servers import kill_leftovers
+
+    yield
+    kill_leftovers()
 
 
 @pytest.fixture(autouse=True)

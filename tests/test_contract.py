@@ -112,9 +112,10 @@ def test_a_policy_that_states_the_suites_conventions_runs(tmp_path, flipped):
 
 def test_a_servers_declared_conventions_are_checked(tmp_path):
     """A foreign server whose metadata declares the gripper flipped is refused, one line."""
-    from tests.test_remote import SERVER, Server
+    from tests.servers import ServedProcess
+    from tests.test_remote import SERVER
 
-    server = Server([sys.executable, str(SERVER), "--mode", "flipped"])
+    server = ServedProcess([sys.executable, str(SERVER), "--mode", "flipped"])
     try:
         with pytest.raises(UsageError, match=r"action\.gripper: the policy expects '\+1 opens'"):
             evaluate(_request(tmp_path, "metaworld-smoke", f"remote:{server.url}", tasks=("drawer-open",)),

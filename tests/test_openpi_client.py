@@ -25,7 +25,7 @@ from evalsuite import registry
 from evalsuite.harness import build_policy
 from evalsuite.runner.envs import build_env
 from tests.conftest import REPO
-from tests.test_remote import Server
+from tests.servers import ServedProcess as Server
 
 VERSION = "0.1.2"
 # openpi-client 0.1.2 imports typing_extensions (websocket_client_policy.py) without declaring it.

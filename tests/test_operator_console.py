@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,7 +24,8 @@ from evalsuite.cli import main
 from evalsuite.errors import UsageError
 from evalsuite.journal import read
 from evalsuite.plan import load
-from tests.test_report_browser import ARTIFACTS, CHROMIUM, FLAGS
+from tests.conftest import ARTIFACTS, CHROMIUM, FLAGS, NO_CHROMIUM
+from tests.servers import ServedProcess
 
 ROBOT = Path(__file__).parent / "trial_robot" / "sim_robot.py"
 TASK = """task = "drawer-open"
@@ -55,39 +54,10 @@ def _trial_run(tmp_path: Path) -> tuple[Path, Path]:
     return run, outs
 
 
-LIVE: list[subprocess.Popen] = []  # consoles a failed test left running are killed at its end
-
-
-@pytest.fixture(autouse=True)
-def _no_console_left_behind():
-    yield
-    for process in LIVE:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
-    LIVE.clear()
-
-
-class ConsoleProcess:
-    def __init__(self, run: Path, port: int = 0) -> None:
-        command = json.loads((run / "trial.json").read_text())["run_cmd"]  # confirmed as the operator would
-        self.process = subprocess.Popen([sys.executable, "-m", "evalsuite", "operator", str(run), f"port={port}",
-                                         f"run_cmd={command}"],
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        LIVE.append(self.process)
-        line = self.process.stdout.readline()
-        assert " at http://" in line, line + self.process.stdout.read()
-        self.url = line.split(" at ")[1].split()[0].rstrip("/")
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-        self.process.stdout.close()
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
-        self.process.stdout.close()
+def _console(run: Path, port: int = 0) -> ServedProcess:
+    """`evalsuite operator RUN` on ``port``, its command confirmed as the operator would."""
+    command = json.loads((run / "trial.json").read_text())["run_cmd"]
+    return ServedProcess([sys.executable, "-m", "evalsuite", "operator", str(run), f"port={port}", f"run_cmd={command}"])
 
 
 @pytest.mark.unit
@@ -115,8 +85,13 @@ def test_the_console_state_refuses_double_scores_and_keeps_corrections(tmp_path)
 
 
 def _score_from_outcome(page, outcomes: Path, trial_id: str) -> dict:
-    """What the operator saw the robot do, entered in the form."""
-    seen = json.loads((outcomes / (trial_id.replace("/", "_") + ".json")).read_text())
+    """What the operator saw the robot do (once it has done it), entered in the form."""
+    path = outcomes / (trial_id.replace("/", "_") + ".json")
+    for _ in range(120):  # a robot the console lost in a restart finishes on its own
+        if path.exists():
+            break
+        time.sleep(0.5)
+    seen = json.loads(path.read_text())
     page.check(f"input[name=success][value={'yes' if seen['success'] else 'no'}]")
     page.select_option("select[name=furthest]", str(seen["furthest"]))
     if not seen["success"]:
@@ -133,7 +108,7 @@ def _wait_for_robot(page, url: str) -> None:
     raise AssertionError("the simulated robot did not finish")
 
 
-def _interrupt(page, server: ConsoleProcess, run: Path, number: int, scored: int) -> ConsoleProcess:
+def _interrupt(page, server: ServedProcess, run: Path, number: int, scored: int) -> ServedProcess:
     """Trial 2: a reload mid-trial repeats nothing. Trial 3: the console killed mid-trial and
     restarted on the same folder and port. Otherwise: wait for the robot."""
     url = server.url + f"/trial/{number}"
@@ -141,16 +116,15 @@ def _interrupt(page, server: ConsoleProcess, run: Path, number: int, scored: int
         page.reload()
     if scored == 2:
         server.kill()
-        server = ConsoleProcess(run, port=int(server.url.rsplit(":", 1)[1]))  # the phone's address still works
+        server = _console(run, port=server.port)  # the phone's address still works
         page.goto(url)
         assert "started before the console restarted" in page.content()
-        time.sleep(4)  # the robot (not the console's child any more) finishes on its own
         return server
     _wait_for_robot(page, url)
     return server
 
 
-def _second_operator(page, server: ConsoleProcess, plan, outcomes: Path, taken: int) -> None:
+def _second_operator(page, server: ServedProcess, plan, outcomes: Path, taken: int) -> None:
     page.goto(server.url + "/next")
     page.click("text=Open trial")
     other = int(page.url.rsplit("/", 1)[1])
@@ -161,7 +135,7 @@ def _second_operator(page, server: ConsoleProcess, plan, outcomes: Path, taken: 
     page.click("button:has-text('Save outcome')")
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium (CI installs it and must run this)")
+@pytest.mark.skipif(NO_CHROMIUM, reason="no Chromium here (Debian: apt-get install chromium); CI installs it")
 def test_a_blind_trial_from_the_phone_console(tmp_path):
     from playwright.sync_api import sync_playwright
 
@@ -169,7 +143,7 @@ def test_a_blind_trial_from_the_phone_console(tmp_path):
     plan, key = load(run)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     bodies: list[str] = []
-    server = ConsoleProcess(run)
+    server = _console(run)
     shots: set[str] = set()
 
     def shot(page, name: str) -> None:
@@ -306,10 +280,10 @@ def test_router_forwards_the_robot_to_the_hidden_policys_server(tmp_path, capsys
     from evalsuite import registry, wire
     from evalsuite.operator_app import make_app
     from evalsuite.runner.envs import build_env
-    from tests.test_remote import SERVER, Server
+    from tests.test_remote import SERVER
 
-    still = Server([sys.executable, str(SERVER), "--mode", "stateful", "--wait", "20"])
-    moving = Server([sys.executable, str(SERVER)])
+    still = ServedProcess([sys.executable, str(SERVER), "--mode", "stateful", "--wait", "20"])
+    moving = ServedProcess([sys.executable, str(SERVER)])
     try:
         (tmp_path / "task.toml").write_text(TASK)
         run = tmp_path / "run"

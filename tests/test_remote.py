@@ -6,7 +6,6 @@ and ``evalsuite serve`` giving the journal of the in-process policy."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -22,25 +21,12 @@ from evalsuite.harness import evaluate
 from evalsuite.request import EvaluateRequest
 from evalsuite.specs import PolicySpec
 from tests.remote_servers.openpi_style_server import drawer_controller
+from tests.servers import ServedProcess
 
 SERVER = Path(__file__).parent / "remote_servers" / "openpi_style_server.py"
 
 
-class Server:
-    """A server process on a free loopback port, stopped when the test ends."""
-
-    def __init__(self, command: list[str]) -> None:
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        line = self.process.stdout.readline()
-        assert line, f"the server did not start: {self.process.stdout.read()}"
-        self.line = line
-        self.port = int(line.split(" at ws://")[1].split(":")[1].split()[0]) if " at ws://" in line else int(line.split()[1])
-        self.url = f"ws://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
-        self.process.stdout.close()
+Server = ServedProcess  # the name the other server tests import
 
 
 @pytest.fixture

@@ -7,25 +7,17 @@ CI installs Chromium (``.ci/run``); elsewhere, without it, the test says so and 
 from __future__ import annotations
 
 import functools
-import os
-import shutil
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
 from evalsuite import video
 from evalsuite.cli import main
-from tests.conftest import REPO
+from tests.conftest import ARTIFACTS, CHROMIUM, FLAGS, NO_CHROMIUM
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-if CHROMIUM is None and os.environ.get("CI") != "true":
+if NO_CHROMIUM:
     pytest.skip("no Chromium here (Debian: apt-get install chromium); CI installs it", allow_module_level=True)
-# Without the background-networking flags Chromium's calls home are refused many at a time on a closed network.
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
-ARTIFACTS = Path(os.environ.get("EVALSUITE_TEST_ARTIFACTS", REPO / ".test-artifacts"))
 
 _MEDIA = """async () => {
   const images = Array.from(document.images).map(i => [i.alt, i.complete && i.naturalWidth > 0]);

@@ -13,8 +13,6 @@ import itertools
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from evalsuite.errors import UsageError
 from evalsuite.journal import EpisodeRecord, read
 from evalsuite.plan import load
 from tests.conftest import REPO
+from tests.servers import ServedProcess
 
 EXAMPLE = REPO / "reports" / "example"  # a committed run: 3 tasks x 20 initial conditions x 3 policies
 
@@ -266,32 +265,9 @@ def video_run(tmp_path_factory):
     return run
 
 
-class ReviewServer:
-    def __init__(self, run: Path, port: int = 0) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", "evalsuite", "review", str(run), f"port={port}",
-                                         "seed=11", "raters=[ann,bea]"],
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        seen = ""
-        for line in self.process.stdout:
-            seen += line
-            if " at http://" in line:
-                break
-        assert " at http://" in seen, seen + self.process.stdout.read()
-        self.url = seen.split(" at ")[1].split()[0].rstrip("/")
-
-    @property
-    def port(self) -> int:
-        return int(self.url.rsplit(":", 1)[1])
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-        self.process.stdout.close()
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
-        self.process.stdout.close()
+def _review_server(run: Path, port: int = 0) -> ServedProcess:
+    return ServedProcess([sys.executable, "-m", "evalsuite", "review", str(run), f"port={port}", "seed=11",
+                          "raters=[ann,bea]"])
 
 
 # every video on the page decodes: its metadata, then a frame (a seek into it)
@@ -361,7 +337,7 @@ def _open_next(page, url: str, kind: str) -> str | None:
     return page.url.rsplit("/", 1)[1] if "/item/" in page.url else None
 
 
-def _score_all(pages: dict, server: ReviewServer, raters: Raters, run: Path, shot) -> ReviewServer:
+def _score_all(pages: dict, server: ServedProcess, raters: Raters, run: Path, shot) -> ServedProcess:
     """Every episode scored by both raters taking turns; ann's 3rd: a reload mid-rating; her 5th:
     the server killed with SIGKILL while her form is open, and restarted on the same port."""
     done = {"ann": 0, "bea": 0}
@@ -379,7 +355,7 @@ def _score_all(pages: dict, server: ReviewServer, raters: Raters, run: Path, sho
             if name == "ann" and done[name] == 4:
                 assert (run / names.REVIEW).read_text().count("\n") == 8  # 4 ratings each so far
                 server.kill()
-                server = ReviewServer(run, port=server.port)  # the same address: the open form still posts
+                server = _review_server(run, port=server.port)  # the same address: the open form still posts
                 assert (run / names.REVIEW).read_text().count("\n") == 8
             raters.score(page, name, code)
             done[name] += 1
@@ -387,7 +363,7 @@ def _score_all(pages: dict, server: ReviewServer, raters: Raters, run: Path, sho
     return server
 
 
-def _compare_all(pages: dict, server: ReviewServer, raters: Raters, shot) -> None:
+def _compare_all(pages: dict, server: ServedProcess, raters: Raters, shot) -> None:
     compared = {"ann": 0, "bea": 0}
     while True:
         turns = [(name, page, _open_next(page, server.url, "compare")) for name, page in pages.items()]
@@ -406,12 +382,15 @@ def _compare_all(pages: dict, server: ReviewServer, raters: Raters, shot) -> Non
 def test_a_blinded_review_by_two_raters_in_chromium(video_run, tmp_path):
     from playwright.sync_api import sync_playwright
 
-    from tests.test_report_browser import ARTIFACTS, CHROMIUM, FLAGS  # skips here without Chromium (CI has it)
+    from tests.conftest import ARTIFACTS, CHROMIUM, FLAGS, NO_CHROMIUM
+
+    if NO_CHROMIUM:
+        pytest.skip("no Chromium here (Debian: apt-get install chromium); CI installs it")
 
     run = tmp_path / "run"
     shutil.copytree(video_run, run)
     _, key = load(run)
-    server = ReviewServer(run)
+    server = _review_server(run)
     raters = Raters(run)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     bodies: list[tuple[str, str]] = []
