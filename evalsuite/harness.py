@@ -285,7 +285,7 @@ def _execute(run: Prepared, builder: PolicyBuilder, resuming: bool,
     attempt and what run_info.json records about the run."""
     req, plan, run_dir = run.req, run.plan, run.req.out
     max_attempts = req.analysis.max_attempts
-    executor, parallelism = make_executor(req.execution, run.suite)
+    executor, parallelism = make_executor(req.execution, run.suite, len(plan.trials))
     started, ran = time.time(), 0
     with threads_limited(parallelism["driver_threads"]), executor, Journal(run_dir / JOURNAL_FILE, plan) as journal:
         _check_fingerprints(journal.records, builder, run_dir)
@@ -362,9 +362,12 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def make_executor(ex: Execution, suite: SuiteSpec) -> tuple[Executor, dict[str, Any]]:
+def make_executor(ex: Execution, suite: SuiteSpec, trials: int | None = None) -> tuple[Executor, dict[str, Any]]:
     """The executor and its plan of processes and threads: inference threads x processes never
-    exceed ``cpus``; environment workers and episode workers get what their share allows."""
+    exceed ``cpus``; environment workers and episode workers get what their share allows. A suite
+    asking for whole-episode workers gets one a core, but no more than its ``trials`` give each two
+    batches to run (a worker's start-up - a process importing the simulator - is worth it only then):
+    a small plan runs in this process."""
     cpus = ex.cpus or available_cpus()
     if ex.executor == "ray":
         return _ray_executor(ex, cpus)
@@ -372,7 +375,8 @@ def make_executor(ex: Execution, suite: SuiteSpec) -> tuple[Executor, dict[str, 
 
     workers = ex.workers
     if workers is None and suite.episode_workers and ex.env_workers is None:
-        workers = cpus  # the suite's choice: one whole-episode worker per core
+        workers = cpus if trials is None else min(cpus, trials // (2 * ex.batch_size))
+        workers = workers if workers > 1 else 0  # one worker is this process's work done elsewhere
     if workers:
         threads = max(1, cpus // workers)
         plan = {"driver_threads": 1, "executor": "local-workers", "cpus": cpus, "workers": workers,
@@ -416,7 +420,7 @@ def _render_videos(run: Prepared, builder: PolicyBuilder, records: list[EpisodeR
     try:
         index = video.read_index(run_dir)
         rendered, index = video.render_run(run_dir, run.suite, builder, req.video.mode, camera=req.video.camera,
-                                           stride=req.video.stride,
+                                           stride=req.video.stride, max_frames=req.video.frames,
                                            log=log, plan=run.plan,
                                            final=finished_trials(records, req.analysis.max_attempts), index=index)
     except OSError:
@@ -432,7 +436,8 @@ def _render_videos(run: Prepared, builder: PolicyBuilder, records: list[EpisodeR
 
 
 def render_saved_run(run_dir: Path, mode: str, trials: Sequence[str], camera: str, size: tuple[int, int],
-                     log: Callable[[str], None] = print, trusted: Sequence[str] = ()) -> dict[str, str]:
+                     log: Callable[[str], None] = print, trusted: Sequence[str] = (), *, stride: int,
+                     max_frames: int) -> dict[str, str]:
     """``evalsuite video RUN``: the run's suite (with its options) and policies, then its videos;
     returns the trials rendered now. A pickled checkpoint named by the folder is loaded only if
     ``trusted`` (the command line) lists it."""
@@ -444,7 +449,7 @@ def render_saved_run(run_dir: Path, mode: str, trials: Sequence[str], camera: st
     builder = PolicyBuilder(suite, run.key, trusted)
     trust.check(builder.specs, run.key, trusted)
     rendered, _ = video.render_run(run_dir, suite, builder, mode, trials, camera, size, log, plan=run.plan,
-                                   final=run.final(), index=run.video_index)
+                                   final=run.final(), index=run.video_index, stride=stride, max_frames=max_frames)
     return rendered
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from evalsuite.errors import UsageError
 from evalsuite.plan import PolicyEntry, Stopping
 from evalsuite.results import AnalysisOptions
+from evalsuite.video import MAX_FRAMES, STRIDE
 
 
 def option(default: Any, help: str, parse: str = "text", *, key: str = "", text: str | None = None,
@@ -94,8 +95,11 @@ class Video:
                        "failures | all: episodes replayed into mp4 after the run (skipped, with a note, where nothing "
                        "can render)", "video", key="video", text="sample")
     camera: str = option("", "the videos' camera (default: the suite's first)", "text")
-    stride: int = option(2, "a video frame every this many steps (and the last); 1: every step", "count",
-                         key="video_stride", text="2")
+    stride: int = option(STRIDE, "a video frame every this many steps (and the last); 1: every step", "count",
+                         key="video_stride", text=str(STRIDE))
+    frames: int = option(MAX_FRAMES, "at most this many frames a video (the first and last always): a longer episode is "
+                         "filmed at a wider stride; 0: no limit", "zero_or_count", key="video_frames",
+                         text=str(MAX_FRAMES))
 
 
 @dataclass(frozen=True)
@@ -163,5 +167,6 @@ class EvaluateRequest:
 
 _PARTS = {"design": Design, "execution": Execution, "tracking": Tracking, "video": Video}
 _ALIASES = {"tracking_uri": ("tracking", "uri"), "video": ("video", "mode"), "live_tracking": ("tracking", "live"),
-            "camera": ("video", "camera"), "video_stride": ("video", "stride"), "experiment": ("tracking", "experiment"), "tags": ("tracking", "tags")}
+            "camera": ("video", "camera"), "video_stride": ("video", "stride"),
+            "video_frames": ("video", "frames"), "experiment": ("tracking", "experiment"), "tags": ("tracking", "tags")}
 _OWNERS = {f.name: (part, f.name) for part, kind in _PARTS.items() for f in dataclasses.fields(kind)}

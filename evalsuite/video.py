@@ -53,10 +53,13 @@ from evalsuite.specs import SuiteSpec, load_entry_point
 
 MODES = ("none", "sample", "failures", "all")
 VIDEO_DIR, INDEX_FILE = names.VIDEOS, names.VIDEO_INDEX
-FPS = 25
-# A frame every STRIDE-th step (and always the episode's last): offscreen software rendering costs
-# ~25-40 ms a frame against ~1 ms a simulator step, so the frames are what videos cost.
+# Offscreen software rendering costs ~20-30 ms a frame whatever its size (the meshes' vertices, not
+# the pixels) against ~1 ms a Meta-World step, so the frames are what videos cost: a frame every
+# STRIDE-th step (and always the episode's last), and at most MAX_FRAMES a video - a longer episode
+# is filmed at a wider stride. At FPS a video lasts at most ~5 s.
+FPS = 12
 STRIDE = 2
+MAX_FRAMES = 60
 SAMPLE_PER_OUTCOME = 1  # with video=sample: this many successes and failures per task and policy
 MIN_SIDE, MAX_SIDE = 16, 2048  # frame width and height in pixels: a typo never allocates gigabytes a frame
 
@@ -179,6 +182,14 @@ def choose(records: Sequence[EpisodeRecord], mode: str, max_steps: dict[str, int
             kept[cell] = kept.get(cell, 0) + 1
             out.append(r)
     return out
+
+
+def episode_stride(steps: int, stride: int = STRIDE, max_frames: int = MAX_FRAMES) -> int:
+    """The stride filming an episode of ``steps`` steps: ``stride``, widened so that the reset's
+    frame, every stride-th step's and the last make at most ``max_frames`` (0: no limit)."""
+    if max_frames <= 0:
+        return stride
+    return max(stride, -(-steps // max(1, max_frames - 2)))  # the reset's and the last frame besides
 
 
 def file_name(trial_id: str) -> str:
@@ -351,17 +362,18 @@ class _Encoder:
 
 
 class RecordingEnv:
-    """A task environment that renders a frame after every reset and step: each reset starts the
-    next (video, poster, name) of ``files`` (temporary files beside their targets, and the target's
-    name: the replayed episodes of this task, in the order they run). An episode's file is finished
+    """A task environment that renders a frame after the reset and every stride-th step: each reset
+    starts the next (video, poster, name, stride) of ``files`` (temporary files beside their targets,
+    the target's name and the episode's stride: the replayed episodes of this task, in the order they
+    run). An episode's file is finished
     when the episode ends (a success or the step limit), so an encoder failing fails that episode's
     replay; the poster, its last frame, is written only after ffmpeg finished the video without error."""
 
-    def __init__(self, env: RenderingEnv, files: list[tuple[str, str, str]], camera: str, width: int, height: int,
-                 max_steps: int, stride: int = 1) -> None:
+    def __init__(self, env: RenderingEnv, files: list[tuple[str, str, str, int]], camera: str, width: int,
+                 height: int, max_steps: int) -> None:
         self.env, self.info = env, env.info
         self._files, self._camera, self._size, self._max_steps = list(files), camera, (width, height), max_steps
-        self._stride = stride
+        self._stride = 1
         self._encoder: _Encoder | None = None
         self._poster = ""
         self._last: NDArray[Any] | None = None
@@ -378,7 +390,7 @@ class RecordingEnv:
 
     def _next_file(self) -> None:
         self._finish()
-        video, self._poster, name = self._files.pop(0)
+        video, self._poster, name, self._stride = self._files.pop(0)
         self._encoder = _Encoder(video, self._size, name)
         self._last, self._steps = None, 0
 
@@ -429,9 +441,9 @@ class RecordingEnv:
             self.env.close()
 
 
-def recording_env(task_id: str, max_steps: int, *, video_inner: str, video_files: dict[str, list[tuple[str, str, str]]],
-                  video_camera: str, video_width: int, video_height: int, video_stride: int = 1,
-                  **kwargs: Any) -> RecordingEnv:
+def recording_env(task_id: str, max_steps: int, *, video_inner: str,
+                  video_files: dict[str, list[tuple[str, str, str, int]]], video_camera: str, video_width: int,
+                  video_height: int, **kwargs: Any) -> RecordingEnv:
     """The suite's own environment, wrapped (an entry point, so the executor builds it as any other)."""
     env = load_entry_point(video_inner)(task_id, max_steps=max_steps, **kwargs)
     if not env.info.cameras:
@@ -439,7 +451,7 @@ def recording_env(task_id: str, max_steps: int, *, video_inner: str, video_files
     camera = video_camera or env.info.cameras[0]
     if camera not in env.info.cameras:
         raise UsageError(f"camera={camera!r}; accepted: {choices(env.info.cameras)}")
-    return RecordingEnv(env, video_files[task_id], camera, video_width, video_height, max_steps, video_stride)
+    return RecordingEnv(env, video_files[task_id], camera, video_width, video_height, max_steps)
 
 
 class _Staged:
@@ -491,8 +503,8 @@ def _not_kept(journaled: EpisodeRecord, again: EpisodeRecord | None, staged: tup
 
 def replay(suite: SuiteSpec, make_policy: Callable[[str, str], Any], max_steps: dict[str, int],
            records: Sequence[EpisodeRecord], folder: Path, camera: str = "",
-           size: tuple[int, int] = (256, 192), root: Path | None = None,
-           stride: int = STRIDE) -> tuple[dict[str, str], list[str]]:
+           size: tuple[int, int] = (256, 192), root: Path | None = None, stride: int = STRIDE,
+           max_frames: int = MAX_FRAMES) -> tuple[dict[str, str], list[str]]:
     """Run ``records``' trials again, one at a time through the lock-step executor, rendering each
     into ``folder`` (inside the run folder ``root``, by default its parent); returns trial id -> file
     for the replays that matched their journaled episode (steps and status), and one line for each
@@ -505,14 +517,15 @@ def replay(suite: SuiteSpec, make_policy: Callable[[str, str], Any], max_steps: 
     order = sorted(records, key=lambda r: (r.task, r.trial_id))  # one task at a time: one environment each
     staged: dict[str, tuple[_Staged, _Staged]] = {}
     try:
-        files: dict[str, list[tuple[str, str, str]]] = {}
+        files: dict[str, list[tuple[str, str, str, int]]] = {}
         for r in order:
             target = folder / file_name(r.trial_id)
             video, poster = staged[r.trial_id] = (_Staged(target, root), _Staged(Path(poster_name(target)), root))
-            files.setdefault(r.task, []).append((str(video.tmp), str(poster.tmp), target.name))
+            files.setdefault(r.task, []).append((str(video.tmp), str(poster.tmp), target.name,
+                                                 episode_stride(r.steps, stride, max_frames)))
         wrapped = dataclasses.replace(suite, entry_point="evalsuite.video:recording_env", kwargs={
             **suite.kwargs, "video_inner": suite.entry_point, "video_files": files, "video_camera": camera,
-            "video_width": size[0], "video_height": size[1], "video_stride": stride})
+            "video_width": size[0], "video_height": size[1]})
         trials = [Trial(r.trial_id, r.task, r.ic_index, r.ic_seed, r.policy_seed, r.policy_code) for r in order]
         replayed: dict[str, EpisodeRecord] = {}
         with LocalExecutor(batch_size=1) as executor:
@@ -550,9 +563,12 @@ def _sweep(folder: Path) -> None:
 def render_run(run_dir: Path, suite: SuiteSpec, make_policy: Callable[[str, str], Any], mode: str = "sample",
                trials: Sequence[str] = (), camera: str = "", size: tuple[int, int] = (256, 192),
                log: Callable[[str], None] = print, *, plan: Any, final: dict[str, EpisodeRecord],
-               index: dict[str, str], processes: int = 0, stride: int = STRIDE) -> tuple[dict[str, str], dict[str, str]]:
+               index: dict[str, str], processes: int = 0, stride: int = STRIDE,
+               max_frames: int = MAX_FRAMES) -> tuple[dict[str, str], dict[str, str]]:
     """Render the chosen episodes of a run (or the named trials) into RUN/videos/, in child
-    processes with the offscreen backend (``processes``, default one a core, each replaying its share); returns (trial id -> file for the episodes rendered now,
+    processes with the offscreen backend (``processes``, default one a core, each replaying its share
+    of the work), a frame every ``stride`` steps and at most ``max_frames`` a video; returns (trial
+    id -> file for the episodes rendered now,
     the whole index with them, also written to videos/index.json), and logs one line for each not
     kept. The caller passes what it holds - the run's ``plan``, its ``final`` records and the
     current ``index`` - so nothing is read back from the folder. ``suite`` is the run's suite with
@@ -583,12 +599,12 @@ def render_run(run_dir: Path, suite: SuiteSpec, make_policy: Callable[[str, str]
         return {}, index
     out_dir = fsio.make_dir(run_dir / VIDEO_DIR, root=run_dir)
     _sweep(out_dir)
-    parts = _split(sorted(chosen, key=lambda r: (r.task, r.trial_id)), processes or _cores())
+    parts = _split(sorted(chosen, key=lambda r: (r.task, r.trial_id)), processes or _cores(), stride, max_frames)
     log(f"videos: replaying and rendering {len(chosen)} episodes in {len(parts)} process"
         f"{'es' if len(parts) > 1 else ''}")
     with gl_environment():  # each child imports MuJoCo fresh
         answers = _in_children(replay, [(suite, make_policy, dict(plan.max_steps), part, out_dir, camera, size, run_dir,
-                                         stride) for part in parts])
+                                         stride, max_frames) for part in parts])
     rendered = {trial: name for part, _ in answers for trial, name in part.items()}
     for note in (note for _, notes in answers for note in notes):
         log(f"videos: {note}")
@@ -602,8 +618,25 @@ def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def _split(records: list[EpisodeRecord], processes: int) -> list[list[EpisodeRecord]]:
-    """Contiguous parts of nearly equal size (episodes of a task stay together: one environment each)."""
+# What a replayed step costs against a rendered frame (a Meta-World step with a cheap policy ~1 ms,
+# a frame ~25 ms): only to share the work fairly among the render processes.
+STEP_COST, FRAME_COST = 1.0, 25.0
+
+
+def _split(records: list[EpisodeRecord], processes: int, stride: int = STRIDE,
+           max_frames: int = MAX_FRAMES) -> list[list[EpisodeRecord]]:
+    """Contiguous parts of nearly equal work - steps replayed and frames rendered - (episodes of a
+    task stay together: one environment each)."""
+    costs = [STEP_COST * r.steps + FRAME_COST * (2 + r.steps // episode_stride(r.steps, stride, max_frames))
+             for r in records]
     k = max(1, min(processes, len(records)))
-    bounds = [round(i * len(records) / k) for i in range(k + 1)]
-    return [records[bounds[i]:bounds[i + 1]] for i in range(k)]
+    total, done = sum(costs), 0.0
+    parts: list[list[EpisodeRecord]] = []
+    part: list[EpisodeRecord] = []
+    for r, cost in zip(records, costs, strict=True):
+        if part and len(parts) < k - 1 and done + cost / 2 > total * (len(parts) + 1) / k:
+            parts.append(part)
+            part = []
+        part.append(r)
+        done += cost
+    return [*parts, part]

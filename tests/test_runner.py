@@ -309,3 +309,32 @@ def test_run_info_says_where_the_time_went(fake_suite, tmp_path):
     assert split["running_s"] <= split["wall_s"] + 1e-3
     assert split["inference_s"] >= sum(r.steps for r in records) * compute_s
     assert sum(split["inference_s_by_code"].values()) == pytest.approx(split["inference_s"], abs=2e-3)
+
+
+def test_batched_order_makes_runs_of_one_policy_and_task_and_keeps_every_trial():
+    """A plan's random order gives batches of one; reordered, every run of ``size`` shares a policy
+    and a task (one batched call serves it), every trial appears once, and the runs come in the order
+    their last trial comes in the plan."""
+    import random
+
+    from evalsuite.plan import Trial
+    from evalsuite.runner.executor import batched_order
+
+    rng = random.Random(3)
+    trials = [Trial(f"{task}/{i:05d}/{code}", task, i, i, i, code) for task in ("a", "b") for code in "ABCD"
+              for i in range(10)]
+    rng.shuffle(trials)
+    ordered = batched_order(trials, 4)
+    assert sorted(t.trial_id for t in ordered) == sorted(t.trial_id for t in trials)
+    position = {t.trial_id: i for i, t in enumerate(trials)}
+    runs, i = [], 0
+    while i < len(ordered):
+        key = (ordered[i].task, ordered[i].policy_code)
+        run = [t for t in ordered[i:i + 4] if (t.task, t.policy_code) == key]
+        runs.append(run)
+        i += len(run)
+    assert sorted(len(r) for r in runs) == sorted([4, 4, 2] * 8)
+    lasts = [max(position[t.trial_id] for t in r) for r in runs]
+    assert lasts == sorted(lasts)
+    for r in runs:  # within a group, plan order is kept
+        assert [position[t.trial_id] for t in r] == sorted(position[t.trial_id] for t in r)

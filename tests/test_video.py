@@ -45,7 +45,9 @@ def test_replayed_episodes_match_the_journal_and_the_videos_show_them(tmp_path, 
         raw = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(out / "videos" / name),
                               "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
         frames = list(np.frombuffer(raw, np.uint8).reshape(-1, 192, 256, 3))  # H.264 decoded back
-        assert len(frames) == 1 + -(-records[trial]["steps"] // video.STRIDE)  # the reset, every 2nd step, the last
+        stride = video.episode_stride(records[trial]["steps"])  # 2, wider for an episode of over 116 steps
+        assert len(frames) == 1 + -(-records[trial]["steps"] // stride) <= video.MAX_FRAMES  # the reset, every
+        # stride-th step, the last
         assert all(f.std() > 10 for f in frames)  # not blank
         assert np.abs(frames[0].astype(int) - frames[-1].astype(int)).mean() > 1  # the scene changed
         assert (out / "videos" / name.replace(".mp4", ".png")).exists()
@@ -125,6 +127,32 @@ def test_choose_keeps_one_success_and_one_failure_per_task_and_policy():
     assert [r.ic_index for r in video.choose(modes, "sample", {"t": 5})] == [0, 1]  # no milestone; near the goal
     with pytest.raises(Exception, match="video='often'"):
         video.choose(records, "often")
+
+
+def test_a_video_has_at_most_max_frames_at_the_narrowest_stride_that_fits():
+    """Every episode length up to 3,000 steps: the frames (the reset's, every stride-th step's, the
+    last) fit the cap, the stride is never below the asked one, and one step narrower would not fit."""
+    def frames(steps, stride):
+        return 1 + -(-steps // stride)
+
+    for cap in (3, 10, 60):
+        for steps in range(1, 3001):
+            s = video.episode_stride(steps, 2, cap)
+            assert s >= 2 and frames(steps, s) <= cap
+            assert s == 2 or frames(steps, s - 1) > cap - 1  # near the narrowest (within the last frame)
+    assert video.episode_stride(500, 2, 0) == 2 and video.episode_stride(100) == 2  # no cap; a short episode
+
+
+def test_render_processes_get_equal_work_not_equal_counts():
+    from evalsuite.journal import EpisodeRecord
+
+    def rec(i, steps):
+        return EpisodeRecord(f"t/{i:05d}/A", "t", "A", i, i, i, 1, "failure", False, steps, 0.0, "", 0.0, "")
+    records = [rec(0, 2000), *[rec(i, 20) for i in range(1, 9)]]  # one long episode, eight short ones
+    parts = video._split(records, 2)
+    assert [len(p) for p in parts] == [1, 8]  # by count it would be 5 and 4
+    assert [r for p in parts for r in p] == records  # contiguous, in order
+    assert video._split(records[:1], 4) == [records[:1]]
 
 
 # ---------------------------------------------------------------- a fake suite that renders (no OpenGL)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from evalsuite.commands.options import Option, listing, one_of, parse, parse_int, run_dir
 from evalsuite.errors import UsageError
+from evalsuite.video import MAX_FRAMES, STRIDE
 
 
 def pixels(key: str, value: str) -> int:
@@ -23,6 +24,10 @@ OPTIONS = (Option("trial", "[trial id, ...] to render (e.g. pick-place/00003/B);
            Option("camera", "camera (default: the suite's first)"),
            Option("width", "frame width in pixels", "256", pixels),
            Option("height", "frame height in pixels", "192", pixels),
+           Option("stride", "a frame every this many steps (and the last); 1: every step", str(STRIDE),
+                  lambda key, value: parse_int(key, value, 1)),
+           Option("frames", "at most this many frames a video (the first and last always); 0: no limit", str(MAX_FRAMES),
+                  lambda key, value: parse_int(key, value, 0)),
            Option("trust", "[PATH, ...] pickled checkpoints the run's policies name that you trust to load (loading "
                            "a pickle runs code from it; a received run folder is never trusted by itself)",
                   parse=listing))
@@ -48,7 +53,8 @@ def run(args: list[str]) -> int:
 
     with RunLock(folder, purpose="video"):  # one writer of RUN/videos/ (evaluate renders under its own lock)
         index = render_saved_run(folder, v["video"], v.get("trial", ()), v.get("camera", ""),
-                                 (v["width"], v["height"]), trusted=v.get("trust", ()), log=log)
+                                 (v["width"], v["height"]), trusted=v.get("trust", ()), log=log,
+                                 stride=v["stride"], max_frames=v["frames"])
         if not index:
             raise UsageError(f"no episode of {folder} was rendered" + (f"; {notes[-1]}" if notes else ""))
         rebuild_report(folder, {}, log=lambda *_: None)  # the report's gallery

@@ -66,6 +66,21 @@ def time_line(split: dict[str, Any]) -> str:
     return f"time: {shares}{over}"
 
 
+def batched_order(trials: Sequence[Trial], size: int) -> list[Trial]:
+    """``trials`` reordered into runs of ``size`` that share a policy and a task: started together, a
+    run's episodes are served by one batched policy call a step (and a chunked policy's stay in step),
+    where the plan's random order would give batches of one. Each (task, policy) group is cut, in plan
+    order, into pieces of ``size``; the pieces go in the order their last trial comes in the plan, so
+    a run stopped early has covered the policies about equally. Outcomes do not depend on the order:
+    an episode is fixed by its trial's seeds."""
+    groups: dict[tuple[str, str], list[tuple[int, Trial]]] = {}
+    for position, t in enumerate(trials):
+        groups.setdefault((t.task, t.policy_code), []).append((position, t))
+    pieces = [members[i:i + size] for members in groups.values() for i in range(0, len(members), size)]
+    pieces.sort(key=lambda piece: piece[-1][0])
+    return [t for piece in pieces for _, t in piece]
+
+
 @dataclass
 class RunContext:
     """Everything an executor needs besides the trials (kept picklable but for ``make_policy``)."""
@@ -168,7 +183,7 @@ class LocalExecutor:
     def run(self, trials: Sequence[Trial], ctx: RunContext, on_record: Callable[[EpisodeRecord], None]) -> None:
         run_started = time.perf_counter()
         envs = self._pool(ctx)
-        pending = deque(trials)
+        pending = deque(batched_order(trials, self.batch_size))
         slots: dict[int, _Slot] = {}
 
         def finish(slot: int, status: str, reason: str = "") -> None:

@@ -32,7 +32,7 @@ from typing import Any
 from evalsuite.journal import ERROR, EpisodeRecord
 from evalsuite.plan import Trial
 from evalsuite.runner.envs import THREAD_VARS, thread_env
-from evalsuite.runner.executor import WALL_CLOCK_FACTOR, LocalExecutor, RunContext, add_time, no_time
+from evalsuite.runner.executor import WALL_CLOCK_FACTOR, LocalExecutor, RunContext, add_time, batched_order, no_time
 
 STARTUP_S = 120.0  # a worker's start-up (imports, environments, policies) before its first chunk
 
@@ -136,7 +136,7 @@ class ProcessExecutor:
         """Chunks in flight when a worker dies or hangs are run again, one trial at a time and one
         at a time, so only the trial that breaks a worker is charged (an infrastructure error,
         retried by the harness); the others cost nothing."""
-        todo = chunks(trials, self.batch_size)
+        todo = chunks(batched_order(trials, self.batch_size), self.batch_size)  # a chunk: one policy, one task
         suspects: list[list[Trial]] = []  # single trials to rerun alone after a broken pool
         running: dict[Any, tuple[list[Trial], float]] = {}
         limit = WALL_CLOCK_FACTOR * ctx.episode_timeout_s

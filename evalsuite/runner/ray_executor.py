@@ -31,7 +31,7 @@ from typing import Any
 from evalsuite.errors import UsageError
 from evalsuite.journal import EpisodeRecord
 from evalsuite.plan import Trial
-from evalsuite.runner.executor import WALL_CLOCK_FACTOR, RunContext, add_time, no_time
+from evalsuite.runner.executor import WALL_CLOCK_FACTOR, RunContext, add_time, batched_order, no_time
 from evalsuite.runner.parallel import Shard, chunks, lost
 
 PLACEMENT_TIMEOUT_S = 180.0  # actors must start (imports, environments) within this
@@ -130,7 +130,7 @@ class RayExecutor:
         from ray.exceptions import RayError
 
         self._start(ctx)
-        dispatch = _Dispatch(self, ray, RayError, ctx, on_record, chunks(trials, self.batch_size))
+        dispatch = _Dispatch(self, ray, RayError, ctx, on_record, chunks(batched_order(trials, self.batch_size), self.batch_size))
         while dispatch.todo or dispatch.running:
             dispatch.fill()
             ready, _ = ray.wait(list(dispatch.running), num_returns=1, timeout=5.0)
