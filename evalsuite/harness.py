@@ -165,22 +165,48 @@ def evaluate(req: EvaluateRequest, log: Callable[[str], None] = print) -> Result
     inputs of the one analysis, its report, and MLflow - nothing written is read back."""
     run = prepare(req, log)
     fsio.make_dir(req.out)
+    phase = _Phases([name for name, on in (("episodes", True), ("worst-case search", req.search is not None),
+                                          ("videos", req.video.mode != "none"), ("analysis and report", True),
+                                          ("MLflow", bool(req.tracking.uri))) if on], log)
     # one process per run folder: a second one would run every trial again into the same journal
     with RunLock(req.out, purpose="evaluate", log=log):
         run, resuming, builder, notes = _open(run)
+        phase("episodes", f"{len(run.plan.trials)} planned")
         records, info = _execute(run, builder, resuming, log)
-        worst_case = _worst_cases(req, run.suite, run.tasks[0], req.out, log) if req.search is not None else None
-        clips = _render_videos(run, builder, records, info, log) if req.video.mode != "none" else {}
+        worst_case = None
+        if req.search is not None:
+            phase("worst-case search")
+            worst_case = _worst_cases(req, run.suite, run.tasks[0], req.out, log)
+        clips = {}
+        if req.video.mode != "none":
+            phase("videos")
+            clips = _render_videos(run, builder, records, info, log)
         info["ended"] = _now()
         plan_mod.write_json(req.out / names.RUN_INFO, info)
+        phase("analysis and report")
         results = _write_results(req.out, run.plan, run.key, records, req.analysis, log, notes=notes,
                                  worst_case=worst_case, clips=clips)
     if req.tracking.uri:  # after the lock is gone, so its file is not uploaded
         from evalsuite import tracking
 
+        phase("MLflow")
         tracking.log_or_explain(req.out, req.tracking.uri, req.tracking.experiment, log=log, results=results,
                                 info=info, plan=None if resuming else run.plan)
     return results
+
+
+class _Phases:
+    """``[k/n] phase (note), at 1m05s`` as a run moves from one phase to the next: a long run says
+    what it is doing (episodes, worst-case search, videos, analysis, MLflow) and for how long."""
+
+    def __init__(self, names: Sequence[str], log: Callable[[str], None]) -> None:
+        self.names, self.log, self.started = list(names), log, time.perf_counter()
+
+    def __call__(self, name: str, note: str = "") -> None:
+        elapsed = round(time.perf_counter() - self.started)
+        at = f"{elapsed // 60}m{elapsed % 60:02d}s" if elapsed >= 60 else f"{elapsed}s"
+        self.log(f"[{self.names.index(name) + 1}/{len(self.names)}] {name}" + (f" ({note})" if note else "")
+                 + f", at {at}")
 
 
 def prepare(req: EvaluateRequest, log: Callable[[str], None] = print) -> Prepared:
@@ -298,7 +324,7 @@ def _execute(run: Prepared, builder: PolicyBuilder, resuming: bool,
 
             live = LiveProgress.start(run_dir, req.tracking.uri, req.tracking.experiment, log=log,
                                       plan=None if resuming else plan)
-        with _Progress(plan, done, max_attempts, req.progress, live) as progress:
+        with _Progress(plan, done, max_attempts, req.progress, live, log) as progress:
             def on_record(record: EpisodeRecord) -> None:
                 journal.append(record)
                 progress.advance(record)
@@ -522,13 +548,17 @@ def _write_results(run_dir: Path, plan: Plan, key: BlindingKey, records: list[Ep
 class _Progress:
     """Progress while a run goes, codes only (whoever watches stays blind): a bar of episodes done /
     planned with rate and ETA, one row per task (up to ``MAX_TASK_ROWS``) with each blinding code's
-    count, and - with a tracking backend - the same figures as metrics of a live MLflow run."""
+    count, and - with a tracking backend - the same figures as metrics of a live MLflow run. Where the
+    output is not a terminal (a CI log, a file) the bar is a line every ``LINE_S`` seconds instead."""
 
     MAX_TASK_ROWS = 12
+    LINE_S = 30.0
 
     def __init__(self, plan: Plan, done: dict[str, EpisodeRecord], max_attempts: int, enabled: bool,
-                 live: Any = None) -> None:
+                 live: Any = None, log: Callable[[str], None] = print) -> None:
         self.total, self.max_attempts, self.enabled, self.live = len(plan.trials), max_attempts, enabled, live
+        self.log, self._said = log, time.perf_counter()
+        self.lines = enabled and not sys.stdout.isatty()
         self.planned = {(t.task, t.policy_code): 0 for t in plan.trials}
         for t in plan.trials:
             self.planned[t.task, t.policy_code] += 1
@@ -542,7 +572,7 @@ class _Progress:
         self._n = 0
 
     def __enter__(self) -> _Progress:
-        if self.enabled:
+        if self.enabled and not self.lines:
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
@@ -577,6 +607,12 @@ class _Progress:
         rate = self._n / max(1e-9, time.perf_counter() - self._t0)
         if self.live is not None:
             self.live.update(self.counts, self.total, rate)
+        if self.lines and time.perf_counter() - self._said >= self.LINE_S:
+            self._said = time.perf_counter()
+            finished = sum(self.counts.values())
+            left = (self.total - finished) / rate if rate > 0 else 0.0
+            self.log(f"episodes: {finished}/{self.total} done, {rate:.2f} episodes/s, about "
+                     f"{int(left) // 60}m{int(left) % 60:02d}s to go")
         if self._bar is None:
             return
         self._bar.update(self._id, advance=int(final), rate=f"{rate:.2f} ep/s",

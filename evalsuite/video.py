@@ -222,6 +222,8 @@ def _kill_me_with_parent() -> bool:
     return _PRCTL is not None and _PRCTL(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
 
 
+WAIT_S = 5.0  # how often a render's progress is looked at
+PROGRESS_S = 15.0  # at most a progress line this often
 _ENCODERS: set[_Encoder] = set()  # the ffmpeg processes of this (render) process, for the watcher
 
 
@@ -257,10 +259,12 @@ def _child_main(conn: Connection, parent_pid: int, fn: Callable[..., Any], args:
     conn.close()
 
 
-def _in_children(fn: Callable[..., Any], calls: Sequence[tuple[Any, ...]]) -> list[Any]:
+def _in_children(fn: Callable[..., Any], calls: Sequence[tuple[Any, ...]],
+                 waiting: Callable[[], None] = lambda: None) -> list[Any]:
     """``fn(*args)`` for each of ``calls``, each in its own spawned process, all at once; their
-    answers in order. The first exception is raised here once every child has answered or died; if
-    this process is interrupted the children are killed, not waited for."""
+    answers in order (``waiting`` is called every few seconds meanwhile). The first exception is
+    raised here once every child has answered or died; if this process is interrupted the children
+    are killed, not waited for."""
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
@@ -276,6 +280,8 @@ def _in_children(fn: Callable[..., Any], calls: Sequence[tuple[Any, ...]]) -> li
     try:
         for child, receive in children:
             try:
+                while not receive.poll(WAIT_S):
+                    waiting()
                 answers.append(receive.recv())
             except EOFError:
                 child.join(5)
@@ -504,12 +510,13 @@ def _not_kept(journaled: EpisodeRecord, again: EpisodeRecord | None, staged: tup
 def replay(suite: SuiteSpec, make_policy: Callable[[str, str], Any], max_steps: dict[str, int],
            records: Sequence[EpisodeRecord], folder: Path, camera: str = "",
            size: tuple[int, int] = (256, 192), root: Path | None = None, stride: int = STRIDE,
-           max_frames: int = MAX_FRAMES) -> tuple[dict[str, str], list[str]]:
+           max_frames: int = MAX_FRAMES, done: Any = None) -> tuple[dict[str, str], list[str]]:
     """Run ``records``' trials again, one at a time through the lock-step executor, rendering each
     into ``folder`` (inside the run folder ``root``, by default its parent); returns trial id -> file
     for the replays that matched their journaled episode (steps and status), and one line for each
     that did not. Only a matching, whole video replaces the file of the same name; the others leave
-    the previous file (if any) as it was."""
+    the previous file (if any) as it was. ``done``, a shared counter (multiprocessing.Value), counts
+    the episodes replayed, for the progress line of the process that started this one."""
     from evalsuite.plan import Trial
     from evalsuite.runner import LocalExecutor, RunContext
 
@@ -530,7 +537,7 @@ def replay(suite: SuiteSpec, make_policy: Callable[[str, str], Any], max_steps: 
         replayed: dict[str, EpisodeRecord] = {}
         with LocalExecutor(batch_size=1) as executor:
             executor.run(trials, RunContext(suite=wrapped, max_steps=max_steps, make_policy=make_policy),
-                         lambda rec: replayed.__setitem__(rec.trial_id, rec))
+                         lambda rec: _count(replayed, rec, done))
         index, notes = {}, []
         for r in order:
             why = _not_kept(r, replayed.get(r.trial_id), staged[r.trial_id])
@@ -549,6 +556,13 @@ def replay(suite: SuiteSpec, make_policy: Callable[[str, str], Any], max_steps: 
         for pair in staged.values():
             for s in pair:
                 s.discard()
+
+
+def _count(replayed: dict[str, EpisodeRecord], record: EpisodeRecord, done: Any) -> None:
+    replayed[record.trial_id] = record
+    if done is not None:
+        with done.get_lock():
+            done.value += 1
 
 
 def _sweep(folder: Path) -> None:
@@ -602,9 +616,20 @@ def render_run(run_dir: Path, suite: SuiteSpec, make_policy: Callable[[str, str]
     parts = _split(sorted(chosen, key=lambda r: (r.task, r.trial_id)), processes or _cores(), stride, max_frames)
     log(f"videos: replaying and rendering {len(chosen)} episodes in {len(parts)} process"
         f"{'es' if len(parts) > 1 else ''}")
+    import multiprocessing as mp
+
+    done, started, said = mp.get_context("spawn").Value("i", 0), time.monotonic(), [0, time.monotonic()]
+
+    def waiting() -> None:  # a line every PROGRESS_S or so while more get done: a long render is never silent
+        if done.value > said[0] and time.monotonic() - said[1] >= PROGRESS_S:
+            said[:] = done.value, time.monotonic()
+            spent = time.monotonic() - started
+            log(f"videos: {done.value}/{len(chosen)} rendered, {spent:.0f} s, about "
+                f"{spent / done.value * (len(chosen) - done.value):.0f} s to go")
+
     with gl_environment():  # each child imports MuJoCo fresh
         answers = _in_children(replay, [(suite, make_policy, dict(plan.max_steps), part, out_dir, camera, size, run_dir,
-                                         stride, max_frames) for part in parts])
+                                         stride, max_frames, done) for part in parts], waiting)
     rendered = {trial: name for part, _ in answers for trial, name in part.items()}
     for note in (note for _, notes in answers for note in notes):
         log(f"videos: {note}")

@@ -338,3 +338,20 @@ def test_batched_order_makes_runs_of_one_policy_and_task_and_keeps_every_trial()
     assert lasts == sorted(lasts)
     for r in runs:  # within a group, plan order is kept
         assert [position[t.trial_id] for t in r] == sorted(position[t.trial_id] for t in r)
+
+
+def test_a_run_says_its_phases_and_without_a_terminal_prints_progress_lines(fake_suite, tmp_path, monkeypatch):
+    """Outside a terminal (a CI log) the progress bar is a line of episodes done / planned, rate and
+    time to go; every phase is announced with the time so far, in order."""
+    from evalsuite import harness
+
+    monkeypatch.setattr(harness._Progress, "LINE_S", 0.0)  # a line for every episode
+    lines = []
+    req = EvaluateRequest.of(suite=fake_suite.id, policies=[PolicyEntry("ones", {})], out=tmp_path / "run",
+                             tracking_uri=None, progress=True, episodes=3)
+    evaluate(req, log=lines.append)
+    phases = [line.split(",")[0] for line in lines if line.startswith("[")]
+    assert phases == ["[1/2] episodes (6 planned)", "[2/2] analysis and report"]
+    counted = [line for line in lines if line.startswith("episodes: ")]
+    assert counted[-1].startswith("episodes: 6/6 done,") and "episodes/s, about 0m00s to go" in counted[-1]
+    assert [int(line.split()[1].split("/")[0]) for line in counted] == list(range(1, 7))

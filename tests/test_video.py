@@ -381,3 +381,18 @@ def test_frame_sizes_are_bounded():
     with pytest.raises(UsageError, match=f"width=100000 must be <= {video.MAX_SIDE}"):
         video.check_size((100000, 100000))
     video.check_size((video.MAX_SIDE, 16))
+
+
+@needs_ffmpeg
+def test_a_long_render_says_how_far_it_is(camera_run, capsys, monkeypatch):
+    """Rendering again with slow frames: lines of videos rendered / chosen and the time to go, while
+    the render processes work (here every check, normally every 15 s)."""
+    monkeypatch.setattr(video, "WAIT_S", 0.05)
+    monkeypatch.setattr(video, "PROGRESS_S", 0.0)
+    monkeypatch.setenv("EVALSUITE_TEST_RENDER_DELAY", "0.05")
+    capsys.readouterr()
+    assert main(["video", str(camera_run), *SMALL, "stride=1"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("videos: ") and "/4 rendered" in line]
+    assert lines and all(line.endswith("s to go") for line in lines)
+    counts = [int(line.split()[1].split("/")[0]) for line in lines]
+    assert counts == sorted(set(counts)) and 1 <= counts[0] and counts[-1] <= 4
