@@ -1,15 +1,19 @@
 """Where a run's time goes, and how near it comes to the machine's limit: ``evalsuite evaluate`` with
-the default policies of metaworld-smoke and robomimic, then per run
+the defaults of metaworld-smoke and robomimic as a user types it (default episodes, videos and
+MLflow on - here a SQLite store in a temporary folder), then per run
 
+- the command's wall time, the episodes' wall time and the videos' (run_info.json), and the videos'
+  overhead: the wall time / the wall time without the video phase (goal <= 1.15x);
 - the time split from run_info.json (simulator steps, resets, policy inference, the rest; summed
   over the workers, as fractions of workers x the episodes' wall time) and per policy its
   inference time per simulator step;
-- the simulator steps (the journal's), the command's wall time, and the ratio
-  steps / (cores x the suite's simulator steps per second measured alone, in this script, in one
-  process: the same episodes' initial conditions, zero actions, the same step counts up to
-  ``--sim-steps``, resets included) - the fraction of the machine's limit (goal >= 0.6x).
+- the simulator steps (the journal's) and the ratio steps / (cores x the suite's simulator steps
+  per second measured alone, in this script, in one process: the same episodes' initial
+  conditions, zero actions, the same step counts up to ``--sim-steps``, resets included) - the
+  fraction of the machine's limit (goal >= 0.6x), over the command and over the episodes alone.
 
-    python benchmarks/profile.py [--smoke-episodes 10] [--robomimic-episodes 4] [--sim-steps 2000] [--video none]
+    python benchmarks/profile.py [--smoke-episodes N] [--robomimic-episodes N] [--sim-steps 2000] [--video sample]
+        [--tracking on|off] [--suites metaworld-smoke,robomimic]
 """
 
 from __future__ import annotations
@@ -34,12 +38,12 @@ PARTS = {"simulator_s": "simulator", "inference_s": "inference", "reset_s": "res
          "other_s": "other"}
 
 
-def evaluate(suite: str, episodes: int, video: str, out: Path) -> tuple[float, list[str]]:
+def evaluate(suite: str, episodes: int | None, video: str, tracking: str, out: Path) -> tuple[float, list[str]]:
     """The command's wall time and its console's time line."""
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "evalsuite", "evaluate", f"suite={suite}", f"episodes={episodes}",
-                           f"video={video}", "tracking_uri=none", "progress=false", f"out={out}"],
-                          capture_output=True, text=True)
+    args = [f"suite={suite}", f"video={video}", f"tracking_uri={tracking}", "progress=false", f"out={out}"]
+    done = subprocess.run([sys.executable, "-m", "evalsuite", "evaluate", *args,
+                           *([f"episodes={episodes}"] if episodes else [])], capture_output=True, text=True)
     wall = time.perf_counter() - started
     if done.returncode:
         sys.exit(f"evalsuite evaluate suite={suite} failed:\n{done.stdout[-2000:]}{done.stderr[-3000:]}")
@@ -84,7 +88,10 @@ def report(suite: str, out: Path, wall: float, console: list[str], max_sim_steps
     total = sum(split[k] for k in PARTS) or 1.0
     print(f"\n{suite}: {len(records)} episodes, {info['parallelism'].get('executor')} "
           f"(workers={split['workers']}, cpus={cores})")
-    print(f"  wall: {wall:.1f} s the command, {split['wall_s']:.1f} s the episodes")
+    videos = info.get("video_time_s") or 0.0
+    print(f"  wall: {wall:.1f} s the command, {split['wall_s']:.1f} s the episodes, {videos:.1f} s the videos "
+          f"({len(list((out / 'videos').glob('*.mp4')))} videos): videos x{wall / (wall - videos):.2f} "
+          "the wall time without them (goal <= 1.15x)")
     print("  time: " + ", ".join(f"{100 * split[k] / total:.0f}% {name} ({split[k]:.1f} s)" for k, name in PARTS.items())
           + f"  [of {split['workers']} x {split['wall_s']:.1f} s; inside the executors: {split['running_s']:.1f} s]")
     per_code: dict[str, int] = {}
@@ -104,18 +111,21 @@ def report(suite: str, out: Path, wall: float, console: list[str], max_sim_steps
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--smoke-episodes", type=int, default=10)
-    parser.add_argument("--robomimic-episodes", type=int, default=4)
+    parser.add_argument("--smoke-episodes", type=int, default=None, help="default: the suite's (20)")
+    parser.add_argument("--robomimic-episodes", type=int, default=None, help="default: the suite's (40)")
     parser.add_argument("--sim-steps", type=int, default=2000, help="simulator steps measured alone, at most")
-    parser.add_argument("--video", default="none")
+    parser.add_argument("--video", default="sample")
+    parser.add_argument("--tracking", choices=("on", "off"), default="on", help="on: MLflow, a SQLite store here")
     parser.add_argument("--suites", default="metaworld-smoke,robomimic")
     args = parser.parse_args()
     episodes = {"metaworld-smoke": args.smoke_episodes, "robomimic": args.robomimic_episodes}
-    print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the start; video={args.video}")
+    print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the start; video={args.video}, "
+          f"MLflow {args.tracking}")
     with tempfile.TemporaryDirectory() as tmp:
+        tracking = f"sqlite:///{tmp}/mlflow.db" if args.tracking == "on" else "none"
         for suite in args.suites.split(","):
             out = Path(tmp) / suite
-            wall, console = evaluate(suite, episodes.get(suite, 4), args.video, out)
+            wall, console = evaluate(suite, episodes.get(suite), args.video, tracking, out)
             report(suite, out, wall, console, args.sim_steps)
     print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
 

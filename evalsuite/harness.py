@@ -172,7 +172,7 @@ def evaluate(req: EvaluateRequest, log: Callable[[str], None] = print) -> Result
     with RunLock(req.out, purpose="evaluate", log=log):
         run, resuming, builder, notes = _open(run)
         phase("episodes", f"{len(run.plan.trials)} planned")
-        records, info = _execute(run, builder, resuming, log)
+        records, info, actions = _execute(run, builder, resuming, log)
         worst_case = None
         if req.search is not None:
             phase("worst-case search")
@@ -180,7 +180,7 @@ def evaluate(req: EvaluateRequest, log: Callable[[str], None] = print) -> Result
         clips = {}
         if req.video.mode != "none":
             phase("videos")
-            clips = _render_videos(run, builder, records, info, log)
+            clips = _render_videos(run, builder, records, info, log, actions)
         info["ended"] = _now()
         plan_mod.write_json(req.out / names.RUN_INFO, info)
         phase("analysis and report")
@@ -306,12 +306,14 @@ def _built(run: Prepared, builder: PolicyBuilder, code: str, task: str) -> Polic
 
 
 def _execute(run: Prepared, builder: PolicyBuilder, resuming: bool,
-             log: Callable[[str], None]) -> tuple[list[EpisodeRecord], dict[str, Any]]:
+             log: Callable[[str], None]) -> tuple[list[EpisodeRecord], dict[str, Any], dict[str, Any]]:
     """Every unfinished trial (or round of them), journaled as it ends; returns every journaled
-    attempt and what run_info.json records about the run."""
+    attempt, what run_info.json records about the run, and - when videos are asked for - the actions
+    each episode took (trial id -> steps x action_dim), so its video replays them without the policy."""
     req, plan, run_dir = run.req, run.plan, run.req.out
     max_attempts = req.analysis.max_attempts
-    executor, parallelism = make_executor(req.execution, run.suite, len(plan.trials))
+    executor, parallelism = make_executor(req.execution, run.suite, len(plan.trials),
+                                          record_actions=req.video.mode != "none")
     started, ran = time.time(), 0
     with threads_limited(parallelism["driver_threads"]), executor, Journal(run_dir / JOURNAL_FILE, plan) as journal:
         _check_fingerprints(journal.records, builder, run_dir)
@@ -349,6 +351,7 @@ def _execute(run: Prepared, builder: PolicyBuilder, resuming: bool,
             spent = summary.pop("time", None)
             parallelism.update(summary)
         records = list(journal.records)
+        actions = getattr(executor, "actions", {})
     elapsed = time.time() - started
     split = time_split(spent, elapsed, int(parallelism.get("workers") or 1))
     if split is not None and ran:
@@ -359,7 +362,7 @@ def _execute(run: Prepared, builder: PolicyBuilder, resuming: bool,
             "wall_time_s": round(elapsed, 2), "episodes_run": ran,
             "episodes_per_s": round(ran / elapsed, 3) if elapsed > 0 and ran else None, "tags": req.tracking.tags,
             "time": split}
-    return records, info
+    return records, info, actions
 
 
 def _now(seconds: float | None = None) -> str:
@@ -388,7 +391,8 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def make_executor(ex: Execution, suite: SuiteSpec, trials: int | None = None) -> tuple[Executor, dict[str, Any]]:
+def make_executor(ex: Execution, suite: SuiteSpec, trials: int | None = None,
+                  record_actions: bool = False) -> tuple[Executor, dict[str, Any]]:
     """The executor and its plan of processes and threads: inference threads x processes never
     exceed ``cpus``; environment workers and episode workers get what their share allows. A suite
     asking for whole-episode workers gets one a core, but no more than its ``trials`` give each two
@@ -408,12 +412,12 @@ def make_executor(ex: Execution, suite: SuiteSpec, trials: int | None = None) ->
         plan = {"driver_threads": 1, "executor": "local-workers", "cpus": cpus, "workers": workers,
                 "batch_size": ex.batch_size, "inference_threads_per_worker": threads,
                 "environment_threads_per_worker": 1}
-        return ProcessExecutor(workers, ex.batch_size, threads), plan
+        return ProcessExecutor(workers, ex.batch_size, threads, record_actions=record_actions), plan
     env_workers = suite.env_workers if ex.env_workers is None else ex.env_workers
     threads = max(1, cpus - env_workers)  # each environment worker is single-threaded
     plan = {"driver_threads": threads, "executor": "local", "cpus": cpus, "env_workers": env_workers,
             "batch_size": ex.batch_size, "inference_threads": threads}
-    return LocalExecutor(batch_size=ex.batch_size, env_workers=env_workers), plan
+    return LocalExecutor(batch_size=ex.batch_size, env_workers=env_workers, record_actions=record_actions), plan
 
 
 def _ray_executor(ex: Execution, cpus: int) -> tuple[Executor, dict[str, Any]]:
@@ -435,9 +439,10 @@ def _ray_executor(ex: Execution, cpus: int) -> tuple[Executor, dict[str, Any]]:
 
 
 def _render_videos(run: Prepared, builder: PolicyBuilder, records: list[EpisodeRecord], info: dict[str, Any],
-                   log: Callable[[str], None]) -> dict[str, str]:
+                   log: Callable[[str], None], actions: dict[str, Any]) -> dict[str, str]:
     """Replay the chosen episodes into RUN/videos/ after the run (evaluation never waits for a
-    renderer); returns the video index for the report. A suite that cannot render, a renderer
+    renderer; an episode whose ``actions`` were recorded is replayed from them, without the policy);
+    returns the video index for the report. A suite that cannot render, a renderer
     that fails or a damaged old index costs the videos, never the results (one line says why)."""
     from evalsuite import video
 
@@ -448,7 +453,8 @@ def _render_videos(run: Prepared, builder: PolicyBuilder, records: list[EpisodeR
         rendered, index = video.render_run(run_dir, run.suite, builder, req.video.mode, camera=req.video.camera,
                                            stride=req.video.stride, max_frames=req.video.frames,
                                            log=log, plan=run.plan,
-                                           final=finished_trials(records, req.analysis.max_attempts), index=index)
+                                           final=finished_trials(records, req.analysis.max_attempts), index=index,
+                                           actions=actions)
     except OSError:
         raise
     except Exception as exc:  # UsageError (a damaged index) included: the results still stand

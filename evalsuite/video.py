@@ -48,7 +48,7 @@ from numpy.typing import NDArray
 from evalsuite import names
 from evalsuite.errors import UsageError, choices
 from evalsuite.interfaces import Observation, StepResult, TaskEnv
-from evalsuite.journal import EpisodeRecord
+from evalsuite.journal import FAILURE, SUCCESS, EpisodeRecord
 from evalsuite.specs import SuiteSpec, load_entry_point
 
 MODES = ("none", "sample", "failures", "all")
@@ -369,17 +369,20 @@ class _Encoder:
 
 class RecordingEnv:
     """A task environment that renders a frame after the reset and every stride-th step: each reset
-    starts the next (video, poster, name, stride) of ``files`` (temporary files beside their targets,
-    the target's name and the episode's stride: the replayed episodes of this task, in the order they
-    run). An episode's file is finished
+    starts the next (video, poster, name, stride, actions) of ``files`` (temporary files beside their
+    targets, the target's name, the episode's stride and its recorded actions or None: the replayed
+    episodes of this task, in the order they run); recorded actions are stepped instead of the ones
+    the executor passes. An episode's file is finished
     when the episode ends (a success or the step limit), so an encoder failing fails that episode's
     replay; the poster, its last frame, is written only after ffmpeg finished the video without error."""
 
-    def __init__(self, env: RenderingEnv, files: list[tuple[str, str, str, int]], camera: str, width: int,
+    def __init__(self, env: RenderingEnv, files: list[tuple[str, str, str, int, NDArray[Any] | None]], camera: str,
+                 width: int,
                  height: int, max_steps: int) -> None:
         self.env, self.info = env, env.info
         self._files, self._camera, self._size, self._max_steps = list(files), camera, (width, height), max_steps
         self._stride = 1
+        self._actions: NDArray[Any] | None = None  # the episode's recorded actions, stepped instead of the policy's
         self._encoder: _Encoder | None = None
         self._poster = ""
         self._last: NDArray[Any] | None = None
@@ -396,7 +399,7 @@ class RecordingEnv:
 
     def _next_file(self) -> None:
         self._finish()
-        video, self._poster, name, self._stride = self._files.pop(0)
+        video, self._poster, name, self._stride, self._actions = self._files.pop(0)
         self._encoder = _Encoder(video, self._size, name)
         self._last, self._steps = None, 0
 
@@ -422,13 +425,12 @@ class RecordingEnv:
         self._frame()
         return out
 
-    def _step_env(self, action: NDArray[Any]) -> StepResult:
-        return self.env.step(action)
-
     def step(self, action: NDArray[Any]) -> StepResult:
         from evalsuite.interfaces import InfrastructureError
 
-        result = self._step_env(action)
+        if self._actions is not None:  # the recorded action of this step (the policy is a stand-in)
+            action = self._actions[min(self._steps, len(self._actions) - 1)]
+        result = self.env.step(action)
         try:
             self._steps += 1
             ends = result.success or self._steps >= self._max_steps
@@ -448,7 +450,8 @@ class RecordingEnv:
 
 
 def recording_env(task_id: str, max_steps: int, *, video_inner: str,
-                  video_files: dict[str, list[tuple[str, str, str, int]]], video_camera: str, video_width: int,
+                  video_files: dict[str, list[tuple[str, str, str, int, NDArray[Any] | None]]], video_camera: str,
+                  video_width: int,
                   video_height: int, **kwargs: Any) -> RecordingEnv:
     """The suite's own environment, wrapped (an entry point, so the executor builds it as any other)."""
     env = load_entry_point(video_inner)(task_id, max_steps=max_steps, **kwargs)
@@ -458,6 +461,28 @@ def recording_env(task_id: str, max_steps: int, *, video_inner: str,
     if camera not in env.info.cameras:
         raise UsageError(f"camera={camera!r}; accepted: {choices(env.info.cameras)}")
     return RecordingEnv(env, video_files[task_id], camera, video_width, video_height, max_steps)
+
+
+class _PlayedBack:
+    """The stand-in policy of replays from recorded actions (``RecordingEnv`` steps those): it reads
+    nothing and answers zeros at once, so a replay costs the simulator and the frames only."""
+
+    def __init__(self, action_dim: int) -> None:
+        from evalsuite.interfaces import PolicyRequirements
+
+        self.requirements = PolicyRequirements(obs_shapes={}, action_dim=action_dim)
+
+    def __call__(self, code: str, task: str) -> _PlayedBack:  # the policy factory: one for all
+        return self
+
+    def reset(self, seed: int, slot: int) -> None:
+        pass
+
+    def act(self, observations: Observation, slots: NDArray[Any]) -> NDArray[Any]:
+        return np.zeros((len(slots), self.requirements.action_dim))
+
+    def fingerprint(self) -> str:
+        return "played-back"
 
 
 class _Staged:
@@ -510,13 +535,16 @@ def _not_kept(journaled: EpisodeRecord, again: EpisodeRecord | None, staged: tup
 def replay(suite: SuiteSpec, make_policy: Callable[[str, str], Any], max_steps: dict[str, int],
            records: Sequence[EpisodeRecord], folder: Path, camera: str = "",
            size: tuple[int, int] = (256, 192), root: Path | None = None, stride: int = STRIDE,
-           max_frames: int = MAX_FRAMES, done: Any = None) -> tuple[dict[str, str], list[str]]:
+           max_frames: int = MAX_FRAMES, done: Any = None,
+           actions: dict[str, NDArray[Any]] | None = None) -> tuple[dict[str, str], list[str]]:
     """Run ``records``' trials again, one at a time through the lock-step executor, rendering each
     into ``folder`` (inside the run folder ``root``, by default its parent); returns trial id -> file
     for the replays that matched their journaled episode (steps and status), and one line for each
     that did not. Only a matching, whole video replaces the file of the same name; the others leave
     the previous file (if any) as it was. ``done``, a shared counter (multiprocessing.Value), counts
-    the episodes replayed, for the progress line of the process that started this one."""
+    the episodes replayed, for the progress line of the process that started this one. The episodes
+    in ``actions`` (trial id -> the actions the run stepped) step those again, and their policy is
+    never called; the others ask their policy, as the run did."""
     from evalsuite.plan import Trial
     from evalsuite.runner import LocalExecutor, RunContext
 
@@ -524,20 +552,29 @@ def replay(suite: SuiteSpec, make_policy: Callable[[str, str], Any], max_steps: 
     order = sorted(records, key=lambda r: (r.task, r.trial_id))  # one task at a time: one environment each
     staged: dict[str, tuple[_Staged, _Staged]] = {}
     try:
-        files: dict[str, list[tuple[str, str, str, int]]] = {}
         for r in order:
             target = folder / file_name(r.trial_id)
-            video, poster = staged[r.trial_id] = (_Staged(target, root), _Staged(Path(poster_name(target)), root))
-            files.setdefault(r.task, []).append((str(video.tmp), str(poster.tmp), target.name,
-                                                 episode_stride(r.steps, stride, max_frames)))
-        wrapped = dataclasses.replace(suite, entry_point="evalsuite.video:recording_env", kwargs={
-            **suite.kwargs, "video_inner": suite.entry_point, "video_files": files, "video_camera": camera,
-            "video_width": size[0], "video_height": size[1]})
-        trials = [Trial(r.trial_id, r.task, r.ic_index, r.ic_seed, r.policy_seed, r.policy_code) for r in order]
+            staged[r.trial_id] = (_Staged(target, root), _Staged(Path(poster_name(target)), root))
+        actions = actions or {}
         replayed: dict[str, EpisodeRecord] = {}
-        with LocalExecutor(batch_size=1) as executor:
-            executor.run(trials, RunContext(suite=wrapped, max_steps=max_steps, make_policy=make_policy),
-                         lambda rec: _count(replayed, rec, done))
+        for played_back in (True, False):  # the recorded episodes, then the others with their policies
+            part = [r for r in order if (r.trial_id in actions) == played_back]
+            if not part:
+                continue
+            files: dict[str, list[tuple[str, str, str, int, NDArray[Any] | None]]] = {}
+            for r in part:
+                video, poster = staged[r.trial_id]
+                files.setdefault(r.task, []).append((str(video.tmp), str(poster.tmp), file_name(r.trial_id),
+                                                     episode_stride(r.steps, stride, max_frames),
+                                                     actions.get(r.trial_id)))
+            wrapped = dataclasses.replace(suite, entry_point="evalsuite.video:recording_env", kwargs={
+                **suite.kwargs, "video_inner": suite.entry_point, "video_files": files, "video_camera": camera,
+                "video_width": size[0], "video_height": size[1]})
+            trials = [Trial(r.trial_id, r.task, r.ic_index, r.ic_seed, r.policy_seed, r.policy_code) for r in part]
+            policies = _PlayedBack(next(iter(actions.values())).shape[-1]) if played_back else make_policy
+            with LocalExecutor(batch_size=1) as executor:
+                executor.run(trials, RunContext(suite=wrapped, max_steps=max_steps, make_policy=policies),
+                             lambda rec: _count(replayed, rec, done))
         index, notes = {}, []
         for r in order:
             why = _not_kept(r, replayed.get(r.trial_id), staged[r.trial_id])
@@ -577,12 +614,14 @@ def _sweep(folder: Path) -> None:
 def render_run(run_dir: Path, suite: SuiteSpec, make_policy: Callable[[str, str], Any], mode: str = "sample",
                trials: Sequence[str] = (), camera: str = "", size: tuple[int, int] = (256, 192),
                log: Callable[[str], None] = print, *, plan: Any, final: dict[str, EpisodeRecord],
-               index: dict[str, str], processes: int = 0, stride: int = STRIDE,
-               max_frames: int = MAX_FRAMES) -> tuple[dict[str, str], dict[str, str]]:
+               index: dict[str, str], processes: int = 0, stride: int = STRIDE, max_frames: int = MAX_FRAMES,
+               actions: dict[str, NDArray[Any]] | None = None) -> tuple[dict[str, str], dict[str, str]]:
     """Render the chosen episodes of a run (or the named trials) into RUN/videos/, in child
     processes with the offscreen backend (``processes``, default one a core, each replaying its share
-    of the work), a frame every ``stride`` steps and at most ``max_frames`` a video; returns (trial
-    id -> file for the episodes rendered now,
+    of the work), a frame every ``stride`` steps and at most ``max_frames`` a video; an episode whose
+    ``actions`` the run recorded (trial id -> steps x action_dim) steps them again instead of asking
+    its policy (a replay that must still end as journaled); returns (trial id -> file for the
+    episodes rendered now,
     the whole index with them, also written to videos/index.json), and logs one line for each not
     kept. The caller passes what it holds - the run's ``plan``, its ``final`` records and the
     current ``index`` - so nothing is read back from the folder. ``suite`` is the run's suite with
@@ -629,7 +668,8 @@ def render_run(run_dir: Path, suite: SuiteSpec, make_policy: Callable[[str, str]
 
     with gl_environment():  # each child imports MuJoCo fresh
         answers = _in_children(replay, [(suite, make_policy, dict(plan.max_steps), part, out_dir, camera, size, run_dir,
-                                         stride, max_frames, done) for part in parts], waiting)
+                                         stride, max_frames, done, _taken(part, actions or {})) for part in parts],
+                               waiting)
     rendered = {trial: name for part, _ in answers for trial, name in part.items()}
     for note in (note for _, notes in answers for note in notes):
         log(f"videos: {note}")
@@ -637,6 +677,14 @@ def render_run(run_dir: Path, suite: SuiteSpec, make_policy: Callable[[str, str]
     if rendered:
         fsio.write_json(out_dir / INDEX_FILE, whole, root=run_dir)
     return rendered, whole
+
+
+def _taken(records: Sequence[EpisodeRecord], actions: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
+    """The recorded actions that replay ``records`` as journaled: one an executed step, for an episode
+    that ended by success or the step limit (a policy error is the policy's own doing: it replays
+    with the policy)."""
+    return {r.trial_id: actions[r.trial_id] for r in records
+            if r.trial_id in actions and r.status in (SUCCESS, FAILURE) and len(actions[r.trial_id]) == r.steps}
 
 
 def _cores() -> int:

@@ -103,7 +103,7 @@ BUILTIN = [
             worst_case_search="evalsuite_suites.families:worst_case",
             kwargs={"family": family.id},
             default_episodes=17 * 4,  # the nominal MDP and 16 sampled ones, 4 episodes each
-            episode_workers=True,  # as the base suites
+            episode_workers=family.base_suite == "robomimic",  # a search runs many small plans: in process for Meta-World
             default_policies=("scripted", "noisy-scripted"),
         )
         for family in FAMILIES.values()

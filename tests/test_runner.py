@@ -311,33 +311,34 @@ def test_run_info_says_where_the_time_went(fake_suite, tmp_path):
     assert sum(split["inference_s_by_code"].values()) == pytest.approx(split["inference_s"], abs=2e-3)
 
 
-def test_batched_order_makes_runs_of_one_policy_and_task_and_keeps_every_trial():
-    """A plan's random order gives batches of one; reordered, every run of ``size`` shares a policy
-    and a task (one batched call serves it), every trial appears once, and the runs come in the order
-    their last trial comes in the plan."""
+def test_batches_share_a_policy_and_task_keep_every_trial_and_take_turns():
+    """A plan's random order gives batches of about one; cut into batches, each shares a policy and a
+    task (one call a step serves it), every trial appears once, plan order is kept within a group,
+    and the groups take turns: the k-th batch of every group comes before any group's (k+1)-th - or,
+    ``together`` batches a turn, for workers sharing a policy server."""
     import random
 
     from evalsuite.plan import Trial
-    from evalsuite.runner.executor import batched_order
+    from evalsuite.runner.executor import batches
 
     rng = random.Random(3)
     trials = [Trial(f"{task}/{i:05d}/{code}", task, i, i, i, code) for task in ("a", "b") for code in "ABCD"
               for i in range(10)]
     rng.shuffle(trials)
-    ordered = batched_order(trials, 4)
-    assert sorted(t.trial_id for t in ordered) == sorted(t.trial_id for t in trials)
     position = {t.trial_id: i for i, t in enumerate(trials)}
-    runs, i = [], 0
-    while i < len(ordered):
-        key = (ordered[i].task, ordered[i].policy_code)
-        run = [t for t in ordered[i:i + 4] if (t.task, t.policy_code) == key]
-        runs.append(run)
-        i += len(run)
-    assert sorted(len(r) for r in runs) == sorted([4, 4, 2] * 8)
-    lasts = [max(position[t.trial_id] for t in r) for r in runs]
-    assert lasts == sorted(lasts)
-    for r in runs:  # within a group, plan order is kept
-        assert [position[t.trial_id] for t in r] == sorted(position[t.trial_id] for t in r)
+    for together in (1, 2):
+        cut = batches(trials, 4, together)
+        assert sorted(t.trial_id for b in cut for t in b) == sorted(t.trial_id for t in trials)
+        assert all(len({(t.task, t.policy_code) for t in b}) == 1 and 1 <= len(b) <= 4 for b in cut)
+        rank, turns = {}, []
+        for b in cut:
+            key = (b[0].task, b[0].policy_code)
+            turns.append(rank.get(key, 0) // together)
+            rank[key] = rank.get(key, 0) + 1
+        assert turns == sorted(turns) and sorted(rank.values()) == [3] * 8  # 10 trials: 4 + 4 + 2
+        for key in rank:  # within a group, plan order
+            members = [position[t.trial_id] for b in cut for t in b if (t.task, t.policy_code) == key]
+            assert members == sorted(members)
 
 
 def test_a_run_says_its_phases_and_without_a_terminal_prints_progress_lines(fake_suite, tmp_path, monkeypatch):

@@ -66,19 +66,21 @@ def time_line(split: dict[str, Any]) -> str:
     return f"time: {shares}{over}"
 
 
-def batched_order(trials: Sequence[Trial], size: int) -> list[Trial]:
-    """``trials`` reordered into runs of ``size`` that share a policy and a task: started together, a
-    run's episodes are served by one batched policy call a step (and a chunked policy's stay in step),
-    where the plan's random order would give batches of one. Each (task, policy) group is cut, in plan
-    order, into pieces of ``size``; the pieces go in the order their last trial comes in the plan, so
-    a run stopped early has covered the policies about equally. Outcomes do not depend on the order:
-    an episode is fixed by its trial's seeds."""
-    groups: dict[tuple[str, str], list[tuple[int, Trial]]] = {}
-    for position, t in enumerate(trials):
-        groups.setdefault((t.task, t.policy_code), []).append((position, t))
-    pieces = [members[i:i + size] for members in groups.values() for i in range(0, len(members), size)]
-    pieces.sort(key=lambda piece: piece[-1][0])
-    return [t for piece in pieces for _, t in piece]
+def batches(trials: Sequence[Trial], size: int, together: int = 1) -> list[list[Trial]]:
+    """``trials`` in batches of at most ``size`` that share a policy and a task: started together, a
+    batch's episodes are served by one policy call a step (and a chunked policy's stay in step),
+    where the plan's random order would give batches of about one. Each (task, policy) group is cut,
+    in plan order, into batches; the groups take turns (in the order they first come in the plan),
+    ``together`` batches a turn - so a run stopped early has covered the policies about equally, and
+    ``together`` workers sharing a policy server get the same policy at once (one call serves them
+    all). Outcomes do not depend on the order: an episode is fixed by its trial's seeds."""
+    groups: dict[tuple[str, str], list[Trial]] = {}
+    for t in trials:
+        groups.setdefault((t.task, t.policy_code), []).append(t)
+    pieces = [(rank // together, g, rank, members[i:i + size]) for g, members in enumerate(groups.values())
+              for rank, i in enumerate(range(0, len(members), size))]
+    pieces.sort(key=lambda piece: piece[:3])
+    return [piece for *_, piece in pieces]
 
 
 @dataclass
@@ -138,6 +140,7 @@ class _Slot:
     milestones: dict[str, int | None] = field(default_factory=dict)  # first step each held
     progress: float | None = None  # best so far
     last_milestones: dict[str, bool] = field(default_factory=dict)  # the last step's flags (held at the end)
+    taken: list[NDArray[Any]] = field(default_factory=list)  # the actions stepped, when the executor records them
 
 
 class LocalExecutor:
@@ -149,11 +152,15 @@ class LocalExecutor:
     per (slot, task), and kept across ``run`` calls (retry rounds) until ``close``.
     """
 
-    def __init__(self, batch_size: int = 8, env_workers: int = 0) -> None:
+    def __init__(self, batch_size: int = 8, env_workers: int = 0, record_actions: bool = False) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
         self.env_workers = env_workers
+        # trial id -> the actions its last attempt stepped (steps x action_dim), kept when asked: videos
+        # replay them without calling the policy again (evalsuite/video.py)
+        self.record_actions = record_actions
+        self.actions: dict[str, NDArray[Any]] = {}
         self._envs: InProcessEnvs | SubprocessEnvs | None = None
         self.times = no_time()  # summed over every ``run``
 
@@ -183,11 +190,13 @@ class LocalExecutor:
     def run(self, trials: Sequence[Trial], ctx: RunContext, on_record: Callable[[EpisodeRecord], None]) -> None:
         run_started = time.perf_counter()
         envs = self._pool(ctx)
-        pending = deque(batched_order(trials, self.batch_size))
+        pending = deque(t for batch in batches(trials, self.batch_size) for t in batch)
         slots: dict[int, _Slot] = {}
 
         def finish(slot: int, status: str, reason: str = "") -> None:
             s = slots.pop(slot)
+            if self.record_actions:
+                self.actions[s.trial.trial_id] = np.asarray(s.taken)
             try:
                 info = (cast(EpisodeInfoPolicy, s.policy).episode_info(slot) if s.policy.requirements.episode_info
                         else {})
@@ -286,7 +295,11 @@ class LocalExecutor:
                         self._infer(policy, [k], slots, finish)
                     except Exception as alone:
                         finish(k, *_fault(alone, "policy error"))
-        return {k: s.queue.popleft() for k, s in slots.items()}
+        actions = {k: s.queue.popleft() for k, s in slots.items()}
+        if self.record_actions:
+            for k, action in actions.items():
+                slots[k].taken.append(action)
+        return actions
 
     def _infer(self, policy: Policy, members: list[int], slots: dict[int, _Slot], finish: _Finish) -> None:
         """One batched policy call for ``members``; fills their action queues or ends them with a

@@ -29,10 +29,12 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from typing import Any
 
+from numpy.typing import NDArray
+
 from evalsuite.journal import ERROR, EpisodeRecord
 from evalsuite.plan import Trial
 from evalsuite.runner.envs import THREAD_VARS, thread_env
-from evalsuite.runner.executor import WALL_CLOCK_FACTOR, LocalExecutor, RunContext, add_time, batched_order, no_time
+from evalsuite.runner.executor import WALL_CLOCK_FACTOR, LocalExecutor, RunContext, add_time, batches, no_time
 
 STARTUP_S = 120.0  # a worker's start-up (imports, environments, policies) before its first chunk
 
@@ -62,17 +64,19 @@ class Shard:
     """What runs in a worker: a lock-step executor over in-process environments, kept between
     chunks so environments and policies are built once."""
 
-    def __init__(self, ctx: RunContext, batch_size: int, threads: int) -> None:
+    def __init__(self, ctx: RunContext, batch_size: int, threads: int, record_actions: bool = False) -> None:
         limit_threads(threads)
         self.ctx = ctx
-        self.executor = LocalExecutor(batch_size=batch_size, env_workers=0)
+        self.executor = LocalExecutor(batch_size=batch_size, env_workers=0, record_actions=record_actions)
 
-    def run(self, trials: list[Trial], attempts: dict[str, int]) -> tuple[list[EpisodeRecord], dict[str, float]]:
-        """The chunk's records, and where its time went (``executor.time_split``'s parts)."""
+    def run(self, trials: list[Trial], attempts: dict[str, int]) -> tuple[list[EpisodeRecord], dict[str, float],
+                                                                          dict[str, NDArray[Any]]]:
+        """The chunk's records, where its time went (``executor.time_split``'s parts) and the actions
+        its episodes took (when recorded)."""
         records: list[EpisodeRecord] = []
-        self.executor.times = no_time()
+        self.executor.times, self.executor.actions = no_time(), {}
         self.executor.run(trials, replace(self.ctx, attempts=attempts), records.append)
-        return records, self.executor.times
+        return records, self.executor.times, self.executor.actions
 
     def ping(self) -> int:
         return os.getpid()
@@ -86,21 +90,18 @@ def lost(trials: Sequence[Trial], attempts: dict[str, int], reason: str) -> list
                           policy_fingerprint="") for t in trials]
 
 
-def chunks(trials: Sequence[Trial], size: int) -> list[list[Trial]]:
-    return [list(trials[i:i + size]) for i in range(0, len(trials), size)]
-
-
 # ---- worker processes on this machine -------------------------------------------------------------
 
 _SHARD: Shard | None = None
 
 
-def _start_shard(ctx: RunContext, batch_size: int, threads: int) -> None:
+def _start_shard(ctx: RunContext, batch_size: int, threads: int, record_actions: bool) -> None:
     global _SHARD
-    _SHARD = Shard(ctx, batch_size, threads)
+    _SHARD = Shard(ctx, batch_size, threads, record_actions)
 
 
-def _run_chunk(trials: list[Trial], attempts: dict[str, int]) -> tuple[list[EpisodeRecord], dict[str, float]]:
+def _run_chunk(trials: list[Trial], attempts: dict[str, int]) -> tuple[list[EpisodeRecord], dict[str, float],
+                                                                       dict[str, NDArray[Any]]]:
     assert _SHARD is not None
     return _SHARD.run(trials, attempts)
 
@@ -114,6 +115,7 @@ class ProcessExecutor:
     batch_size: int = 1
     threads: int = 1
     in_flight: int = 2  # chunks queued per worker, so none waits for the driver
+    record_actions: bool = False  # keep each episode's actions in ``actions`` (as LocalExecutor)
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -121,6 +123,7 @@ class ProcessExecutor:
         self._pool: ProcessPoolExecutor | None = None
         self._ctx_id: int | None = None
         self.times = no_time()  # summed over the workers' chunks
+        self.actions: dict[str, NDArray[Any]] = {}
 
     def _start(self, ctx: RunContext) -> ProcessPoolExecutor:
         if self._pool is None or self._ctx_id != id(ctx.make_policy):
@@ -128,7 +131,8 @@ class ProcessExecutor:
             import multiprocessing as mp
 
             self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
-                                             initializer=_start_shard, initargs=(ctx, self.batch_size, self.threads))
+                                             initializer=_start_shard,
+                                             initargs=(ctx, self.batch_size, self.threads, self.record_actions))
             self._ctx_id = id(ctx.make_policy)
         return self._pool
 
@@ -136,7 +140,7 @@ class ProcessExecutor:
         """Chunks in flight when a worker dies or hangs are run again, one trial at a time and one
         at a time, so only the trial that breaks a worker is charged (an infrastructure error,
         retried by the harness); the others cost nothing."""
-        todo = chunks(batched_order(trials, self.batch_size), self.batch_size)  # a chunk: one policy, one task
+        todo = batches(trials, self.batch_size)  # a chunk: one policy, one task
         suspects: list[list[Trial]] = []  # single trials to rerun alone after a broken pool
         running: dict[Any, tuple[list[Trial], float]] = {}
         limit = WALL_CLOCK_FACTOR * ctx.episode_timeout_s
@@ -159,8 +163,9 @@ class ProcessExecutor:
             for future in done:
                 chunk, _ = running.pop(future)
                 try:
-                    records, spent = future.result()
+                    records, spent, actions = future.result()
                     add_time(self.times, spent)
+                    self.actions.update(actions)
                 except BrokenProcessPool:
                     broken.append(chunk)
                     continue

@@ -31,8 +31,8 @@ from typing import Any
 from evalsuite.errors import UsageError
 from evalsuite.journal import EpisodeRecord
 from evalsuite.plan import Trial
-from evalsuite.runner.executor import WALL_CLOCK_FACTOR, RunContext, add_time, batched_order, no_time
-from evalsuite.runner.parallel import Shard, chunks, lost
+from evalsuite.runner.executor import WALL_CLOCK_FACTOR, RunContext, add_time, batches, no_time
+from evalsuite.runner.parallel import Shard, lost
 
 PLACEMENT_TIMEOUT_S = 180.0  # actors must start (imports, environments) within this
 
@@ -130,7 +130,8 @@ class RayExecutor:
         from ray.exceptions import RayError
 
         self._start(ctx)
-        dispatch = _Dispatch(self, ray, RayError, ctx, on_record, chunks(batched_order(trials, self.batch_size), self.batch_size))
+        together = self.workers if self.inference_actors else 1  # actors sharing a server: the same policy at once
+        dispatch = _Dispatch(self, ray, RayError, ctx, on_record, batches(trials, self.batch_size, together))
         while dispatch.todo or dispatch.running:
             dispatch.fill()
             ready, _ = ray.wait(list(dispatch.running), num_returns=1, timeout=5.0)
@@ -201,7 +202,7 @@ class _Dispatch:
         """The records of a finished chunk; a chunk whose actor is gone replaces that actor."""
         i, chunk, _ = self.running.pop(ref)
         try:
-            records, spent = self.ray.get(ref, timeout=60)
+            records, spent, _ = self.ray.get(ref, timeout=60)  # actions: not recorded on Ray
         except self.ray_error as exc:  # the actor, its node or the object is gone: charge, replace
             self.running[ref] = (i, chunk, 0.0)  # charged with the actor's other chunks below
             self.replace_actor(i, f"Ray worker lost ({type(exc).__name__})")
