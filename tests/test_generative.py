@@ -99,8 +99,9 @@ def _tiny_model(family, seed=0):
     return model, {"state": obs}, actions
 
 
-@pytest.mark.parametrize("family", [pytest.param(f, marks=pytest.mark.slow) if f in ("mp1", "dm1") else f
-                                    for f in gen.FAMILIES])  # the JVP-trained ones take minutes: tests_slow
+@pytest.mark.parametrize("family", [pytest.param(f, marks=pytest.mark.slow) if f in ("mp1", "dm1", "flowpolicy") else f
+                                    for f in gen.FAMILIES])  # the JVP-trained ones take minutes, flowpolicy 25 s
+# (its flow has its own exact checks above): tests_slow; dp3 (8 s) stays in the default tier
 def test_each_family_overfits_a_tiny_dataset_and_reproduces_its_actions(family):
     model, obs, actions = _tiny_model(family)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)

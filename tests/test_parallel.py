@@ -142,6 +142,7 @@ def two_node_cluster():
         run("stop", "--force")
 
 
+@pytest.mark.slow  # ~20 s with the cluster's start and stop; Ray on this machine stays in the default tier
 def test_ray_on_a_two_node_cluster_spreads_actors_and_gives_the_same_results(fake_suite, tmp_path, two_node_cluster):
     reference, ref_records, _ = _evaluate(tmp_path, "lock")
     results, records, info = _evaluate(tmp_path, "cluster", executor="ray", ray_address=two_node_cluster, workers=2,
