@@ -73,7 +73,10 @@ def tests(session: nox.Session) -> None:
     """What CI runs: lint, the docs site, the default tests (slow simulations excluded), the project's own gate."""
     _lint(session)
     _docs(session)
-    _run(session, "pytest", "-m", "not slow", "--durations=15", *session.posargs)  # the slowest 15, for the next trim
+    # a test file per process (pytest-xdist; at most 4): the tests wait on servers, browsers and
+    # subprocesses as much as they compute; the slowest 15 printed, for the next trim
+    _run(session, "pytest", "-m", "not slow", "-n", str(min(4, os.cpu_count() or 1)), "--dist", "loadfile",
+         "--durations=15", *session.posargs)
     _run(session, "evalsuite", "gate", f"baseline={SHIPPED_BASELINE}", "candidate_policy=scripted",
          "tracking_uri=none", "progress=false", f"out={session.create_tmp()}/gate")
 

@@ -114,7 +114,8 @@ def compute(inp: AnalysisInput) -> dict[str, Any] | None:
     mode = {r.trial_id: failure_category(r, inp.plan.max_steps.get(r.task)) for r in records if not r.success}
     per_cell = []
     for (task, code), rows in sorted(cells.items(), key=lambda kv: (kv[0][0], inp.label[kv[0][1]])):
-        progress = np.array([r.progress for r in rows], dtype=float)
+        # in ascending order: sums of floats do not depend on the order the episodes finished in
+        progress = np.sort(np.array([r.progress for r in rows], dtype=float))
         low, high = progress_interval(progress, level)
         names = list(dict.fromkeys(name for r in rows for name in r.milestones))
         milestones = {}
@@ -164,7 +165,7 @@ def _over_tasks(cells: dict[tuple[str, str], list[Any]], codes: list[str], tasks
     for code in codes:
         if not all(cells.get((t, code)) for t in tasks):
             continue
-        sums = [sum(r.progress for r in cells[t, code]) for t in tasks]
+        sums = [sum(sorted(r.progress for r in cells[t, code])) for t in tasks]  # order-free, as above
         n = [len(cells[t, code]) for t in tasks]
         ci = mean_over_tasks(sums, n, level=level)
         rows.append({"policy": label[code], "tasks": len(tasks), "mean": ci.estimate, "low": ci.low,
