@@ -367,6 +367,11 @@ class _Encoder:
         return lines[-1].strip() if lines else ""
 
 
+# (video file, poster file - temporary names beside their targets -, the target's name, the episode's
+# stride, its recorded actions or None)
+VideoFile = tuple[str, str, str, int, NDArray[Any] | None]
+
+
 class RecordingEnv:
     """A task environment that renders a frame after the reset and every stride-th step: each reset
     starts the next (video, poster, name, stride, actions) of ``files`` (temporary files beside their
@@ -376,9 +381,8 @@ class RecordingEnv:
     when the episode ends (a success or the step limit), so an encoder failing fails that episode's
     replay; the poster, its last frame, is written only after ffmpeg finished the video without error."""
 
-    def __init__(self, env: RenderingEnv, files: list[tuple[str, str, str, int, NDArray[Any] | None]], camera: str,
-                 width: int,
-                 height: int, max_steps: int) -> None:
+    def __init__(self, env: RenderingEnv, files: list[VideoFile], camera: str, width: int, height: int,
+                 max_steps: int) -> None:
         self.env, self.info = env, env.info
         self._files, self._camera, self._size, self._max_steps = list(files), camera, (width, height), max_steps
         self._stride = 1
@@ -449,10 +453,8 @@ class RecordingEnv:
             self.env.close()
 
 
-def recording_env(task_id: str, max_steps: int, *, video_inner: str,
-                  video_files: dict[str, list[tuple[str, str, str, int, NDArray[Any] | None]]], video_camera: str,
-                  video_width: int,
-                  video_height: int, **kwargs: Any) -> RecordingEnv:
+def recording_env(task_id: str, max_steps: int, *, video_inner: str, video_files: dict[str, list[VideoFile]],
+                  video_camera: str, video_width: int, video_height: int, **kwargs: Any) -> RecordingEnv:
     """The suite's own environment, wrapped (an entry point, so the executor builds it as any other)."""
     env = load_entry_point(video_inner)(task_id, max_steps=max_steps, **kwargs)
     if not env.info.cameras:
@@ -561,7 +563,7 @@ def replay(suite: SuiteSpec, make_policy: Callable[[str, str], Any], max_steps: 
             part = [r for r in order if (r.trial_id in actions) == played_back]
             if not part:
                 continue
-            files: dict[str, list[tuple[str, str, str, int, NDArray[Any] | None]]] = {}
+            files: dict[str, list[VideoFile]] = {}
             for r in part:
                 video, poster = staged[r.trial_id]
                 files.setdefault(r.task, []).append((str(video.tmp), str(poster.tmp), file_name(r.trial_id),
@@ -680,7 +682,7 @@ def render_run(run_dir: Path, suite: SuiteSpec, make_policy: Callable[[str, str]
 
 
 def _taken(records: Sequence[EpisodeRecord], actions: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
-    """The recorded actions that replay ``records`` as journaled: one an executed step, for an episode
+    """The recorded actions that replay ``records`` as journaled: one per executed step, for an episode
     that ended by success or the step limit (a policy error is the policy's own doing: it replays
     with the policy)."""
     return {r.trial_id: actions[r.trial_id] for r in records
