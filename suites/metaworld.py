@@ -172,6 +172,9 @@ class MetaWorldTaskEnv:
         import mujoco
 
         if (width, height) not in self._renderers:
+            # no multisampling (anti-aliasing): it doubles the cost of a software-rendered frame; the
+            # physics never reads it
+            self._env.model.vis.quality.offsamples = 0
             self._renderers[width, height] = mujoco.Renderer(self._env.model, height, width)
         renderer = self._renderers[width, height]
         renderer.update_scene(self._env.data, camera=camera)

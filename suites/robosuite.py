@@ -255,6 +255,9 @@ class RobosuiteTaskEnv:
         import mujoco
 
         if (width, height) not in self._renderers:
+            # no multisampling (anti-aliasing): it doubles the cost of a software-rendered frame; the
+            # physics never reads it
+            self.env.sim.model._model.vis.quality.offsamples = 0
             self._renderers[width, height] = mujoco.Renderer(self.env.sim.model._model, height, width)
         renderer = self._renderers[width, height]
         # robosuite's collision geoms are group 0 (drawn over the visual meshes they show a green Panda
