@@ -53,8 +53,8 @@ from evalsuite.specs import SuiteSpec, load_entry_point
 
 MODES = ("none", "sample", "failures", "all")
 VIDEO_DIR, INDEX_FILE = names.VIDEOS, names.VIDEO_INDEX
-# Offscreen software rendering costs ~20-30 ms a frame whatever its size (the meshes' vertices, not
-# the pixels) against ~1 ms a Meta-World step, so the frames are what videos cost: a frame every
+# Offscreen software rendering costs ~12-21 ms a frame whatever its size (the meshes' vertices, not
+# the pixels; the suites turn shadows, reflections and multisampling off) against ~1 ms a Meta-World step, so the frames are what videos cost: a frame every
 # STRIDE-th step (and always the episode's last), and at most MAX_FRAMES a video - a longer episode
 # is filmed at a wider stride. At FPS a video lasts at most ~5 s.
 FPS = 12
@@ -693,9 +693,9 @@ def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-# What a replayed step costs against a rendered frame (a Meta-World step with a cheap policy ~1 ms,
-# a frame ~25 ms): only to share the work fairly among the render processes.
-STEP_COST, FRAME_COST = 1.0, 25.0
+# What a replayed step costs against a rendered frame (a Meta-World step ~1 ms, a frame ~12 ms): only
+# to share the work fairly among the render processes.
+STEP_COST, FRAME_COST = 1.0, 12.0
 
 
 def _split(records: list[EpisodeRecord], processes: int, stride: int = STRIDE,
