@@ -571,6 +571,7 @@ class _Progress:
         self.counts = {k: 0 for k in self.planned}
         for r in done.values():
             self.counts[r.task, r.policy_code] = self.counts.get((r.task, r.policy_code), 0) + 1
+        self._finished_before = sum(self.counts.values())  # a resumed run's earlier episodes
         self.tasks = list(dict.fromkeys(t.task for t in plan.trials))
         self._bar: Any = None  # a rich.progress.Progress while shown
         self._rows: dict[str, Any] = {}
@@ -616,8 +617,10 @@ class _Progress:
         if self.lines and time.perf_counter() - self._said >= self.LINE_S:
             self._said = time.perf_counter()
             finished = sum(self.counts.values())
-            left = (self.total - finished) / rate if rate > 0 else 0.0
-            self.log(f"episodes: {finished}/{self.total} done, {rate:.2f} episodes/s, about "
+            # finished episodes a second (retried attempts are not progress), this session's only
+            done_rate = (finished - self._finished_before) / max(1e-9, self._said - self._t0)
+            left = (self.total - finished) / done_rate if done_rate > 0 else 0.0
+            self.log(f"episodes: {finished}/{self.total} done, {done_rate:.2f} episodes/s, about "
                      f"{int(left) // 60}m{int(left) % 60:02d}s to go")
         if self._bar is None:
             return

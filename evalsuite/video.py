@@ -189,7 +189,7 @@ def episode_stride(steps: int, stride: int = STRIDE, max_frames: int = MAX_FRAME
     frame, every stride-th step's and the last make at most ``max_frames`` (0: no limit)."""
     if max_frames <= 0:
         return stride
-    return max(stride, -(-steps // max(1, max_frames - 2)))  # the reset's and the last frame besides
+    return max(stride, -(-steps // max(1, max_frames - 1)))  # 1 + ceil(steps / stride) frames: the reset's besides
 
 
 def file_name(trial_id: str) -> str:
@@ -551,7 +551,7 @@ def replay(suite: SuiteSpec, make_policy: Callable[[str, str], Any], max_steps: 
     from evalsuite.runner import LocalExecutor, RunContext
 
     root = Path(root) if root is not None else Path(folder).parent
-    order = sorted(records, key=lambda r: (r.task, r.trial_id))  # one task at a time: one environment each
+    order = sorted(records, key=lambda r: (r.task, r.trial_id))  # a task's files in the order its episodes run
     staged: dict[str, tuple[_Staged, _Staged]] = {}
     try:
         for r in order:
@@ -574,7 +574,7 @@ def replay(suite: SuiteSpec, make_policy: Callable[[str, str], Any], max_steps: 
                 "video_width": size[0], "video_height": size[1]})
             trials = [Trial(r.trial_id, r.task, r.ic_index, r.ic_seed, r.policy_seed, r.policy_code) for r in part]
             policies = _PlayedBack(next(iter(actions.values())).shape[-1]) if played_back else make_policy
-            with LocalExecutor(batch_size=1) as executor:
+            with LocalExecutor(batch_size=1, in_order=True) as executor:  # resets take the files in order
                 executor.run(trials, RunContext(suite=wrapped, max_steps=max_steps, make_policy=policies),
                              lambda rec: _count(replayed, rec, done))
         index, notes = {}, []
@@ -700,9 +700,9 @@ STEP_COST, FRAME_COST = 1.0, 12.0
 
 def _split(records: list[EpisodeRecord], processes: int, stride: int = STRIDE,
            max_frames: int = MAX_FRAMES) -> list[list[EpisodeRecord]]:
-    """Contiguous parts of nearly equal work - steps replayed and frames rendered - (episodes of a
-    task stay together: one environment each)."""
-    costs = [STEP_COST * r.steps + FRAME_COST * (2 + r.steps // episode_stride(r.steps, stride, max_frames))
+    """Contiguous parts of nearly equal work - steps replayed and frames rendered - of ``records``
+    (sorted by task, so a part builds few environments)."""
+    costs = [STEP_COST * r.steps + FRAME_COST * (1 - (-r.steps // episode_stride(r.steps, stride, max_frames)))
              for r in records]
     k = max(1, min(processes, len(records)))
     total, done = sum(costs), 0.0

@@ -139,8 +139,8 @@ def test_a_video_has_at_most_max_frames_at_the_narrowest_stride_that_fits():
         for steps in range(1, 3001):
             s = video.episode_stride(steps, 2, cap)
             assert s >= 2 and frames(steps, s) <= cap
-            assert s == 2 or frames(steps, s - 1) > cap - 1  # near the narrowest (within the last frame)
-    assert video.episode_stride(500, 2, 0) == 2 and video.episode_stride(100) == 2  # no cap; a short episode
+            assert s == 2 or frames(steps, s - 1) > cap  # the narrowest that fits
+    assert video.episode_stride(500, 2, 0) == 2 and video.episode_stride(118) == 2  # no cap; 60 frames exactly
 
 
 def test_render_processes_get_equal_work_not_equal_counts():
@@ -461,3 +461,45 @@ def test_a_replay_from_recorded_actions_never_asks_the_policy(tmp_path, monkeypa
     with pytest.raises(AssertionError, match="the policy was asked"):
         video.replay(registry.suites.get("fake-cam"), no_policy, plan.max_steps, records, folder, size=(64, 48),
                      actions=missing)
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("recorded", [True, False])
+def test_replays_of_two_policies_chosen_unevenly_each_film_their_own_episode(tmp_path, monkeypatch, recorded):
+    """Chosen trials 0A, 1B, 3B, 5A (not the turns of a batched order): each video is its own trial's
+    episode - its frame count follows its own steps (speed 1 and speed 0.4 differ) - whether replayed
+    from recorded actions or by asking the policies."""
+    from evalsuite import plan as plan_mod
+    from evalsuite import registry
+    from evalsuite.harness import EvaluateRequest, evaluate
+    from evalsuite.journal import read
+    from evalsuite.plan import PolicyEntry
+    from evalsuite.runner import LocalExecutor, RunContext
+    from tests.conftest import OnesPolicy
+
+    register_camera_suite()
+    out = tmp_path / "run"
+    entries = [PolicyEntry("ones", {"speed": 1.0}), PolicyEntry("ones", {"speed": 0.4})]
+    evaluate(EvaluateRequest.of(suite="fake-cam", policies=entries, out=out, episodes=6, max_steps=14,
+                                tracking_uri=None, progress=False, video="none"), log=lambda *_: None)
+    plan, key = plan_mod.load(out)
+    speed = {code: float(key[code].params["speed"]) for code in plan.codes}
+    records = {(r.ic_index, speed[r.policy_code]): r for r in read(out / "episodes.jsonl")}
+    chosen = [records[0, 1.0], records[1, 0.4], records[3, 0.4], records[5, 1.0]]
+    assert len({r.steps for r in chosen}) > 1
+    actions = None
+    if recorded:
+        recorder = LocalExecutor(batch_size=2, record_actions=True)
+        with recorder:
+            recorder.run(plan.trials, RunContext(suite=registry.suites.get("fake-cam"), max_steps=plan.max_steps,
+                                                 make_policy=lambda code, task: OnesPolicy(task, None, speed[code])),
+                         lambda r: None)
+        actions = recorder.actions
+    folder = out / "videos"
+    folder.mkdir()
+    kept, notes = video.replay(registry.suites.get("fake-cam"), lambda code, task: OnesPolicy(task, None, speed[code]),
+                               plan.max_steps, chosen, folder, size=(64, 48), actions=actions)
+    assert not notes and set(kept) == {r.trial_id for r in chosen}
+    for r in chosen:
+        frames = _decoded(folder / kept[r.trial_id])
+        assert len(frames) == 1 + -(-r.steps // video.episode_stride(r.steps)), r.trial_id

@@ -152,7 +152,8 @@ class LocalExecutor:
     per (slot, task), and kept across ``run`` calls (retry rounds) until ``close``.
     """
 
-    def __init__(self, batch_size: int = 8, env_workers: int = 0, record_actions: bool = False) -> None:
+    def __init__(self, batch_size: int = 8, env_workers: int = 0, record_actions: bool = False,
+                 in_order: bool = False) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
@@ -161,6 +162,8 @@ class LocalExecutor:
         # replay them without calling the policy again (evalsuite/video.py)
         self.record_actions = record_actions
         self.actions: dict[str, NDArray[Any]] = {}
+        # True: the trials start in the order given, not in batches (a replay pairs each with its video file)
+        self.in_order = in_order
         self._envs: InProcessEnvs | SubprocessEnvs | None = None
         self.times = no_time()  # summed over every ``run``
 
@@ -190,7 +193,7 @@ class LocalExecutor:
     def run(self, trials: Sequence[Trial], ctx: RunContext, on_record: Callable[[EpisodeRecord], None]) -> None:
         run_started = time.perf_counter()
         envs = self._pool(ctx)
-        pending = deque(t for batch in batches(trials, self.batch_size) for t in batch)
+        pending = deque(trials if self.in_order else [t for batch in batches(trials, self.batch_size) for t in batch])
         slots: dict[int, _Slot] = {}
 
         def finish(slot: int, status: str, reason: str = "") -> None:
