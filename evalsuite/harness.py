@@ -195,6 +195,11 @@ def evaluate(req: EvaluateRequest, log: Callable[[str], None] = print) -> Result
     return results
 
 
+def _minutes(seconds: float) -> str:
+    """``4m05s``."""
+    return f"{int(seconds) // 60}m{int(seconds) % 60:02d}s"
+
+
 class _Phases:
     """``[k/n] phase (note), at 1m05s`` as a run moves from one phase to the next: a long run says
     what it is doing (episodes, worst-case search, videos, analysis, MLflow) and for how long."""
@@ -204,7 +209,7 @@ class _Phases:
 
     def __call__(self, name: str, note: str = "") -> None:
         elapsed = round(time.perf_counter() - self.started)
-        at = f"{elapsed // 60}m{elapsed % 60:02d}s" if elapsed >= 60 else f"{elapsed}s"
+        at = _minutes(elapsed) if elapsed >= 60 else f"{elapsed}s"
         self.log(f"[{self.names.index(name) + 1}/{len(self.names)}] {name}" + (f" ({note})" if note else "")
                  + f", at {at}")
 
@@ -621,7 +626,7 @@ class _Progress:
             done_rate = (finished - self._finished_before) / max(1e-9, self._said - self._t0)
             left = (self.total - finished) / done_rate if done_rate > 0 else 0.0
             self.log(f"episodes: {finished}/{self.total} done, {done_rate:.2f} episodes/s, about "
-                     f"{int(left) // 60}m{int(left) % 60:02d}s to go")
+                     f"{_minutes(left)} to go")
         if self._bar is None:
             return
         self._bar.update(self._id, advance=int(final), rate=f"{rate:.2f} ep/s",

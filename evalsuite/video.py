@@ -72,6 +72,27 @@ class RenderingEnv(TaskEnv, Protocol):
         ...
 
 
+def offscreen_renderer(model: Any, width: int, height: int) -> Any:
+    """A MuJoCo renderer for video frames of ``model``, without multisampling (anti-aliasing), which
+    doubles the cost of a software-rendered frame; the physics never reads it. Draw with
+    ``render_frame``."""
+    import mujoco
+
+    model.vis.quality.offsamples = 0  # read when the renderer's context is made
+    return mujoco.Renderer(model, height, width)
+
+
+def render_frame(renderer: Any, data: Any, camera: str, scene_option: Any = None) -> NDArray[Any]:
+    """``renderer``'s frame of ``data`` from ``camera``, shadows and the floor's mirror image off:
+    in software they cost 4x and ~1.2-2x, and the scene is the same."""
+    import mujoco
+
+    renderer.update_scene(data, camera=camera, **({"scene_option": scene_option} if scene_option else {}))
+    renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
+    renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
+    return np.asarray(renderer.render())
+
+
 def backend() -> str:
     return os.environ.get("EVALSUITE_GL", "osmesa")
 

@@ -169,19 +169,11 @@ class MetaWorldTaskEnv:
 
     def render(self, camera: str, width: int, height: int) -> np.ndarray:
         """An RGB frame (offscreen OpenGL; the backend is MUJOCO_GL's, chosen when MuJoCo is imported)."""
-        import mujoco
+        from evalsuite.video import offscreen_renderer, render_frame
 
         if (width, height) not in self._renderers:
-            # no multisampling (anti-aliasing): it doubles the cost of a software-rendered frame; the
-            # physics never reads it
-            self._env.model.vis.quality.offsamples = 0
-            self._renderers[width, height] = mujoco.Renderer(self._env.model, height, width)
-        renderer = self._renderers[width, height]
-        renderer.update_scene(self._env.data, camera=camera)
-        # software rendering: shadows cost 4x and the floor's mirror image ~1.2-2x, the scene is the same
-        renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
-        renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
-        return renderer.render()[::-1]  # these cameras render upside down
+            self._renderers[width, height] = offscreen_renderer(self._env.model, width, height)
+        return render_frame(self._renderers[width, height], self._env.data, camera)[::-1]  # upside down otherwise
 
     def close(self) -> None:
         for renderer in self._renderers.values():

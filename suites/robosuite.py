@@ -254,21 +254,16 @@ class RobosuiteTaskEnv:
         """An RGB frame from one of robosuite's cameras (offscreen OpenGL, MUJOCO_GL's backend)."""
         import mujoco
 
+        from evalsuite.video import offscreen_renderer, render_frame
+
+        model = self.env.sim.model._model
         if (width, height) not in self._renderers:
-            # no multisampling (anti-aliasing): it doubles the cost of a software-rendered frame; the
-            # physics never reads it
-            self.env.sim.model._model.vis.quality.offsamples = 0
-            self._renderers[width, height] = mujoco.Renderer(self.env.sim.model._model, height, width)
-        renderer = self._renderers[width, height]
+            self._renderers[width, height] = offscreen_renderer(model, width, height)
         # robosuite's collision geoms are group 0 (drawn over the visual meshes they show a green Panda
         # with white patches); its own renderer hides them and shows the visual meshes (group 1)
         visual = mujoco.MjvOption()
         visual.geomgroup[0] = 0
-        renderer.update_scene(self.env.sim.data._data, camera=camera, scene_option=visual)
-        # software rendering: shadows cost 4x and the floor's mirror image ~1.2-2x, the scene is the same
-        renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
-        renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
-        return renderer.render()
+        return render_frame(self._renderers[width, height], self.env.sim.data._data, camera, visual)
 
     def close(self) -> None:
         for renderer in self._renderers.values():
